@@ -1,0 +1,149 @@
+// Package store defines the mailbox store the host keeps in step with a
+// directory. A vendor who embeds the host can hand it their own Store; the
+// SQLite one in store/sqlite ships with dirsync, and every Store must pass the
+// shared suite in store/storetest.
+package store
+
+import (
+	"context"
+	"errors"
+	"time"
+
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Errors a Store returns; wrap them with context, test them with errors.Is.
+var (
+	ErrNotFound = errors.New("not found")
+	ErrExists   = errors.New("already exists")
+)
+
+// Mailbox is a mailbox with its aliases and gateway groups. Source is
+// sdk.SourceLDAP or sdk.SourceManual; DirID and DN are set for LDAP ones.
+type Mailbox = sdk.Mailbox
+
+// Group is a gateway group. Groups are made by an operator (source manual);
+// a sync never creates one.
+type Group struct {
+	Name   string
+	Source string
+}
+
+// Snapshot is the state of one domain that a sync compares with the
+// directory: every mailbox of the domain (all sources) with aliases and
+// groups, and every gateway group. Mailboxes are sorted by primary address,
+// aliases and groups by name.
+type Snapshot struct {
+	Domain    string
+	Mailboxes []Mailbox
+	Groups    []Group
+	// Owners maps every address (primary or alias) in the store that lies in
+	// the domain or one of the alias domains given to Snapshot, to the id of
+	// the mailbox that owns it — including mailboxes of other domains.
+	Owners map[string]int64
+	// Foreign holds the mailboxes of other domains named in Owners.
+	Foreign map[int64]Mailbox
+}
+
+// Change is one change to apply. Creates carry the new mailbox in After
+// (with its groups); updates and adopts carry Before and After (After.ID
+// names the mailbox); deletes carry Before; membership changes carry the
+// mailbox in Before (or, for a mailbox created in the same Apply, in After
+// with ID 0 and its DirID) and the group in Group.
+type Change = sdk.Change
+
+// Counts sums up a run.
+type Counts struct {
+	Created        int `json:"created"`
+	Updated        int `json:"updated"`
+	Deleted        int `json:"deleted"`
+	Adopted        int `json:"adopted"`
+	MembersAdded   int `json:"memberships_added"`
+	MembersRemoved int `json:"memberships_removed"`
+	Skipped        int `json:"skipped"`
+	Unmatched      int `json:"unmatched_groups"`
+	Conflicts      int `json:"conflicts"`
+	Vetoed         int `json:"vetoed"`
+	Entries        int `json:"entries"`
+}
+
+// Run outcomes.
+const (
+	OutcomeOK      = "ok"
+	OutcomeFailed  = "failed"
+	OutcomeStopped = "stopped" // the guard stopped it (S2)
+)
+
+// Run is the record of one sync run (S5).
+type Run struct {
+	ID      int64     `json:"id"`
+	Domain  string    `json:"domain"`
+	Started time.Time `json:"started"`
+	Ended   time.Time `json:"ended"`
+	Outcome string    `json:"outcome"`
+	Error   string    `json:"error,omitempty"`
+	Server  string    `json:"server,omitempty"`
+	Counts  Counts    `json:"counts"`
+	// Changes is the per-object list of what the run changed.
+	Changes []RunChange `json:"changes,omitempty"`
+}
+
+// RunChange is one applied change as a run record keeps it: the object and
+// its state before and after.
+type RunChange struct {
+	Kind    string       `json:"kind"`
+	Address string       `json:"address"`
+	Group   string       `json:"group,omitempty"`
+	Before  *MailboxView `json:"before,omitempty"`
+	After   *MailboxView `json:"after,omitempty"`
+}
+
+// MailboxView is the part of a mailbox a run record keeps.
+type MailboxView struct {
+	Primary     string   `json:"primary"`
+	Aliases     []string `json:"aliases,omitempty"`
+	DisplayName string   `json:"display_name,omitempty"`
+	Kind        string   `json:"kind"`
+	DN          string   `json:"dn,omitempty"`
+	Groups      []string `json:"groups,omitempty"`
+}
+
+// Store holds domains, mailboxes, aliases, groups, memberships and runs.
+// Every method is safe for concurrent use.
+type Store interface {
+	// EnsureDomain creates the domain if it does not exist.
+	EnsureDomain(ctx context.Context, domain string) error
+	// Snapshot reads the current state of a domain. aliasDomains are the
+	// domain's alias domains, whose addresses Owners also covers.
+	Snapshot(ctx context.Context, domain string, aliasDomains []string) (*Snapshot, error)
+	// Apply makes all changes and records run, in one transaction (S3): all
+	// of it lands or none. It fills run.ID.
+	Apply(ctx context.Context, domain string, changes []Change, run *Run) error
+	// RecordRun records a run that changed nothing (failed or stopped).
+	RecordRun(ctx context.Context, run *Run) error
+	// Runs lists a domain's runs, newest first, with their changes.
+	Runs(ctx context.Context, domain string) ([]Run, error)
+
+	// AddGroup creates a gateway group (ErrExists if it does).
+	AddGroup(ctx context.Context, domain, name string) error
+	// RemoveGroup deletes a gateway group and its memberships.
+	RemoveGroup(ctx context.Context, domain, name string) error
+	// Groups lists a domain's gateway groups sorted by name.
+	Groups(ctx context.Context, domain string) ([]Group, error)
+	// Assign adds the mailbox owning address to group, by hand.
+	Assign(ctx context.Context, domain, group, address string) error
+	// Unassign removes the mailbox owning address from group.
+	Unassign(ctx context.Context, domain, group, address string) error
+
+	// AddMailbox creates a hand-made (source manual) mailbox.
+	AddMailbox(ctx context.Context, domain string, m Mailbox) (int64, error)
+	// RemoveMailbox deletes the mailbox whose primary address is address.
+	RemoveMailbox(ctx context.Context, domain, address string) error
+	// Mailboxes lists a domain's mailboxes sorted by primary address.
+	Mailboxes(ctx context.Context, domain string) ([]Mailbox, error)
+	// Resolve returns the primary address that address belongs to
+	// (ErrNotFound if none).
+	Resolve(ctx context.Context, address string) (string, error)
+
+	Close() error
+}

@@ -1,0 +1,256 @@
+// Package sdk is what a sync-policy author imports: the types that cross the
+// policy ABI, the Policy interface with its stages, and Register/Main, which
+// serve one Policy from a WebAssembly reactor module.
+//
+// A policy never talks to the directory or the store. The host reads the
+// directory, hands the policy normalized entries, proposes changes and applies
+// the policy's decisions after checking them (design rules S1–S5).
+package sdk
+
+import "strconv"
+
+// ABI version spoken by this package. A host refuses a module whose major
+// version differs from its own; a higher minor version only adds fields.
+const (
+	ABIMajor = 1
+	ABIMinor = 0
+)
+
+// Policy is a sync policy: the rules that decide which directory entries
+// count, what they become, and which proposed changes may happen.
+//
+// Implementations must be deterministic: the same request gives the same
+// response, whatever runtime (builtin, wasm, process) serves them.
+type Policy interface {
+	// Info names the policy and the directory attributes it reads.
+	Info() Info
+	// Configure receives the [policy.config] table of the manifest once,
+	// before any other stage. An error refuses the policy at load time.
+	Configure(config map[string]any) error
+	// Filter validates and normalizes an RFC 4515 filter. A broken filter
+	// is reported as a *FilterError.
+	Filter(FilterRequest) (FilterResponse, error)
+	// Map turns each entry into exactly one Intent, in order.
+	Map(MapRequest) (MapResponse, error)
+	// Reconcile decides on the host's proposed changes. Changes without a
+	// Decision are accepted as proposed.
+	Reconcile(ReconcileRequest) (ReconcileResponse, error)
+}
+
+// Info describes a policy.
+type Info struct {
+	Name    string
+	Version string
+	// ABIMajor and ABIMinor are the ABI version the policy was built with.
+	ABIMajor, ABIMinor uint32
+	// Attributes are the directory attributes the policy reads (lower case).
+	// The host fetches these and nothing more, plus the stable-id attributes.
+	Attributes []string
+}
+
+// FilterRequest asks a policy to check the domain's filter.
+type FilterRequest struct {
+	Filter string
+}
+
+// FilterResponse carries the normalized filter the host sends to the directory.
+type FilterResponse struct {
+	Filter string
+}
+
+// FilterError reports a filter that breaks RFC 4515 or the policy's rules.
+type FilterError struct {
+	// Position is the 0-based byte offset in the filter where the problem is.
+	Position int
+	Reason   string
+}
+
+func (e *FilterError) Error() string {
+	return "invalid filter at position " + strconv.Itoa(e.Position) + ": " + e.Reason
+}
+
+// Domain is the gateway domain a run is for, as the policy sees it.
+type Domain struct {
+	Name         string
+	AliasDomains []string
+	// Groups are the names of the gateway groups that exist in the domain.
+	// A sync never creates groups (R4): a directory group maps to one of
+	// these or to none.
+	Groups []string
+}
+
+// Entry is one directory entry, normalized by the host.
+type Entry struct {
+	// ID is the entry's stable id: AD objectGUID (as a GUID string),
+	// OpenLDAP entryUUID, or the DN when neither exists.
+	ID string
+	DN string
+	// Attributes maps lower-case attribute names to their values. Binary
+	// values (objectGUID, objectSid, …) are base64.
+	Attributes map[string][]string
+}
+
+// Get returns the first value of a (lower-case) attribute, or "".
+func (e *Entry) Get(name string) string {
+	if v := e.Attributes[name]; len(v) > 0 {
+		return v[0]
+	}
+	return ""
+}
+
+// MapRequest carries a batch of entries of one domain.
+type MapRequest struct {
+	Domain  Domain
+	Entries []Entry
+}
+
+// MapResponse has one Intent per entry of the request, in the same order.
+type MapResponse struct {
+	Intents []Intent
+}
+
+// IntentKind says what an entry becomes.
+type IntentKind int32
+
+const (
+	IntentSkip    IntentKind = 0 // the entry is left out; Reason says why
+	IntentMailbox IntentKind = 1
+	IntentGroup   IntentKind = 2
+)
+
+// Mailbox kinds.
+const (
+	KindUser         = "user"
+	KindPublicFolder = "public_folder"
+)
+
+// Intent is what a policy makes of one entry.
+type Intent struct {
+	Kind   IntentKind
+	Reason string // why an entry is skipped
+	// Mailbox is set when Kind is IntentMailbox.
+	Mailbox *MailboxIntent
+	// Group is set when Kind is IntentGroup.
+	Group *GroupIntent
+	// Skipped lists addresses of the entry that were not kept, with reasons.
+	Skipped []SkippedAddress
+}
+
+// MailboxIntent is the mailbox a user or public-folder entry becomes.
+type MailboxIntent struct {
+	Kind        string // KindUser or KindPublicFolder
+	Primary     string // lower case
+	Aliases     []string
+	DisplayName string
+	// MemberOf holds the DNs of the groups the entry names in memberOf.
+	MemberOf []string
+}
+
+// GroupIntent is a directory group.
+type GroupIntent struct {
+	// Name is the group's name in the directory.
+	Name string
+	// Target is the gateway group (one of Domain.Groups) it fills, or "" when
+	// no gateway group matches: the group is then reported as unmatched.
+	Target string
+	// Members holds the DNs of the group's members.
+	Members []string
+}
+
+// SkippedAddress is an address that was not kept, and why.
+type SkippedAddress struct {
+	Address string
+	Reason  string
+}
+
+// ChangeKind is the kind of a proposed change.
+type ChangeKind int32
+
+const (
+	ChangeCreate       ChangeKind = 1 // create a mailbox (with its groups)
+	ChangeUpdate       ChangeKind = 2 // change a mailbox's addresses, name or kind
+	ChangeDelete       ChangeKind = 3 // delete a mailbox
+	ChangeAddMember    ChangeKind = 4 // add a mailbox to a gateway group
+	ChangeRemoveMember ChangeKind = 5 // remove a mailbox from a gateway group
+	ChangeAdopt        ChangeKind = 6 // make an existing mailbox of another source an LDAP one
+)
+
+var changeKindNames = [...]string{"", "create", "update", "delete", "add_member", "remove_member", "adopt"}
+
+func (k ChangeKind) String() string {
+	if k > 0 && int(k) < len(changeKindNames) {
+		return changeKindNames[k]
+	}
+	return "unknown(" + strconv.Itoa(int(k)) + ")"
+}
+
+// Mailbox sources.
+const (
+	SourceLDAP   = "ldap"
+	SourceManual = "manual"
+)
+
+// Mailbox is a mailbox as the store holds it, or as a change would leave it.
+type Mailbox struct {
+	ID          int64 // store id; 0 for a mailbox not yet created
+	DirID       string
+	DN          string
+	Kind        string
+	Primary     string
+	Aliases     []string
+	DisplayName string
+	Source      string
+	Groups      []string
+}
+
+// Change is one change the host proposes.
+type Change struct {
+	Kind ChangeKind
+	// Before is the mailbox as stored (nil for create); After as the change
+	// leaves it (nil for delete). For membership changes both name the mailbox.
+	Before, After *Mailbox
+	// Group is the gateway group of a membership change.
+	Group string
+	// Conflicts lists addresses of After that already belong to a mailbox
+	// of another source (R10).
+	Conflicts []Conflict
+}
+
+// Conflict is an address a change wants that another mailbox owns.
+type Conflict struct {
+	Address   string
+	MailboxID int64
+	Primary   string
+	Source    string
+}
+
+// ReconcileRequest carries the proposed changes of one run.
+type ReconcileRequest struct {
+	Domain  Domain
+	Changes []Change
+	// LDAPMailboxes is how many mailboxes of the domain an earlier sync made.
+	LDAPMailboxes int
+}
+
+// Action is a policy's decision on one change.
+type Action int32
+
+const (
+	Accept  Action = 0
+	Veto    Action = 1 // the change does not happen; Reason says why
+	Replace Action = 2 // Replacement happens instead
+)
+
+// Decision is a policy's verdict on Changes[Index].
+type Decision struct {
+	Index       int
+	Action      Action
+	Reason      string
+	Replacement *Change
+}
+
+// ReconcileResponse lists decisions for the changes that are not accepted as
+// proposed.
+type ReconcileResponse struct {
+	Decisions []Decision
+}
