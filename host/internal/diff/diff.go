@@ -1,0 +1,364 @@
+// Package diff compares what a policy made of the directory (one intent per
+// entry) with the store's state of a domain, and proposes the changes that
+// bring the store in step: create, update, delete, add and remove
+// memberships. It touches only mailboxes that an LDAP sync of the domain
+// made (R5, R6); everything else is read, never changed.
+package diff
+
+import (
+	"slices"
+	"sort"
+	"strings"
+
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Ref names the directory entry behind an intent.
+type Ref struct {
+	ID string
+	DN string
+}
+
+// Skip is an entry, or one address of an entry, left out, and why.
+type Skip struct {
+	DN      string `json:"dn"`
+	Address string `json:"address,omitempty"`
+	Reason  string `json:"reason"`
+}
+
+// Group is a directory group and the gateway group it fills.
+type Group struct {
+	Name    string `json:"name"`
+	DN      string `json:"dn"`
+	Target  string `json:"target,omitempty"`
+	Members int    `json:"members"`
+}
+
+// Result is the outcome of a diff.
+type Result struct {
+	// Mailboxes are the valid users and public folders, as they would be
+	// after the run (before reconcile), sorted by primary address.
+	Mailboxes []sdk.Mailbox
+	// Groups are the matched directory groups; Unmatched the names of the
+	// groups no gateway group matches (R4).
+	Groups    []Group
+	Unmatched []string
+	Skipped   []Skip
+	// Changes are the proposed changes, in a stable order.
+	Changes []sdk.Change
+}
+
+// NormDN puts a DN in a form that compares equal for equal DNs: lower case,
+// no blanks around separators. It is cheap enough for every member value.
+func NormDN(dn string) string {
+	clean := true
+	for i := 0; i < len(dn); i++ {
+		c := dn[i]
+		if c >= 'A' && c <= 'Z' || c == ' ' || c >= 0x80 {
+			clean = false
+			break
+		}
+	}
+	if clean {
+		return dn
+	}
+	var b strings.Builder
+	b.Grow(len(dn))
+	lower := strings.ToLower(dn)
+	for i := 0; i < len(lower); i++ {
+		c := lower[i]
+		if c == ' ' {
+			// Drop blanks next to ',', '=' and '+', and at either end.
+			prev := byte(',')
+			if b.Len() > 0 {
+				prev = b.String()[b.Len()-1]
+			}
+			j := i
+			for j < len(lower) && lower[j] == ' ' {
+				j++
+			}
+			next := byte(',')
+			if j < len(lower) {
+				next = lower[j]
+			}
+			if isSep(prev) || isSep(next) {
+				i = j - 1
+				continue
+			}
+		}
+		b.WriteByte(c)
+	}
+	return b.String()
+}
+
+func isSep(c byte) bool { return c == ',' || c == '=' || c == '+' }
+
+// Compute proposes the changes. refs and intents are parallel; domain.Groups
+// must hold the snapshot's gateway groups.
+func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Snapshot) *Result {
+	res := &Result{}
+
+	// Desired mailboxes, and directory groups by DN.
+	type want struct {
+		ref    Ref
+		intent *sdk.MailboxIntent
+		addrs  []string // primary first
+		groups map[string]bool
+	}
+	var wants []*want
+	byDN := map[string]*want{}
+	type dgroup struct {
+		ref    Ref
+		intent *sdk.GroupIntent
+	}
+	groupByDN := map[string]dgroup{}
+	unmatched := map[string]bool{}
+	for i := range intents {
+		it := &intents[i]
+		ref := refs[i]
+		for _, s := range it.Skipped {
+			res.Skipped = append(res.Skipped, Skip{DN: ref.DN, Address: s.Address, Reason: s.Reason})
+		}
+		switch it.Kind {
+		case sdk.IntentMailbox:
+			if it.Mailbox == nil || it.Mailbox.Primary == "" {
+				res.Skipped = append(res.Skipped, Skip{DN: ref.DN, Reason: "policy gave a mailbox without a primary address"})
+				continue
+			}
+			w := &want{ref: ref, intent: it.Mailbox, groups: map[string]bool{}}
+			w.addrs = append(w.addrs, it.Mailbox.Primary)
+			for _, a := range it.Mailbox.Aliases {
+				if a != it.Mailbox.Primary {
+					w.addrs = append(w.addrs, a)
+				}
+			}
+			wants = append(wants, w)
+			byDN[NormDN(ref.DN)] = w
+		case sdk.IntentGroup:
+			if it.Group == nil {
+				continue
+			}
+			if it.Group.Target == "" {
+				unmatched[it.Group.Name] = true
+				continue
+			}
+			groupByDN[NormDN(ref.DN)] = dgroup{ref, it.Group}
+		default:
+			reason := it.Reason
+			if reason == "" {
+				reason = "skipped by the policy"
+			}
+			res.Skipped = append(res.Skipped, Skip{DN: ref.DN, Reason: reason})
+		}
+	}
+
+	// Memberships: a group's member values and a mailbox's memberOf values.
+	for _, g := range groupByDN {
+		for _, m := range g.intent.Members {
+			if w := byDN[NormDN(m)]; w != nil {
+				w.groups[g.intent.Target] = true
+			}
+		}
+		res.Groups = append(res.Groups, Group{Name: g.intent.Name, DN: g.ref.DN, Target: g.intent.Target})
+	}
+	for _, w := range wants {
+		for _, dn := range w.intent.MemberOf {
+			if g, ok := groupByDN[NormDN(dn)]; ok {
+				w.groups[g.intent.Target] = true
+			}
+		}
+	}
+	// Count members per group once both sources are in.
+	count := map[string]int{}
+	for _, w := range wants {
+		for g := range w.groups {
+			count[g]++
+		}
+	}
+	for i := range res.Groups {
+		res.Groups[i].Members = count[res.Groups[i].Target]
+	}
+	sort.Slice(res.Groups, func(i, j int) bool {
+		if res.Groups[i].Name != res.Groups[j].Name {
+			return res.Groups[i].Name < res.Groups[j].Name
+		}
+		return res.Groups[i].DN < res.Groups[j].DN
+	})
+	for n := range unmatched {
+		res.Unmatched = append(res.Unmatched, n)
+	}
+	sort.Strings(res.Unmatched)
+
+	// Existing LDAP mailboxes of the domain by directory id.
+	existing := map[string]*sdk.Mailbox{}
+	byID := make(map[int64]*sdk.Mailbox, len(snap.Mailboxes)+len(snap.Foreign))
+	for id, m := range snap.Foreign {
+		byID[id] = &m
+	}
+	for i := range snap.Mailboxes {
+		m := &snap.Mailboxes[i]
+		byID[m.ID] = m
+		if m.Source == sdk.SourceLDAP && m.DirID != "" {
+			existing[m.DirID] = m
+		}
+	}
+
+	// One owner per address (R7), deterministic and stable across runs:
+	// the entry whose mailbox already owns it, else the smallest id.
+	sort.Slice(wants, func(i, j int) bool { return wants[i].ref.ID < wants[j].ref.ID })
+	claim := map[string]*want{}
+	for _, w := range wants {
+		m := existing[w.ref.ID]
+		if m == nil {
+			continue
+		}
+		for _, a := range w.addrs {
+			if snap.Owners[a] == m.ID {
+				claim[a] = w
+			}
+		}
+	}
+	for _, w := range wants {
+		for _, a := range w.addrs {
+			if _, ok := claim[a]; !ok {
+				claim[a] = w
+			}
+		}
+	}
+	kept := wants[:0]
+	seenID := map[string]bool{}
+	for _, w := range wants {
+		if seenID[w.ref.ID] {
+			res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Reason: "another entry has the same directory id " + w.ref.ID})
+			continue
+		}
+		seenID[w.ref.ID] = true
+		if owner := claim[w.addrs[0]]; owner != w {
+			res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: w.addrs[0],
+				Reason: "primary address also claimed by " + owner.ref.DN})
+			continue
+		}
+		addrs := w.addrs[:1]
+		for _, a := range w.addrs[1:] {
+			if owner := claim[a]; owner != w {
+				res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: a, Reason: "alias also claimed by " + owner.ref.DN})
+				continue
+			}
+			addrs = append(addrs, a)
+		}
+		w.addrs = addrs
+		kept = append(kept, w)
+	}
+	wants = kept
+
+	// Compare.
+	matched := map[int64]bool{}
+	for _, w := range wants {
+		after := sdk.Mailbox{
+			DirID:       w.ref.ID,
+			DN:          w.ref.DN,
+			Kind:        w.intent.Kind,
+			Primary:     w.addrs[0],
+			Aliases:     sortedCopy(w.addrs[1:]),
+			DisplayName: w.intent.DisplayName,
+			Source:      sdk.SourceLDAP,
+			Groups:      sortedKeys(w.groups),
+		}
+		if after.Kind == "" {
+			after.Kind = sdk.KindUser
+		}
+		conflicts := func(own int64) []sdk.Conflict {
+			var cs []sdk.Conflict
+			for _, a := range w.addrs {
+				id, ok := snap.Owners[a]
+				if !ok || id == own {
+					continue
+				}
+				if o := byID[id]; o != nil && (o.Source != sdk.SourceLDAP || foreign(snap, id)) {
+					cs = append(cs, sdk.Conflict{Address: a, MailboxID: id, Primary: o.Primary, Source: sourceName(snap, id, o)})
+				}
+			}
+			return cs
+		}
+		m := existing[w.ref.ID]
+		if m == nil {
+			res.Mailboxes = append(res.Mailboxes, after)
+			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeCreate, After: clone(after), Conflicts: conflicts(0)})
+			continue
+		}
+		matched[m.ID] = true
+		after.ID = m.ID
+		res.Mailboxes = append(res.Mailboxes, after)
+		if after.Primary != m.Primary || after.DN != m.DN || after.Kind != m.Kind ||
+			after.DisplayName != m.DisplayName || !slices.Equal(after.Aliases, m.Aliases) {
+			upd := after
+			upd.Groups = m.Groups
+			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeUpdate, Before: clone(*m), After: clone(upd), Conflicts: conflicts(m.ID)})
+		}
+		have := map[string]bool{}
+		for _, g := range m.Groups {
+			have[g] = true
+			if !w.groups[g] { // R5: the directory is authoritative
+				res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeRemoveMember, Before: clone(*m), After: clone(after), Group: g})
+			}
+		}
+		for _, g := range after.Groups {
+			if !have[g] {
+				res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeAddMember, Before: clone(*m), After: clone(after), Group: g})
+			}
+		}
+	}
+	for i := range snap.Mailboxes {
+		m := &snap.Mailboxes[i]
+		if m.Source == sdk.SourceLDAP && !matched[m.ID] {
+			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeDelete, Before: clone(*m)})
+		}
+	}
+	sort.Slice(res.Mailboxes, func(i, j int) bool { return res.Mailboxes[i].Primary < res.Mailboxes[j].Primary })
+	sort.SliceStable(res.Changes, func(i, j int) bool { return changeKey(&res.Changes[i]) < changeKey(&res.Changes[j]) })
+	return res
+}
+
+func changeKey(c *sdk.Change) string {
+	m := c.After
+	if m == nil {
+		m = c.Before
+	}
+	return m.Primary + "\x00" + c.Kind.String() + "\x00" + c.Group
+}
+
+func foreign(snap *store.Snapshot, id int64) bool {
+	_, ok := snap.Foreign[id]
+	return ok
+}
+
+func sourceName(snap *store.Snapshot, id int64, m *sdk.Mailbox) string {
+	if foreign(snap, id) {
+		return m.Source + " (another domain)"
+	}
+	return m.Source
+}
+
+func clone(m sdk.Mailbox) *sdk.Mailbox { return &m }
+
+func sortedCopy(s []string) []string {
+	if len(s) == 0 {
+		return nil
+	}
+	out := slices.Clone(s)
+	sort.Strings(out)
+	return out
+}
+
+func sortedKeys(m map[string]bool) []string {
+	if len(m) == 0 {
+		return nil
+	}
+	out := make([]string, 0, len(m))
+	for k := range m {
+		out = append(out, k)
+	}
+	sort.Strings(out)
+	return out
+}

@@ -1,0 +1,286 @@
+// Package guard holds the host's guarantees that no policy can bend: a
+// policy's decisions touch only its own domain and only what the rules let
+// it touch (S4), and a run that would delete too much stops before writing
+// (S2).
+package guard
+
+import (
+	"fmt"
+	"strings"
+
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Limits are the deletion limits of S2.
+type Limits struct {
+	MaxDeletes       int
+	MaxDeletePercent float64
+	PercentFloor     int
+}
+
+// StopError is a run the deletion guard stopped.
+type StopError struct {
+	Deletes int
+	Total   int
+	Reason  string
+}
+
+func (e *StopError) Error() string {
+	return fmt.Sprintf("stopped before writing: the run would delete %d of %d LDAP mailboxes (%s); nothing was changed — check the directory and the filter, then confirm this one run with --confirm-deletes",
+		e.Deletes, e.Total, e.Reason)
+}
+
+// Deletes applies S2 to a run that would delete n of the domain's total LDAP
+// mailboxes while the directory yielded mailboxes valid entries.
+func Deletes(n, total, mailboxes int, l Limits) error {
+	switch {
+	case total > 0 && mailboxes == 0:
+		return &StopError{n, total, "the directory returned no valid entry"}
+	case n > l.MaxDeletes:
+		return &StopError{n, total, fmt.Sprintf("more than max_deletes = %d", l.MaxDeletes)}
+	case n > l.PercentFloor && total > 0 && float64(n)*100 > l.MaxDeletePercent*float64(total):
+		return &StopError{n, total, fmt.Sprintf("more than max_delete_percent = %g%% while deleting more than %d", l.MaxDeletePercent, l.PercentFloor)}
+	}
+	return nil
+}
+
+// Violation is a decision S4 forbids. The whole run is rejected.
+type Violation struct {
+	Policy string
+	Msg    string
+}
+
+func (v *Violation) Error() string {
+	return fmt.Sprintf("policy %q broke the host's rules (S4): %s; the run was rejected and nothing was changed", v.Policy, v.Msg)
+}
+
+// Vetoed is a proposed change a policy turned down.
+type Vetoed struct {
+	Change   sdk.Change
+	Reason   string
+	Conflict bool // the change wanted addresses of another source's mailbox (R10)
+}
+
+// Decide applies a policy's decisions to the proposed changes and checks
+// every change that would result. snap is the domain's state the changes
+// were proposed from.
+func Decide(policy string, domain sdk.Domain, snap *store.Snapshot, proposed []sdk.Change, resp sdk.ReconcileResponse) ([]sdk.Change, []Vetoed, error) {
+	bad := func(format string, args ...any) error {
+		return &Violation{Policy: policy, Msg: fmt.Sprintf(format, args...)}
+	}
+	decided := make(map[int]sdk.Decision, len(resp.Decisions))
+	for _, d := range resp.Decisions {
+		if d.Index < 0 || d.Index >= len(proposed) {
+			return nil, nil, bad("decision for change #%d, but only %d changes were proposed", d.Index, len(proposed))
+		}
+		if _, dup := decided[d.Index]; dup {
+			return nil, nil, bad("two decisions for change #%d", d.Index)
+		}
+		decided[d.Index] = d
+	}
+
+	c := checker{domain: domain, snap: snap, byID: map[int64]*sdk.Mailbox{}, groups: map[string]bool{}}
+	for i := range snap.Mailboxes {
+		c.byID[snap.Mailboxes[i].ID] = &snap.Mailboxes[i]
+	}
+	for _, g := range snap.Groups {
+		c.groups[g.Name] = true
+	}
+
+	var final []sdk.Change
+	var vetoed []Vetoed
+	for i, ch := range proposed {
+		d, ok := decided[i]
+		if !ok {
+			final = append(final, ch)
+			continue
+		}
+		switch d.Action {
+		case sdk.Accept:
+			final = append(final, ch)
+		case sdk.Veto:
+			vetoed = append(vetoed, Vetoed{Change: ch, Reason: d.Reason, Conflict: len(ch.Conflicts) > 0})
+		case sdk.Replace:
+			if d.Replacement == nil {
+				return nil, nil, bad("change #%d (%s %s) replaced by nothing", i, ch.Kind, addr(&ch))
+			}
+			r, err := c.replacement(ch, *d.Replacement)
+			if err != nil {
+				return nil, nil, bad("change #%d (%s %s): %v", i, ch.Kind, addr(&ch), err)
+			}
+			final = append(final, r)
+		default:
+			return nil, nil, bad("change #%d: unknown action %d", i, d.Action)
+		}
+	}
+	if err := c.check(final); err != nil {
+		return nil, nil, bad("%v", err)
+	}
+	return final, vetoed, nil
+}
+
+func addr(c *sdk.Change) string {
+	if c.After != nil {
+		return c.After.Primary
+	}
+	if c.Before != nil {
+		return c.Before.Primary
+	}
+	return "?"
+}
+
+type checker struct {
+	domain sdk.Domain
+	snap   *store.Snapshot
+	byID   map[int64]*sdk.Mailbox
+	groups map[string]bool
+}
+
+// replacement vets the change a policy put in place of orig. The host keeps
+// its own Before; the policy supplies only the new After (or group).
+func (c *checker) replacement(orig, r sdk.Change) (sdk.Change, error) {
+	switch {
+	case orig.Kind == sdk.ChangeCreate && r.Kind == sdk.ChangeCreate:
+		if r.After == nil {
+			return r, fmt.Errorf("a create without a mailbox")
+		}
+		a := *r.After
+		a.ID, a.Source, a.DirID = 0, sdk.SourceLDAP, orig.After.DirID
+		return sdk.Change{Kind: sdk.ChangeCreate, After: &a}, nil
+	case orig.Kind == sdk.ChangeCreate && r.Kind == sdk.ChangeAdopt:
+		if r.After == nil {
+			return r, fmt.Errorf("an adopt without a mailbox")
+		}
+		var target *sdk.Conflict
+		for i := range orig.Conflicts {
+			if orig.Conflicts[i].MailboxID == r.After.ID {
+				target = &orig.Conflicts[i]
+			}
+		}
+		m := c.byID[r.After.ID]
+		if target == nil || m == nil {
+			return r, fmt.Errorf("adopts mailbox %d, which is not a conflicting mailbox of domain %s", r.After.ID, c.domain.Name)
+		}
+		a := *r.After
+		a.Source, a.DirID, a.Groups = sdk.SourceLDAP, orig.After.DirID, orig.After.Groups
+		return sdk.Change{Kind: sdk.ChangeAdopt, Before: m, After: &a}, nil
+	case orig.Kind == sdk.ChangeUpdate && r.Kind == sdk.ChangeUpdate:
+		if r.After == nil {
+			return r, fmt.Errorf("an update without a mailbox")
+		}
+		a := *r.After
+		a.ID, a.Source, a.DirID, a.Groups = orig.Before.ID, sdk.SourceLDAP, orig.Before.DirID, orig.Before.Groups
+		return sdk.Change{Kind: sdk.ChangeUpdate, Before: orig.Before, After: &a}, nil
+	}
+	return r, fmt.Errorf("cannot be replaced by a %s", r.Kind)
+}
+
+// check verifies the final change list: own domain only, LDAP mailboxes
+// only, existing groups only, addresses in the domain and owned by nobody
+// else once the run is done.
+func (c *checker) check(changes []sdk.Change) error {
+	ldapMailbox := func(id int64, what string) (*sdk.Mailbox, error) {
+		m := c.byID[id]
+		if m == nil {
+			return nil, fmt.Errorf("%s mailbox %d, which is not in domain %s", what, id, c.domain.Name)
+		}
+		if m.Source != sdk.SourceLDAP {
+			return nil, fmt.Errorf("%s %s mailbox %s, which a sync never touches (R6)", what, m.Source, m.Primary)
+		}
+		return m, nil
+	}
+	// Addresses after the run: start from the store, release what deletes
+	// and updates drop, then take what creates, updates and adopts want.
+	owner := make(map[string]int64, len(c.snap.Owners))
+	for a, id := range c.snap.Owners {
+		owner[a] = id
+	}
+	release := func(m *sdk.Mailbox) {
+		for _, a := range append([]string{m.Primary}, m.Aliases...) {
+			if owner[a] == m.ID {
+				delete(owner, a)
+			}
+		}
+	}
+	for _, ch := range changes {
+		switch ch.Kind {
+		case sdk.ChangeDelete:
+			m, err := ldapMailbox(ch.Before.ID, "deletes")
+			if err != nil {
+				return err
+			}
+			release(m)
+		case sdk.ChangeUpdate, sdk.ChangeAdopt:
+			release(c.byID[ch.Before.ID])
+		}
+	}
+	newKey := int64(-1)
+	for _, ch := range changes {
+		var want *sdk.Mailbox
+		id := newKey
+		switch ch.Kind {
+		case sdk.ChangeCreate:
+			want = ch.After
+			newKey--
+			for _, g := range ch.After.Groups {
+				if !c.groups[g] {
+					return fmt.Errorf("creates group %q for %s: groups are never created by a sync (R4)", g, ch.After.Primary)
+				}
+			}
+		case sdk.ChangeUpdate:
+			if _, err := ldapMailbox(ch.Before.ID, "updates"); err != nil {
+				return err
+			}
+			want, id = ch.After, ch.Before.ID
+		case sdk.ChangeAdopt:
+			if c.byID[ch.Before.ID] == nil {
+				return fmt.Errorf("adopts mailbox %d, which is not in domain %s", ch.Before.ID, c.domain.Name)
+			}
+			want, id = ch.After, ch.Before.ID
+		case sdk.ChangeAddMember, sdk.ChangeRemoveMember:
+			if _, err := ldapMailbox(ch.Before.ID, "changes the groups of"); err != nil {
+				return err
+			}
+			if !c.groups[ch.Group] {
+				return fmt.Errorf("%s %s and group %q, which does not exist: groups are never created by a sync (R4)", ch.Kind, ch.Before.Primary, ch.Group)
+			}
+		case sdk.ChangeDelete:
+		default:
+			return fmt.Errorf("unknown change kind %d", ch.Kind)
+		}
+		if want == nil {
+			continue
+		}
+		if want.Primary == "" {
+			return fmt.Errorf("%s of a mailbox without a primary address", ch.Kind)
+		}
+		for _, a := range append([]string{want.Primary}, want.Aliases...) {
+			if !c.inDomain(a) {
+				return fmt.Errorf("%s %s with address %s, outside domain %s and its alias domains", ch.Kind, want.Primary, a, c.domain.Name)
+			}
+			if o, taken := owner[a]; taken && o != id {
+				return fmt.Errorf("%s %s with address %s, which belongs to another mailbox (R10)", ch.Kind, want.Primary, a)
+			}
+			owner[a] = id
+		}
+	}
+	return nil
+}
+
+func (c *checker) inDomain(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	if at < 0 {
+		return false
+	}
+	d := addr[at+1:]
+	if d == c.domain.Name {
+		return true
+	}
+	for _, a := range c.domain.AliasDomains {
+		if d == a {
+			return true
+		}
+	}
+	return false
+}

@@ -1,0 +1,98 @@
+package guard
+
+import (
+	"strings"
+	"testing"
+
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+func TestDeletes(t *testing.T) {
+	l := Limits{MaxDeletes: 500, MaxDeletePercent: 10, PercentFloor: 10}
+	for _, tc := range []struct {
+		name                string
+		n, total, mailboxes int
+		stop                string // part of the reason, "" = passes
+	}{
+		{"nothing to delete", 0, 100, 100, ""},
+		{"few deletes above percent but under floor", 10, 20, 10, ""},
+		{"above floor and percent", 11, 100, 89, "max_delete_percent"},
+		{"above floor, under percent", 11, 1000, 989, ""},
+		{"above max deletes", 501, 100000, 99499, "max_deletes"},
+		{"empty result with LDAP mailboxes", 1, 1, 0, "no valid entry"},
+		{"empty result, empty store", 0, 0, 0, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := Deletes(tc.n, tc.total, tc.mailboxes, l)
+			if tc.stop == "" {
+				if err != nil {
+					t.Fatalf("stopped: %v", err)
+				}
+				return
+			}
+			if err == nil || !strings.Contains(err.Error(), tc.stop) || !strings.Contains(err.Error(), "--confirm-deletes") {
+				t.Fatalf("err = %v, want a stop naming %q and --confirm-deletes", err, tc.stop)
+			}
+		})
+	}
+}
+
+func TestDecide(t *testing.T) {
+	dom := sdk.Domain{Name: "example.com", AliasDomains: []string{"example.org"}}
+	ldapM := sdk.Mailbox{ID: 1, DirID: "a", Primary: "a@example.com", Source: sdk.SourceLDAP, Kind: sdk.KindUser}
+	hand := sdk.Mailbox{ID: 2, Primary: "hand@example.com", Source: sdk.SourceManual, Kind: sdk.KindUser}
+	snap := &store.Snapshot{Domain: "example.com", Mailboxes: []sdk.Mailbox{ldapM, hand},
+		Groups: []store.Group{{Name: "Sales"}}, Owners: map[string]int64{"a@example.com": 1, "hand@example.com": 2}}
+	create := func(primary string, groups ...string) sdk.Change {
+		return sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{DirID: "n", Primary: primary, Source: sdk.SourceLDAP, Groups: groups}}
+	}
+	conflicting := create("hand@example.com")
+	conflicting.Conflicts = []sdk.Conflict{{Address: "hand@example.com", MailboxID: 2, Source: sdk.SourceManual}}
+
+	for _, tc := range []struct {
+		name     string
+		proposed []sdk.Change
+		resp     sdk.ReconcileResponse
+		final    int
+		vetoed   int
+		err      string
+	}{
+		{name: "accept all", proposed: []sdk.Change{create("n@example.com", "Sales"), create("n2@example.org")}, final: 2},
+		{name: "veto a conflict", proposed: []sdk.Change{conflicting},
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Veto, Reason: "conflict"}}}, vetoed: 1},
+		{name: "accepting a conflict takes over an address", proposed: []sdk.Change{conflicting}, err: "belongs to another mailbox"},
+		{name: "adopt the conflicting mailbox", proposed: []sdk.Change{conflicting}, final: 1,
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Replace,
+				Replacement: &sdk.Change{Kind: sdk.ChangeAdopt, After: &sdk.Mailbox{ID: 2, Primary: "hand@example.com"}}}}}},
+		{name: "adopt an unrelated mailbox", proposed: []sdk.Change{create("n@example.com")}, err: "not a conflicting mailbox",
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Replace,
+				Replacement: &sdk.Change{Kind: sdk.ChangeAdopt, After: &sdk.Mailbox{ID: 1, Primary: "a@example.com"}}}}}},
+		{name: "create a group", proposed: []sdk.Change{create("n@example.com", "Nope")}, err: "never created"},
+		{name: "address outside the domain", proposed: []sdk.Change{create("n@other.net")}, err: "outside domain"},
+		{name: "delete a hand-made mailbox", proposed: []sdk.Change{{Kind: sdk.ChangeDelete, Before: &hand}}, err: "never touches"},
+		{name: "delete a mailbox of another domain", proposed: []sdk.Change{{Kind: sdk.ChangeDelete, Before: &sdk.Mailbox{ID: 99, Primary: "x@other.net"}}}, err: "not in domain"},
+		{name: "membership of a hand-made mailbox", proposed: []sdk.Change{{Kind: sdk.ChangeRemoveMember, Before: &hand, Group: "Sales"}}, err: "never touches"},
+		{name: "decision out of range", proposed: []sdk.Change{create("n@example.com")}, err: "only 1 changes",
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 3, Action: sdk.Veto}}}},
+		{name: "replace a delete by a create", proposed: []sdk.Change{{Kind: sdk.ChangeDelete, Before: &ldapM}}, err: "cannot be replaced",
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Replace, Replacement: &sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{Primary: "z@example.com"}}}}}},
+		{name: "delete frees an address for a create", proposed: []sdk.Change{{Kind: sdk.ChangeDelete, Before: &ldapM}, create("a@example.com")}, final: 2},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			final, vetoed, err := Decide("test", dom, snap, tc.proposed, tc.resp)
+			if tc.err != "" {
+				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), `policy "test"`) {
+					t.Fatalf("err = %v, want one naming the policy and %q", err, tc.err)
+				}
+				return
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(final) != tc.final || len(vetoed) != tc.vetoed {
+				t.Fatalf("final %d vetoed %d, want %d and %d", len(final), len(vetoed), tc.final, tc.vetoed)
+			}
+		})
+	}
+}
