@@ -1,0 +1,707 @@
+// Package config reads dirsync.toml and the policy manifest plugin.toml.
+//
+// Reading is strict: an unknown key, a value of the wrong type or a missing
+// required key is an error that names the file, the key and its line.
+package config
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"reflect"
+	"regexp"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/BurntSushi/toml"
+)
+
+// Config is a parsed dirsync.toml.
+type Config struct {
+	// Path is the file the config was read from; relative paths in it are
+	// resolved against its folder.
+	Path    string   `toml:"-"`
+	Store   Store    `toml:"store"`
+	Plugins Plugins  `toml:"plugins"`
+	Domains []Domain `toml:"domain"`
+	// Manifest is the policy manifest named by [plugins] manifest.
+	Manifest *Manifest `toml:"-"`
+}
+
+// Store selects the mailbox store.
+type Store struct {
+	Driver string `toml:"driver"` // "sqlite"
+	DSN    string `toml:"dsn"`    // for sqlite: a file path, relative to the config
+}
+
+// Plugins locates the policy manifest and the wasm compilation cache.
+type Plugins struct {
+	Manifest string `toml:"manifest"`
+	// CacheDir holds compiled wasm modules; default: the user cache dir.
+	CacheDir string `toml:"cache_dir"`
+}
+
+// Domain is one [[domain]] table.
+type Domain struct {
+	Name         string   `toml:"name"`
+	Sync         bool     `toml:"sync"`
+	Policy       string   `toml:"policy"`
+	AliasDomains []string `toml:"alias_domains"`
+	LDAP         LDAP     `toml:"ldap"`
+	Safety       Safety   `toml:"safety"`
+}
+
+// LDAP is a domain's [domain.ldap] table.
+type LDAP struct {
+	URLs               []string `toml:"urls"`
+	BindDN             string   `toml:"bind_dn"`
+	PasswordFile       string   `toml:"password_file"`
+	PasswordEnv        string   `toml:"password_env"`
+	BaseDN             string   `toml:"base_dn"`
+	Filter             string   `toml:"filter"`
+	StartTLS           bool     `toml:"start_tls"`
+	CAFile             string   `toml:"ca_file"`
+	InsecureSkipVerify bool     `toml:"insecure_skip_verify"`
+	PageSize           int      `toml:"page_size"`
+	Timeout            Duration `toml:"timeout"`
+}
+
+// Safety holds the deletion limits of rule S2.
+type Safety struct {
+	// MaxDeletes stops a run that would delete more mailboxes (default 500).
+	MaxDeletes int `toml:"max_deletes"`
+	// MaxDeletePercent stops a run that would delete more than this share of
+	// the domain's LDAP mailboxes (default 10) ...
+	MaxDeletePercent float64 `toml:"max_delete_percent"`
+	// PercentFloor ... while deleting more than this many (default 10).
+	PercentFloor int `toml:"percent_floor"`
+}
+
+// Manifest is a parsed plugin.toml.
+type Manifest struct {
+	Path     string   `toml:"-"`
+	Policies []Policy `toml:"policy"`
+}
+
+// Policy is one [[policy]] of the manifest.
+type Policy struct {
+	Name          string         `toml:"name"`
+	Runtime       string         `toml:"runtime"` // "wasm" | "process" | "builtin"
+	Path          string         `toml:"path"`    // resolved against the manifest's folder
+	SHA256        string         `toml:"sha256"`
+	MemoryLimitMB uint32         `toml:"memory_limit_mb"`
+	Timeout       Duration       `toml:"timeout"`
+	Config        map[string]any `toml:"config"`
+}
+
+// Duration is a TOML string such as "60s".
+type Duration struct{ time.Duration }
+
+// UnmarshalText parses a Go duration string.
+func (d *Duration) UnmarshalText(b []byte) error {
+	v, err := time.ParseDuration(string(b))
+	if err != nil {
+		return fmt.Errorf("invalid duration %q (use e.g. \"30s\", \"2m\")", b)
+	}
+	d.Duration = v
+	return nil
+}
+
+// Error is a config error: the file, the line (0 if unknown), the key.
+type Error struct {
+	File string
+	Line int
+	Key  string
+	Msg  string
+}
+
+func (e *Error) Error() string {
+	var b strings.Builder
+	b.WriteString(e.File)
+	if e.Line > 0 {
+		fmt.Fprintf(&b, ":%d", e.Line)
+	}
+	if e.Key != "" {
+		fmt.Fprintf(&b, ": key %q", e.Key)
+	}
+	b.WriteString(": ")
+	b.WriteString(e.Msg)
+	return b.String()
+}
+
+// Defaults.
+const (
+	DefaultMaxDeletes       = 500
+	DefaultMaxDeletePercent = 10
+	DefaultPercentFloor     = 10
+	DefaultMemoryLimitMB    = 256
+	DefaultPolicyTimeout    = 60 * time.Second
+	DefaultLDAPTimeout      = 120 * time.Second
+	DefaultPageSize         = 1000
+)
+
+// Load reads a dirsync.toml and the manifest it names.
+func Load(path string) (*Config, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: oneLine(err.Error())}
+	}
+	cfg := &Config{Path: path}
+	if err := decodeStrict(path, data, cfg, false); err != nil {
+		return nil, err
+	}
+	if err := cfg.check(data); err != nil {
+		return nil, err
+	}
+	if cfg.Plugins.Manifest != "" {
+		mpath := cfg.Rel(cfg.Plugins.Manifest)
+		mdata, err := os.ReadFile(mpath)
+		if err != nil {
+			// Name the key that points at the missing file, not only the file.
+			return nil, &Error{File: path, Line: findLine(data, "plugins.manifest"), Key: "plugins.manifest", Msg: oneLine(err.Error())}
+		}
+		m, err := parseManifest(mpath, mdata)
+		if err != nil {
+			return nil, err
+		}
+		cfg.Manifest = m
+		for i, d := range cfg.Domains {
+			if m.Policy(d.Policy) == nil {
+				return nil, &Error{File: path, Line: findLine(data, fmt.Sprintf("domain[%d].policy", i)), Key: "domain.policy",
+					Msg: fmt.Sprintf("domain %q names policy %q, which %s does not declare", d.Name, d.Policy, m.Path)}
+			}
+		}
+	}
+	return cfg, nil
+}
+
+// LoadManifest reads a plugin.toml.
+func LoadManifest(path string) (*Manifest, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return nil, &Error{File: path, Msg: oneLine(err.Error())}
+	}
+	return parseManifest(path, data)
+}
+
+func parseManifest(path string, data []byte) (*Manifest, error) {
+	m := &Manifest{Path: path}
+	if err := decodeStrict(path, data, m, true); err != nil {
+		return nil, err
+	}
+	seen := map[string]bool{}
+	for i := range m.Policies {
+		p := &m.Policies[i]
+		at := func(key string) int { return findLine(data, fmt.Sprintf("policy[%d].%s", i, key)) }
+		if p.Name == "" {
+			return nil, &Error{File: path, Line: findLine(data, fmt.Sprintf("policy[%d]", i)), Key: "policy.name", Msg: "required key is missing"}
+		}
+		if seen[p.Name] {
+			return nil, &Error{File: path, Line: at("name"), Key: "policy.name", Msg: fmt.Sprintf("policy %q is declared twice", p.Name)}
+		}
+		seen[p.Name] = true
+		switch p.Runtime {
+		case "wasm", "process":
+			if p.Path == "" {
+				return nil, &Error{File: path, Line: findLine(data, fmt.Sprintf("policy[%d]", i)), Key: "policy.path", Msg: fmt.Sprintf("policy %q: required key is missing for runtime %q", p.Name, p.Runtime)}
+			}
+			p.Path = relTo(path, p.Path)
+		case "builtin":
+		case "":
+			return nil, &Error{File: path, Line: findLine(data, fmt.Sprintf("policy[%d]", i)), Key: "policy.runtime", Msg: fmt.Sprintf("policy %q: required key is missing (\"wasm\", \"process\" or \"builtin\")", p.Name)}
+		default:
+			return nil, &Error{File: path, Line: at("runtime"), Key: "policy.runtime", Msg: fmt.Sprintf("policy %q: unknown runtime %q (want \"wasm\", \"process\" or \"builtin\")", p.Name, p.Runtime)}
+		}
+		if p.MemoryLimitMB == 0 {
+			p.MemoryLimitMB = DefaultMemoryLimitMB
+		}
+		if p.Timeout.Duration < 0 {
+			return nil, &Error{File: path, Line: at("timeout"), Key: "policy.timeout", Msg: fmt.Sprintf("policy %q: the timeout must be positive", p.Name)}
+		}
+		if p.Timeout.Duration == 0 {
+			p.Timeout.Duration = DefaultPolicyTimeout
+		}
+	}
+	return m, nil
+}
+
+// Policy returns the named policy, or nil.
+func (m *Manifest) Policy(name string) *Policy {
+	for i := range m.Policies {
+		if m.Policies[i].Name == name {
+			return &m.Policies[i]
+		}
+	}
+	return nil
+}
+
+// Domain returns the named domain, or nil.
+func (c *Config) Domain(name string) *Domain {
+	for i := range c.Domains {
+		if c.Domains[i].Name == name {
+			return &c.Domains[i]
+		}
+	}
+	return nil
+}
+
+// Rel resolves a path of the config against the config's folder.
+func (c *Config) Rel(p string) string { return relTo(c.Path, p) }
+
+// Password reads a domain's bind password from its file or variable.
+func (c *Config) Password(d *Domain) (string, error) {
+	switch {
+	case d.LDAP.PasswordFile != "":
+		b, err := os.ReadFile(c.Rel(d.LDAP.PasswordFile))
+		if err != nil {
+			return "", fmt.Errorf("domain %q: password_file: %w", d.Name, err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case d.LDAP.PasswordEnv != "":
+		v, ok := os.LookupEnv(d.LDAP.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("domain %q: password_env: variable %s is not set", d.Name, d.LDAP.PasswordEnv)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
+var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
+
+func relTo(file, p string) string {
+	if p == "" || filepath.IsAbs(p) {
+		return p
+	}
+	return filepath.Join(filepath.Dir(file), p)
+}
+
+func (c *Config) check(data []byte) error {
+	missing := func(key, table string) error {
+		return &Error{File: c.Path, Line: findLine(data, table), Key: key, Msg: "required key is missing"}
+	}
+	switch c.Store.Driver {
+	case "sqlite":
+	case "":
+		c.Store.Driver = "sqlite"
+	default:
+		return &Error{File: c.Path, Line: findLine(data, "store.driver"), Key: "store.driver",
+			Msg: fmt.Sprintf("unknown driver %q (want \"sqlite\")", c.Store.Driver)}
+	}
+	if c.Store.DSN == "" {
+		return missing("store.dsn", "store")
+	}
+	if c.Store.Driver == "sqlite" {
+		c.Store.DSN = c.Rel(c.Store.DSN)
+	}
+	if c.Plugins.Manifest == "" {
+		return missing("plugins.manifest", "plugins")
+	}
+	if c.Plugins.CacheDir != "" {
+		c.Plugins.CacheDir = c.Rel(c.Plugins.CacheDir)
+	}
+	seen := map[string]bool{}
+	for i := range c.Domains {
+		d := &c.Domains[i]
+		tbl := fmt.Sprintf("domain[%d]", i)
+		if d.Name == "" {
+			return missing("domain.name", tbl)
+		}
+		d.Name = strings.ToLower(d.Name)
+		if seen[d.Name] {
+			return &Error{File: c.Path, Line: findLine(data, tbl+".name"), Key: "domain.name", Msg: fmt.Sprintf("domain %q is declared twice", d.Name)}
+		}
+		seen[d.Name] = true
+		for j, a := range d.AliasDomains {
+			d.AliasDomains[j] = strings.ToLower(a)
+		}
+		if d.Policy == "" {
+			return missing("domain.policy", tbl)
+		}
+		l := &d.LDAP
+		ltbl := tbl + ".ldap"
+		if len(l.URLs) == 0 {
+			return missing("domain.ldap.urls", ltbl)
+		}
+		for _, u := range l.URLs {
+			if !strings.HasPrefix(u, "ldap://") && !strings.HasPrefix(u, "ldaps://") {
+				return &Error{File: c.Path, Line: findLine(data, ltbl+".urls"), Key: "domain.ldap.urls",
+					Msg: fmt.Sprintf("%q is not an ldap:// or ldaps:// URL", u)}
+			}
+		}
+		if l.BaseDN == "" {
+			return missing("domain.ldap.base_dn", ltbl)
+		}
+		if l.PasswordFile != "" && l.PasswordEnv != "" {
+			return &Error{File: c.Path, Line: findLine(data, ltbl+".password_env"), Key: "domain.ldap.password_env",
+				Msg: "set password_file or password_env, not both"}
+		}
+		if l.PasswordEnv != "" && !envNameRE.MatchString(l.PasswordEnv) {
+			// Not echoed: a password pasted here by mistake must not be logged.
+			return &Error{File: c.Path, Line: findLine(data, ltbl+".password_env"), Key: "domain.ldap.password_env",
+				Msg: "must name an environment variable (letters, digits and _), not hold the password"}
+		}
+		if l.PageSize < 0 {
+			return &Error{File: c.Path, Line: findLine(data, ltbl+".page_size"), Key: "domain.ldap.page_size", Msg: "must be positive"}
+		}
+		if l.PageSize == 0 {
+			l.PageSize = DefaultPageSize
+		}
+		if l.Timeout.Duration < 0 {
+			return &Error{File: c.Path, Line: findLine(data, ltbl+".timeout"), Key: "domain.ldap.timeout", Msg: "must be positive"}
+		}
+		if l.Timeout.Duration == 0 {
+			l.Timeout.Duration = DefaultLDAPTimeout
+		}
+		s := &d.Safety
+		if s.MaxDeletes == 0 {
+			s.MaxDeletes = DefaultMaxDeletes
+		}
+		if s.MaxDeletePercent == 0 {
+			s.MaxDeletePercent = DefaultMaxDeletePercent
+		}
+		if s.PercentFloor == 0 {
+			s.PercentFloor = DefaultPercentFloor
+		}
+		bad := func(key, msg string) error {
+			return &Error{File: c.Path, Line: findLine(data, tbl+".safety."+key), Key: "domain.safety." + key, Msg: msg}
+		}
+		switch {
+		case s.MaxDeletes < 0:
+			return bad("max_deletes", "must be positive")
+		case s.MaxDeletePercent < 0 || s.MaxDeletePercent > 100:
+			return bad("max_delete_percent", "must be between 0 and 100")
+		case s.PercentFloor < 0:
+			return bad("percent_floor", "must be positive")
+		}
+	}
+	return nil
+}
+
+// decodeStrict decodes data into v and refuses keys v does not know. The
+// keys under [policy.config] of a manifest belong to the plugin, which
+// checks them; they are refused nowhere else.
+func decodeStrict(path string, data []byte, v any, manifest bool) error {
+	s := string(data)
+	// A syntax error shows when decoding into a generic map; anything that
+	// fails after that is a value that does not fit the type of its key.
+	var raw map[string]any
+	if _, err := toml.Decode(s, &raw); err != nil {
+		return syntaxError(path, data, err)
+	}
+	md, err := toml.Decode(s, v)
+	if err != nil {
+		return typeError(path, data, v, err)
+	}
+	for _, k := range md.Undecoded() {
+		if manifest && len(k) >= 2 && k[0] == "policy" && k[1] == "config" {
+			continue
+		}
+		return &Error{File: path, Line: findKeyLine(data, k), Key: strings.Join(k, "."), Msg: "unknown key"}
+	}
+	return nil
+}
+
+// syntaxError turns a TOML parse error into an *Error. The parser's last
+// key is kept only when it is set on the line of the error: otherwise it
+// is the key before the mistake and would point at the wrong thing.
+func syntaxError(path string, data []byte, err error) error {
+	var pe toml.ParseError
+	if !errors.As(err, &pe) {
+		return &Error{File: path, Msg: oneLine(strings.TrimPrefix(err.Error(), "toml: "))}
+	}
+	e := &Error{File: path, Line: pe.Position.Line, Msg: oneLine(pe.Message)}
+	if pe.LastKey != "" && e.Line > 0 {
+		for _, en := range scanKeys(data) {
+			if en.line == e.Line && stripIndex(en.key) == pe.LastKey {
+				e.Key = pe.LastKey
+				break
+			}
+		}
+	}
+	return e
+}
+
+var lastKeyRE = regexp.MustCompile(`^toml: (?:line \d+ )?\(last key ("(?:[^"\\]|\\.)*")\): `)
+
+// typeError turns an error of the decoding step (a value of the wrong type,
+// an invalid duration) into an *Error. The toml package reports the line of
+// the last table of an array that sets the key, not of the one that failed,
+// so the line is found here: the element that fails is decoded again alone.
+func typeError(path string, data []byte, v any, err error) error {
+	var key, msg string
+	var pe toml.ParseError
+	if errors.As(err, &pe) {
+		key, msg = pe.LastKey, pe.Message
+	} else {
+		msg = err.Error()
+		if m := lastKeyRE.FindStringSubmatch(msg); m != nil {
+			key, _ = strconv.Unquote(m[1])
+			msg = msg[len(m[0]):]
+		} else {
+			msg = strings.TrimPrefix(msg, "toml: ")
+		}
+	}
+	return &Error{File: path, Line: locate(data, v, key), Key: key, Msg: oneLine(msg)}
+}
+
+// locate returns the line of key, which failed to decode into v. When the
+// key lives in an array of tables ([[domain]], [[policy]]) the element that
+// fails is found by decoding each element on its own.
+func locate(data []byte, v any, key string) int {
+	if key == "" {
+		return 0
+	}
+	first, rest, _ := strings.Cut(key, ".")
+	t := reflect.TypeOf(v)
+	for t.Kind() == reflect.Pointer {
+		t = t.Elem()
+	}
+	if t.Kind() != reflect.Struct || rest == "" {
+		return findLine(data, key)
+	}
+	var elem reflect.Type
+	for i := 0; i < t.NumField(); i++ {
+		f := t.Field(i)
+		if name, _, _ := strings.Cut(f.Tag.Get("toml"), ","); name == first && f.Type.Kind() == reflect.Slice {
+			elem = f.Type.Elem()
+		}
+	}
+	if elem == nil || elem.Kind() != reflect.Struct {
+		return findLine(data, key)
+	}
+	var top map[string]toml.Primitive
+	md, err := toml.Decode(string(data), &top)
+	if err != nil {
+		return findLine(data, key)
+	}
+	var elems []toml.Primitive
+	if err := md.PrimitiveDecode(top[first], &elems); err != nil {
+		return findLine(data, key)
+	}
+	for i, p := range elems {
+		if md.PrimitiveDecode(p, reflect.New(elem).Interface()) != nil {
+			return findLine(data, fmt.Sprintf("%s[%d].%s", first, i, rest))
+		}
+	}
+	return findLine(data, key)
+}
+
+func oneLine(s string) string {
+	return strings.Join(strings.Fields(s), " ")
+}
+
+// keyLine is a header or an assignment of a TOML file, with its full dotted
+// name; elements of arrays of tables carry their index: "domain[1].ldap.urls".
+type keyLine struct {
+	line int
+	key  string
+}
+
+// scanKeys lists the headers and assignments of a TOML file in order. It
+// skips comments and the inside of values that span lines (arrays, inline
+// tables, multi-line strings), so a line there is never taken for a key.
+func scanKeys(data []byte) []keyLine {
+	var out []keyLine
+	counts := map[string]int{} // array of tables (indexed path) -> elements seen
+	cur := ""                  // indexed name of the current table
+	depth, delim := 0, ""      // state of a value that spans lines
+	for n, raw := range strings.Split(string(data), "\n") {
+		n++
+		line := strings.TrimSpace(raw)
+		if delim != "" || depth > 0 {
+			depth, delim = scanValue(line, depth, delim)
+			continue
+		}
+		if line == "" || line[0] == '#' {
+			continue
+		}
+		if line[0] == '[' {
+			array := strings.HasPrefix(line, "[[")
+			parts, ok := splitKey(strings.TrimLeft(line, "["), ']')
+			if !ok {
+				continue
+			}
+			cur = ""
+			for i, p := range parts {
+				if cur != "" {
+					cur += "."
+				}
+				cur += p
+				if i == len(parts)-1 && array {
+					counts[cur]++
+				}
+				if c, ok := counts[cur]; ok {
+					cur += fmt.Sprintf("[%d]", c-1)
+				}
+			}
+			out = append(out, keyLine{n, cur})
+			continue
+		}
+		parts, ok := splitKey(line, '=')
+		if !ok {
+			continue
+		}
+		key := strings.Join(parts, ".")
+		if cur != "" {
+			key = cur + "." + key
+		}
+		out = append(out, keyLine{n, key})
+		_, rhs, _ := strings.Cut(rawAfterKey(line), "=")
+		depth, delim = scanValue(rhs, 0, "")
+	}
+	return out
+}
+
+// splitKey reads a dotted key (bare or quoted parts) up to the stop byte.
+func splitKey(s string, stop byte) ([]string, bool) {
+	var parts []string
+	var b strings.Builder
+	part := false
+	for i := 0; i < len(s); i++ {
+		c := s[i]
+		switch {
+		case c == '"' || c == '\'':
+			j := i + 1
+			for j < len(s) && s[j] != c {
+				if c == '"' && s[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			if j >= len(s) {
+				return nil, false
+			}
+			b.WriteString(s[i+1 : j])
+			part, i = true, j
+		case c == '.' || c == stop:
+			if !part {
+				return nil, false
+			}
+			parts = append(parts, b.String())
+			b.Reset()
+			part = false
+			if c == stop {
+				return parts, true
+			}
+		case c == ' ' || c == '\t':
+		case c == '_' || c == '-' || c >= 'a' && c <= 'z' || c >= 'A' && c <= 'Z' || c >= '0' && c <= '9':
+			b.WriteByte(c)
+			part = true
+		default:
+			return nil, false
+		}
+	}
+	return nil, false
+}
+
+// rawAfterKey returns line from the '=' that ends its key on.
+func rawAfterKey(line string) string {
+	for i := 0; i < len(line); i++ {
+		switch c := line[i]; c {
+		case '"', '\'':
+			j := strings.IndexByte(line[i+1:], c)
+			if j < 0 {
+				return ""
+			}
+			i += j + 1
+		case '=':
+			return line[i:]
+		}
+	}
+	return ""
+}
+
+// scanValue follows a value through one line: it returns how many arrays
+// or inline tables are still open and the delimiter of a multi-line string
+// still open ("" if none).
+func scanValue(s string, depth int, delim string) (int, string) {
+	for i := 0; i < len(s); i++ {
+		if delim != "" {
+			j := strings.Index(s[i:], delim)
+			if j < 0 {
+				return depth, delim
+			}
+			i += j + len(delim) - 1
+			delim = ""
+			continue
+		}
+		switch c := s[i]; c {
+		case '#':
+			return depth, ""
+		case '[', '{':
+			depth++
+		case ']', '}':
+			depth--
+		case '"', '\'':
+			q := string(c)
+			if strings.HasPrefix(s[i:], q+q+q) {
+				delim = q + q + q
+				i += 2
+				continue
+			}
+			j := i + 1
+			for j < len(s) && s[j] != c {
+				if c == '"' && s[j] == '\\' {
+					j++
+				}
+				j++
+			}
+			i = j
+		}
+	}
+	return depth, delim
+}
+
+var indexRE = regexp.MustCompile(`\[\d+\]`)
+
+func stripIndex(key string) string { return indexRE.ReplaceAllString(key, "") }
+
+// findKeyLine finds the line of a key the decoder did not use (a
+// toml.Key carries no array index): its first header or assignment, else
+// the first line that sets something under it (a table made by dotted keys).
+func findKeyLine(data []byte, k toml.Key) int {
+	want := strings.Join(k, ".")
+	keys := scanKeys(data)
+	for _, e := range keys {
+		if stripIndex(e.key) == want {
+			return e.line
+		}
+	}
+	for _, e := range keys {
+		if s := stripIndex(e.key); strings.HasPrefix(s, want+".") {
+			return e.line
+		}
+	}
+	return 0
+}
+
+// findLine finds the line of path, written with array indexes:
+// "store.dsn", "domain[1]" (the header of the second [[domain]]),
+// "domain[1].ldap.urls". When path is not in the file (a missing key), it
+// gives the line of the nearest table above it that is: "domain[1].ldap"
+// falls back to "domain[1]"; 0 when none is.
+func findLine(data []byte, path string) int {
+	keys := scanKeys(data)
+	for p := path; p != ""; {
+		for _, e := range keys {
+			if e.key == p {
+				return e.line
+			}
+		}
+		// A table written only through dotted keys: "ldap.urls = [...]".
+		for _, e := range keys {
+			if strings.HasPrefix(e.key, p+".") {
+				return e.line
+			}
+		}
+		i := strings.LastIndexByte(p, '.')
+		if i < 0 {
+			break
+		}
+		p = p[:i]
+	}
+	return 0
+}
