@@ -1,0 +1,112 @@
+// Package standard is the standard sync policy of dirsync: the rules R1–R11
+// of the design, written against package sdk only, so that the same source
+// is linked into the host (builtin runtime) and compiled to standard.wasm.
+//
+// The policy is stateless apart from its configuration: Map and Reconcile
+// may be called concurrently once Configure has returned.
+package standard
+
+import (
+	"fmt"
+	"sort"
+
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Name and Version identify the policy in Info.
+const (
+	Name    = "standard"
+	Version = "0.1.0"
+)
+
+// DefaultFilter is the filter used when the domain configures none (R2): AD
+// users, security and distribution groups, and mail-enabled public folders.
+const DefaultFilter = "(|(sAMAccountType=805306368)(sAMAccountType=268435456)(sAMAccountType=268435457)(objectclass=publicFolder))"
+
+// attributes are the directory attributes the policy reads (lower case).
+var attributes = []string{
+	"objectclass", "samaccounttype", "proxyaddresses", "mail", "displayname",
+	"cn", "member", "memberof", "useraccountcontrol", "samaccountname", "name",
+}
+
+// settings is the policy's [policy.config] table.
+type settings struct {
+	// NestedGroups (key nested_groups) will resolve members of nested
+	// groups. It is validated but has no effect yet.
+	NestedGroups bool
+	// ExcludeDisabled (key exclude_disabled) skips user entries whose
+	// userAccountControl has the ACCOUNTDISABLE bit (2) set.
+	ExcludeDisabled bool
+}
+
+// Policy is the standard policy. Use New to make one.
+type Policy struct {
+	cfg settings
+}
+
+var _ sdk.Policy = (*Policy)(nil)
+
+// New returns the standard policy with the default configuration. The host
+// calls Configure before any other stage.
+func New() sdk.Policy { return &Policy{} }
+
+// Info names the policy, its ABI version and the attributes it reads.
+func (p *Policy) Info() sdk.Info {
+	return sdk.Info{
+		Name:       Name,
+		Version:    Version,
+		ABIMajor:   sdk.ABIMajor,
+		ABIMinor:   sdk.ABIMinor,
+		Attributes: append([]string(nil), attributes...),
+	}
+}
+
+// Configure validates the [policy.config] table and replaces the current
+// configuration. nil or an empty table gives the defaults. Known keys are
+// nested_groups and exclude_disabled, both booleans; any other key, or a
+// value of another type, is an error that names the key.
+func (p *Policy) Configure(config map[string]any) error {
+	keys := make([]string, 0, len(config))
+	for k := range config {
+		keys = append(keys, k)
+	}
+	sort.Strings(keys) // the first bad key reported is deterministic
+	var cfg settings
+	for _, k := range keys {
+		var dst *bool
+		switch k {
+		case "nested_groups":
+			dst = &cfg.NestedGroups
+		case "exclude_disabled":
+			dst = &cfg.ExcludeDisabled
+		default:
+			return fmt.Errorf("standard policy: unknown config key %q (known keys: exclude_disabled, nested_groups)", k)
+		}
+		b, ok := config[k].(bool)
+		if !ok {
+			return fmt.Errorf("standard policy: config key %q must be a bool (true or false), got %s", k, describe(config[k]))
+		}
+		*dst = b
+	}
+	p.cfg = cfg
+	return nil
+}
+
+func describe(v any) string {
+	if v == nil {
+		return "nothing"
+	}
+	return fmt.Sprintf("%T %v", v, v)
+}
+
+// Filter checks an RFC 4515 filter (R2) and returns it normalized: without
+// surrounding white space and without white space between components; values
+// are kept as given. An empty filter stands for DefaultFilter. A broken filter
+// gives a *sdk.FilterError with the byte position in req.Filter.
+func (p *Policy) Filter(req sdk.FilterRequest) (sdk.FilterResponse, error) {
+	f, err := normalizeFilter(req.Filter)
+	if err != nil {
+		return sdk.FilterResponse{}, err
+	}
+	return sdk.FilterResponse{Filter: f}, nil
+}
