@@ -1,0 +1,328 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"sort"
+	"strings"
+
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Snapshot reads the state of a domain in one read transaction, with a
+// handful of bulk queries. An unknown domain has an empty snapshot.
+func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []string) (*store.Snapshot, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	domains := []string{domain}
+	for _, d := range aliasDomains {
+		d, err := normDomain(d)
+		if err != nil {
+			return nil, fmt.Errorf("alias domain: %w", err)
+		}
+		domains = append(domains, d)
+	}
+
+	snap := &store.Snapshot{
+		Domain:  domain,
+		Foreign: make(map[int64]store.Mailbox),
+	}
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if snap.Mailboxes, err = domainMailboxes(ctx, tx, domain); err != nil {
+			return err
+		}
+		if snap.Groups, err = domainGroups(ctx, tx, domain); err != nil {
+			return err
+		}
+		snap.Owners = ownAddresses(snap.Mailboxes, domains)
+		// Addresses in these domains that mailboxes of other domains own.
+		foreign := make(map[string]int64)
+		if err := foreignAddresses(ctx, tx, domain, domains, foreign); err != nil {
+			return err
+		}
+		for addr, id := range foreign {
+			snap.Owners[addr] = id
+			if _, done := snap.Foreign[id]; done {
+				continue
+			}
+			m, err := mailboxByID(ctx, tx, id)
+			if err != nil {
+				return err
+			}
+			snap.Foreign[id] = m
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", domain, err)
+	}
+	return snap, nil
+}
+
+// Mailboxes lists a domain's mailboxes sorted by primary address.
+func (s *Store) Mailboxes(ctx context.Context, domain string) ([]store.Mailbox, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	var ms []store.Mailbox
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		ms, err = domainMailboxes(ctx, tx, domain)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("mailboxes of %s: %w", domain, err)
+	}
+	return ms, nil
+}
+
+// Groups lists a domain's gateway groups sorted by name.
+func (s *Store) Groups(ctx context.Context, domain string) ([]store.Group, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	var gs []store.Group
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		gs, err = domainGroups(ctx, tx, domain)
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("groups of %s: %w", domain, err)
+	}
+	return gs, nil
+}
+
+// Resolve returns the primary address of the mailbox that owns address.
+func (s *Store) Resolve(ctx context.Context, address string) (string, error) {
+	addr, _, err := normAddress(address)
+	if err != nil {
+		return "", err
+	}
+	var primary string
+	err = s.db.QueryRowContext(ctx, `
+		SELECT m.primary_address FROM addresses a JOIN mailboxes m ON m.id = a.mailbox_id
+		WHERE a.address = ?`, addr).Scan(&primary)
+	if errors.Is(err, sql.ErrNoRows) {
+		return "", fmt.Errorf("address %q: %w", addr, store.ErrNotFound)
+	}
+	if err != nil {
+		return "", fmt.Errorf("resolve %q: %w", addr, err)
+	}
+	return primary, nil
+}
+
+// domainMailboxes reads every mailbox of domain with its aliases and groups,
+// sorted by primary address, aliases and groups sorted.
+func domainMailboxes(ctx context.Context, tx *sql.Tx, domain string) ([]store.Mailbox, error) {
+	rows, err := tx.QueryContext(ctx, `
+		SELECT id, dir_id, dn, kind, primary_address, display_name, source
+		FROM mailboxes WHERE domain = ? ORDER BY primary_address`, domain)
+	if err != nil {
+		return nil, err
+	}
+	var ms []store.Mailbox
+	for rows.Next() {
+		var m store.Mailbox
+		if err := rows.Scan(&m.ID, &m.DirID, &m.DN, &m.Kind, &m.Primary, &m.DisplayName, &m.Source); err != nil {
+			rows.Close()
+			return nil, err
+		}
+		ms = append(ms, m)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	index := make(map[int64]*store.Mailbox, len(ms))
+	for i := range ms {
+		index[ms[i].ID] = &ms[i]
+	}
+
+	// The primary address is in addresses too; comparing with it rather
+	// than reading is_primary keeps the query on the covering index.
+	err = eachPair(ctx, tx, `
+		SELECT a.mailbox_id, a.address FROM mailboxes m JOIN addresses a ON a.mailbox_id = m.id
+		WHERE m.domain = ? AND a.address <> m.primary_address`, []any{domain},
+		func(id int64, addr string) {
+			if m := index[id]; m != nil {
+				m.Aliases = append(m.Aliases, addr)
+			}
+		})
+	if err != nil {
+		return nil, err
+	}
+	groups := make(map[int64]string)
+	err = eachPair(ctx, tx, `SELECT id, name FROM groups WHERE domain = ?`, []any{domain},
+		func(id int64, name string) { groups[id] = name })
+	if err != nil {
+		return nil, err
+	}
+	rows, err = tx.QueryContext(ctx, `
+		SELECT ms.mailbox_id, ms.group_id FROM groups g JOIN memberships ms ON ms.group_id = g.id
+		WHERE g.domain = ?`, domain)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var id, gid int64
+	for rows.Next() {
+		if err := rows.Scan(&id, &gid); err != nil {
+			return nil, err
+		}
+		if m := index[id]; m != nil {
+			m.Groups = append(m.Groups, groups[gid])
+		}
+	}
+	if err := rows.Err(); err != nil {
+		return nil, err
+	}
+	for i := range ms {
+		sort.Strings(ms[i].Aliases)
+		sort.Strings(ms[i].Groups)
+	}
+	return ms, nil
+}
+
+// mailboxByID reads one mailbox with its aliases and groups.
+func mailboxByID(ctx context.Context, tx *sql.Tx, id int64) (store.Mailbox, error) {
+	m := store.Mailbox{ID: id}
+	err := tx.QueryRowContext(ctx, `
+		SELECT dir_id, dn, kind, primary_address, display_name, source
+		FROM mailboxes WHERE id = ?`, id).
+		Scan(&m.DirID, &m.DN, &m.Kind, &m.Primary, &m.DisplayName, &m.Source)
+	if errors.Is(err, sql.ErrNoRows) {
+		return m, fmt.Errorf("mailbox %d: %w", id, store.ErrNotFound)
+	}
+	if err != nil {
+		return m, err
+	}
+	err = eachPair(ctx, tx, `SELECT mailbox_id, address FROM addresses WHERE mailbox_id = ? AND is_primary = 0`, []any{id},
+		func(_ int64, addr string) { m.Aliases = append(m.Aliases, addr) })
+	if err != nil {
+		return m, err
+	}
+	err = eachPair(ctx, tx, `
+		SELECT ms.mailbox_id, g.name FROM memberships ms JOIN groups g ON g.id = ms.group_id
+		WHERE ms.mailbox_id = ?`, []any{id},
+		func(_ int64, name string) { m.Groups = append(m.Groups, name) })
+	if err != nil {
+		return m, err
+	}
+	sort.Strings(m.Aliases)
+	sort.Strings(m.Groups)
+	return m, nil
+}
+
+// domainGroups reads a domain's groups sorted by name.
+func domainGroups(ctx context.Context, tx *sql.Tx, domain string) ([]store.Group, error) {
+	rows, err := tx.QueryContext(ctx, `SELECT name, source FROM groups WHERE domain = ? ORDER BY name`, domain)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var gs []store.Group
+	for rows.Next() {
+		var g store.Group
+		if err := rows.Scan(&g.Name, &g.Source); err != nil {
+			return nil, err
+		}
+		gs = append(gs, g)
+	}
+	return gs, rows.Err()
+}
+
+// ownAddresses maps the addresses of ms that lie in one of domains to the
+// mailbox that owns them.
+func ownAddresses(ms []store.Mailbox, domains []string) map[string]int64 {
+	in := func(addr string) bool {
+		part := addr[strings.LastIndexByte(addr, '@')+1:]
+		for _, d := range domains {
+			if part == d {
+				return true
+			}
+		}
+		return false
+	}
+	owners := make(map[string]int64, 2*len(ms))
+	for _, m := range ms {
+		if in(m.Primary) {
+			owners[m.Primary] = m.ID
+		}
+		for _, a := range m.Aliases {
+			if in(a) {
+				owners[a] = m.ID
+			}
+		}
+	}
+	return owners
+}
+
+// foreignAddresses fills owners with the addresses in one of domains that
+// mailboxes of other domains than domain own.
+func foreignAddresses(ctx context.Context, tx *sql.Tx, domain string, domains []string, owners map[string]int64) error {
+	args := []any{domain}
+	for _, d := range domains {
+		args = append(args, d)
+	}
+	q := `SELECT a.mailbox_id, a.address FROM addresses a JOIN mailboxes m ON m.id = a.mailbox_id
+		WHERE m.domain <> ? AND a.domain IN (?` + strings.Repeat(", ?", len(domains)-1) + `)`
+	return eachPair(ctx, tx, q, args, func(id int64, addr string) { owners[addr] = id })
+}
+
+// eachPair runs a query returning (id, text) rows and calls fn for each.
+func eachPair(ctx context.Context, tx *sql.Tx, query string, args []any, fn func(int64, string)) error {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return err
+	}
+	defer rows.Close()
+	var id int64
+	var text string
+	for rows.Next() {
+		if err := rows.Scan(&id, &text); err != nil {
+			return err
+		}
+		fn(id, text)
+	}
+	return rows.Err()
+}
+
+// normDomain returns domain in lower case, or an error if it is not a
+// plausible domain name.
+func normDomain(domain string) (string, error) {
+	d := strings.ToLower(strings.TrimSpace(domain))
+	if d == "" || strings.ContainsAny(d, "@ \t") {
+		return "", fmt.Errorf("invalid domain %q", domain)
+	}
+	return d, nil
+}
+
+// normAddress returns address in lower case and its domain part, or an error
+// if it is not local@domain.
+func normAddress(address string) (addr, domain string, err error) {
+	addr = strings.ToLower(strings.TrimSpace(address))
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 || at == len(addr)-1 || strings.ContainsAny(addr, " \t") {
+		return "", "", fmt.Errorf("invalid address %q", address)
+	}
+	return addr, addr[at+1:], nil
+}
+
+// normKind returns kind, defaulting to a user mailbox, or an error for an
+// unknown kind.
+func normKind(kind string) (string, error) {
+	switch kind {
+	case "":
+		return sdk.KindUser, nil
+	case sdk.KindUser, sdk.KindPublicFolder:
+		return kind, nil
+	}
+	return "", fmt.Errorf("invalid mailbox kind %q", kind)
+}

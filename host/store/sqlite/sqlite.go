@@ -1,0 +1,236 @@
+// Package sqlite is the embedded Store that ships with dirsync: one SQLite
+// file, through the CGO-free driver modernc.org/sqlite.
+//
+// The database runs in WAL mode with foreign keys on and a busy timeout, so
+// readers never wait for a sync and other processes (the CLI next to the
+// daemon) wait for a writer instead of failing. Its schema is created on Open
+// and migrated forward; PRAGMA user_version holds the schema version.
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+
+	sqlite "modernc.org/sqlite"
+	sqlite3 "modernc.org/sqlite/lib"
+
+	"github.com/dirsync/dirsync/host/store"
+)
+
+// Store is a store.Store kept in one SQLite database.
+type Store struct {
+	db *sql.DB
+	// wmu lets one write transaction of this process run at a time, so
+	// writers queue here rather than in SQLite's busy handler.
+	wmu sync.Mutex
+}
+
+var _ store.Store = (*Store)(nil)
+
+// busyTimeoutMS is how long a connection waits for another process's lock.
+const busyTimeoutMS = 10000
+
+// Open opens (creating it and its parent directories if needed) the SQLite
+// database named by dsn and brings its schema up to date.
+//
+// dsn is a file path ("var/dirsync.db") or a "file:" URI, optionally with
+// modernc.org/sqlite query parameters; ":memory:" gives a private in-memory
+// store, for tests.
+func Open(dsn string) (*Store, error) {
+	path, query, memory := splitDSN(dsn)
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	if !memory {
+		if dir := filepath.Dir(path); dir != "" {
+			if err := os.MkdirAll(dir, 0o755); err != nil {
+				return nil, fmt.Errorf("sqlite: create directory of %s: %w", path, err)
+			}
+		}
+	}
+
+	params := []string{
+		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMS),
+		"_pragma=foreign_keys(1)",
+		"_pragma=journal_mode(WAL)",
+		"_pragma=synchronous(NORMAL)",
+		"_txlock=immediate", // write transactions take the write lock at BEGIN
+	}
+	if query != "" {
+		params = append(params, query)
+	}
+	name := dsn
+	if i := strings.IndexByte(name, '?'); i >= 0 {
+		name = name[:i]
+	}
+	db, err := sql.Open("sqlite", name+"?"+strings.Join(params, "&"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	if memory {
+		// Every connection to ":memory:" is a database of its own.
+		db.SetMaxOpenConns(1)
+	}
+	s := &Store{db: db}
+	if err := s.migrate(context.Background()); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
+	}
+	return s, nil
+}
+
+// splitDSN returns the file path of dsn, its query string, and whether it
+// names an in-memory database.
+func splitDSN(dsn string) (path, query string, memory bool) {
+	path = dsn
+	if i := strings.IndexByte(path, '?'); i >= 0 {
+		path, query = path[:i], path[i+1:]
+	}
+	path = strings.TrimPrefix(path, "file:")
+	memory = path == ":memory:" || strings.Contains(query, "mode=memory")
+	return path, query, memory
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	return s.db.Close()
+}
+
+// migrations are the schema steps; migrations[i] brings user_version i to
+// i+1. Append new steps, never edit old ones.
+var migrations = []string{
+	// 1: the initial schema.
+	`
+CREATE TABLE domains (
+	name TEXT PRIMARY KEY
+) WITHOUT ROWID;
+
+CREATE TABLE mailboxes (
+	id              INTEGER PRIMARY KEY AUTOINCREMENT, -- stable, never reused
+	domain          TEXT NOT NULL REFERENCES domains(name),
+	primary_address TEXT NOT NULL,                     -- also in addresses
+	kind            TEXT NOT NULL,
+	display_name    TEXT NOT NULL DEFAULT '',
+	source          TEXT NOT NULL,
+	dir_id          TEXT NOT NULL DEFAULT '',
+	dn              TEXT NOT NULL DEFAULT ''
+);
+CREATE INDEX mailboxes_domain ON mailboxes(domain, primary_address);
+CREATE UNIQUE INDEX mailboxes_dir_id ON mailboxes(domain, dir_id) WHERE source = 'ldap';
+
+-- Every address, primary or alias, lower case; one mailbox owns it.
+CREATE TABLE addresses (
+	address    TEXT PRIMARY KEY,
+	domain     TEXT NOT NULL, -- the part after '@'
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	is_primary INTEGER NOT NULL
+) WITHOUT ROWID;
+CREATE INDEX addresses_mailbox ON addresses(mailbox_id);
+CREATE INDEX addresses_domain ON addresses(domain, mailbox_id);
+
+-- Group names are byte-exact (BINARY collation): "Sales" is not "sales".
+CREATE TABLE groups (
+	id     INTEGER PRIMARY KEY AUTOINCREMENT,
+	domain TEXT NOT NULL REFERENCES domains(name),
+	name   TEXT NOT NULL,
+	source TEXT NOT NULL,
+	UNIQUE (domain, name)
+);
+
+CREATE TABLE memberships (
+	mailbox_id INTEGER NOT NULL REFERENCES mailboxes(id) ON DELETE CASCADE,
+	group_id   INTEGER NOT NULL REFERENCES groups(id) ON DELETE CASCADE,
+	source     TEXT NOT NULL,
+	PRIMARY KEY (mailbox_id, group_id)
+) WITHOUT ROWID;
+CREATE INDEX memberships_group ON memberships(group_id);
+
+CREATE TABLE runs (
+	id      INTEGER PRIMARY KEY AUTOINCREMENT,
+	domain  TEXT NOT NULL REFERENCES domains(name),
+	started TEXT NOT NULL, -- UTC, fixed width, so it sorts as text
+	ended   TEXT NOT NULL,
+	outcome TEXT NOT NULL,
+	error   TEXT NOT NULL DEFAULT '',
+	server  TEXT NOT NULL DEFAULT '',
+	counts  TEXT NOT NULL, -- JSON of store.Counts
+	changes BLOB           -- gzip of the JSON array of store.RunChange; NULL if none
+);
+CREATE INDEX runs_domain ON runs(domain, started);
+`,
+}
+
+// migrate brings the schema to the newest version, in one transaction.
+func (s *Store) migrate(ctx context.Context) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	var version int
+	if err := tx.QueryRowContext(ctx, "PRAGMA user_version").Scan(&version); err != nil {
+		return fmt.Errorf("read schema version: %w", err)
+	}
+	if version > len(migrations) {
+		return fmt.Errorf("schema version %d is newer than this dirsync knows (%d)", version, len(migrations))
+	}
+	if version == len(migrations) {
+		return nil
+	}
+	for v := version; v < len(migrations); v++ {
+		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
+			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+	}
+	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {
+		return fmt.Errorf("set schema version: %w", err)
+	}
+	return tx.Commit()
+}
+
+// writeTx runs fn in a write transaction and commits it if fn succeeds.
+func (s *Store) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	s.wmu.Lock()
+	defer s.wmu.Unlock()
+	tx, err := s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	err = fn(tx)
+	if err == nil {
+		err = tx.Commit()
+	}
+	if errors.Is(err, sql.ErrTxDone) && ctx.Err() != nil {
+		// database/sql rolled the transaction back when ctx ended.
+		return ctx.Err()
+	}
+	return err
+}
+
+// readTx runs fn in a read transaction, so that it sees one consistent state.
+func (s *Store) readTx(ctx context.Context, fn func(*sql.Tx) error) error {
+	tx, err := s.db.BeginTx(ctx, &sql.TxOptions{ReadOnly: true})
+	if err != nil {
+		return err
+	}
+	defer tx.Rollback()
+	return fn(tx)
+}
+
+// isUnique reports whether err is a violated UNIQUE or PRIMARY KEY constraint.
+func isUnique(err error) bool {
+	var e *sqlite.Error
+	if !errors.As(err, &e) {
+		return false
+	}
+	return e.Code() == sqlite3.SQLITE_CONSTRAINT_UNIQUE || e.Code() == sqlite3.SQLITE_CONSTRAINT_PRIMARYKEY
+}

@@ -1,0 +1,878 @@
+// Package storetest is the conformance suite every store.Store must pass:
+// the SQLite store that ships with dirsync, a PostgreSQL one, or a vendor's
+// own. Call Run from a test of the store's package:
+//
+//	func TestStore(t *testing.T) {
+//		storetest.Run(t, func(t *testing.T) store.Store {
+//			s, err := mystore.Open(...)
+//			if err != nil {
+//				t.Fatal(err)
+//			}
+//			t.Cleanup(func() { s.Close() })
+//			return s
+//		})
+//	}
+package storetest
+
+import (
+	"errors"
+	"fmt"
+	"reflect"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Domains the suite uses.
+const (
+	domain      = "example.com"
+	aliasDomain = "example.org"
+	otherDomain = "other.com"
+)
+
+// Run runs the suite. open must return a new, empty store for each call and
+// close it when the test ends (t.Cleanup).
+func Run(t *testing.T, open func(t *testing.T) store.Store) {
+	tests := []struct {
+		name string
+		fn   func(t *testing.T, s store.Store)
+	}{
+		{"EmptyDomain", testEmptyDomain},
+		{"Create", testCreate},
+		{"Update", testUpdate},
+		{"Adopt", testAdopt},
+		{"Delete", testDelete},
+		{"AddressReuseInOneApply", testAddressReuse},
+		{"Memberships", testMemberships},
+		{"Atomicity", testAtomicity},
+		{"AddressUniqueness", testAddressUniqueness},
+		{"OwnersAndForeign", testOwnersAndForeign},
+		{"DomainIsolation", testDomainIsolation},
+		{"GroupNamesCaseExact", testGroupNamesCaseExact},
+		{"Resolve", testResolve},
+		{"Runs", testRuns},
+		{"ManualMailboxes", testManualMailboxes},
+		{"ManualGroups", testManualGroups},
+		{"Concurrent", testConcurrent},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			tc.fn(t, open(t))
+		})
+	}
+}
+
+func testEmptyDomain(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	for range 2 {
+		if err := s.EnsureDomain(ctx, domain); err != nil {
+			t.Fatalf("EnsureDomain: %v", err)
+		}
+	}
+	snap := snapshot(t, s, domain, aliasDomain)
+	if snap.Domain != domain || len(snap.Mailboxes) != 0 || len(snap.Groups) != 0 ||
+		len(snap.Owners) != 0 || len(snap.Foreign) != 0 {
+		t.Errorf("Snapshot of an empty domain = %+v, want it empty", snap)
+	}
+	if ms, err := s.Mailboxes(ctx, domain); err != nil || len(ms) != 0 {
+		t.Errorf("Mailboxes = %v, %v; want none", ms, err)
+	}
+	if gs, err := s.Groups(ctx, domain); err != nil || len(gs) != 0 {
+		t.Errorf("Groups = %v, %v; want none", gs, err)
+	}
+	if rs, err := s.Runs(ctx, domain); err != nil || len(rs) != 0 {
+		t.Errorf("Runs = %v, %v; want none", rs, err)
+	}
+}
+
+func testCreate(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales", "All")
+	alice := create("guid-a", "alice@example.com", []string{"al@example.org", "a.smith@example.com"}, "Sales", "All")
+	alice.After.DisplayName = "Alice Smith"
+	folder := create("guid-f", "shared@example.com", nil)
+	folder.After.Kind = sdk.KindPublicFolder
+	folder.After.DN = "cn=shared,ou=folders,dc=example,dc=com"
+	apply(t, s, domain, alice, folder)
+
+	snap := snapshot(t, s, domain, aliasDomain)
+	if len(snap.Mailboxes) != 2 {
+		t.Fatalf("Snapshot has %d mailboxes, want 2: %+v", len(snap.Mailboxes), snap.Mailboxes)
+	}
+	a := find(t, snap, "alice@example.com")
+	f := find(t, snap, "shared@example.com")
+	if a.ID == 0 || f.ID == 0 || a.ID == f.ID {
+		t.Fatalf("ids %d and %d: want distinct non-zero ids", a.ID, f.ID)
+	}
+	wantMailbox(t, a, store.Mailbox{
+		ID: a.ID, DirID: "guid-a", DN: "cn=guid-a,dc=example,dc=com", Kind: sdk.KindUser,
+		Primary: "alice@example.com", Aliases: []string{"a.smith@example.com", "al@example.org"},
+		DisplayName: "Alice Smith", Source: sdk.SourceLDAP, Groups: []string{"All", "Sales"},
+	})
+	wantMailbox(t, f, store.Mailbox{
+		ID: f.ID, DirID: "guid-f", DN: "cn=shared,ou=folders,dc=example,dc=com", Kind: sdk.KindPublicFolder,
+		Primary: "shared@example.com", Source: sdk.SourceLDAP,
+	})
+	wantOwners(t, snap, map[string]int64{
+		"alice@example.com": a.ID, "a.smith@example.com": a.ID, "al@example.org": a.ID,
+		"shared@example.com": f.ID,
+	})
+	if snap.Mailboxes[0].Primary != "alice@example.com" {
+		t.Errorf("mailboxes not sorted by primary: %+v", snap.Mailboxes)
+	}
+	ms, err := s.Mailboxes(ctx, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(ms, snap.Mailboxes) {
+		t.Errorf("Mailboxes = %+v\nwant the snapshot's %+v", ms, snap.Mailboxes)
+	}
+	wantResolve(t, s, "al@example.org", "alice@example.com")
+
+	// Addresses are stored in lower case.
+	apply(t, s, domain, create("guid-b", "Bob@Example.COM", []string{"B.Jones@Example.COM"}))
+	b := find(t, snapshot(t, s, domain), "bob@example.com")
+	if !reflect.DeepEqual(b.Aliases, []string{"b.jones@example.com"}) {
+		t.Errorf("aliases %v, want them in lower case", b.Aliases)
+	}
+}
+
+func testUpdate(t *testing.T, s store.Store) {
+	addGroups(t, s, domain, "Sales")
+	apply(t, s, domain, create("guid-a", "alice@example.com", []string{"al@example.com", "a.smith@example.com"}, "Sales"))
+	before := find(t, snapshot(t, s, domain), "alice@example.com")
+
+	// A rename and a move: new primary, new DN, one alias kept, one dropped,
+	// one added. The id stays; memberships are not touched by an update.
+	after := before
+	after.Primary = "alice.jones@example.com"
+	after.DN = "cn=Alice Jones,ou=moved,dc=example,dc=com"
+	after.Aliases = []string{"al@example.com", "alice@example.com"}
+	after.DisplayName = "Alice Jones"
+	after.Groups = nil
+	apply(t, s, domain, store.Change{Kind: sdk.ChangeUpdate, Before: &before, After: &after})
+
+	snap := snapshot(t, s, domain)
+	got := find(t, snap, "alice.jones@example.com")
+	wantMailbox(t, got, store.Mailbox{
+		ID: before.ID, DirID: "guid-a", DN: "cn=Alice Jones,ou=moved,dc=example,dc=com", Kind: sdk.KindUser,
+		Primary: "alice.jones@example.com", Aliases: []string{"al@example.com", "alice@example.com"},
+		DisplayName: "Alice Jones", Source: sdk.SourceLDAP, Groups: []string{"Sales"},
+	})
+	wantOwners(t, snap, map[string]int64{
+		"alice.jones@example.com": before.ID, "al@example.com": before.ID, "alice@example.com": before.ID,
+	})
+	wantResolve(t, s, "alice@example.com", "alice.jones@example.com")
+	wantResolveNotFound(t, s, "a.smith@example.com")
+
+	// An update never changes the source.
+	id := addMailbox(t, s, domain, store.Mailbox{Primary: "carol@example.com"})
+	carol := find(t, snapshot(t, s, domain), "carol@example.com")
+	changed := carol
+	changed.DisplayName = "Carol"
+	apply(t, s, domain, store.Change{Kind: sdk.ChangeUpdate, Before: &carol, After: &changed})
+	if got := find(t, snapshot(t, s, domain), "carol@example.com"); got.Source != sdk.SourceManual || got.ID != id || got.DisplayName != "Carol" {
+		t.Errorf("after update: %+v, want source manual, id %d, display name Carol", got, id)
+	}
+}
+
+func testAdopt(t *testing.T, s store.Store) {
+	addGroups(t, s, domain, "Sales")
+	id := addMailbox(t, s, domain, store.Mailbox{Primary: "bob@example.com", Aliases: []string{"bobby@example.com"}, Groups: []string{"Sales"}})
+	before := find(t, snapshot(t, s, domain), "bob@example.com")
+	after := before
+	after.DirID = "guid-b"
+	after.DN = "cn=bob,dc=example,dc=com"
+	after.Aliases = []string{"b@example.com"}
+	after.DisplayName = "Bob"
+	apply(t, s, domain, store.Change{Kind: sdk.ChangeAdopt, Before: &before, After: &after})
+
+	got := find(t, snapshot(t, s, domain), "bob@example.com")
+	wantMailbox(t, got, store.Mailbox{
+		ID: id, DirID: "guid-b", DN: "cn=bob,dc=example,dc=com", Kind: sdk.KindUser,
+		Primary: "bob@example.com", Aliases: []string{"b@example.com"},
+		DisplayName: "Bob", Source: sdk.SourceLDAP, Groups: []string{"Sales"},
+	})
+	wantResolveNotFound(t, s, "bobby@example.com")
+}
+
+func testDelete(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales")
+	apply(t, s, domain,
+		create("guid-a", "alice@example.com", []string{"al@example.com"}, "Sales"),
+		create("guid-b", "bob@example.com", nil, "Sales"))
+	alice := find(t, snapshot(t, s, domain), "alice@example.com")
+	apply(t, s, domain, store.Change{Kind: sdk.ChangeDelete, Before: &alice})
+
+	snap := snapshot(t, s, domain)
+	if len(snap.Mailboxes) != 1 || snap.Mailboxes[0].Primary != "bob@example.com" {
+		t.Errorf("after delete: %+v, want only bob", snap.Mailboxes)
+	}
+	wantOwners(t, snap, map[string]int64{"bob@example.com": snap.Mailboxes[0].ID})
+	wantResolveNotFound(t, s, "al@example.com")
+	if gs, err := s.Groups(ctx, domain); err != nil || len(gs) != 1 {
+		t.Errorf("Groups = %v, %v; a delete must keep the groups", gs, err)
+	}
+
+	err := applyErr(t, s, domain, store.Change{Kind: sdk.ChangeDelete, Before: &alice})
+	wantErr(t, err, store.ErrNotFound, "delete", "alice@example.com")
+
+	// The id of a deleted mailbox is never given again.
+	apply(t, s, domain, create("guid-a", "alice@example.com", nil))
+	if again := find(t, snapshot(t, s, domain), "alice@example.com"); again.ID == alice.ID {
+		t.Errorf("a new mailbox got the id %d of a deleted one", again.ID)
+	}
+}
+
+func testAddressReuse(t *testing.T, s store.Store) {
+	apply(t, s, domain,
+		create("guid-a", "alice@example.com", []string{"sales@example.com"}),
+		create("guid-b", "bob@example.com", []string{"support@example.com"}),
+		create("guid-c", "carol@example.com", []string{"info@example.com"}))
+	snap := snapshot(t, s, domain)
+	alice := find(t, snap, "alice@example.com")
+	bob := find(t, snap, "bob@example.com")
+	carol := find(t, snap, "carol@example.com")
+
+	// Listed in the "wrong" order on purpose: the store applies deletes, then
+	// updates, then creates.
+	aliceAfter := alice
+	aliceAfter.Aliases = []string{"support@example.com"} // bob's, released below
+	bobAfter := bob
+	bobAfter.Aliases = []string{"sales@example.com"} // alice's: a swap
+	apply(t, s, domain,
+		create("guid-d", "carol@example.com", []string{"info@example.com"}), // carol's, deleted below
+		create("guid-e", "eve@example.com", nil),
+		store.Change{Kind: sdk.ChangeUpdate, Before: &alice, After: &aliceAfter},
+		store.Change{Kind: sdk.ChangeUpdate, Before: &bob, After: &bobAfter},
+		store.Change{Kind: sdk.ChangeDelete, Before: &carol},
+	)
+
+	snap = snapshot(t, s, domain)
+	d := find(t, snap, "carol@example.com")
+	if d.ID == carol.ID || d.DirID != "guid-d" {
+		t.Errorf("carol@example.com = %+v, want the new mailbox guid-d", d)
+	}
+	wantOwners(t, snap, map[string]int64{
+		"alice@example.com": alice.ID, "support@example.com": alice.ID,
+		"bob@example.com": bob.ID, "sales@example.com": bob.ID,
+		"carol@example.com": d.ID, "info@example.com": d.ID,
+		"eve@example.com": find(t, snap, "eve@example.com").ID,
+	})
+}
+
+func testMemberships(t *testing.T, s store.Store) {
+	addGroups(t, s, domain, "Sales", "Support")
+	apply(t, s, domain, create("guid-a", "alice@example.com", nil, "Sales"))
+	alice := find(t, snapshot(t, s, domain), "alice@example.com")
+
+	newcomer := create("guid-n", "nina@example.com", nil)
+	apply(t, s, domain,
+		store.Change{Kind: sdk.ChangeAddMember, Before: &alice, After: &alice, Group: "Support"},
+		store.Change{Kind: sdk.ChangeRemoveMember, Before: &alice, After: &alice, Group: "Sales"},
+		// A mailbox created in the same Apply is named by its directory id.
+		store.Change{Kind: sdk.ChangeAddMember, After: &store.Mailbox{DirID: "guid-n", Primary: "nina@example.com"}, Group: "Sales"},
+		newcomer,
+	)
+	snap := snapshot(t, s, domain)
+	if got := find(t, snap, "alice@example.com").Groups; !reflect.DeepEqual(got, []string{"Support"}) {
+		t.Errorf("alice's groups = %v, want [Support]", got)
+	}
+	if got := find(t, snap, "nina@example.com").Groups; !reflect.DeepEqual(got, []string{"Sales"}) {
+		t.Errorf("nina's groups = %v, want [Sales]", got)
+	}
+
+	tests := []struct {
+		name    string
+		change  store.Change
+		want    error
+		mention []string
+	}{
+		{"RemoveNonMember", store.Change{Kind: sdk.ChangeRemoveMember, Before: &alice, Group: "Sales"},
+			store.ErrNotFound, []string{"remove_member", "alice@example.com"}},
+		{"UnknownGroup", store.Change{Kind: sdk.ChangeAddMember, Before: &alice, Group: "Nobody"},
+			store.ErrNotFound, []string{"add_member", "alice@example.com", `"Nobody"`}},
+		{"UnknownMailbox", store.Change{Kind: sdk.ChangeAddMember, Before: &store.Mailbox{ID: 99999, Primary: "ghost@example.com"}, Group: "Sales"},
+			store.ErrNotFound, []string{"add_member", "ghost@example.com"}},
+		{"NotCreatedInThisApply", store.Change{Kind: sdk.ChangeAddMember, After: &store.Mailbox{DirID: "guid-x", Primary: "x@example.com"}, Group: "Sales"},
+			store.ErrNotFound, []string{"add_member", "x@example.com"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := applyErr(t, s, domain, tc.change)
+			wantErr(t, err, tc.want, tc.mention...)
+		})
+	}
+}
+
+func testAtomicity(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales")
+	apply(t, s, domain,
+		create("guid-a", "alice@example.com", []string{"al@example.com"}, "Sales"),
+		create("guid-b", "bob@example.com", nil),
+		create("guid-c", "carol@example.com", nil, "Sales"))
+	addMailbox(t, s, otherDomain, store.Mailbox{Primary: "olga@other.com", Aliases: []string{"olga@example.com"}})
+	snap := snapshot(t, s, domain)
+	alice := find(t, snap, "alice@example.com")
+	bob := find(t, snap, "bob@example.com")
+	carol := find(t, snap, "carol@example.com")
+
+	// Each case applies good changes of every kind and then one that fails.
+	good := func() []store.Change {
+		aliceAfter := alice
+		aliceAfter.Primary = "alice.smith@example.com"
+		aliceAfter.Aliases = []string{"as@example.com"}
+		return []store.Change{
+			{Kind: sdk.ChangeDelete, Before: &carol},
+			{Kind: sdk.ChangeUpdate, Before: &alice, After: &aliceAfter},
+			create("guid-d", "dave@example.com", []string{"al@example.com"}, "Sales"),
+			{Kind: sdk.ChangeAddMember, Before: &bob, Group: "Sales"},
+			{Kind: sdk.ChangeRemoveMember, Before: &alice, Group: "Sales"},
+		}
+	}
+	ghost := store.Mailbox{ID: 99999, DirID: "guid-g", Primary: "ghost@example.com", Kind: sdk.KindUser}
+	tests := []struct {
+		name    string
+		last    store.Change
+		want    error
+		mention []string
+	}{
+		{"AddressOfAnotherMailbox", create("guid-e", "eve@example.com", []string{"bob@example.com"}),
+			store.ErrExists, []string{"create", "eve@example.com", "bob@example.com"}},
+		{"AddressOfAnotherDomain", create("guid-e", "eve@example.com", []string{"olga@example.com"}),
+			store.ErrExists, []string{"create", "eve@example.com", "olga@example.com"}},
+		{"AddressTakenInThisApply", create("guid-e", "eve@example.com", []string{"as@example.com"}),
+			store.ErrExists, []string{"create", "eve@example.com", "as@example.com"}},
+		{"DuplicateDirID", create("guid-b", "eve@example.com", nil),
+			store.ErrExists, []string{"create", "eve@example.com"}},
+		{"UnknownGroup", create("guid-e", "eve@example.com", nil, "sales"),
+			store.ErrNotFound, []string{"create", "eve@example.com", `"sales"`}},
+		{"UpdateUnknownMailbox", store.Change{Kind: sdk.ChangeUpdate, Before: &ghost, After: &ghost},
+			store.ErrNotFound, []string{"update", "ghost@example.com"}},
+		{"AdoptUnknownMailbox", store.Change{Kind: sdk.ChangeAdopt, Before: &ghost, After: &ghost},
+			store.ErrNotFound, []string{"adopt", "ghost@example.com"}},
+		{"DeleteUnknownMailbox", store.Change{Kind: sdk.ChangeDelete, Before: &ghost},
+			store.ErrNotFound, []string{"delete", "ghost@example.com"}},
+		{"RemoveNonMember", store.Change{Kind: sdk.ChangeRemoveMember, Before: &alice, Group: "Sales"},
+			store.ErrNotFound, []string{"remove_member", "alice@example.com"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			before := snapshot(t, s, domain, aliasDomain)
+			runsBefore, err := s.Runs(ctx, domain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			run := newRun(domain, time.Now())
+			err = s.Apply(ctx, domain, append(good(), tc.last), run)
+			wantErr(t, err, tc.want, tc.mention...)
+
+			after := snapshot(t, s, domain, aliasDomain)
+			if !reflect.DeepEqual(before, after) {
+				t.Errorf("a failed Apply changed the store:\nbefore %+v\nafter  %+v", before, after)
+			}
+			runsAfter, err := s.Runs(ctx, domain)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(runsAfter) != len(runsBefore) {
+				t.Errorf("a failed Apply recorded a run: %d runs, had %d", len(runsAfter), len(runsBefore))
+			}
+			wantResolveNotFound(t, s, "dave@example.com")
+			wantResolve(t, s, "carol@example.com", "carol@example.com")
+		})
+	}
+	// The good changes alone apply.
+	apply(t, s, domain, good()...)
+	wantResolve(t, s, "al@example.com", "dave@example.com")
+}
+
+func testAddressUniqueness(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales")
+	apply(t, s, domain, create("guid-a", "alice@example.com", []string{"al@example.com"}))
+	addMailbox(t, s, otherDomain, store.Mailbox{Primary: "olga@other.com", Aliases: []string{"olga@example.org"}})
+
+	tests := []struct {
+		name string
+		m    store.Mailbox
+	}{
+		{"PrimaryIsAnotherPrimary", store.Mailbox{Primary: "alice@example.com"}},
+		{"PrimaryIsAnotherAlias", store.Mailbox{Primary: "al@example.com"}},
+		{"AliasIsAnotherPrimary", store.Mailbox{Primary: "x@example.com", Aliases: []string{"alice@example.com"}}},
+		{"AliasOfAnotherDomain", store.Mailbox{Primary: "x@example.com", Aliases: []string{"olga@example.org"}}},
+		{"OtherCase", store.Mailbox{Primary: "x@example.com", Aliases: []string{"AL@Example.COM"}}},
+		{"WithGroups", store.Mailbox{Primary: "x@example.com", Aliases: []string{"al@example.com"}, Groups: []string{"Sales"}}},
+	}
+	for _, tc := range tests {
+		t.Run("AddMailbox/"+tc.name, func(t *testing.T) {
+			_, err := s.AddMailbox(ctx, domain, tc.m)
+			wantErr(t, err, store.ErrExists)
+			wantResolveNotFound(t, s, "x@example.com")
+		})
+		t.Run("Create/"+tc.name, func(t *testing.T) {
+			c := create("guid-x", tc.m.Primary, tc.m.Aliases, tc.m.Groups...)
+			err := applyErr(t, s, domain, c)
+			wantErr(t, err, store.ErrExists, "create")
+			wantResolveNotFound(t, s, "x@example.com")
+		})
+	}
+	t.Run("TwoCreatesOneAlias", func(t *testing.T) {
+		err := applyErr(t, s, domain,
+			create("guid-x", "x@example.com", []string{"shared@example.com"}),
+			create("guid-y", "y@example.com", []string{"shared@example.com"}))
+		wantErr(t, err, store.ErrExists, "shared@example.com")
+		wantResolveNotFound(t, s, "x@example.com")
+	})
+	t.Run("UpdateTakesAnotherAlias", func(t *testing.T) {
+		addMailbox(t, s, domain, store.Mailbox{Primary: "bob@example.com"})
+		bob := find(t, snapshot(t, s, domain), "bob@example.com")
+		after := bob
+		after.Aliases = []string{"al@example.com"}
+		err := applyErr(t, s, domain, store.Change{Kind: sdk.ChangeUpdate, Before: &bob, After: &after})
+		wantErr(t, err, store.ErrExists, "update", "bob@example.com", "al@example.com")
+		wantResolve(t, s, "al@example.com", "alice@example.com")
+	})
+}
+
+func testOwnersAndForeign(t *testing.T, s store.Store) {
+	addGroups(t, s, otherDomain, "Staff")
+	apply(t, s, domain, create("guid-a", "alice@example.com", []string{"alice@example.org"}))
+	olga := addMailbox(t, s, otherDomain, store.Mailbox{
+		Primary: "olga@other.com", Aliases: []string{"olga@example.org", "o@other.com", "olga@example.com"},
+		DisplayName: "Olga", Groups: []string{"Staff"},
+	})
+	addMailbox(t, s, otherDomain, store.Mailbox{Primary: "oscar@other.com"})
+
+	snap := snapshot(t, s, domain, aliasDomain)
+	alice := find(t, snap, "alice@example.com")
+	if len(snap.Mailboxes) != 1 {
+		t.Errorf("Snapshot lists mailboxes of another domain: %+v", snap.Mailboxes)
+	}
+	wantOwners(t, snap, map[string]int64{
+		"alice@example.com": alice.ID, "alice@example.org": alice.ID,
+		"olga@example.org": olga, "olga@example.com": olga,
+	})
+	want := map[int64]store.Mailbox{olga: {
+		ID: olga, Kind: sdk.KindUser, Primary: "olga@other.com",
+		Aliases:     []string{"o@other.com", "olga@example.com", "olga@example.org"},
+		DisplayName: "Olga", Source: sdk.SourceManual, Groups: []string{"Staff"},
+	}}
+	if !reflect.DeepEqual(snap.Foreign, want) {
+		t.Errorf("Foreign = %+v\nwant     %+v", snap.Foreign, want)
+	}
+
+	// Without alias domains, only the domain's own addresses.
+	snap = snapshot(t, s, domain)
+	wantOwners(t, snap, map[string]int64{"alice@example.com": alice.ID, "olga@example.com": olga})
+	if _, ok := snap.Foreign[olga]; !ok || len(snap.Foreign) != 1 {
+		t.Errorf("Foreign = %+v, want olga only", snap.Foreign)
+	}
+}
+
+func testDomainIsolation(t *testing.T, s store.Store) {
+	addGroups(t, s, domain, "Sales")
+	addGroups(t, s, otherDomain, "Sales")
+	apply(t, s, otherDomain, create("guid-o", "olga@other.com", nil, "Sales"))
+	olga := find(t, snapshot(t, s, otherDomain), "olga@other.com")
+	before := snapshot(t, s, otherDomain)
+
+	renamed := olga
+	renamed.Primary = "olga2@other.com"
+	tests := []struct {
+		name   string
+		change store.Change
+	}{
+		{"Update", store.Change{Kind: sdk.ChangeUpdate, Before: &olga, After: &renamed}},
+		{"Adopt", store.Change{Kind: sdk.ChangeAdopt, Before: &olga, After: &renamed}},
+		{"Delete", store.Change{Kind: sdk.ChangeDelete, Before: &olga}},
+		{"AddMember", store.Change{Kind: sdk.ChangeAddMember, Before: &olga, Group: "Sales"}},
+		{"RemoveMember", store.Change{Kind: sdk.ChangeRemoveMember, Before: &olga, Group: "Sales"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			err := applyErr(t, s, domain, tc.change)
+			wantErr(t, err, store.ErrNotFound)
+			if after := snapshot(t, s, otherDomain); !reflect.DeepEqual(before, after) {
+				t.Errorf("an Apply to %s changed %s:\nbefore %+v\nafter  %+v", domain, otherDomain, before, after)
+			}
+		})
+	}
+	t.Run("AssignMailboxOfAnotherDomain", func(t *testing.T) {
+		err := s.Assign(t.Context(), domain, "Sales", "olga@other.com")
+		wantErr(t, err, store.ErrNotFound)
+	})
+	t.Run("SameDirIDInTwoDomains", func(t *testing.T) {
+		apply(t, s, domain, create("guid-o", "olga@example.com", nil))
+	})
+}
+
+func testGroupNamesCaseExact(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "sales", "Sales")
+	gs, err := s.Groups(ctx, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Group{{Name: "Sales", Source: sdk.SourceManual}, {Name: "sales", Source: sdk.SourceManual}}
+	if !reflect.DeepEqual(gs, want) {
+		t.Errorf("Groups = %+v, want %+v", gs, want)
+	}
+	wantErr(t, s.AddGroup(ctx, domain, "Sales"), store.ErrExists, `"Sales"`)
+	wantErr(t, s.RemoveGroup(ctx, domain, "SALES"), store.ErrNotFound, `"SALES"`)
+	if err := s.AddGroup(ctx, otherDomain, "Sales"); err != nil {
+		t.Errorf("the same group name in another domain: %v", err)
+	}
+
+	err = applyErr(t, s, domain, create("guid-a", "alice@example.com", nil, "SALES"))
+	wantErr(t, err, store.ErrNotFound, `"SALES"`)
+
+	apply(t, s, domain, create("guid-a", "alice@example.com", nil, "Sales"))
+	if err := s.Assign(ctx, domain, "sales", "alice@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Unassign(ctx, domain, "Sales", "alice@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	if got := find(t, snapshot(t, s, domain), "alice@example.com").Groups; !reflect.DeepEqual(got, []string{"sales"}) {
+		t.Errorf("groups = %v, want [sales]", got)
+	}
+}
+
+func testResolve(t *testing.T, s store.Store) {
+	apply(t, s, domain, create("guid-a", "alice@example.com", []string{"al@example.com", "alice@example.org"}))
+	for _, addr := range []string{"alice@example.com", "al@example.com", "ALICE@Example.ORG"} {
+		wantResolve(t, s, addr, "alice@example.com")
+	}
+	wantResolveNotFound(t, s, "bob@example.com")
+}
+
+func testRuns(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales")
+	t0 := time.Date(2025, 3, 1, 10, 0, 0, 123456000, time.UTC)
+
+	alice := create("guid-a", "alice@example.com", []string{"al@example.com"}, "Sales")
+	alice.After.DisplayName = "Alice"
+	first := newRun(domain, t0)
+	first.Server = "ldap://dc1.example.com"
+	first.Counts = store.Counts{Created: 1, Entries: 3, Skipped: 1, Unmatched: 1}
+	first.Changes = []store.RunChange{{
+		Kind: "create", Address: "alice@example.com",
+		After: &store.MailboxView{Primary: "alice@example.com", Aliases: []string{"al@example.com"},
+			DisplayName: "Alice", Kind: sdk.KindUser, DN: "cn=guid-a,dc=example,dc=com", Groups: []string{"Sales"}},
+	}}
+	if err := s.Apply(ctx, domain, []store.Change{alice}, first); err != nil {
+		t.Fatal(err)
+	}
+	if first.ID == 0 {
+		t.Fatal("Apply did not set run.ID")
+	}
+
+	stopped := newRun(domain, t0.Add(2*time.Hour))
+	stopped.Outcome = store.OutcomeStopped
+	stopped.Error = "would delete 600 mailboxes"
+	if err := s.RecordRun(ctx, stopped); err != nil {
+		t.Fatal(err)
+	}
+	// Recorded after, but started before: runs are listed by start time.
+	failed := newRun(domain, t0.Add(time.Hour))
+	failed.Outcome = store.OutcomeFailed
+	failed.Error = "ldap: bind failed"
+	if err := s.RecordRun(ctx, failed); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.RecordRun(ctx, newRun(otherDomain, t0)); err != nil {
+		t.Fatal(err)
+	}
+	if stopped.ID == 0 || failed.ID == 0 || stopped.ID == first.ID || failed.ID == stopped.ID {
+		t.Errorf("run ids %d, %d, %d: want distinct and non-zero", first.ID, stopped.ID, failed.ID)
+	}
+
+	runs, err := s.Runs(ctx, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Run{*stopped, *failed, *first}
+	if len(runs) != len(want) {
+		t.Fatalf("Runs = %d runs, want %d: %+v", len(runs), len(want), runs)
+	}
+	for i := range want {
+		got := runs[i]
+		if !got.Started.Equal(want[i].Started) || !got.Ended.Equal(want[i].Ended) {
+			t.Errorf("run %d: started %v ended %v, want %v and %v", i, got.Started, got.Ended, want[i].Started, want[i].Ended)
+		}
+		got.Started, got.Ended = want[i].Started, want[i].Ended
+		if !reflect.DeepEqual(got, want[i]) {
+			t.Errorf("run %d = %+v\nwant    %+v", i, got, want[i])
+		}
+	}
+	if runs[2].Changes == nil || runs[2].Changes[0].After == nil {
+		t.Errorf("the applied run lost its changes: %+v", runs[2])
+	}
+}
+
+func testManualMailboxes(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales", "Support")
+	id, err := s.AddMailbox(ctx, domain, store.Mailbox{
+		Primary: "Carol@Example.COM", Aliases: []string{"C@Example.com"}, DisplayName: "Carol",
+		Groups: []string{"Support", "Sales"},
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if id == 0 {
+		t.Fatal("AddMailbox returned id 0")
+	}
+	ms, err := s.Mailboxes(ctx, domain)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []store.Mailbox{{
+		ID: id, Kind: sdk.KindUser, Primary: "carol@example.com", Aliases: []string{"c@example.com"},
+		DisplayName: "Carol", Source: sdk.SourceManual, Groups: []string{"Sales", "Support"},
+	}}
+	if !reflect.DeepEqual(ms, want) {
+		t.Errorf("Mailboxes = %+v\nwant        %+v", ms, want)
+	}
+
+	errTests := []struct {
+		name    string
+		m       store.Mailbox
+		want    error
+		mention []string
+	}{
+		{"TakenPrimary", store.Mailbox{Primary: "CAROL@example.com"}, store.ErrExists, []string{"carol@example.com"}},
+		{"TakenAlias", store.Mailbox{Primary: "dan@example.com", Aliases: []string{"c@example.com"}}, store.ErrExists, []string{"c@example.com"}},
+		{"UnknownGroup", store.Mailbox{Primary: "dan@example.com", Groups: []string{"sales"}}, store.ErrNotFound, []string{`"sales"`}},
+	}
+	for _, tc := range errTests {
+		t.Run(tc.name, func(t *testing.T) {
+			_, err := s.AddMailbox(ctx, domain, tc.m)
+			wantErr(t, err, tc.want, tc.mention...)
+			wantResolveNotFound(t, s, "dan@example.com")
+		})
+	}
+
+	wantErr(t, s.RemoveMailbox(ctx, domain, "c@example.com"), store.ErrNotFound, "c@example.com")
+	wantErr(t, s.RemoveMailbox(ctx, domain, "nobody@example.com"), store.ErrNotFound, "nobody@example.com")
+	wantErr(t, s.RemoveMailbox(ctx, otherDomain, "carol@example.com"), store.ErrNotFound)
+	if err := s.RemoveMailbox(ctx, domain, "Carol@example.com"); err != nil {
+		t.Fatalf("RemoveMailbox: %v", err)
+	}
+	wantResolveNotFound(t, s, "c@example.com")
+	if ms, err := s.Mailboxes(ctx, domain); err != nil || len(ms) != 0 {
+		t.Errorf("Mailboxes after remove = %+v, %v", ms, err)
+	}
+	// Its addresses are free again.
+	addMailbox(t, s, domain, store.Mailbox{Primary: "c@example.com"})
+}
+
+func testManualGroups(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales", "Support")
+	apply(t, s, domain, create("guid-a", "alice@example.com", []string{"al@example.com"}))
+
+	if err := s.Assign(ctx, domain, "Sales", "AL@example.com"); err != nil {
+		t.Fatalf("Assign by alias: %v", err)
+	}
+	if err := s.Assign(ctx, domain, "Support", "alice@example.com"); err != nil {
+		t.Fatalf("Assign by primary: %v", err)
+	}
+	if got := find(t, snapshot(t, s, domain), "alice@example.com").Groups; !reflect.DeepEqual(got, []string{"Sales", "Support"}) {
+		t.Errorf("groups = %v, want [Sales Support]", got)
+	}
+
+	errTests := []struct {
+		name    string
+		call    func() error
+		want    error
+		mention []string
+	}{
+		{"AssignTwice", func() error { return s.Assign(ctx, domain, "Sales", "alice@example.com") },
+			store.ErrExists, []string{`"Sales"`}},
+		{"AssignUnknownGroup", func() error { return s.Assign(ctx, domain, "Nobody", "alice@example.com") },
+			store.ErrNotFound, []string{`"Nobody"`, domain}},
+		{"AssignUnknownAddress", func() error { return s.Assign(ctx, domain, "Sales", "ghost@example.com") },
+			store.ErrNotFound, []string{"ghost@example.com"}},
+		{"UnassignUnknownGroup", func() error { return s.Unassign(ctx, domain, "Nobody", "alice@example.com") },
+			store.ErrNotFound, []string{`"Nobody"`}},
+		{"UnassignUnknownAddress", func() error { return s.Unassign(ctx, domain, "Sales", "ghost@example.com") },
+			store.ErrNotFound, []string{"ghost@example.com"}},
+		{"AddGroupTwice", func() error { return s.AddGroup(ctx, domain, "Sales") },
+			store.ErrExists, []string{`"Sales"`, domain}},
+		{"RemoveUnknownGroup", func() error { return s.RemoveGroup(ctx, domain, "Nobody") },
+			store.ErrNotFound, []string{`"Nobody"`, domain}},
+	}
+	for _, tc := range errTests {
+		t.Run(tc.name, func(t *testing.T) { wantErr(t, tc.call(), tc.want, tc.mention...) })
+	}
+
+	if err := s.Unassign(ctx, domain, "Support", "al@example.com"); err != nil {
+		t.Fatalf("Unassign by alias: %v", err)
+	}
+	wantErr(t, s.Unassign(ctx, domain, "Support", "alice@example.com"), store.ErrNotFound)
+
+	// Removing a group removes its memberships.
+	if err := s.RemoveGroup(ctx, domain, "Sales"); err != nil {
+		t.Fatal(err)
+	}
+	snap := snapshot(t, s, domain)
+	if got := find(t, snap, "alice@example.com").Groups; len(got) != 0 {
+		t.Errorf("groups after RemoveGroup = %v, want none", got)
+	}
+	if want := []store.Group{{Name: "Support", Source: sdk.SourceManual}}; !reflect.DeepEqual(snap.Groups, want) {
+		t.Errorf("snapshot groups = %+v, want %+v", snap.Groups, want)
+	}
+}
+
+func testConcurrent(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales")
+	const workers, each = 4, 10
+	var wg sync.WaitGroup
+	errs := make(chan error, workers*each*3)
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for i := range each {
+				addr := fmt.Sprintf("user%d.%d@example.com", w, i)
+				if _, err := s.AddMailbox(ctx, domain, store.Mailbox{Primary: addr, Groups: []string{"Sales"}}); err != nil {
+					errs <- err
+				}
+				c := create(fmt.Sprintf("guid-%d-%d", w, i), fmt.Sprintf("ldap%d.%d@example.com", w, i), nil, "Sales")
+				if err := s.Apply(ctx, domain, []store.Change{c}, newRun(domain, time.Now())); err != nil {
+					errs <- err
+				}
+				if _, err := s.Snapshot(ctx, domain, nil); err != nil {
+					errs <- err
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		t.Error(err)
+	}
+	if snap := snapshot(t, s, domain); len(snap.Mailboxes) != 2*workers*each {
+		t.Errorf("%d mailboxes, want %d", len(snap.Mailboxes), 2*workers*each)
+	}
+}
+
+// create is a create change for an LDAP entry with the given groups.
+func create(dirID, primary string, aliases []string, groups ...string) store.Change {
+	return store.Change{Kind: sdk.ChangeCreate, After: &store.Mailbox{
+		DirID: dirID, DN: "cn=" + dirID + ",dc=example,dc=com", Kind: sdk.KindUser,
+		Primary: primary, Aliases: aliases, Source: sdk.SourceLDAP, Groups: groups,
+	}}
+}
+
+// newRun is a successful run record starting at start.
+func newRun(domain string, start time.Time) *store.Run {
+	return &store.Run{Domain: domain, Started: start, Ended: start.Add(1500 * time.Millisecond), Outcome: store.OutcomeOK}
+}
+
+func apply(t *testing.T, s store.Store, domain string, changes ...store.Change) {
+	t.Helper()
+	if err := s.Apply(t.Context(), domain, changes, newRun(domain, time.Now())); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
+func applyErr(t *testing.T, s store.Store, domain string, changes ...store.Change) error {
+	t.Helper()
+	return s.Apply(t.Context(), domain, changes, newRun(domain, time.Now()))
+}
+
+func addGroups(t *testing.T, s store.Store, domain string, names ...string) {
+	t.Helper()
+	for _, n := range names {
+		if err := s.AddGroup(t.Context(), domain, n); err != nil {
+			t.Fatalf("AddGroup %q: %v", n, err)
+		}
+	}
+}
+
+func addMailbox(t *testing.T, s store.Store, domain string, m store.Mailbox) int64 {
+	t.Helper()
+	id, err := s.AddMailbox(t.Context(), domain, m)
+	if err != nil {
+		t.Fatalf("AddMailbox %s: %v", m.Primary, err)
+	}
+	return id
+}
+
+func snapshot(t *testing.T, s store.Store, domain string, aliasDomains ...string) *store.Snapshot {
+	t.Helper()
+	snap, err := s.Snapshot(t.Context(), domain, aliasDomains)
+	if err != nil {
+		t.Fatalf("Snapshot: %v", err)
+	}
+	return snap
+}
+
+// find returns the mailbox of snap with that primary address.
+func find(t *testing.T, snap *store.Snapshot, primary string) store.Mailbox {
+	t.Helper()
+	for _, m := range snap.Mailboxes {
+		if m.Primary == primary {
+			return m
+		}
+	}
+	t.Fatalf("no mailbox %s in snapshot of %s: %+v", primary, snap.Domain, snap.Mailboxes)
+	return store.Mailbox{}
+}
+
+func wantMailbox(t *testing.T, got, want store.Mailbox) {
+	t.Helper()
+	if !reflect.DeepEqual(got, want) {
+		t.Errorf("mailbox = %+v\nwant      %+v", got, want)
+	}
+}
+
+func wantOwners(t *testing.T, snap *store.Snapshot, want map[string]int64) {
+	t.Helper()
+	if !reflect.DeepEqual(snap.Owners, want) {
+		t.Errorf("Owners = %v\nwant     %v", snap.Owners, want)
+	}
+}
+
+func wantResolve(t *testing.T, s store.Store, addr, primary string) {
+	t.Helper()
+	got, err := s.Resolve(t.Context(), addr)
+	if err != nil || got != primary {
+		t.Errorf("Resolve(%q) = %q, %v; want %q", addr, got, err, primary)
+	}
+}
+
+func wantResolveNotFound(t *testing.T, s store.Store, addr string) {
+	t.Helper()
+	got, err := s.Resolve(t.Context(), addr)
+	if !errors.Is(err, store.ErrNotFound) {
+		t.Errorf("Resolve(%q) = %q, %v; want ErrNotFound", addr, got, err)
+	}
+}
+
+// wantErr checks that err is target and that its message names every one of
+// mention (the failing change, the object).
+func wantErr(t *testing.T, err, target error, mention ...string) {
+	t.Helper()
+	if !errors.Is(err, target) {
+		t.Errorf("error = %v, want %v", err, target)
+		return
+	}
+	for _, m := range mention {
+		if !strings.Contains(err.Error(), m) {
+			t.Errorf("error %q does not mention %s", err, m)
+		}
+	}
+}
