@@ -1,0 +1,45 @@
+# dirsync — see README.md.
+GO      ?= go
+BIN     := bin/dirsync
+WASM    := plugins/standard/standard.wasm
+N       ?= 100000
+
+.PHONY: all build deps test bench demo proto vet fmt clean FORCE
+
+all: build
+
+build: $(BIN) $(WASM)
+
+$(BIN): FORCE
+	$(GO) build -o $@ ./host/cmd/dirsync
+
+# The standard policy as a WebAssembly reactor module.
+$(WASM): FORCE
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./plugins/standard/wasm
+
+# Debian packages the demo, tests and benchmarks need (slapd, ldap-utils).
+deps:
+	bash scripts/deps.sh
+
+test: deps build
+	$(GO) vet ./...
+	$(GO) test -count=1 -timeout 20m ./...
+
+# Syncs the sample directory in examples/directory from a throwaway slapd
+# into the embedded SQLite store and shows the result.
+demo: deps build
+	bash scripts/demo.sh
+
+# Reads N users (default 100000) with ldapsearch and with dirsync.
+bench: deps build
+	N=$(N) bash scripts/bench.sh
+
+# Regenerates the ABI's protobuf code (needs protoc and protoc-gen-go).
+proto:
+	bash sdk/proto/gen.sh
+
+fmt:
+	gofmt -w $$(git ls-files '*.go')
+
+clean:
+	rm -rf bin var $(WASM)

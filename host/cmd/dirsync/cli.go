@@ -1,0 +1,662 @@
+package main
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/signal"
+	"sort"
+	"strings"
+	"syscall"
+	"text/tabwriter"
+	"time"
+
+	"github.com/dirsync/dirsync/host"
+	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/host/store/sqlite"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Exit codes.
+const (
+	exitOK    = 0
+	exitFail  = 1 // the run or check failed
+	exitUsage = 2 // usage or config error
+)
+
+const usage = `usage: dirsync [--config FILE] COMMAND [ARGS]
+
+  sync    --domain D [--dry-run] [--confirm-deletes] [--json]
+  preview --domain D [--json]
+  filter  check [--policy P] 'FILTER'
+  group   add|remove|list --domain D [NAME] [--json]
+  group   assign|unassign --domain D NAME ADDRESS
+  mailbox add --domain D ADDRESS [--group G]...
+  mailbox remove --domain D ADDRESS
+  mailbox list --domain D [--json]
+  runs    --domain D [--json]
+  report-recipients --domain D [--json]
+  resolve ADDRESS
+
+The config is --config, else $DIRSYNC_CONFIG, else ./dirsync.toml.
+Exit status: 0 done, 1 the run or check failed, 2 usage or config error.
+`
+
+// usageError is a mistake on the command line.
+type usageError struct{ msg string }
+
+func (e usageError) Error() string { return e.msg }
+
+func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+
+// cli is one invocation.
+type cli struct {
+	stdout, stderr io.Writer
+	configPath     string
+	cfg            *config.Config
+	st             store.Store
+	h              *host.Host
+	log            *slog.Logger
+}
+
+// Main runs the command line and returns the exit status.
+func Main(args []string, stdout, stderr io.Writer) int {
+	c := &cli{stdout: stdout, stderr: stderr}
+	level := slog.LevelInfo
+	if os.Getenv("DIRSYNC_LOG") == "debug" {
+		level = slog.LevelDebug
+	}
+	c.log = slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
+
+	ctx, stop := signal.NotifyContext(context.Background(), os.Interrupt, syscall.SIGTERM)
+	defer stop()
+	err := c.main(ctx, args)
+	if c.h != nil {
+		c.h.Close()
+	}
+	if c.st != nil {
+		c.st.Close()
+	}
+	return c.exit(err)
+}
+
+func (c *cli) exit(err error) int {
+	if err == nil {
+		return exitOK
+	}
+	var ue usageError
+	var ce *config.Error
+	var re *host.RunError
+	msg := strings.ReplaceAll(err.Error(), "\n", " ")
+	switch {
+	case errors.As(err, &ue):
+		fmt.Fprintf(c.stderr, "dirsync: %s\n(run 'dirsync help' for usage)\n", msg)
+		return exitUsage
+	case errors.As(err, &ce):
+		fmt.Fprintf(c.stderr, "dirsync: config: %s\n", msg)
+		return exitUsage
+	case errors.Is(err, host.ErrUnknownDomain):
+		fmt.Fprintf(c.stderr, "dirsync: %s\n", msg)
+		return exitUsage
+	case errors.As(err, &re):
+		fmt.Fprintf(c.stderr, "dirsync: %s\n", msg)
+		return exitFail
+	}
+	fmt.Fprintf(c.stderr, "dirsync: %s\n", msg)
+	return exitFail
+}
+
+func (c *cli) main(ctx context.Context, args []string) error {
+	global := flag.NewFlagSet("dirsync", flag.ContinueOnError)
+	global.SetOutput(io.Discard)
+	global.StringVar(&c.configPath, "config", "", "")
+	if err := global.Parse(args); err != nil {
+		return usagef("%v", err)
+	}
+	args = global.Args()
+	if len(args) == 0 {
+		fmt.Fprint(c.stderr, usage)
+		return usageError{"no command given"}
+	}
+	cmd, rest := args[0], args[1:]
+	switch cmd {
+	case "help", "-h", "--help":
+		fmt.Fprint(c.stdout, usage)
+		return nil
+	case "sync":
+		return c.sync(ctx, rest)
+	case "preview":
+		return c.preview(ctx, rest)
+	case "filter":
+		return c.filter(ctx, rest)
+	case "group":
+		return c.group(ctx, rest)
+	case "mailbox":
+		return c.mailbox(ctx, rest)
+	case "runs":
+		return c.runs(ctx, rest)
+	case "report-recipients":
+		return c.recipients(ctx, rest)
+	case "resolve":
+		return c.resolve(ctx, rest)
+	}
+	return usagef("unknown command %q", cmd)
+}
+
+// flags is a command's flag set that also accepts flags after arguments.
+type flags struct {
+	*flag.FlagSet
+	domain string
+	json   bool
+}
+
+func newFlags(name string, domain, jsonOut bool) *flags {
+	f := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
+	f.SetOutput(io.Discard)
+	if domain {
+		f.StringVar(&f.domain, "domain", "", "")
+	}
+	if jsonOut {
+		f.BoolVar(&f.json, "json", false, "")
+	}
+	return f
+}
+
+// parse parses interspersed flags and arguments and checks the count of
+// arguments and that --domain is set when the command takes it.
+func (f *flags) parse(args []string, minArgs, maxArgs int, names string) ([]string, error) {
+	var pos []string
+	for {
+		if err := f.Parse(args); err != nil {
+			return nil, usagef("%s: %v", f.Name(), err)
+		}
+		args = f.Args()
+		if len(args) == 0 {
+			break
+		}
+		pos = append(pos, args[0])
+		args = args[1:]
+	}
+	if f.Lookup("domain") != nil && f.domain == "" {
+		return nil, usagef("%s: --domain is required", f.Name())
+	}
+	f.domain = strings.ToLower(f.domain)
+	if len(pos) < minArgs || len(pos) > maxArgs {
+		return nil, usagef("%s: want %s", f.Name(), names)
+	}
+	return pos, nil
+}
+
+// open loads the config and opens the store (and the host when withHost).
+func (c *cli) open(withHost bool) error {
+	path := c.configPath
+	if path == "" {
+		path = os.Getenv("DIRSYNC_CONFIG")
+	}
+	if path == "" {
+		path = "dirsync.toml"
+	}
+	cfg, err := config.Load(path)
+	if err != nil {
+		return err
+	}
+	c.cfg = cfg
+	st, err := sqlite.Open(cfg.Store.DSN)
+	if err != nil {
+		return fmt.Errorf("opening the store %s: %w", cfg.Store.DSN, err)
+	}
+	c.st = st
+	if withHost {
+		h, err := host.New(host.Options{Config: cfg, Store: st, Builtins: builtins, Logger: c.log})
+		if err != nil {
+			return err
+		}
+		c.h = h
+	}
+	return nil
+}
+
+// domain checks that the config declares the domain and makes sure the
+// store knows it.
+func (c *cli) domain(ctx context.Context, name string) (*config.Domain, error) {
+	d := c.cfg.Domain(name)
+	if d == nil {
+		var names []string
+		for _, d := range c.cfg.Domains {
+			names = append(names, d.Name)
+		}
+		return nil, fmt.Errorf("%w %q (the config declares %v)", host.ErrUnknownDomain, name, names)
+	}
+	return d, c.st.EnsureDomain(ctx, d.Name)
+}
+
+func (c *cli) printJSON(v any) error {
+	enc := json.NewEncoder(c.stdout)
+	enc.SetIndent("", "  ")
+	return enc.Encode(v)
+}
+
+func (c *cli) sync(ctx context.Context, args []string) error {
+	f := newFlags("sync", true, true)
+	dry := f.Bool("dry-run", false, "")
+	confirm := f.Bool("confirm-deletes", false, "")
+	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := c.open(true); err != nil {
+		return err
+	}
+	rep, err := c.h.Run(ctx, f.domain, host.RunOptions{DryRun: *dry, ConfirmDeletes: *confirm})
+	return c.report(rep, err, f.json, false)
+}
+
+func (c *cli) preview(ctx context.Context, args []string) error {
+	f := newFlags("preview", true, true)
+	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := c.open(true); err != nil {
+		return err
+	}
+	rep, err := c.h.Preview(ctx, f.domain)
+	return c.report(rep, err, f.json, true)
+}
+
+// report prints a run's report and passes its error on.
+func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
+	if rep == nil {
+		return err
+	}
+	if jsonOut {
+		if perr := c.printJSON(rep); perr != nil {
+			return perr
+		}
+		return err
+	}
+	w := c.stdout
+	if err != nil && rep.Counts.Entries == 0 && len(rep.Changes) == 0 {
+		return err // nothing useful to show beyond the error
+	}
+	if preview {
+		fmt.Fprintf(w, "preview of %s (filter %s)\n", rep.Domain, rep.Filter)
+		fmt.Fprintf(w, "\nusers and public folders (%d):\n", len(rep.Users))
+		tw := tabwriter.NewWriter(w, 2, 4, 2, ' ', 0)
+		for _, u := range rep.Users {
+			fmt.Fprintf(tw, "  %s\t%s\t%s\t%s\n", u.Address, u.Kind, joinOr(u.Aliases, "-"), joinOr(u.Groups, "-"))
+		}
+		tw.Flush()
+		fmt.Fprintf(w, "\ngroups (%d):\n", len(rep.Groups))
+		for _, g := range rep.Groups {
+			fmt.Fprintf(w, "  %s -> %s (%d members)\n", g.Name, g.Target, g.Members)
+		}
+	}
+	if len(rep.Unmatched) > 0 {
+		fmt.Fprintf(w, "\nunmatched groups (no gateway group of that exact name): %s\n", strings.Join(rep.Unmatched, ", "))
+	}
+	if len(rep.Skipped) > 0 {
+		fmt.Fprintf(w, "\nskipped (%d):\n", len(rep.Skipped))
+		for i, s := range rep.Skipped {
+			if i == 50 && !preview {
+				fmt.Fprintf(w, "  … and %d more (see --json)\n", len(rep.Skipped)-50)
+				break
+			}
+			if s.Address != "" {
+				fmt.Fprintf(w, "  %s: %s: %s\n", s.DN, s.Address, s.Reason)
+			} else {
+				fmt.Fprintf(w, "  %s: %s\n", s.DN, s.Reason)
+			}
+		}
+	}
+	if len(rep.Conflicts) > 0 {
+		fmt.Fprintf(w, "\nconflicts, not imported (%d):\n", len(rep.Conflicts))
+		for _, x := range rep.Conflicts {
+			fmt.Fprintf(w, "  %s: %s\n", x.DN, x.Reason)
+		}
+	}
+	if len(rep.Vetoed) > 0 {
+		fmt.Fprintf(w, "\nvetoed by the policy (%d):\n", len(rep.Vetoed))
+		for _, v := range rep.Vetoed {
+			fmt.Fprintf(w, "  %s %s %s: %s\n", v.Kind, v.Address, v.Group, v.Reason)
+		}
+	}
+	if preview || rep.Mode == "dry-run" {
+		fmt.Fprintf(w, "\nchanges a sync would make (%d):\n", len(rep.Changes))
+		for i, ch := range rep.Changes {
+			if i == 200 {
+				fmt.Fprintf(w, "  … and %d more (see --json)\n", len(rep.Changes)-200)
+				break
+			}
+			fmt.Fprintf(w, "  %s %s %s\n", ch.Kind, ch.Address, ch.Group)
+		}
+	}
+	k := rep.Counts
+	verb := "synced"
+	switch {
+	case err != nil:
+		verb = rep.Outcome
+	case rep.Mode != "sync":
+		verb = rep.Mode
+	}
+	fmt.Fprintf(w, "\n%s %s: %d entries read; created %d, updated %d, deleted %d, memberships added %d, removed %d; skipped %d, unmatched groups %d, conflicts %d",
+		rep.Domain, verb, k.Entries, k.Created, k.Updated, k.Deleted, k.MembersAdded, k.MembersRemoved, k.Skipped, k.Unmatched, k.Conflicts)
+	if k.Vetoed > 0 {
+		fmt.Fprintf(w, ", vetoed %d", k.Vetoed)
+	}
+	if rep.Server != "" {
+		fmt.Fprintf(w, " (server %s, %s)", rep.Server, rep.Timings.Total.Round(time.Millisecond))
+	}
+	fmt.Fprintln(w)
+	return err
+}
+
+func joinOr(s []string, empty string) string {
+	if len(s) == 0 {
+		return empty
+	}
+	return strings.Join(s, ",")
+}
+
+func (c *cli) filter(ctx context.Context, args []string) error {
+	if len(args) == 0 || args[0] != "check" {
+		return usagef("filter: want 'filter check [--policy P] FILTER'")
+	}
+	f := newFlags("filter check", false, false)
+	pol := f.String("policy", "", "")
+	pos, err := f.parse(args[1:], 1, 1, "one FILTER argument")
+	if err != nil {
+		return err
+	}
+	if err := c.open(true); err != nil {
+		return err
+	}
+	norm, err := c.h.CheckFilter(ctx, *pol, pos[0])
+	if err != nil {
+		return err
+	}
+	fmt.Fprintf(c.stdout, "ok: %s\n", norm)
+	return nil
+}
+
+func (c *cli) group(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("group: want add|remove|list|assign|unassign")
+	}
+	sub := args[0]
+	f := newFlags("group "+sub, true, sub == "list")
+	var pos []string
+	var err error
+	switch sub {
+	case "add", "remove":
+		pos, err = f.parse(args[1:], 1, 1, "NAME")
+	case "list":
+		pos, err = f.parse(args[1:], 0, 0, "no arguments")
+	case "assign", "unassign":
+		pos, err = f.parse(args[1:], 2, 2, "NAME ADDRESS")
+	default:
+		return usagef("group: unknown subcommand %q (want add|remove|list|assign|unassign)", sub)
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.open(false); err != nil {
+		return err
+	}
+	d, err := c.domain(ctx, f.domain)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "add":
+		if err := c.st.AddGroup(ctx, d.Name, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "group %q added to %s\n", pos[0], d.Name)
+	case "remove":
+		if err := c.st.RemoveGroup(ctx, d.Name, pos[0]); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "group %q removed from %s\n", pos[0], d.Name)
+	case "assign":
+		if err := c.st.Assign(ctx, d.Name, pos[0], strings.ToLower(pos[1])); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s assigned to group %q\n", pos[1], pos[0])
+	case "unassign":
+		if err := c.st.Unassign(ctx, d.Name, pos[0], strings.ToLower(pos[1])); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "%s removed from group %q\n", pos[1], pos[0])
+	case "list":
+		groups, err := c.st.Groups(ctx, d.Name)
+		if err != nil {
+			return err
+		}
+		mbs, err := c.st.Mailboxes(ctx, d.Name)
+		if err != nil {
+			return err
+		}
+		type out struct {
+			Name    string   `json:"name"`
+			Source  string   `json:"source"`
+			Members []string `json:"members"`
+		}
+		list := make([]out, 0, len(groups))
+		idx := map[string]int{}
+		for _, g := range groups {
+			idx[g.Name] = len(list)
+			list = append(list, out{Name: g.Name, Source: g.Source, Members: []string{}})
+		}
+		for _, m := range mbs {
+			for _, g := range m.Groups {
+				if i, ok := idx[g]; ok {
+					list[i].Members = append(list[i].Members, m.Primary)
+				}
+			}
+		}
+		if f.json {
+			return c.printJSON(list)
+		}
+		for _, g := range list {
+			fmt.Fprintf(c.stdout, "%s\t%d members\t%s\n", g.Name, len(g.Members), strings.Join(g.Members, ","))
+		}
+	}
+	return nil
+}
+
+// mailboxJSON is the contract of `mailbox list --json` (design §3).
+type mailboxJSON struct {
+	ID          int64    `json:"id"`
+	Address     string   `json:"address"`
+	Kind        string   `json:"kind"`
+	Source      string   `json:"source"`
+	DisplayName string   `json:"display_name,omitempty"`
+	DN          string   `json:"dn,omitempty"`
+	Aliases     []string `json:"aliases"`
+	Groups      []string `json:"groups"`
+}
+
+func (c *cli) mailbox(ctx context.Context, args []string) error {
+	if len(args) == 0 {
+		return usagef("mailbox: want add|remove|list")
+	}
+	sub := args[0]
+	f := newFlags("mailbox "+sub, true, sub == "list")
+	var groups multi
+	var pos []string
+	var err error
+	switch sub {
+	case "add":
+		f.Var(&groups, "group", "")
+		pos, err = f.parse(args[1:], 1, 1, "ADDRESS")
+	case "remove":
+		pos, err = f.parse(args[1:], 1, 1, "ADDRESS")
+	case "list":
+		pos, err = f.parse(args[1:], 0, 0, "no arguments")
+	default:
+		return usagef("mailbox: unknown subcommand %q (want add|remove|list)", sub)
+	}
+	if err != nil {
+		return err
+	}
+	if err := c.open(false); err != nil {
+		return err
+	}
+	d, err := c.domain(ctx, f.domain)
+	if err != nil {
+		return err
+	}
+	switch sub {
+	case "add":
+		addr := strings.ToLower(pos[0])
+		if !inDomain(addr, d) {
+			return usagef("mailbox add: %s is not an address of %s or its alias domains", pos[0], d.Name)
+		}
+		id, err := c.st.AddMailbox(ctx, d.Name, store.Mailbox{Primary: addr, Kind: sdk.KindUser, Source: sdk.SourceManual, Groups: groups})
+		if err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "mailbox %s added to %s (id %d)\n", addr, d.Name, id)
+	case "remove":
+		if err := c.st.RemoveMailbox(ctx, d.Name, strings.ToLower(pos[0])); err != nil {
+			return err
+		}
+		fmt.Fprintf(c.stdout, "mailbox %s removed from %s\n", pos[0], d.Name)
+	case "list":
+		mbs, err := c.st.Mailboxes(ctx, d.Name)
+		if err != nil {
+			return err
+		}
+		list := make([]mailboxJSON, 0, len(mbs))
+		for _, m := range mbs {
+			list = append(list, mailboxJSON{ID: m.ID, Address: m.Primary, Kind: m.Kind, Source: m.Source,
+				DisplayName: m.DisplayName, DN: m.DN, Aliases: sortedNonNil(m.Aliases), Groups: sortedNonNil(m.Groups)})
+		}
+		sort.Slice(list, func(i, j int) bool { return list[i].Address < list[j].Address })
+		if f.json {
+			return c.printJSON(list)
+		}
+		tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+		fmt.Fprintln(tw, "ADDRESS\tKIND\tSOURCE\tALIASES\tGROUPS")
+		for _, m := range list {
+			fmt.Fprintf(tw, "%s\t%s\t%s\t%s\t%s\n", m.Address, m.Kind, m.Source, joinOr(m.Aliases, "-"), joinOr(m.Groups, "-"))
+		}
+		tw.Flush()
+	}
+	return nil
+}
+
+func inDomain(addr string, d *config.Domain) bool {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 {
+		return false
+	}
+	dom := addr[at+1:]
+	if dom == d.Name {
+		return true
+	}
+	for _, a := range d.AliasDomains {
+		if dom == a {
+			return true
+		}
+	}
+	return false
+}
+
+func sortedNonNil(s []string) []string {
+	out := append([]string{}, s...)
+	sort.Strings(out)
+	return out
+}
+
+type multi []string
+
+func (m *multi) String() string     { return strings.Join(*m, ",") }
+func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
+
+func (c *cli) runs(ctx context.Context, args []string) error {
+	f := newFlags("runs", true, true)
+	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := c.open(false); err != nil {
+		return err
+	}
+	d, err := c.domain(ctx, f.domain)
+	if err != nil {
+		return err
+	}
+	runs, err := c.st.Runs(ctx, d.Name)
+	if err != nil {
+		return err
+	}
+	if runs == nil {
+		runs = []store.Run{}
+	}
+	if f.json {
+		return c.printJSON(runs)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "RUN\tSTARTED\tTOOK\tOUTCOME\tCREATED\tUPDATED\tDELETED\t+MEMBER\t-MEMBER\tERROR")
+	for _, r := range runs {
+		k := r.Counts
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.Started.Local().Format(time.DateTime),
+			r.Ended.Sub(r.Started).Round(time.Millisecond), r.Outcome, k.Created, k.Updated, k.Deleted, k.MembersAdded, k.MembersRemoved, r.Error)
+	}
+	return tw.Flush()
+}
+
+func (c *cli) recipients(ctx context.Context, args []string) error {
+	f := newFlags("report-recipients", true, true)
+	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
+		return err
+	}
+	if err := c.open(false); err != nil {
+		return err
+	}
+	d, err := c.domain(ctx, f.domain)
+	if err != nil {
+		return err
+	}
+	mbs, err := c.st.Mailboxes(ctx, d.Name)
+	if err != nil {
+		return err
+	}
+	type recipient struct {
+		Address string   `json:"address"`
+		Covers  []string `json:"covers"`
+	}
+	list := make([]recipient, 0, len(mbs))
+	for _, m := range mbs {
+		list = append(list, recipient{Address: m.Primary, Covers: sortedNonNil(m.Aliases)})
+	}
+	if f.json {
+		return c.printJSON(list)
+	}
+	for _, r := range list {
+		fmt.Fprintf(c.stdout, "%s\t%s\n", r.Address, joinOr(r.Covers, "-"))
+	}
+	return nil
+}
+
+func (c *cli) resolve(ctx context.Context, args []string) error {
+	f := newFlags("resolve", false, false)
+	pos, err := f.parse(args, 1, 1, "ADDRESS")
+	if err != nil {
+		return err
+	}
+	if err := c.open(false); err != nil {
+		return err
+	}
+	p, err := c.st.Resolve(ctx, strings.ToLower(pos[0]))
+	if err != nil {
+		return err
+	}
+	fmt.Fprintln(c.stdout, p)
+	return nil
+}

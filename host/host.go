@@ -1,0 +1,172 @@
+// Package host is the embeddable dirsync engine. A Host reads a domain's
+// directory, runs the domain's sync policy on what it read, checks the
+// policy's decisions and applies them to a store in one transaction.
+//
+//	h, err := host.New(host.Options{Config: cfg, Store: st, Builtins: builtins})
+//	report, err := h.Run(ctx, "example.com", host.RunOptions{})
+//
+// Run and Preview return a *Report; errors that stop a run before it writes
+// are *RunError values naming the stage that failed.
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/policy"
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Options configure a Host.
+type Options struct {
+	Config *config.Config
+	Store  store.Store
+	// Builtins are the policies linked into the program, by name; a manifest
+	// entry with runtime = "builtin" names one of them.
+	Builtins map[string]func() sdk.Policy
+	// Logger receives progress and diagnostics; nil discards them.
+	Logger *slog.Logger
+}
+
+// Host runs syncs for the domains of one config.
+type Host struct {
+	cfg      *config.Config
+	store    store.Store
+	builtins map[string]func() sdk.Policy
+	log      *slog.Logger
+
+	mu       sync.Mutex
+	policies map[string]policy.Runtime
+}
+
+// ErrUnknownDomain is returned for a domain the config does not declare.
+var ErrUnknownDomain = errors.New("unknown domain")
+
+// New makes a Host. It loads no policy yet: each is loaded on first use.
+func New(o Options) (*Host, error) {
+	if o.Config == nil || o.Store == nil {
+		return nil, errors.New("host: Config and Store are required")
+	}
+	log := o.Logger
+	if log == nil {
+		log = slog.New(slog.DiscardHandler)
+	}
+	return &Host{cfg: o.Config, store: o.Store, builtins: o.Builtins, log: log, policies: map[string]policy.Runtime{}}, nil
+}
+
+// Close unloads the policies. It does not close the store.
+func (h *Host) Close() error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	var errs []error
+	for name, p := range h.policies {
+		errs = append(errs, p.Close(context.Background()))
+		delete(h.policies, name)
+	}
+	return errors.Join(errs...)
+}
+
+// Domain returns a domain of the config, or an error wrapping
+// ErrUnknownDomain.
+func (h *Host) Domain(name string) (*config.Domain, error) {
+	d := h.cfg.Domain(name)
+	if d == nil {
+		var names []string
+		for _, d := range h.cfg.Domains {
+			names = append(names, d.Name)
+		}
+		return nil, fmt.Errorf("%w %q (the config declares %v)", ErrUnknownDomain, name, names)
+	}
+	return d, nil
+}
+
+// Policy returns the loaded policy of the given manifest name, loading it
+// on first use.
+func (h *Host) Policy(ctx context.Context, name string) (policy.Runtime, error) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if p, ok := h.policies[name]; ok {
+		return p, nil
+	}
+	if h.cfg.Manifest == nil {
+		return nil, fmt.Errorf("no policy manifest is configured")
+	}
+	spec := h.cfg.Manifest.Policy(name)
+	if spec == nil {
+		return nil, fmt.Errorf("policy %q is not declared in %s", name, h.cfg.Manifest.Path)
+	}
+	p, err := h.load(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	info := p.Info()
+	if info.ABIMajor != sdk.ABIMajor {
+		p.Close(ctx)
+		return nil, fmt.Errorf("policy %q speaks ABI %d.%d, this host speaks %d.%d", name, info.ABIMajor, info.ABIMinor, sdk.ABIMajor, sdk.ABIMinor)
+	}
+	h.policies[name] = p
+	return p, nil
+}
+
+func (h *Host) load(ctx context.Context, spec *config.Policy) (policy.Runtime, error) {
+	switch spec.Runtime {
+	case "builtin":
+		mk := h.builtins[spec.Name]
+		if mk == nil {
+			return nil, fmt.Errorf("policy %q: runtime \"builtin\", but this program links no policy of that name", spec.Name)
+		}
+		p, err := policy.Builtin(mk(), spec.Config)
+		if err != nil {
+			return nil, fmt.Errorf("policy %q refused its config: %w", spec.Name, err)
+		}
+		return p, nil
+	case "wasm":
+		return loadWasm(ctx, spec, h.cacheDir())
+	}
+	return nil, fmt.Errorf("policy %q: runtime %q is not available in this build", spec.Name, spec.Runtime)
+}
+
+func (h *Host) cacheDir() string {
+	if h.cfg.Plugins.CacheDir != "" {
+		return h.cfg.Plugins.CacheDir
+	}
+	if d, err := os.UserCacheDir(); err == nil {
+		return filepath.Join(d, "dirsync", "wasm")
+	}
+	return ""
+}
+
+// CheckFilter validates a filter with a policy (default: the first domain's
+// policy, else "standard") and returns the normalized filter.
+func (h *Host) CheckFilter(ctx context.Context, policyName, filter string) (string, error) {
+	if policyName == "" {
+		policyName = "standard"
+		if len(h.cfg.Domains) > 0 {
+			policyName = h.cfg.Domains[0].Policy
+		}
+	}
+	p, err := h.Policy(ctx, policyName)
+	if err != nil {
+		return "", err
+	}
+	resp, err := p.Filter(ctx, sdk.FilterRequest{Filter: filter})
+	if err != nil {
+		return "", err
+	}
+	return resp.Filter, nil
+}
+
+// timed runs f and returns how long it took.
+func timed(f func()) time.Duration {
+	t := time.Now()
+	f()
+	return time.Since(t)
+}

@@ -1,0 +1,414 @@
+package host
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/diff"
+	"github.com/dirsync/dirsync/host/internal/guard"
+	"github.com/dirsync/dirsync/host/internal/ldapfetch"
+	"github.com/dirsync/dirsync/host/internal/policy"
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// RunOptions modify one run.
+type RunOptions struct {
+	// DryRun runs every stage but the write (and records nothing).
+	DryRun bool
+	// ConfirmDeletes lets this one run past the deletion guard (S2).
+	ConfirmDeletes bool
+}
+
+// Report is what a run or a preview found and did.
+type Report struct {
+	Domain  string `json:"domain"`
+	Mode    string `json:"mode"` // "sync", "dry-run" or "preview"
+	Outcome string `json:"outcome"`
+	RunID   int64  `json:"run_id,omitempty"`
+	Server  string `json:"server,omitempty"`
+	Filter  string `json:"filter"`
+	Policy  string `json:"policy"`
+	// Error says why a run failed or stopped.
+	Error  string       `json:"error,omitempty"`
+	Counts store.Counts `json:"counts"`
+	// Mailboxes are the valid users and public folders the directory yields.
+	Mailboxes []sdk.Mailbox `json:"-"`
+	Users     []ReportUser  `json:"users"`
+	Groups    []diff.Group  `json:"groups"`
+	Unmatched []string      `json:"unmatched_groups"`
+	Skipped   []diff.Skip   `json:"skipped"`
+	Conflicts []Conflict    `json:"conflicts"`
+	Vetoed    []Vetoed      `json:"vetoed"`
+	Changes   []store.RunChange `json:"changes"`
+	Timings   Timings       `json:"timings"`
+}
+
+// ReportUser is a valid user or public folder of a preview.
+type ReportUser struct {
+	Address     string   `json:"address"`
+	Kind        string   `json:"kind"`
+	DisplayName string   `json:"display_name,omitempty"`
+	Aliases     []string `json:"aliases"`
+	Groups      []string `json:"groups"`
+	DN          string   `json:"dn"`
+}
+
+// Conflict is a directory entry that was not imported because its address
+// belongs to a mailbox of another source (R10).
+type Conflict struct {
+	DN     string `json:"dn"`
+	Reason string `json:"reason"`
+}
+
+// Vetoed is a change the policy turned down.
+type Vetoed struct {
+	Kind    string `json:"kind"`
+	Address string `json:"address"`
+	Group   string `json:"group,omitempty"`
+	Reason  string `json:"reason"`
+}
+
+// Timings says where a run spent its time.
+type Timings struct {
+	Fetch  time.Duration `json:"fetch_ns"`
+	Policy time.Duration `json:"policy_ns"`
+	Diff   time.Duration `json:"diff_ns"`
+	Apply  time.Duration `json:"apply_ns"`
+	Total  time.Duration `json:"total_ns"`
+}
+
+// RunError is a run that failed or stopped before writing. Stage names the
+// stage: "config", "filter", "fetch", "policy", "guard", "apply".
+type RunError struct {
+	Domain string
+	Stage  string
+	Err    error
+}
+
+func (e *RunError) Error() string {
+	return fmt.Sprintf("%s: %s: %v", e.Domain, e.Stage, e.Err)
+}
+
+func (e *RunError) Unwrap() error { return e.Err }
+
+// ErrSyncOff is returned by Run for a domain whose sync switch is off (R1).
+var ErrSyncOff = errors.New("sync is switched off for this domain (sync = false); preview still works")
+
+// Run syncs a domain: fetch, map, diff, reconcile, guard, apply. A run that
+// fails after it started is recorded (S5) and changes nothing else.
+func (h *Host) Run(ctx context.Context, domain string, o RunOptions) (*Report, error) {
+	mode := "sync"
+	if o.DryRun {
+		mode = "dry-run"
+	}
+	return h.run(ctx, domain, mode, o)
+}
+
+// Preview runs every stage but the write (R9) and reports the valid users
+// and groups, the unmatched groups, the skipped entries and the changes a
+// run would make. It works whether or not the domain's sync is switched on.
+func (h *Host) Preview(ctx context.Context, domain string) (*Report, error) {
+	return h.run(ctx, domain, "preview", RunOptions{DryRun: true})
+}
+
+func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Report, error) {
+	d, err := h.Domain(name)
+	if err != nil {
+		return nil, err
+	}
+	started := time.Now()
+	rep := &Report{Domain: d.Name, Mode: mode, Policy: d.Policy}
+	fail := func(stage string, err error) (*Report, error) {
+		rep.Outcome = store.OutcomeFailed
+		var stop *guard.StopError
+		if errors.As(err, &stop) {
+			rep.Outcome = store.OutcomeStopped
+		}
+		rep.Error = err.Error()
+		rep.Timings.Total = time.Since(started)
+		if mode == "sync" && stage != "config" && stage != "filter" {
+			run := &store.Run{Domain: d.Name, Started: started, Ended: time.Now(), Outcome: rep.Outcome,
+				Error: rep.Error, Server: rep.Server, Counts: rep.Counts}
+			if rerr := h.store.RecordRun(context.WithoutCancel(ctx), run); rerr != nil {
+				h.log.Error("recording the failed run", "domain", d.Name, "err", rerr)
+			}
+			rep.RunID = run.ID
+		}
+		return rep, &RunError{Domain: d.Name, Stage: stage, Err: err}
+	}
+	if mode == "sync" && !d.Sync {
+		return fail("config", ErrSyncOff)
+	}
+
+	p, err := h.Policy(ctx, d.Policy)
+	if err != nil {
+		return fail("config", err)
+	}
+	fresp, err := p.Filter(ctx, sdk.FilterRequest{Filter: d.LDAP.Filter})
+	if err != nil {
+		return fail("filter", err)
+	}
+	rep.Filter = fresp.Filter
+	password, err := h.cfg.Password(d)
+	if err != nil {
+		return fail("config", err)
+	}
+	if err := h.store.EnsureDomain(ctx, d.Name); err != nil {
+		return fail("store", err)
+	}
+	snap, err := h.store.Snapshot(ctx, d.Name, d.AliasDomains)
+	if err != nil {
+		return fail("store", err)
+	}
+	sd := sdk.Domain{Name: d.Name, AliasDomains: d.AliasDomains}
+	for _, g := range snap.Groups {
+		sd.Groups = append(sd.Groups, g.Name)
+	}
+
+	// Fetch and map, overlapped: the policy maps one batch while the next
+	// page is read.
+	refs, intents, server, err := h.fetchAndMap(ctx, d, password, rep, p, sd)
+	rep.Server = server
+	if err != nil {
+		return fail(stageOf(err), err)
+	}
+	rep.Counts.Entries = len(refs)
+
+	var res *diff.Result
+	rep.Timings.Diff = timed(func() { res = diff.Compute(sd, refs, intents, snap) })
+	refs, intents = nil, nil
+
+	ldapTotal := 0
+	for i := range snap.Mailboxes {
+		if snap.Mailboxes[i].Source == sdk.SourceLDAP {
+			ldapTotal++
+		}
+	}
+	var rresp sdk.ReconcileResponse
+	var rerr error
+	rep.Timings.Policy += timed(func() {
+		rresp, rerr = p.Reconcile(ctx, sdk.ReconcileRequest{Domain: sd, Changes: res.Changes, LDAPMailboxes: ldapTotal})
+	})
+	if rerr != nil {
+		return fail("policy", fmt.Errorf("policy %q: reconcile: %w", d.Policy, rerr))
+	}
+	final, vetoed, err := guard.Decide(d.Policy, sd, snap, res.Changes, rresp)
+	if err != nil {
+		return fail("policy", err)
+	}
+	h.fill(rep, res, final, vetoed)
+
+	if !o.ConfirmDeletes {
+		if err := guard.Deletes(rep.Counts.Deleted, ldapTotal, len(res.Mailboxes), limits(d)); err != nil {
+			return fail("guard", err)
+		}
+	}
+	if o.DryRun {
+		rep.Outcome = store.OutcomeOK
+		rep.Timings.Total = time.Since(started)
+		return rep, nil
+	}
+	run := &store.Run{Domain: d.Name, Started: started, Outcome: store.OutcomeOK, Server: rep.Server,
+		Counts: rep.Counts, Changes: rep.Changes}
+	var aerr error
+	rep.Timings.Apply = timed(func() {
+		run.Ended = time.Now()
+		aerr = h.store.Apply(ctx, d.Name, final, run)
+	})
+	if aerr != nil {
+		return fail("apply", aerr)
+	}
+	rep.RunID = run.ID
+	rep.Outcome = store.OutcomeOK
+	rep.Timings.Total = time.Since(started)
+	h.log.Debug("sync done", "domain", d.Name, "run", run.ID, "created", rep.Counts.Created, "updated", rep.Counts.Updated,
+		"deleted", rep.Counts.Deleted, "took", rep.Timings.Total)
+	return rep, nil
+}
+
+func limits(d *config.Domain) guard.Limits {
+	return guard.Limits{MaxDeletes: d.Safety.MaxDeletes, MaxDeletePercent: d.Safety.MaxDeletePercent, PercentFloor: d.Safety.PercentFloor}
+}
+
+// stageError tags an error with the stage it came from.
+type stageError struct {
+	stage string
+	err   error
+}
+
+func (e *stageError) Error() string { return e.err.Error() }
+func (e *stageError) Unwrap() error { return e.err }
+
+func stageOf(err error) string {
+	var se *stageError
+	if errors.As(err, &se) {
+		return se.stage
+	}
+	return "fetch"
+}
+
+const (
+	mapBatch      = 2000  // entries per Map call
+	progressEvery = 10000 // entries between progress lines
+)
+
+func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password string, rep *Report, p policy.Runtime, sd sdk.Domain) ([]diff.Ref, []sdk.Intent, string, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+
+	batches := make(chan []sdk.Entry, 2)
+	var refs []diff.Ref
+	var intents []sdk.Intent
+	mapErr := make(chan error, 1)
+	go func() {
+		var err error
+		for b := range batches {
+			if err != nil {
+				continue // drain
+			}
+			var resp sdk.MapResponse
+			rep.Timings.Policy += timed(func() { resp, err = p.Map(ctx, sdk.MapRequest{Domain: sd, Entries: b}) })
+			if err == nil && len(resp.Intents) != len(b) {
+				err = fmt.Errorf("returned %d intents for %d entries", len(resp.Intents), len(b))
+			}
+			if err != nil {
+				err = &stageError{"policy", fmt.Errorf("policy %q: map: %w", d.Policy, err)}
+				cancel()
+				continue
+			}
+			for i := range b {
+				refs = append(refs, diff.Ref{ID: b[i].ID, DN: b[i].DN})
+			}
+			intents = append(intents, resp.Intents...)
+		}
+		mapErr <- err
+	}()
+
+	attrs := p.Info().Attributes
+	cfg := ldapfetch.Config{
+		URLs:               d.LDAP.URLs,
+		BindDN:             d.LDAP.BindDN,
+		Password:           password,
+		BaseDN:             d.LDAP.BaseDN,
+		StartTLS:           d.LDAP.StartTLS,
+		CAFile:             h.cfg.Rel(d.LDAP.CAFile),
+		InsecureSkipVerify: d.LDAP.InsecureSkipVerify,
+		PageSize:           d.LDAP.PageSize,
+		Timeout:            d.LDAP.Timeout.Duration,
+	}
+	batch := make([]sdk.Entry, 0, mapBatch)
+	start := time.Now()
+	n := 0
+	res, ferr := ldapfetch.Fetch(ctx, cfg, rep.Filter, attrs, func(e sdk.Entry) error {
+		batch = append(batch, e)
+		if n++; n%progressEvery == 0 {
+			h.log.Info("reading the directory", "domain", d.Name, "entries", n, "elapsed", time.Since(start).Round(time.Millisecond))
+		}
+		if len(batch) == mapBatch {
+			select {
+			case batches <- batch:
+			case <-ctx.Done():
+				return ctx.Err()
+			}
+			batch = make([]sdk.Entry, 0, mapBatch)
+		}
+		return nil
+	})
+	if ferr == nil && len(batch) > 0 {
+		batches <- batch
+	}
+	close(batches)
+	rep.Timings.Fetch = time.Since(start)
+	merr := <-mapErr
+	if merr != nil {
+		return nil, nil, res.URL, merr
+	}
+	if ferr != nil {
+		return nil, nil, res.URL, &stageError{"fetch", ferr}
+	}
+	return refs, intents, res.URL, nil
+}
+
+// fill puts the outcome of diff and reconcile into the report.
+func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []guard.Vetoed) {
+	rep.Groups, rep.Unmatched, rep.Skipped = res.Groups, res.Unmatched, res.Skipped
+	if rep.Groups == nil {
+		rep.Groups = []diff.Group{}
+	}
+	if rep.Unmatched == nil {
+		rep.Unmatched = []string{}
+	}
+	if rep.Skipped == nil {
+		rep.Skipped = []diff.Skip{}
+	}
+	rep.Counts.Skipped = len(res.Skipped)
+	rep.Counts.Unmatched = len(res.Unmatched)
+	vetoedDir := map[string]bool{}
+	rep.Conflicts, rep.Vetoed = []Conflict{}, []Vetoed{}
+	for _, v := range vetoed {
+		m := v.Change.After
+		if m == nil {
+			m = v.Change.Before
+		}
+		if v.Conflict && v.Change.Kind == sdk.ChangeCreate {
+			rep.Conflicts = append(rep.Conflicts, Conflict{DN: m.DN, Reason: v.Reason})
+			vetoedDir[m.DirID] = true
+			continue
+		}
+		rep.Vetoed = append(rep.Vetoed, Vetoed{Kind: v.Change.Kind.String(), Address: m.Primary, Group: v.Change.Group, Reason: v.Reason})
+	}
+	rep.Counts.Conflicts = len(rep.Conflicts)
+	rep.Counts.Vetoed = len(rep.Vetoed)
+	rep.Users = make([]ReportUser, 0, len(res.Mailboxes))
+	for _, m := range res.Mailboxes {
+		if vetoedDir[m.DirID] {
+			continue
+		}
+		rep.Users = append(rep.Users, ReportUser{Address: m.Primary, Kind: m.Kind, DisplayName: m.DisplayName,
+			Aliases: nonNil(m.Aliases), Groups: nonNil(m.Groups), DN: m.DN})
+	}
+	rep.Changes = make([]store.RunChange, 0, len(final))
+	for _, c := range final {
+		rc := store.RunChange{Kind: c.Kind.String(), Group: c.Group, Before: view(c.Before), After: view(c.After)}
+		switch c.Kind {
+		case sdk.ChangeCreate:
+			rep.Counts.Created++
+			rep.Counts.MembersAdded += len(c.After.Groups)
+			rc.Address, rc.Before = c.After.Primary, nil
+		case sdk.ChangeUpdate:
+			rep.Counts.Updated++
+			rc.Address = c.After.Primary
+		case sdk.ChangeAdopt:
+			rep.Counts.Adopted++
+			rc.Address = c.After.Primary
+		case sdk.ChangeDelete:
+			rep.Counts.Deleted++
+			rc.Address, rc.After = c.Before.Primary, nil
+		case sdk.ChangeAddMember:
+			rep.Counts.MembersAdded++
+			rc.Address, rc.Before, rc.After = c.Before.Primary, nil, nil
+		case sdk.ChangeRemoveMember:
+			rep.Counts.MembersRemoved++
+			rc.Address, rc.Before, rc.After = c.Before.Primary, nil, nil
+		}
+		rep.Changes = append(rep.Changes, rc)
+	}
+}
+
+func view(m *sdk.Mailbox) *store.MailboxView {
+	if m == nil {
+		return nil
+	}
+	return &store.MailboxView{Primary: m.Primary, Aliases: m.Aliases, DisplayName: m.DisplayName, Kind: m.Kind, DN: m.DN, Groups: m.Groups}
+}
+
+func nonNil(s []string) []string {
+	if s == nil {
+		return []string{}
+	}
+	return s
+}
