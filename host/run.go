@@ -36,15 +36,15 @@ type Report struct {
 	Error  string       `json:"error,omitempty"`
 	Counts store.Counts `json:"counts"`
 	// Mailboxes are the valid users and public folders the directory yields.
-	Mailboxes []sdk.Mailbox `json:"-"`
-	Users     []ReportUser  `json:"users"`
-	Groups    []diff.Group  `json:"groups"`
-	Unmatched []string      `json:"unmatched_groups"`
-	Skipped   []diff.Skip   `json:"skipped"`
-	Conflicts []Conflict    `json:"conflicts"`
-	Vetoed    []Vetoed      `json:"vetoed"`
+	Mailboxes []sdk.Mailbox     `json:"-"`
+	Users     []ReportUser      `json:"users"`
+	Groups    []diff.Group      `json:"groups"`
+	Unmatched []string          `json:"unmatched_groups"`
+	Skipped   []diff.Skip       `json:"skipped"`
+	Conflicts []Conflict        `json:"conflicts"`
+	Vetoed    []Vetoed          `json:"vetoed"`
 	Changes   []store.RunChange `json:"changes"`
-	Timings   Timings       `json:"timings"`
+	Timings   Timings           `json:"timings"`
 }
 
 // ReportUser is a valid user or public folder of a preview.
