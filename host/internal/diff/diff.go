@@ -94,18 +94,27 @@ func NormDN(dn string) string {
 
 func isSep(c byte) bool { return c == ',' || c == '=' || c == '+' }
 
+// want is a mailbox the directory asks for.
+type want struct {
+	ref    Ref
+	intent *sdk.MailboxIntent
+	addrs  []string // primary first
+	groups []string // gateway groups, deduplicated by addGroup
+}
+
+// addGroup adds a gateway group once.
+func (w *want) addGroup(g string) {
+	if !slices.Contains(w.groups, g) {
+		w.groups = append(w.groups, g)
+	}
+}
+
 // Compute proposes the changes. refs and intents are parallel; domain.Groups
 // must hold the snapshot's gateway groups.
 func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Snapshot) *Result {
 	res := &Result{}
 
 	// Desired mailboxes, and directory groups by DN.
-	type want struct {
-		ref    Ref
-		intent *sdk.MailboxIntent
-		addrs  []string // primary first
-		groups map[string]bool
-	}
 	var wants []*want
 	byDN := map[string]*want{}
 	type dgroup struct {
@@ -126,7 +135,7 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 				res.Skipped = append(res.Skipped, Skip{DN: ref.DN, Reason: "policy gave a mailbox without a primary address"})
 				continue
 			}
-			w := &want{ref: ref, intent: it.Mailbox, groups: map[string]bool{}}
+			w := &want{ref: ref, intent: it.Mailbox}
 			w.addrs = append(w.addrs, it.Mailbox.Primary)
 			for _, a := range it.Mailbox.Aliases {
 				if a != it.Mailbox.Primary {
@@ -157,7 +166,7 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 	for _, g := range groupByDN {
 		for _, m := range g.intent.Members {
 			if w := byDN[NormDN(m)]; w != nil {
-				w.groups[g.intent.Target] = true
+				w.addGroup(g.intent.Target)
 			}
 		}
 		res.Groups = append(res.Groups, Group{Name: g.intent.Name, DN: g.ref.DN, Target: g.intent.Target})
@@ -165,14 +174,14 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 	for _, w := range wants {
 		for _, dn := range w.intent.MemberOf {
 			if g, ok := groupByDN[NormDN(dn)]; ok {
-				w.groups[g.intent.Target] = true
+				w.addGroup(g.intent.Target)
 			}
 		}
 	}
 	// Count members per group once both sources are in.
 	count := map[string]int{}
 	for _, w := range wants {
-		for g := range w.groups {
+		for _, g := range w.groups {
 			count[g]++
 		}
 	}
@@ -263,7 +272,7 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 			Aliases:     sortedCopy(w.addrs[1:]),
 			DisplayName: w.intent.DisplayName,
 			Source:      sdk.SourceLDAP,
-			Groups:      sortedKeys(w.groups),
+			Groups:      sortedCopy(w.groups),
 		}
 		if after.Kind == "" {
 			after.Kind = sdk.KindUser
@@ -299,7 +308,7 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		have := map[string]bool{}
 		for _, g := range m.Groups {
 			have[g] = true
-			if !w.groups[g] { // R5: the directory is authoritative
+			if !slices.Contains(w.groups, g) { // R5: the directory is authoritative
 				res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeRemoveMember, Before: clone(*m), After: clone(after), Group: g})
 			}
 		}
@@ -316,16 +325,26 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		}
 	}
 	sort.Slice(res.Mailboxes, func(i, j int) bool { return res.Mailboxes[i].Primary < res.Mailboxes[j].Primary })
-	sort.SliceStable(res.Changes, func(i, j int) bool { return changeKey(&res.Changes[i]) < changeKey(&res.Changes[j]) })
+	slices.SortStableFunc(res.Changes, compareChanges)
 	return res
 }
 
-func changeKey(c *sdk.Change) string {
-	m := c.After
-	if m == nil {
-		m = c.Before
+// compareChanges orders changes by address, then kind, then group.
+func compareChanges(a, b sdk.Change) int {
+	if c := strings.Compare(primary(&a), primary(&b)); c != 0 {
+		return c
 	}
-	return m.Primary + "\x00" + c.Kind.String() + "\x00" + c.Group
+	if a.Kind != b.Kind {
+		return int(a.Kind) - int(b.Kind)
+	}
+	return strings.Compare(a.Group, b.Group)
+}
+
+func primary(c *sdk.Change) string {
+	if c.After != nil {
+		return c.After.Primary
+	}
+	return c.Before.Primary
 }
 
 func foreign(snap *store.Snapshot, id int64) bool {
@@ -347,18 +366,6 @@ func sortedCopy(s []string) []string {
 		return nil
 	}
 	out := slices.Clone(s)
-	sort.Strings(out)
-	return out
-}
-
-func sortedKeys(m map[string]bool) []string {
-	if len(m) == 0 {
-		return nil
-	}
-	out := make([]string, 0, len(m))
-	for k := range m {
-		out = append(out, k)
-	}
 	sort.Strings(out)
 	return out
 }
