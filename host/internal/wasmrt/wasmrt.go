@@ -1,0 +1,681 @@
+// Package wasmrt serves a sync policy compiled to a WebAssembly reactor
+// module (GOOS=wasip1 GOARCH=wasm -buildmode=c-shared, exports from package
+// sdk) in a wazero sandbox, as a policy.Runtime.
+//
+// The sandbox has WASI with nothing real behind it: no files, no network, no
+// environment, no arguments, a fake clock that advances 1 ms per reading,
+// sleeps that return at once and a deterministic random source. The Go
+// runtime of the guest needs these imports; a policy needs none of them.
+//
+// A module is compiled once (optionally through wazero's on-disk cache) and
+// instantiated once; calls are serialized on that instance. Each call has a
+// deadline (Options.Timeout) and the instance a memory limit. A trap, a
+// deadline, an exit, a panic or a reply that does not decode ends the
+// instance: the call fails, and the next call starts a fresh instance
+// (configured again).
+//
+// The deadline has a price. wazero can stop a running guest only if it was
+// compiled with WithCloseOnContextDone, which puts a call to an exit check
+// at every loop header; Go's wasm code is loops all the way down, and the
+// guest runs about 5× slower for it (BenchmarkMap100k: 9.8 s instead of
+// about 1.7 s for 100,000 entries).
+//
+// Payloads are the syncpolicy.v1 protobuf messages, converted with package
+// sdk/abi; see package sdk (guest_wasip1.go) for the guest half of the ABI.
+package wasmrt
+
+import (
+	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"math"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"time"
+	"unicode/utf8"
+
+	"github.com/dirsync/dirsync/host/internal/policy"
+	"github.com/dirsync/dirsync/sdk"
+	"github.com/dirsync/dirsync/sdk/abi"
+	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
+	"github.com/tetratelabs/wazero"
+	"github.com/tetratelabs/wazero/api"
+	"github.com/tetratelabs/wazero/experimental"
+	"github.com/tetratelabs/wazero/imports/wasi_snapshot_preview1"
+	"github.com/tetratelabs/wazero/sys"
+	"google.golang.org/protobuf/proto"
+)
+
+// DefaultMapBatch is the number of entries sent to the guest in one
+// dirsync_map call when Options.MapBatch is 0.
+const DefaultMapBatch = 5000
+
+// Options configure a loaded module.
+type Options struct {
+	// Name is the policy's name in the manifest; errors name it.
+	Name string
+	// CacheDir, when set, is a directory for wazero's compilation cache:
+	// a module is compiled to machine code once and loaded from there
+	// afterwards, also by later processes.
+	CacheDir string
+	// MemoryLimitMB caps the guest's memory (at most 4096; 0 means 4096,
+	// the most a 32-bit guest can address).
+	MemoryLimitMB uint32
+	// Timeout bounds each call into the guest, and the instantiation and
+	// configuration of an instance. A call that runs longer is stopped, its
+	// instance discarded, and the call fails. 0 means no limit beyond the
+	// caller's context.
+	Timeout time.Duration
+	// Config is the manifest's [policy.config] table, handed to the
+	// policy's Configure; an error from it refuses the load.
+	Config map[string]any
+	// SHA256 optionally pins the module: the hex SHA-256 of the file. A
+	// mismatch refuses the load.
+	SHA256 string
+	// MapBatch is how many entries one dirsync_map call carries; a larger
+	// Map request is split and the intents joined, which bounds the guest's
+	// memory whatever the directory's size (Map is pure per entry).
+	// 0 means DefaultMapBatch.
+	MapBatch int
+}
+
+// Exports of ABI v1.
+const (
+	exportInitialize = "_initialize"
+	exportVersion    = "dirsync_abi_version"
+	exportAlloc      = "dirsync_alloc"
+	exportFree       = "dirsync_free"
+	exportInfo       = "dirsync_info"
+	exportConfigure  = "dirsync_configure"
+	exportFilter     = "dirsync_filter"
+	exportMap        = "dirsync_map"
+	exportReconcile  = "dirsync_reconcile"
+)
+
+var (
+	i32, i64 = api.ValueTypeI32, api.ValueTypeI64
+	// signatures of the exports, as (params, results).
+	signatures = map[string][2][]api.ValueType{
+		exportInitialize: {nil, nil},
+		exportVersion:    {nil, {i64}},
+		exportAlloc:      {{i32}, {i32}},
+		exportFree:       {{i32}, nil},
+		exportInfo:       {{i32, i32}, {i64}},
+		exportConfigure:  {{i32, i32}, {i64}},
+		exportFilter:     {{i32, i32}, {i64}},
+		exportMap:        {{i32, i32}, {i64}},
+		exportReconcile:  {{i32, i32}, {i64}},
+	}
+	// stageExports are checked once the ABI version is known to match.
+	stageExports = []string{exportAlloc, exportFree, exportInfo, exportConfigure, exportFilter, exportMap, exportReconcile}
+)
+
+// module is a loaded policy module; it implements policy.Runtime.
+type module struct {
+	label    string // `policy "name" (file.wasm)`, the prefix of every error
+	opts     Options
+	rt       wazero.Runtime
+	cache    wazero.CompilationCache
+	compiled wazero.CompiledModule
+	config   []byte // the encoded ConfigureRequest
+	info     sdk.Info
+
+	mu     sync.Mutex // serializes calls; guards inst and closed
+	inst   *instance  // nil once dead: the next call starts a new one
+	closed bool
+}
+
+// instance is one instantiation of the module.
+type instance struct {
+	mod    api.Module
+	mem    api.Memory
+	fns    map[string]api.Function
+	stderr *headWriter
+}
+
+var _ policy.Runtime = (*module)(nil)
+
+// Load compiles and instantiates the policy module at path, checks its ABI
+// version, configures it with opts.Config and returns it as a Runtime.
+// Every error names the module; a missing, corrupt or foreign file is a
+// one-line error.
+func Load(ctx context.Context, path string, opts Options) (policy.Runtime, error) {
+	m := &module{label: label(opts.Name, path), opts: opts}
+	if err := m.load(ctx, path); err != nil {
+		m.closeAll(ctx)
+		return nil, fmt.Errorf("%s: %w", m.label, err)
+	}
+	return m, nil
+}
+
+func label(name, path string) string {
+	if name == "" {
+		return fmt.Sprintf("policy (%s)", filepath.Base(path))
+	}
+	return fmt.Sprintf("policy %q (%s)", name, filepath.Base(path))
+}
+
+func (m *module) load(ctx context.Context, path string) error {
+	code, err := os.ReadFile(path)
+	if err != nil {
+		return err // *PathError: "open /x/y.wasm: no such file or directory"
+	}
+	if pin := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(m.opts.SHA256), "sha256:")); pin != "" {
+		sum := sha256.Sum256(code)
+		if got := hex.EncodeToString(sum[:]); got != pin {
+			return fmt.Errorf("sha256 mismatch: the file has %s, the manifest pins %s; refusing to load", got, pin)
+		}
+	}
+	if m.opts.MemoryLimitMB > 4096 {
+		return fmt.Errorf("memory limit %d MB is over the 4096 MB a 32-bit guest can address", m.opts.MemoryLimitMB)
+	}
+	if m.opts.MapBatch < 0 {
+		return fmt.Errorf("map batch %d is negative", m.opts.MapBatch)
+	}
+	if m.config, err = encodeConfig(m.opts.Config); err != nil {
+		return err
+	}
+
+	cfg := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
+	if m.opts.MemoryLimitMB > 0 {
+		cfg = cfg.WithMemoryLimitPages(m.opts.MemoryLimitMB * 16) // 64 KiB pages
+	}
+	if m.opts.CacheDir != "" {
+		if m.cache, err = wazero.NewCompilationCacheWithDir(m.opts.CacheDir); err != nil {
+			return fmt.Errorf("compilation cache: %w", err)
+		}
+		cfg = cfg.WithCompilationCache(m.cache)
+	}
+	m.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
+		return fmt.Errorf("WASI: %w", err)
+	}
+	if m.compiled, err = m.rt.CompileModule(ctx, code); err != nil {
+		msg := firstLine(err.Error())
+		if m.opts.MemoryLimitMB > 0 && strings.HasPrefix(msg, "section memory:") && strings.Contains(msg, "over limit") {
+			return fmt.Errorf("the memory limit of %d MB is less than the module needs to start (%s)", m.opts.MemoryLimitMB, msg)
+		}
+		return fmt.Errorf("not a valid WebAssembly module: %s", msg)
+	}
+	if err := checkModule(m.compiled); err != nil {
+		return err
+	}
+
+	callCtx, cancel := m.deadline(ctx)
+	defer cancel()
+	inst, err := m.start(callCtx)
+	if err != nil {
+		return err
+	}
+	m.inst = inst
+	var reply pb.InfoReply
+	if err := m.roundTrip(callCtx, inst, exportInfo, nil, &reply); err != nil {
+		return fmt.Errorf("info: %w", err)
+	}
+	m.info = abi.InfoFromProto(reply.GetResult())
+	return nil
+}
+
+// encodeConfig encodes the ConfigureRequest sent to every new instance.
+func encodeConfig(config map[string]any) ([]byte, error) {
+	req, err := abi.ConfigureRequestToProto(config)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	b, err := proto.Marshal(req)
+	if err != nil {
+		return nil, fmt.Errorf("config: %w", err)
+	}
+	return b, nil
+}
+
+// checkModule checks what can be checked before running anything: it is a
+// reactor, it exports an ABI version, and it imports nothing but WASI.
+func checkModule(c wazero.CompiledModule) error {
+	exports := c.ExportedFunctions()
+	if _, ok := exports[exportInitialize]; !ok {
+		if _, ok := exports["_start"]; ok {
+			return errors.New("a command module, not a reactor: build it with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared")
+		}
+		return errors.New("not a reactor module: it exports no _initialize (build it with GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared)")
+	}
+	if _, ok := exports[exportVersion]; !ok {
+		return errors.New("not a dirsync policy module: it exports no " + exportVersion + " (does its main package import sdk and call sdk.Register?)")
+	}
+	for _, name := range []string{exportInitialize, exportVersion} {
+		if err := checkSignature(exports, name); err != nil {
+			return err
+		}
+	}
+	for _, f := range c.ImportedFunctions() {
+		if mod, name, _ := f.Import(); mod != wasi_snapshot_preview1.ModuleName {
+			return fmt.Errorf("imports %s.%s, which the host does not provide (a policy may import only %s)", mod, name, wasi_snapshot_preview1.ModuleName)
+		}
+	}
+	for _, mem := range c.ImportedMemories() {
+		mod, name, _ := mem.Import()
+		return fmt.Errorf("imports memory %s.%s, which the host does not provide", mod, name)
+	}
+	return nil
+}
+
+func checkSignature(exports map[string]api.FunctionDefinition, name string) error {
+	f, ok := exports[name]
+	if !ok {
+		return fmt.Errorf("not a dirsync ABI v%d module: it exports no %s", sdk.ABIMajor, name)
+	}
+	want := signatures[name]
+	if !equalTypes(f.ParamTypes(), want[0]) || !equalTypes(f.ResultTypes(), want[1]) {
+		return fmt.Errorf("export %s has type %s, want %s", name,
+			funcType(f.ParamTypes(), f.ResultTypes()), funcType(want[0], want[1]))
+	}
+	return nil
+}
+
+func equalTypes(a, b []api.ValueType) bool { return bytes.Equal(a, b) }
+
+func funcType(params, results []api.ValueType) string {
+	names := func(ts []api.ValueType) string {
+		s := make([]string, len(ts))
+		for i, t := range ts {
+			s[i] = api.ValueTypeName(t)
+		}
+		return "(" + strings.Join(s, ", ") + ")"
+	}
+	return names(params) + " -> " + names(results)
+}
+
+// start instantiates the module, checks its ABI version and exports, and
+// configures it.
+func (m *module) start(ctx context.Context) (*instance, error) {
+	inst := &instance{stderr: &headWriter{}}
+	ctx = withMemoryAllocator(ctx)
+	mod, err := m.rt.InstantiateModule(ctx, m.compiled, wazero.NewModuleConfig().
+		WithName(""). // anonymous: a new instance may replace a dead one
+		WithStartFunctions(exportInitialize).
+		WithStderr(inst.stderr))
+	if err != nil {
+		return nil, fmt.Errorf("instantiate: %s", m.trapMessage(err, inst))
+	}
+	inst.mod, inst.mem = mod, mod.Memory()
+	fail := func(err error) (*instance, error) {
+		_ = mod.Close(context.WithoutCancel(ctx))
+		return nil, err
+	}
+	if inst.mem == nil {
+		return fail(errors.New("the module exports no memory"))
+	}
+	res, err := mod.ExportedFunction(exportVersion).Call(ctx)
+	if err != nil {
+		return fail(fmt.Errorf("%s: %s", exportVersion, m.trapMessage(err, inst)))
+	}
+	major, minor := abi.UnpackVersion(res[0])
+	if major != sdk.ABIMajor {
+		return fail(fmt.Errorf("ABI version %d.%d is not supported by this host (ABI %d.%d): rebuild the policy with a matching dirsync sdk",
+			major, minor, sdk.ABIMajor, sdk.ABIMinor))
+	}
+	exports := m.compiled.ExportedFunctions()
+	inst.fns = make(map[string]api.Function, len(stageExports))
+	for _, name := range stageExports {
+		if err := checkSignature(exports, name); err != nil {
+			return fail(err)
+		}
+		inst.fns[name] = mod.ExportedFunction(name)
+	}
+	var reply pb.ConfigureReply
+	if err := m.roundTrip(ctx, inst, exportConfigure, m.config, &reply); err != nil {
+		return fail(fmt.Errorf("configure: %w", err))
+	}
+	return inst, nil
+}
+
+// withMemoryAllocator makes instantiations under ctx reserve their memory
+// up front (see memory_linux.go).
+func withMemoryAllocator(ctx context.Context) context.Context {
+	if a := memoryAllocator(); a != nil {
+		return experimental.WithMemoryAllocator(ctx, a)
+	}
+	return ctx
+}
+
+// deadline applies Options.Timeout to ctx.
+func (m *module) deadline(ctx context.Context) (context.Context, context.CancelFunc) {
+	if m.opts.Timeout > 0 {
+		return context.WithTimeout(ctx, m.opts.Timeout)
+	}
+	return context.WithCancel(ctx)
+}
+
+// call runs one stage export on the live instance, starting one if the last
+// died, and decodes its reply envelope into reply. The caller holds m.mu or
+// is Load. A flagged policy error is returned as is (wrapped with the label
+// and stage: `policy "x" (x.wasm): map: …`), so errors.As finds
+// *sdk.FilterError and *abi.Error.
+func (m *module) call(ctx context.Context, stage, export string, req []byte, reply envelope) error {
+	wrap := func(err error) error { return fmt.Errorf("%s: %s: %w", m.label, stage, err) }
+	if m.closed {
+		return wrap(errors.New("the runtime is closed"))
+	}
+	if m.inst == nil {
+		inst, err := m.start(ctx)
+		if err != nil {
+			return wrap(fmt.Errorf("restarting the module: %w", err))
+		}
+		m.inst = inst
+	}
+	if err := m.roundTrip(ctx, m.inst, export, req, reply); err != nil {
+		return wrap(err)
+	}
+	return nil
+}
+
+// envelope is a reply message of a stage export (InfoReply, …).
+type envelope interface {
+	proto.Message
+	GetError() *pb.Error
+}
+
+// deadInstance marks errors after which the instance must not be used.
+type deadInstance struct{ err error }
+
+func (e deadInstance) Error() string { return e.err.Error() }
+func (e deadInstance) Unwrap() error { return e.err }
+
+// roundTrip writes req into the guest, calls export, and decodes the reply
+// into reply. An error flagged by the policy comes back converted by
+// abi.ErrorFromProto. A panic the guest recovered, a trap, the deadline, or
+// a reply that is out of bounds or does not decode also close inst and, if
+// inst is m.inst, clear it so the next call starts a new instance.
+func (m *module) roundTrip(ctx context.Context, inst *instance, export string, req []byte, reply envelope) error {
+	err := m.exchange(ctx, inst, export, req, reply)
+	var dead deadInstance
+	if errors.As(err, &dead) {
+		_ = inst.mod.Close(context.WithoutCancel(ctx))
+		if m.inst == inst {
+			m.inst = nil
+		}
+		return dead.err
+	}
+	return err
+}
+
+func (m *module) exchange(ctx context.Context, inst *instance, export string, req []byte, reply envelope) error {
+	inst.stderr.reset()
+	dead := func(format string, args ...any) error { return deadInstance{fmt.Errorf(format, args...)} }
+	if uint64(len(req)) > math.MaxUint32 {
+		return fmt.Errorf("request of %d bytes is over the 4 GiB a guest can address", len(req))
+	}
+	var reqPtr uint32
+	if len(req) > 0 {
+		res, err := inst.fns[exportAlloc].Call(ctx, uint64(len(req)))
+		if err != nil {
+			return deadInstance{fmt.Errorf("%s(%d): %w", exportAlloc, len(req), m.trapError(err, inst))}
+		}
+		reqPtr = uint32(res[0])
+		if !inst.mem.Write(reqPtr, req) {
+			return dead("%s(%d) returned %#x, outside the guest's memory", exportAlloc, len(req), reqPtr)
+		}
+	}
+	res, err := inst.fns[export].Call(ctx, uint64(reqPtr), uint64(len(req)))
+	if err != nil {
+		return deadInstance{m.trapError(err, inst)}
+	}
+	replyPtr, replyLen := uint32(res[0]>>32), uint32(res[0])
+	b, ok := inst.mem.Read(replyPtr, replyLen)
+	if !ok {
+		return dead("reply (ptr %#x, len %d) is outside the guest's memory (%d bytes)", replyPtr, replyLen, inst.mem.Size())
+	}
+	// Unmarshal copies what it keeps, so b may change after this.
+	if err := proto.Unmarshal(b, reply); err != nil {
+		return dead("reply of %d bytes does not decode: %v", replyLen, err)
+	}
+	for _, p := range []uint32{reqPtr, replyPtr} {
+		if p == 0 {
+			continue
+		}
+		if _, err := inst.fns[exportFree].Call(ctx, uint64(p)); err != nil {
+			return deadInstance{fmt.Errorf("%s: %w", exportFree, m.trapError(err, inst))}
+		}
+	}
+	if e := reply.GetError(); e != nil {
+		if e.GetCode() == pb.ErrorCode_ERROR_CODE_PANIC {
+			// The guest recovered, but the panic may have left the
+			// policy's state half-changed: start afresh.
+			return deadInstance{abi.ErrorFromProto(e)}
+		}
+		return abi.ErrorFromProto(e)
+	}
+	if !hasResult(reply) {
+		return dead("reply has neither a result nor an error")
+	}
+	return nil
+}
+
+// hasResult reports whether an envelope's oneof holds a result.
+func hasResult(reply envelope) bool {
+	r := reply.ProtoReflect()
+	od := r.Descriptor().Oneofs().ByName("outcome")
+	return od != nil && r.WhichOneof(od) != nil
+}
+
+// trapError describes an error of a guest call: the deadline or the
+// caller's cancellation (wrapping context.DeadlineExceeded or
+// context.Canceled), an exit, or a trap, with the first line the guest
+// wrote to stderr during the call (the Go runtime's "panic: …" or "fatal
+// error: …").
+func (m *module) trapError(err error, inst *instance) error {
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		switch exit.ExitCode() {
+		case sys.ExitCodeDeadlineExceeded:
+			if m.opts.Timeout > 0 {
+				return fmt.Errorf("stopped after the timeout of %s: %w", m.opts.Timeout, context.DeadlineExceeded)
+			}
+			return fmt.Errorf("stopped at the deadline: %w", context.DeadlineExceeded)
+		case sys.ExitCodeContextCanceled:
+			return fmt.Errorf("stopped: %w", context.Canceled)
+		}
+	}
+	return errors.New(m.trapMessage(err, inst))
+}
+
+func (m *module) trapMessage(err error, inst *instance) string {
+	msg := firstLine(err.Error())
+	var exit *sys.ExitError
+	if errors.As(err, &exit) {
+		msg = fmt.Sprintf("the module exited with code %d", exit.ExitCode())
+	}
+	if out := inst.stderr.firstLine(); out != "" {
+		if exit != nil {
+			return msg + ": " + out
+		}
+		// The Go runtime ends a crash (a fatal error, a panic outside the
+		// exports' recover) with a trap after printing why.
+		return "crashed: " + out + " (" + msg + ")"
+	}
+	return msg
+}
+
+func firstLine(s string) string {
+	s = strings.TrimSpace(s)
+	if i := strings.IndexByte(s, '\n'); i >= 0 {
+		return strings.TrimSpace(s[:i])
+	}
+	return s
+}
+
+// headWriter keeps the start of what the guest writes to stderr during a
+// call.
+type headWriter struct{ buf []byte }
+
+const headMax = 4096
+
+func (w *headWriter) Write(p []byte) (int, error) {
+	if room := headMax - len(w.buf); room > 0 {
+		w.buf = append(w.buf, p[:min(room, len(p))]...)
+	}
+	return len(p), nil
+}
+
+func (w *headWriter) reset() { w.buf = w.buf[:0] }
+
+// firstLine returns the first non-empty line written.
+func (w *headWriter) firstLine() string {
+	for _, line := range strings.Split(string(w.buf), "\n") {
+		if line = strings.TrimSpace(line); line != "" {
+			return line
+		}
+	}
+	return ""
+}
+
+// ---- policy.Runtime ----
+
+// Info returns the policy's Info, read once at load.
+func (m *module) Info() sdk.Info {
+	info := m.info
+	info.Attributes = append([]string(nil), m.info.Attributes...)
+	return info
+}
+
+// Filter runs the policy's Filter stage.
+func (m *module) Filter(ctx context.Context, req sdk.FilterRequest) (sdk.FilterResponse, error) {
+	var reply pb.FilterReply
+	if err := m.run(ctx, "filter", exportFilter, abi.FilterRequestToProto(req), &reply); err != nil {
+		return sdk.FilterResponse{}, err
+	}
+	return abi.FilterResponseFromProto(reply.GetResult()), nil
+}
+
+// Map runs the policy's Map stage, in batches of Options.MapBatch entries.
+func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, error) {
+	batch := m.opts.MapBatch
+	if batch == 0 {
+		batch = DefaultMapBatch
+	}
+	ctx, cancel := m.deadline(ctx)
+	defer cancel()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+
+	domain := abi.DomainToProto(req.Domain)
+	var out sdk.MapResponse
+	for start := 0; ; start += batch {
+		end := min(start+batch, len(req.Entries))
+		msg := &pb.MapRequest{Domain: domain, Entries: make([]*pb.Entry, end-start)}
+		for i := range msg.Entries {
+			msg.Entries[i] = abi.EntryToProto(&req.Entries[start+i])
+		}
+		b, err := marshal("map", msg)
+		if err != nil {
+			if where := invalidUTF8(req.Entries[start:end]); where != "" {
+				err = fmt.Errorf("map: %s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
+			}
+			return sdk.MapResponse{}, fmt.Errorf("%s: %w", m.label, err)
+		}
+		var reply pb.MapReply
+		if err := m.call(ctx, "map", exportMap, b, &reply); err != nil {
+			return sdk.MapResponse{}, err
+		}
+		resp := abi.MapResponseFromProto(reply.GetResult())
+		if len(resp.Intents) != end-start {
+			return sdk.MapResponse{}, fmt.Errorf("%s: map: the policy returned %d intents for %d entries", m.label, len(resp.Intents), end-start)
+		}
+		if out.Intents == nil {
+			if end == len(req.Entries) {
+				return resp, nil // a single batch
+			}
+			out.Intents = make([]sdk.Intent, 0, len(req.Entries))
+		}
+		out.Intents = append(out.Intents, resp.Intents...)
+		if end == len(req.Entries) {
+			return out, nil
+		}
+	}
+}
+
+// invalidUTF8 names the first string of entries that is not valid UTF-8,
+// or returns "".
+func invalidUTF8(entries []sdk.Entry) string {
+	for i := range entries {
+		e := &entries[i]
+		name := fmt.Sprintf("entry %q", e.DN)
+		switch {
+		case !utf8.ValidString(e.ID):
+			return "the id of " + name
+		case !utf8.ValidString(e.DN):
+			return fmt.Sprintf("the DN of entry %d (%q)", i, e.DN)
+		}
+		for attr, values := range e.Attributes {
+			if !utf8.ValidString(attr) {
+				return fmt.Sprintf("an attribute name (%q) of %s", attr, name)
+			}
+			for j, v := range values {
+				if !utf8.ValidString(v) {
+					return fmt.Sprintf("value %d of attribute %q of %s", j, attr, name)
+				}
+			}
+		}
+	}
+	return ""
+}
+
+// Reconcile runs the policy's Reconcile stage.
+func (m *module) Reconcile(ctx context.Context, req sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
+	var reply pb.ReconcileReply
+	if err := m.run(ctx, "reconcile", exportReconcile, abi.ReconcileRequestToProto(req), &reply); err != nil {
+		return sdk.ReconcileResponse{}, err
+	}
+	return abi.ReconcileResponseFromProto(reply.GetResult()), nil
+}
+
+// run encodes req and calls a stage under the lock and the deadline.
+func (m *module) run(ctx context.Context, stage, export string, req proto.Message, reply envelope) error {
+	b, err := marshal(stage, req)
+	if err != nil {
+		return fmt.Errorf("%s: %w", m.label, err)
+	}
+	ctx, cancel := m.deadline(ctx)
+	defer cancel()
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return m.call(ctx, stage, export, b, reply)
+}
+
+func marshal(stage string, req proto.Message) ([]byte, error) {
+	b, err := proto.Marshal(req)
+	if err != nil {
+		// In practice: a string that is not valid UTF-8.
+		return nil, fmt.Errorf("%s: encoding the request: %w", stage, err)
+	}
+	return b, nil
+}
+
+// Close discards the instance and releases the compiled module. It waits
+// for a running call to end. Calls after Close fail.
+func (m *module) Close(ctx context.Context) error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		return nil
+	}
+	m.closed = true
+	m.inst = nil
+	return m.closeAll(ctx)
+}
+
+func (m *module) closeAll(ctx context.Context) error {
+	var errs []error
+	if m.rt != nil {
+		errs = append(errs, m.rt.Close(ctx)) // closes instances and compiled modules
+	}
+	if m.cache != nil {
+		errs = append(errs, m.cache.Close(ctx))
+	}
+	return errors.Join(errs...)
+}
