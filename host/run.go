@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"sync"
 	"time"
 
 	"github.com/dirsync/dirsync/host/config"
@@ -253,6 +254,7 @@ func stageOf(err error) string {
 
 const (
 	mapBatch      = 2000  // entries per Map call
+	mappers       = 2     // concurrent Map calls
 	progressEvery = 10000 // entries between progress lines
 )
 
@@ -260,33 +262,47 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
-	batches := make(chan []sdk.Entry, 2)
-	var refs []diff.Ref
-	var intents []sdk.Intent
-	mapErr := make(chan error, 1)
-	go func() {
-		var err error
-		for b := range batches {
-			if err != nil {
-				continue // drain
+	// Mappers: one per core. Map is pure per entry, so batches may be
+	// mapped in any order; each result keeps its own refs.
+	batches := make(chan []sdk.Entry, mappers)
+	var (
+		mu      sync.Mutex
+		refs    []diff.Ref
+		intents []sdk.Intent
+		mapErr  error
+		wg      sync.WaitGroup
+	)
+	for range mappers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for b := range batches {
+				if ctx.Err() != nil {
+					continue // drain after a failure
+				}
+				t := time.Now()
+				resp, err := p.Map(ctx, sdk.MapRequest{Domain: sd, Entries: b})
+				took := time.Since(t)
+				if err == nil && len(resp.Intents) != len(b) {
+					err = fmt.Errorf("returned %d intents for %d entries", len(resp.Intents), len(b))
+				}
+				mu.Lock()
+				rep.Timings.Policy += took
+				if err != nil {
+					if mapErr == nil {
+						mapErr = &stageError{"policy", fmt.Errorf("policy %q: map: %w", d.Policy, err)}
+					}
+					cancel()
+				} else {
+					for i := range b {
+						refs = append(refs, diff.Ref{ID: b[i].ID, DN: b[i].DN})
+					}
+					intents = append(intents, resp.Intents...)
+				}
+				mu.Unlock()
 			}
-			var resp sdk.MapResponse
-			rep.Timings.Policy += timed(func() { resp, err = p.Map(ctx, sdk.MapRequest{Domain: sd, Entries: b}) })
-			if err == nil && len(resp.Intents) != len(b) {
-				err = fmt.Errorf("returned %d intents for %d entries", len(resp.Intents), len(b))
-			}
-			if err != nil {
-				err = &stageError{"policy", fmt.Errorf("policy %q: map: %w", d.Policy, err)}
-				cancel()
-				continue
-			}
-			for i := range b {
-				refs = append(refs, diff.Ref{ID: b[i].ID, DN: b[i].DN})
-			}
-			intents = append(intents, resp.Intents...)
-		}
-		mapErr <- err
-	}()
+		}()
+	}
 
 	attrs := p.Info().Attributes
 	cfg := ldapfetch.Config{
@@ -323,9 +339,9 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 	}
 	close(batches)
 	rep.Timings.Fetch = time.Since(start)
-	merr := <-mapErr
-	if merr != nil {
-		return nil, nil, res.URL, merr
+	wg.Wait()
+	if mapErr != nil {
+		return nil, nil, res.URL, mapErr
 	}
 	if ferr != nil {
 		return nil, nil, res.URL, &stageError{"fetch", ferr}

@@ -4,12 +4,15 @@ package policy
 
 import (
 	"context"
+	"sync"
 
 	"github.com/dirsync/dirsync/sdk"
+	"github.com/dirsync/dirsync/sdk/abi"
 )
 
 // Runtime is a loaded policy. Every call honours ctx's deadline; an error
-// from any stage fails the run before anything is written.
+// from any stage fails the run before anything is written. A Runtime is
+// safe for concurrent use: the host maps batches of entries in parallel.
 type Runtime interface {
 	Info() sdk.Info
 	Filter(ctx context.Context, req sdk.FilterRequest) (sdk.FilterResponse, error)
@@ -19,27 +22,52 @@ type Runtime interface {
 }
 
 // Builtin serves a policy linked into the host. config is the manifest's
-// [policy.config] table.
+// [policy.config] table; the policy receives it in the form the ABI gives
+// every other runtime (numbers as float64), so it sees the same types
+// whatever runtime serves it.
 func Builtin(p sdk.Policy, config map[string]any) (Runtime, error) {
+	config, err := abi.NormalizeConfig(config)
+	if err != nil {
+		return nil, err
+	}
 	if err := p.Configure(config); err != nil {
 		return nil, err
 	}
-	return builtin{p}, nil
+	return &builtin{p: p}, nil
 }
 
-type builtin struct{ p sdk.Policy }
+// builtin serializes calls: an sdk.Policy need not be safe for concurrent
+// use, and a linked-in Map is fast enough on one core.
+type builtin struct {
+	mu sync.Mutex
+	p  sdk.Policy
+}
 
-func (b builtin) Info() sdk.Info { return b.p.Info() }
-func (b builtin) Filter(_ context.Context, r sdk.FilterRequest) (sdk.FilterResponse, error) {
+func (b *builtin) Info() sdk.Info {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.p.Info()
+}
+
+func (b *builtin) Filter(_ context.Context, r sdk.FilterRequest) (sdk.FilterResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.p.Filter(r)
 }
-func (b builtin) Map(_ context.Context, r sdk.MapRequest) (sdk.MapResponse, error) {
+
+func (b *builtin) Map(_ context.Context, r sdk.MapRequest) (sdk.MapResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.p.Map(r)
 }
-func (b builtin) Reconcile(_ context.Context, r sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
+
+func (b *builtin) Reconcile(_ context.Context, r sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
 	return b.p.Reconcile(r)
 }
-func (b builtin) Close(context.Context) error { return nil }
+
+func (b *builtin) Close(context.Context) error { return nil }
 
 // AsSDK adapts a Runtime back to sdk.Policy, for the conformance kit
 // (sdk/policytest), which runs the same cases against every runtime.
