@@ -18,6 +18,7 @@ import (
 	"path/filepath"
 	"sync"
 	"time"
+	"unicode/utf8"
 
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/policy"
@@ -157,11 +158,26 @@ func (h *Host) CheckFilter(ctx context.Context, policyName, filter string) (stri
 	if err != nil {
 		return "", err
 	}
-	resp, err := p.Filter(ctx, sdk.FilterRequest{Filter: filter})
+	resp, err := checkFilter(ctx, p, filter)
 	if err != nil {
 		return "", err
 	}
 	return resp.Filter, nil
+}
+
+// checkFilter asks the policy to validate a filter. Text that is not UTF-8
+// cannot cross the policy ABI, so the host refuses it itself, naming the
+// position as a policy would.
+func checkFilter(ctx context.Context, p policy.Runtime, filter string) (sdk.FilterResponse, error) {
+	if !utf8.ValidString(filter) {
+		for i, r := range filter {
+			if r == utf8.RuneError {
+				return sdk.FilterResponse{}, &sdk.FilterError{Position: i,
+					Reason: fmt.Sprintf("invalid UTF-8 (byte 0x%x); write raw bytes as \\XX", filter[i])}
+			}
+		}
+	}
+	return p.Filter(ctx, sdk.FilterRequest{Filter: filter})
 }
 
 // timed runs f and returns how long it took.

@@ -149,7 +149,7 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 	if err != nil {
 		return fail("config", err)
 	}
-	fresp, err := p.Filter(ctx, sdk.FilterRequest{Filter: d.LDAP.Filter})
+	fresp, err := checkFilter(ctx, p, d.LDAP.Filter)
 	if err != nil {
 		return fail("filter", err)
 	}

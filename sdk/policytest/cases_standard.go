@@ -167,7 +167,9 @@ func standardFilterCases() []FilterCase {
 		{Name: "extensible without rule or attribute", Rule: "R2", Filter: "(:=x)", Err: fe(1, "matching rule")},
 		{Name: "extensible extra part", Rule: "R2", Filter: "(cn:dn:rule:x:=y)", Err: fe(12, "after the matching rule")},
 		{Name: "NUL byte", Rule: "R2", Filter: "(cn=a\x00)", Err: fe(5, "NUL")},
-		{Name: "invalid UTF-8", Rule: "R2", Filter: "(cn=\xff)", Err: fe(4, "UTF-8")},
+		// Invalid UTF-8 cannot cross the ABI (protobuf strings are UTF-8):
+		// the host refuses such a filter before any runtime sees it, so it
+		// is no conformance case (plugins/standard tests it natively).
 		{Name: "too deep", Rule: "R2", Filter: strings.Repeat("(!", 200) + "(cn=a)" + strings.Repeat(")", 200), Err: fe(256, "deeper")},
 	}
 }
