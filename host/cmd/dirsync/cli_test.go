@@ -6,6 +6,7 @@ import (
 	"encoding/json"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -441,4 +442,39 @@ func TestBadInput(t *testing.T) {
 			want(t, "state", e.state(), good)
 		})
 	}
+}
+
+// TestSyncWasmEqualsBuiltin syncs the sample directory once with the
+// standard policy as a wasm module and once linked in, into two stores, and
+// requires the same mailboxes, aliases and groups.
+func TestSyncWasmEqualsBuiltin(t *testing.T) {
+	e := newEnv(t)
+	const D = "example.com"
+	wasm := filepath.Join(e.dir, "standard.wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./plugins/standard/wasm")
+	cmd.Dir = repoRoot(t)
+	cmd.Env = append(cmd.Environ(), "GOOS=wasip1", "GOARCH=wasm")
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building standard.wasm: %v\n%s", err, b)
+	}
+	states := map[string]string{}
+	for _, rt := range []string{"builtin", "wasm"} {
+		manifest := "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n"
+		if rt == "wasm" {
+			manifest = "[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = \"standard.wasm\"\ntimeout = \"30s\"\n"
+		}
+		e.write("plugin.toml", manifest)
+		cfg, _ := os.ReadFile(e.config)
+		e.write("dirsync.toml", strings.Replace(string(cfg), "var/dirsync.db", "var/"+rt+".db", 1))
+		e.ok("group", "add", "--domain", D, "Sales")
+		e.ok("group", "add", "--domain", D, "All Staff")
+		e.ok("mailbox", "add", "--domain", D, "frank@example.com")
+		out := e.ok("sync", "--domain", D)
+		if !strings.Contains(out, "created 8") || !strings.Contains(out, "conflicts 1") {
+			t.Errorf("%s sync: %s", rt, out)
+		}
+		states[rt] = e.state()
+		e.write("dirsync.toml", string(cfg))
+	}
+	want(t, "wasm store equals builtin store", states["wasm"], states["builtin"])
 }
