@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"strings"
 	"sync"
 	"time"
 
@@ -295,7 +296,8 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 					cancel()
 				} else {
 					for i := range b {
-						refs = append(refs, diff.Ref{ID: b[i].ID, DN: b[i].DN})
+						refs = append(refs, diff.Ref{ID: strings.Clone(b[i].ID), DN: strings.Clone(b[i].DN)})
+						compact(&resp.Intents[i])
 					}
 					intents = append(intents, resp.Intents...)
 				}
@@ -349,6 +351,35 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 	return refs, intents, res.URL, nil
 }
 
+// compact copies the strings an intent keeps, so that they stop pinning
+// the buffers they were decoded from (a whole LDAP message or a policy
+// reply, most of which the run no longer needs).
+func compact(it *sdk.Intent) {
+	for i := range it.Skipped {
+		it.Skipped[i].Address = strings.Clone(it.Skipped[i].Address)
+		it.Skipped[i].Reason = strings.Clone(it.Skipped[i].Reason)
+	}
+	it.Reason = strings.Clone(it.Reason)
+	if m := it.Mailbox; m != nil {
+		m.Kind = strings.Clone(m.Kind)
+		m.Primary = strings.Clone(m.Primary)
+		m.DisplayName = strings.Clone(m.DisplayName)
+		cloneAll(m.Aliases)
+		cloneAll(m.MemberOf)
+	}
+	if g := it.Group; g != nil {
+		g.Name = strings.Clone(g.Name)
+		g.Target = strings.Clone(g.Target)
+		cloneAll(g.Members)
+	}
+}
+
+func cloneAll(s []string) {
+	for i := range s {
+		s[i] = strings.Clone(s[i])
+	}
+}
+
 // fill puts the outcome of diff and reconcile into the report.
 func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []guard.Vetoed) {
 	rep.Groups, rep.Unmatched, rep.Skipped = res.Groups, res.Unmatched, res.Skipped
@@ -381,6 +412,9 @@ func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []
 	rep.Counts.Vetoed = len(rep.Vetoed)
 	rep.Users = make([]ReportUser, 0, len(res.Mailboxes))
 	for _, m := range res.Mailboxes {
+		if rep.Mode != "preview" {
+			break // only a preview lists the users
+		}
 		if vetoedDir[m.DirID] {
 			continue
 		}
