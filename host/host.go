@@ -49,7 +49,7 @@ type Host struct {
 }
 
 // ErrUnknownDomain is returned for a domain the config does not declare.
-var ErrUnknownDomain = errors.New("unknown domain")
+var ErrUnknownDomain = config.ErrUnknownDomain
 
 // New makes a Host. It loads no policy yet: each is loaded on first use.
 func New(o Options) (*Host, error) {
@@ -73,20 +73,6 @@ func (h *Host) Close() error {
 		delete(h.policies, name)
 	}
 	return errors.Join(errs...)
-}
-
-// Domain returns a domain of the config, or an error wrapping
-// ErrUnknownDomain.
-func (h *Host) Domain(name string) (*config.Domain, error) {
-	d := h.cfg.Domain(name)
-	if d == nil {
-		var names []string
-		for _, d := range h.cfg.Domains {
-			names = append(names, d.Name)
-		}
-		return nil, fmt.Errorf("%w %q (the config declares %v)", ErrUnknownDomain, name, names)
-	}
-	return d, nil
 }
 
 // Policy returns the loaded policy of the given manifest name, loading it

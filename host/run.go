@@ -118,7 +118,7 @@ func (h *Host) Preview(ctx context.Context, domain string) (*Report, error) {
 }
 
 func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Report, error) {
-	d, err := h.Domain(name)
+	d, err := h.cfg.Lookup(name)
 	if err != nil {
 		return nil, err
 	}

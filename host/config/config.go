@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"reflect"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -245,6 +246,33 @@ func (c *Config) Domain(name string) *Domain {
 		}
 	}
 	return nil
+}
+
+// ErrUnknownDomain is returned by Lookup for a domain the config does not
+// declare.
+var ErrUnknownDomain = errors.New("unknown domain")
+
+// Lookup returns the named domain, or an error wrapping ErrUnknownDomain
+// that lists the declared ones.
+func (c *Config) Lookup(name string) (*Domain, error) {
+	if d := c.Domain(strings.ToLower(name)); d != nil {
+		return d, nil
+	}
+	names := make([]string, 0, len(c.Domains))
+	for _, d := range c.Domains {
+		names = append(names, d.Name)
+	}
+	return nil, fmt.Errorf("%w %q (the config declares %s)", ErrUnknownDomain, name, strings.Join(names, ", "))
+}
+
+// Owns reports whether an address (lower case) lies in the domain or one
+// of its alias domains.
+func (d *Domain) Owns(addr string) bool {
+	at := strings.LastIndexByte(addr, '@')
+	if at <= 0 {
+		return false
+	}
+	return slices.Contains(d.AliasDomains, addr[at+1:]) || addr[at+1:] == d.Name
 }
 
 // Rel resolves a path of the config against the config's folder.

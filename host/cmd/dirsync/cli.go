@@ -101,7 +101,7 @@ func (c *cli) exit(err error) int {
 	case errors.As(err, &ce):
 		fmt.Fprintf(c.stderr, "dirsync: config: %s\n", msg)
 		return exitUsage
-	case errors.Is(err, host.ErrUnknownDomain):
+	case errors.Is(err, config.ErrUnknownDomain):
 		fmt.Fprintf(c.stderr, "dirsync: %s\n", msg)
 		return exitUsage
 	case errors.As(err, &re):
@@ -222,16 +222,15 @@ func (c *cli) open(withHost bool) error {
 	return nil
 }
 
-// domain checks that the config declares the domain and makes sure the
-// store knows it.
-func (c *cli) domain(ctx context.Context, name string) (*config.Domain, error) {
-	d := c.cfg.Domain(name)
-	if d == nil {
-		var names []string
-		for _, d := range c.cfg.Domains {
-			names = append(names, d.Name)
-		}
-		return nil, fmt.Errorf("%w %q (the config declares %v)", host.ErrUnknownDomain, name, names)
+// openDomain loads the config and opens the store for a command on one
+// domain, which the config must declare; the store learns the domain.
+func (c *cli) openDomain(ctx context.Context, name string) (*config.Domain, error) {
+	if err := c.open(false); err != nil {
+		return nil, err
+	}
+	d, err := c.cfg.Lookup(name)
+	if err != nil {
+		return nil, err
 	}
 	return d, c.st.EnsureDomain(ctx, d.Name)
 }
@@ -404,10 +403,7 @@ func (c *cli) group(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.open(false); err != nil {
-		return err
-	}
-	d, err := c.domain(ctx, f.domain)
+	d, err := c.openDomain(ctx, f.domain)
 	if err != nil {
 		return err
 	}
@@ -504,17 +500,14 @@ func (c *cli) mailbox(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.open(false); err != nil {
-		return err
-	}
-	d, err := c.domain(ctx, f.domain)
+	d, err := c.openDomain(ctx, f.domain)
 	if err != nil {
 		return err
 	}
 	switch sub {
 	case "add":
 		addr := strings.ToLower(pos[0])
-		if !inDomain(addr, d) {
+		if !d.Owns(addr) {
 			return usagef("mailbox add: %s is not an address of %s or its alias domains", pos[0], d.Name)
 		}
 		id, err := c.st.AddMailbox(ctx, d.Name, store.Mailbox{Primary: addr, Kind: sdk.KindUser, Source: sdk.SourceManual, Groups: groups})
@@ -551,23 +544,6 @@ func (c *cli) mailbox(ctx context.Context, args []string) error {
 	return nil
 }
 
-func inDomain(addr string, d *config.Domain) bool {
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 {
-		return false
-	}
-	dom := addr[at+1:]
-	if dom == d.Name {
-		return true
-	}
-	for _, a := range d.AliasDomains {
-		if dom == a {
-			return true
-		}
-	}
-	return false
-}
-
 func sortedNonNil(s []string) []string {
 	out := append([]string{}, s...)
 	sort.Strings(out)
@@ -584,10 +560,7 @@ func (c *cli) runs(ctx context.Context, args []string) error {
 	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	if err := c.open(false); err != nil {
-		return err
-	}
-	d, err := c.domain(ctx, f.domain)
+	d, err := c.openDomain(ctx, f.domain)
 	if err != nil {
 		return err
 	}
@@ -616,10 +589,7 @@ func (c *cli) recipients(ctx context.Context, args []string) error {
 	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	if err := c.open(false); err != nil {
-		return err
-	}
-	d, err := c.domain(ctx, f.domain)
+	d, err := c.openDomain(ctx, f.domain)
 	if err != nil {
 		return err
 	}
