@@ -421,39 +421,24 @@ func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []
 		rep.Users = append(rep.Users, ReportUser{Address: m.Primary, Kind: m.Kind, DisplayName: m.DisplayName,
 			Aliases: nonNil(m.Aliases), Groups: nonNil(m.Groups), DN: m.DN})
 	}
-	rep.Changes = make([]store.RunChange, 0, len(final))
+	rep.Changes = store.RunChanges(final)
 	for _, c := range final {
-		rc := store.RunChange{Kind: c.Kind.String(), Group: c.Group, Before: view(c.Before), After: view(c.After)}
 		switch c.Kind {
 		case sdk.ChangeCreate:
 			rep.Counts.Created++
 			rep.Counts.MembersAdded += len(c.After.Groups)
-			rc.Address, rc.Before = c.After.Primary, nil
 		case sdk.ChangeUpdate:
 			rep.Counts.Updated++
-			rc.Address = c.After.Primary
 		case sdk.ChangeAdopt:
 			rep.Counts.Adopted++
-			rc.Address = c.After.Primary
 		case sdk.ChangeDelete:
 			rep.Counts.Deleted++
-			rc.Address, rc.After = c.Before.Primary, nil
 		case sdk.ChangeAddMember:
 			rep.Counts.MembersAdded++
-			rc.Address, rc.Before, rc.After = c.Before.Primary, nil, nil
 		case sdk.ChangeRemoveMember:
 			rep.Counts.MembersRemoved++
-			rc.Address, rc.Before, rc.After = c.Before.Primary, nil, nil
 		}
-		rep.Changes = append(rep.Changes, rc)
 	}
-}
-
-func view(m *sdk.Mailbox) *store.MailboxView {
-	if m == nil {
-		return nil
-	}
-	return &store.MailboxView{Primary: m.Primary, Aliases: m.Aliases, DisplayName: m.DisplayName, Kind: m.Kind, DN: m.DN, Groups: m.Groups}
 }
 
 func nonNil(s []string) []string {

@@ -108,6 +108,35 @@ type MailboxView struct {
 	Groups      []string `json:"groups,omitempty"`
 }
 
+// RunChanges turns changes into a run record's list, in the same order.
+// Membership changes name the mailbox by Address only.
+func RunChanges(changes []Change) []RunChange {
+	rcs := make([]RunChange, len(changes))
+	for i := range changes {
+		c := &changes[i]
+		rc := RunChange{Kind: c.Kind.String(), Group: c.Group}
+		if c.After != nil && c.After.Primary != "" {
+			rc.Address = c.After.Primary
+		} else if c.Before != nil {
+			rc.Address = c.Before.Primary
+		}
+		switch c.Kind {
+		case sdk.ChangeAddMember, sdk.ChangeRemoveMember:
+		default:
+			rc.Before, rc.After = view(c.Before), view(c.After)
+		}
+		rcs[i] = rc
+	}
+	return rcs
+}
+
+func view(m *Mailbox) *MailboxView {
+	if m == nil {
+		return nil
+	}
+	return &MailboxView{Primary: m.Primary, Aliases: m.Aliases, DisplayName: m.DisplayName, Kind: m.Kind, DN: m.DN, Groups: m.Groups}
+}
+
 // Store holds domains, mailboxes, aliases, groups, memberships and runs.
 // Every method is safe for concurrent use.
 type Store interface {

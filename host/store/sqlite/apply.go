@@ -42,7 +42,7 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 
 	filled := false
 	if run.Changes == nil && len(changes) > 0 {
-		run.Changes = runChanges(changes)
+		run.Changes = store.RunChanges(changes)
 		filled = true
 	}
 	// Encode the change list while the changes are written.

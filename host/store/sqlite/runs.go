@@ -11,7 +11,6 @@ import (
 	"time"
 
 	"github.com/dirsync/dirsync/host/store"
-	"github.com/dirsync/dirsync/sdk"
 )
 
 // timeFormat keeps run times in UTC at fixed width, so they sort as text.
@@ -161,38 +160,4 @@ func decodeChanges(blob []byte) ([]store.RunChange, error) {
 		return nil, err
 	}
 	return rcs, nil
-}
-
-// runChanges turns the changes of an Apply into the run record's list, in
-// the same order.
-func runChanges(changes []store.Change) []store.RunChange {
-	rcs := make([]store.RunChange, len(changes))
-	for i := range changes {
-		c := &changes[i]
-		rc := store.RunChange{Kind: c.Kind.String(), Address: changeAddress(c), Group: c.Group}
-		switch c.Kind {
-		case sdk.ChangeAddMember, sdk.ChangeRemoveMember:
-			// The mailbox is named by Address; its state does not change.
-		default:
-			rc.Before = view(c.Before)
-			rc.After = view(c.After)
-		}
-		rcs[i] = rc
-	}
-	return rcs
-}
-
-// view is the part of m a run record keeps.
-func view(m *store.Mailbox) *store.MailboxView {
-	if m == nil {
-		return nil
-	}
-	return &store.MailboxView{
-		Primary:     m.Primary,
-		Aliases:     m.Aliases,
-		DisplayName: m.DisplayName,
-		Kind:        m.Kind,
-		DN:          m.DN,
-		Groups:      m.Groups,
-	}
 }
