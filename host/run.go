@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -32,8 +33,10 @@ type Report struct {
 	Outcome string `json:"outcome"`
 	RunID   int64  `json:"run_id,omitempty"`
 	Server  string `json:"server,omitempty"`
-	Filter  string `json:"filter"`
-	Policy  string `json:"policy"`
+	// FailedOver lists the servers tried, and not reachable, before Server.
+	FailedOver []string `json:"failed_over,omitempty"`
+	Filter     string   `json:"filter"`
+	Policy     string   `json:"policy"`
 	// Error says why a run failed or stopped.
 	Error  string       `json:"error,omitempty"`
 	Counts store.Counts `json:"counts"`
@@ -175,6 +178,10 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 	// page is read.
 	refs, intents, server, err := h.fetchAndMap(ctx, d, password, rep, p, sd)
 	rep.Server = server
+	if i := slices.Index(d.LDAP.URLs, server); i > 0 {
+		rep.FailedOver = d.LDAP.URLs[:i]
+		h.log.Warn("failed over to another directory server", "domain", d.Name, "server", server, "unreachable", rep.FailedOver)
+	}
 	if err != nil {
 		return fail(stageOf(err), err)
 	}
@@ -317,6 +324,7 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 		InsecureSkipVerify: d.LDAP.InsecureSkipVerify,
 		PageSize:           d.LDAP.PageSize,
 		Timeout:            d.LDAP.Timeout.Duration,
+		ConnectTimeout:     d.LDAP.ConnectTimeout.Duration,
 	}
 	batch := make([]sdk.Entry, 0, mapBatch)
 	start := time.Now()

@@ -67,6 +67,8 @@ type LDAP struct {
 	InsecureSkipVerify bool     `toml:"insecure_skip_verify"`
 	PageSize           int      `toml:"page_size"`
 	Timeout            Duration `toml:"timeout"`
+	// ConnectTimeout bounds connecting to one URL before the next is tried.
+	ConnectTimeout Duration `toml:"connect_timeout"`
 }
 
 // Safety holds the deletion limits of rule S2.
@@ -141,6 +143,7 @@ const (
 	DefaultPolicyTimeout    = 60 * time.Second
 	DefaultLDAPTimeout      = 120 * time.Second
 	DefaultPageSize         = 1000
+	DefaultConnectTimeout   = 10 * time.Second
 )
 
 // Load reads a dirsync.toml and the manifest it names.
@@ -382,6 +385,12 @@ func (c *Config) check(data []byte) error {
 		}
 		if l.Timeout.Duration == 0 {
 			l.Timeout.Duration = DefaultLDAPTimeout
+		}
+		if l.ConnectTimeout.Duration < 0 {
+			return &Error{File: c.Path, Line: findLine(data, ltbl+".connect_timeout"), Key: "domain.ldap.connect_timeout", Msg: "must be positive"}
+		}
+		if l.ConnectTimeout.Duration == 0 {
+			l.ConnectTimeout.Duration = DefaultConnectTimeout
 		}
 		s := &d.Safety
 		if s.MaxDeletes == 0 {

@@ -350,6 +350,9 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 	if rep.Server != "" {
 		fmt.Fprintf(w, " (server %s, %s)", rep.Server, rep.Timings.Total.Round(time.Millisecond))
 	}
+	if len(rep.FailedOver) > 0 {
+		fmt.Fprintf(w, "; failed over to %s after %s did not answer", rep.Server, strings.Join(rep.FailedOver, ", "))
+	}
 	fmt.Fprintln(w)
 	return err
 }

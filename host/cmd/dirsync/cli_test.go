@@ -159,6 +159,8 @@ func (e *env) runCount() int {
 	return len(runs)
 }
 
+func jsonOut(s string, v any) error { return json.Unmarshal([]byte(s), v) }
+
 func want[T comparable](t *testing.T, what string, got, want T) {
 	t.Helper()
 	if got != want {

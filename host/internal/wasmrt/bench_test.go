@@ -3,6 +3,8 @@ package wasmrt_test
 import (
 	"context"
 	"fmt"
+	"sync"
+	"sync/atomic"
 	"testing"
 
 	"github.com/dirsync/dirsync/host/internal/policy"
@@ -12,39 +14,76 @@ import (
 )
 
 // BenchmarkMap100k maps 100,000 entries of 10 attributes each with the
-// test policy linked in (builtin) and through the wasm runtime, in the
-// default batches and in one call.
+// test policy linked in (builtin) and through the wasm runtime: from one
+// goroutine in one Map call (split into the default batches, or in one
+// batch), and as the host calls it, from 2 goroutines at once with Map
+// calls of 2,000 entries (2 instances).
 //
 //	go test -run '^$' -bench Map100k -benchtime 5x ./host/internal/wasmrt
 func BenchmarkMap100k(b *testing.B) {
 	const n = 100000
-	req := sdk.MapRequest{Domain: dom, Entries: entries(n)}
+	es := entries(n)
 	builtin, err := policy.Builtin(testpolicy.New(), testConfig)
 	if err != nil {
 		b.Fatal(err)
 	}
 	for _, bc := range []struct {
-		name string
-		rt   func(b *testing.B) policy.Runtime
+		name       string
+		goroutines int // 0: one Map call of all entries; else Map calls of batch entries
+		batch      int
+		rt         func(b *testing.B) policy.Runtime
 	}{
-		{"builtin", func(*testing.B) policy.Runtime { return builtin }},
-		{fmt.Sprintf("wasm/batch=%d", wasmrt.DefaultMapBatch), func(b *testing.B) policy.Runtime { return load(b, wasmrt.Options{}) }},
-		{"wasm/batch=100000", func(b *testing.B) policy.Runtime { return load(b, wasmrt.Options{MapBatch: n}) }},
+		{"builtin", 0, 0, func(*testing.B) policy.Runtime { return builtin }},
+		{fmt.Sprintf("wasm/batch=%d", wasmrt.DefaultMapBatch), 0, 0, func(b *testing.B) policy.Runtime { return load(b, wasmrt.Options{}) }},
+		{"wasm/batch=100000", 0, 0, func(b *testing.B) policy.Runtime { return load(b, wasmrt.Options{MapBatch: n}) }},
+		{"builtin/goroutines=2/batch=2000", 2, 2000, func(*testing.B) policy.Runtime { return builtin }},
+		{"wasm/goroutines=2/batch=2000", 2, 2000, func(b *testing.B) policy.Runtime { return load(b, wasmrt.Options{Instances: 2}) }},
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rt := bc.rt(b)
 			ctx := context.Background()
 			for b.Loop() {
-				resp, err := rt.Map(ctx, req)
-				if err != nil {
-					b.Fatal(err)
+				if bc.goroutines == 0 {
+					resp, err := rt.Map(ctx, sdk.MapRequest{Domain: dom, Entries: es})
+					if err != nil {
+						b.Fatal(err)
+					}
+					if len(resp.Intents) != n {
+						b.Fatalf("%d intents", len(resp.Intents))
+					}
+					continue
 				}
-				if len(resp.Intents) != n {
-					b.Fatalf("%d intents", len(resp.Intents))
-				}
+				mapConcurrently(b, rt, es, bc.goroutines, bc.batch)
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 		})
+	}
+}
+
+// mapConcurrently maps es in Map calls of batch entries from g goroutines,
+// which take the next batch as they finish one.
+func mapConcurrently(b *testing.B, rt policy.Runtime, es []sdk.Entry, g, batch int) {
+	var next, intents atomic.Int64
+	var wg sync.WaitGroup
+	for range g {
+		wg.Go(func() {
+			for {
+				start := int(next.Add(int64(batch))) - batch
+				if start >= len(es) {
+					return
+				}
+				resp, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es[start:min(start+batch, len(es))]})
+				if err != nil {
+					b.Error(err)
+					return
+				}
+				intents.Add(int64(len(resp.Intents)))
+			}
+		})
+	}
+	wg.Wait()
+	if int(intents.Load()) != len(es) {
+		b.Fatalf("%d intents for %d entries", intents.Load(), len(es))
 	}
 }
 

@@ -34,6 +34,8 @@ import (
 	"math"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"time"
@@ -82,7 +84,14 @@ type Options struct {
 	// memory whatever the directory's size (Map is pure per entry).
 	// 0 means DefaultMapBatch.
 	MapBatch int
+	// Instances is how many instances of the module may run at once, each
+	// with its own memory of up to MemoryLimitMB. Calls beyond that wait
+	// for a free instance. 0 means min(2, GOMAXPROCS).
+	Instances int
 }
+
+// defaultInstances is the pool size when Options.Instances is 0.
+func defaultInstances() int { return min(2, runtime.GOMAXPROCS(0)) }
 
 // Exports of ABI v1.
 const (
@@ -123,19 +132,28 @@ type module struct {
 	cache    wazero.CompilationCache
 	compiled wazero.CompiledModule
 	config   []byte // the encoded ConfigureRequest
+	memLimit string // GOMEMLIMIT for the guest's Go runtime, in bytes
 	info     sdk.Info
 
-	mu     sync.Mutex // serializes calls; guards inst and closed
-	inst   *instance  // nil once dead: the next call starts a new one
+	// tokens holds one token per instance the pool may have; a call holds
+	// one for as long as it uses an instance, so at most cap(tokens)
+	// instances exist and each serves one call at a time.
+	tokens chan struct{}
+	done   chan struct{} // closed by Close: waiting calls give up
+
+	mu     sync.Mutex // guards idle and closed
+	idle   []*instance
 	closed bool
 }
 
-// instance is one instantiation of the module.
+// instance is one instantiation of the module. It is used by one call at a
+// time, which owns it between acquire and release.
 type instance struct {
 	mod    api.Module
 	mem    api.Memory
 	fns    map[string]api.Function
 	stderr *headWriter
+	dead   bool // closed after a trap, a deadline, a panic or a bad reply
 }
 
 var _ policy.Runtime = (*module)(nil)
@@ -177,6 +195,18 @@ func (m *module) load(ctx context.Context, path string) error {
 	if m.opts.MapBatch < 0 {
 		return fmt.Errorf("map batch %d is negative", m.opts.MapBatch)
 	}
+	n := m.opts.Instances
+	if n < 0 {
+		return fmt.Errorf("instances %d is negative", n)
+	}
+	if n == 0 {
+		n = defaultInstances()
+	}
+	m.tokens, m.done = make(chan struct{}, n), make(chan struct{})
+	for range n {
+		m.tokens <- struct{}{}
+	}
+	m.memLimit = strconv.FormatUint(goMemLimit(m.opts.MemoryLimitMB), 10)
 	if m.config, err = encodeConfig(m.opts.Config); err != nil {
 		return err
 	}
@@ -212,13 +242,26 @@ func (m *module) load(ctx context.Context, path string) error {
 	if err != nil {
 		return err
 	}
-	m.inst = inst
 	var reply pb.InfoReply
 	if err := m.roundTrip(callCtx, inst, exportInfo, nil, &reply); err != nil {
 		return fmt.Errorf("info: %w", err)
 	}
 	m.info = abi.InfoFromProto(reply.GetResult())
+	m.idle = append(m.idle, inst) // the first of the pool; the others start on demand
 	return nil
+}
+
+// goMemLimit is the soft memory limit handed to the guest's Go runtime
+// (GOMEMLIMIT) for an instance memory limit of limitMB (0 means 4096): an
+// eighth below it, so that the guest's collector works harder before
+// memory.grow fails. The sdk's guest collects garbage between calls and,
+// knowing this limit, during a call only when the heap nears it.
+func goMemLimit(limitMB uint32) uint64 {
+	if limitMB == 0 {
+		limitMB = 4096
+	}
+	b := uint64(limitMB) << 20
+	return b - b/8
 }
 
 // encodeConfig encodes the ConfigureRequest sent to every new instance.
@@ -298,6 +341,7 @@ func (m *module) start(ctx context.Context) (*instance, error) {
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, wazero.NewModuleConfig().
 		WithName(""). // anonymous: a new instance may replace a dead one
 		WithStartFunctions(exportInitialize).
+		WithEnv("GOMEMLIMIT", m.memLimit).
 		WithStderr(inst.stderr))
 	if err != nil {
 		return nil, fmt.Errorf("instantiate: %s", m.trapMessage(err, inst))
@@ -351,27 +395,83 @@ func (m *module) deadline(ctx context.Context) (context.Context, context.CancelF
 	return context.WithCancel(ctx)
 }
 
-// call runs one stage export on the live instance, starting one if the last
-// died, and decodes its reply envelope into reply. The caller holds m.mu or
-// is Load. A flagged policy error is returned as is (wrapped with the label
-// and stage: `policy "x" (x.wasm): map: …`), so errors.As finds
-// *sdk.FilterError and *abi.Error.
-func (m *module) call(ctx context.Context, stage, export string, req []byte, reply envelope) error {
+var errClosed = errors.New("the runtime is closed")
+
+// use runs f on an instance of the pool, under the deadline of
+// Options.Timeout (which starts once the call has an instance). It takes an
+// idle instance, or starts a new one if the pool is not full, or waits for
+// one, as long as ctx allows. An instance that f leaves dead is dropped;
+// the next call that needs it starts a new one. Errors are wrapped with the
+// label and stage: `policy "x" (x.wasm): map: …`; a flagged policy error
+// stays reachable, so errors.As finds *sdk.FilterError and *abi.Error.
+func (m *module) use(ctx context.Context, stage string, f func(context.Context, *instance) error) error {
 	wrap := func(err error) error { return fmt.Errorf("%s: %s: %w", m.label, stage, err) }
-	if m.closed {
-		return wrap(errors.New("the runtime is closed"))
+	inst, err := m.acquire(ctx)
+	if err != nil {
+		return wrap(err)
 	}
-	if m.inst == nil {
-		inst, err := m.start(ctx)
-		if err != nil {
-			return wrap(fmt.Errorf("restarting the module: %w", err))
+	defer func() { m.release(inst) }()
+	ctx, cancel := m.deadline(ctx)
+	defer cancel()
+	if inst == nil {
+		if inst, err = m.start(ctx); err != nil {
+			return wrap(fmt.Errorf("starting an instance: %w", err))
 		}
-		m.inst = inst
 	}
-	if err := m.roundTrip(ctx, m.inst, export, req, reply); err != nil {
+	if err := f(ctx, inst); err != nil {
 		return wrap(err)
 	}
 	return nil
+}
+
+// acquire takes a token of the pool, waiting for one as long as ctx allows,
+// and returns an idle instance, or nil if the caller is to start one. A
+// free token is taken even when ctx is already done, so that the call
+// fails the way a call that was stopped does.
+func (m *module) acquire(ctx context.Context) (*instance, error) {
+	select {
+	case <-m.tokens:
+	default:
+		select {
+		case <-m.tokens:
+		case <-m.done:
+			return nil, errClosed
+		case <-ctx.Done():
+			err := ctx.Err()
+			if errors.Is(err, context.DeadlineExceeded) {
+				return nil, fmt.Errorf("stopped at the deadline while waiting for a free instance: %w", err)
+			}
+			return nil, fmt.Errorf("stopped while waiting for a free instance: %w", err)
+		}
+	}
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.closed {
+		m.tokens <- struct{}{}
+		return nil, errClosed
+	}
+	if n := len(m.idle); n > 0 {
+		inst := m.idle[n-1]
+		m.idle = m.idle[:n-1]
+		return inst, nil
+	}
+	return nil, nil
+}
+
+// release gives back the token of acquire and the instance the call used
+// (nil if it never got one), which goes back to the pool unless it is dead
+// or the runtime was closed meanwhile.
+func (m *module) release(inst *instance) {
+	m.mu.Lock()
+	if inst != nil && !inst.dead {
+		if m.closed {
+			_ = inst.mod.Close(context.Background())
+		} else {
+			m.idle = append(m.idle, inst)
+		}
+	}
+	m.mu.Unlock()
+	m.tokens <- struct{}{}
 }
 
 // envelope is a reply message of a stage export (InfoReply, …).
@@ -389,16 +489,14 @@ func (e deadInstance) Unwrap() error { return e.err }
 // roundTrip writes req into the guest, calls export, and decodes the reply
 // into reply. An error flagged by the policy comes back converted by
 // abi.ErrorFromProto. A panic the guest recovered, a trap, the deadline, or
-// a reply that is out of bounds or does not decode also close inst and, if
-// inst is m.inst, clear it so the next call starts a new instance.
+// a reply that is out of bounds or does not decode also close inst and mark
+// it dead, so that it leaves the pool.
 func (m *module) roundTrip(ctx context.Context, inst *instance, export string, req []byte, reply envelope) error {
 	err := m.exchange(ctx, inst, export, req, reply)
 	var dead deadInstance
 	if errors.As(err, &dead) {
+		inst.dead = true
 		_ = inst.mod.Close(context.WithoutCancel(ctx))
-		if m.inst == inst {
-			m.inst = nil
-		}
 		return dead.err
 	}
 	return err
@@ -552,22 +650,15 @@ func (m *module) Filter(ctx context.Context, req sdk.FilterRequest) (sdk.FilterR
 	return abi.FilterResponseFromProto(reply.GetResult()), nil
 }
 
-// Map runs the policy's Map stage, in batches of Options.MapBatch entries.
+// Map runs the policy's Map stage, in batches of Options.MapBatch entries,
+// all on one instance and under one deadline.
 func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, error) {
 	batch := m.opts.MapBatch
 	if batch == 0 {
 		batch = DefaultMapBatch
 	}
-	ctx, cancel := m.deadline(ctx)
-	defer cancel()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-
-	domain := abi.DomainToProto(req.Domain)
-	var out sdk.MapResponse
-	for start := 0; ; start += batch {
-		end := min(start+batch, len(req.Entries))
-		msg := &pb.MapRequest{Domain: domain, Entries: make([]*pb.Entry, end-start)}
+	encode := func(start, end int) ([]byte, error) {
+		msg := &pb.MapRequest{Domain: abi.DomainToProto(req.Domain), Entries: make([]*pb.Entry, end-start)}
 		for i := range msg.Entries {
 			msg.Entries[i] = abi.EntryToProto(&req.Entries[start+i])
 		}
@@ -576,27 +667,55 @@ func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, 
 			if where := invalidUTF8(req.Entries[start:end]); where != "" {
 				err = fmt.Errorf("map: %s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
 			}
-			return sdk.MapResponse{}, fmt.Errorf("%s: %w", m.label, err)
+			return nil, fmt.Errorf("%s: %w", m.label, err)
 		}
-		var reply pb.MapReply
-		if err := m.call(ctx, "map", exportMap, b, &reply); err != nil {
-			return sdk.MapResponse{}, err
-		}
-		resp := abi.MapResponseFromProto(reply.GetResult())
-		if len(resp.Intents) != end-start {
-			return sdk.MapResponse{}, fmt.Errorf("%s: map: the policy returned %d intents for %d entries", m.label, len(resp.Intents), end-start)
-		}
-		if out.Intents == nil {
-			if end == len(req.Entries) {
-				return resp, nil // a single batch
-			}
-			out.Intents = make([]sdk.Intent, 0, len(req.Entries))
-		}
-		out.Intents = append(out.Intents, resp.Intents...)
-		if end == len(req.Entries) {
-			return out, nil
-		}
+		return b, nil
 	}
+	// The first batch is encoded before taking an instance, so that a bad
+	// request fails without waiting, and the instance is not idle meanwhile.
+	first, err := encode(0, min(batch, len(req.Entries)))
+	if err != nil {
+		return sdk.MapResponse{}, err
+	}
+	var out sdk.MapResponse
+	var encErr error // an encoding error of a later batch: not the instance's
+	err = m.use(ctx, "map", func(ctx context.Context, inst *instance) error {
+		b := first
+		for start := 0; ; start += batch {
+			end := min(start+batch, len(req.Entries))
+			if start > 0 {
+				if b, encErr = encode(start, end); encErr != nil {
+					return encErr
+				}
+			}
+			var reply pb.MapReply
+			if err := m.roundTrip(ctx, inst, exportMap, b, &reply); err != nil {
+				return err
+			}
+			resp := abi.MapResponseFromProto(reply.GetResult())
+			if len(resp.Intents) != end-start {
+				return fmt.Errorf("the policy returned %d intents for %d entries", len(resp.Intents), end-start)
+			}
+			if out.Intents == nil {
+				if end == len(req.Entries) {
+					out = resp // a single batch
+					return nil
+				}
+				out.Intents = make([]sdk.Intent, 0, len(req.Entries))
+			}
+			out.Intents = append(out.Intents, resp.Intents...)
+			if end == len(req.Entries) {
+				return nil
+			}
+		}
+	})
+	if encErr != nil {
+		return sdk.MapResponse{}, encErr
+	}
+	if err != nil {
+		return sdk.MapResponse{}, err
+	}
+	return out, nil
 }
 
 // invalidUTF8 names the first string of entries that is not valid UTF-8,
@@ -634,17 +753,15 @@ func (m *module) Reconcile(ctx context.Context, req sdk.ReconcileRequest) (sdk.R
 	return abi.ReconcileResponseFromProto(reply.GetResult()), nil
 }
 
-// run encodes req and calls a stage under the lock and the deadline.
+// run encodes req and calls a stage on an instance of the pool.
 func (m *module) run(ctx context.Context, stage, export string, req proto.Message, reply envelope) error {
 	b, err := marshal(stage, req)
 	if err != nil {
 		return fmt.Errorf("%s: %w", m.label, err)
 	}
-	ctx, cancel := m.deadline(ctx)
-	defer cancel()
-	m.mu.Lock()
-	defer m.mu.Unlock()
-	return m.call(ctx, stage, export, b, reply)
+	return m.use(ctx, stage, func(ctx context.Context, inst *instance) error {
+		return m.roundTrip(ctx, inst, export, b, reply)
+	})
 }
 
 func marshal(stage string, req proto.Message) ([]byte, error) {
@@ -656,17 +773,29 @@ func marshal(stage string, req proto.Message) ([]byte, error) {
 	return b, nil
 }
 
-// Close discards the instance and releases the compiled module. It waits
-// for a running call to end. Calls after Close fail.
+// Close closes every instance and releases the compiled module. Calls
+// after Close, and calls waiting for an instance, fail at once. Close waits
+// for running calls to end, as long as ctx allows; then it closes their
+// instances too, which stops them.
 func (m *module) Close(ctx context.Context) error {
 	m.mu.Lock()
-	defer m.mu.Unlock()
 	if m.closed {
+		m.mu.Unlock()
 		return nil
 	}
 	m.closed = true
-	m.inst = nil
-	return m.closeAll(ctx)
+	close(m.done)
+	m.idle = nil // closed with the runtime
+	m.mu.Unlock()
+wait:
+	for range cap(m.tokens) {
+		select {
+		case <-m.tokens:
+		case <-ctx.Done():
+			break wait
+		}
+	}
+	return m.closeAll(context.WithoutCancel(ctx))
 }
 
 func (m *module) closeAll(ctx context.Context) error {
