@@ -213,6 +213,11 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 
 	if !o.ConfirmDeletes {
 		if err := guard.Deletes(rep.Counts.Deleted, ldapTotal, len(res.Mailboxes), limits(d)); err != nil {
+			if mode == "preview" { // a preview shows what a sync would do, stop included
+				rep.Outcome, rep.Error = store.OutcomeStopped, "a sync would stop: "+err.Error()
+				rep.Timings.Total = time.Since(started)
+				return rep, nil
+			}
 			return fail("guard", err)
 		}
 	}

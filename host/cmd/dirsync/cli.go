@@ -354,6 +354,9 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 		fmt.Fprintf(w, "; failed over to %s after %s did not answer", rep.Server, strings.Join(rep.FailedOver, ", "))
 	}
 	fmt.Fprintln(w)
+	if err == nil && rep.Error != "" {
+		fmt.Fprintf(w, "note: %s\n", rep.Error)
+	}
 	return err
 }
 

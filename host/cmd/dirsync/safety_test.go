@@ -63,6 +63,9 @@ func TestDeletionGuard(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			e.t = t
 			e.write("dirsync.toml", string(base)+"  [domain.safety]\n  "+tc.safety+"\n")
+			if out := e.ok("preview", "--domain", D); !strings.Contains(out, "a sync would stop") || !strings.Contains(out, tc.stop) {
+				t.Errorf("the preview does not say that a sync would stop:\n%s", out)
+			}
 			errs := e.fails(1, tc.stop, "sync", "--domain", D)
 			if !strings.Contains(errs, "--confirm-deletes") {
 				t.Errorf("the stop does not say how to confirm: %s", errs)
