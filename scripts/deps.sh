@@ -1,10 +1,20 @@
 #!/usr/bin/env bash
 # Installs the Debian packages dirsync's demo, tests and benchmarks need
-# (slapd and ldap-utils), when they are missing. Needs root and apt.
+# when they are missing: slapd and ldap-utils (OpenLDAP), and a Samba AD
+# domain controller (samba, samba-ad-dc, samba-ad-provision,
+# samba-dsdb-modules) for the Active Directory tests. Needs root and apt.
 set -euo pipefail
 missing=()
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
+samba=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules)
+if command -v dpkg-query >/dev/null 2>&1; then
+	for p in "${samba[@]}"; do
+		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
+	done
+elif ! { [ -x /usr/sbin/samba ] || command -v samba >/dev/null 2>&1; } || ! command -v samba-tool >/dev/null 2>&1; then
+	missing+=("${samba[@]}")
+fi
 [ ${#missing[@]} -eq 0 ] && exit 0
 if [ "$(id -u)" != 0 ]; then
 	echo "deps: ${missing[*]} missing; install them with: sudo apt-get install -y ${missing[*]}" >&2
@@ -12,5 +22,11 @@ if [ "$(id -u)" != 0 ]; then
 fi
 echo "deps: installing ${missing[*]}" >&2
 export DEBIAN_FRONTEND=noninteractive
-apt-get update -q >/dev/null
-apt-get install -y -q --no-install-recommends "${missing[@]}" >/dev/null
+# apt's output (and debconf's notes) only when something fails.
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+if ! { apt-get update -q && apt-get install -y -q --no-install-recommends "${missing[@]}"; } >"$log" 2>&1; then
+	cat "$log" >&2
+	echo "deps: installing ${missing[*]} failed" >&2
+	exit 1
+fi

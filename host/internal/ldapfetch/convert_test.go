@@ -125,7 +125,7 @@ func TestConvertEntry(t *testing.T) {
 		{
 			name:    "ranged attribute",
 			in:      testEntry{DN: "cn=h", Attributes: []rawAttr{attr("member;range=0-1499", "cn=a")}},
-			wantErr: "partial range",
+			wantErr: "member;range=0-1499 is an unread range",
 		},
 	}
 	for _, tt := range tests {

@@ -27,6 +27,30 @@ type fakeConn struct {
 	w  io.Writer
 	c  net.Conn // nil when w is not a connection
 	id int64
+	// req is the search request being answered.
+	req fakeSearch
+}
+
+// fakeSearch is what a fake page sees of a search request.
+type fakeSearch struct {
+	base  string
+	scope int64
+	attrs []string
+}
+
+func parseSearch(op *ber.Packet) fakeSearch {
+	var s fakeSearch
+	if len(op.Children) < 8 {
+		return s
+	}
+	s.base, _ = op.Children[0].Value.(string)
+	s.scope, _ = op.Children[1].Value.(int64)
+	for _, a := range op.Children[7].Children {
+		if v, ok := a.Value.(string); ok {
+			s.attrs = append(s.attrs, v)
+		}
+	}
+	return s
 }
 
 func (w *fakeConn) send(op *ber.Packet, controls ...ldap.Control) {
@@ -144,6 +168,7 @@ func serveFake(t *testing.T, c net.Conn, page fakePage) {
 			w.send(result(ldap.ApplicationBindResponse, 0))
 		case ldap.ApplicationSearchRequest:
 			searches++
+			w.req = parseSearch(p.Children[1])
 			page(w, searches)
 		case ldap.ApplicationUnbindRequest:
 			return

@@ -15,7 +15,8 @@ import (
 )
 
 // This file is a minimal LDAPv3 client for the one job of this package:
-// StartTLS, simple bind and a paged search, read straight off the socket.
+// StartTLS, simple bind, a paged search and the base-scope reads of ranged
+// attributes (ranges.go), read straight off the socket.
 //
 // go-ldap decodes every message into a tree of ber.Packet values (each with
 // a copy of its bytes and a description) and passes it through three
@@ -372,9 +373,19 @@ func (c *client) bind(dn, password string) error {
 
 // searchRequest encodes a subtree search of all entries matching filter.
 func searchRequest(base string, filter *ber.Packet, attrs []string) *ber.Packet {
+	return searchOp(base, ldap.ScopeWholeSubtree, filter, attrs)
+}
+
+// readRequest encodes a base-scope search that reads one attribute of the
+// entry dn.
+func readRequest(dn string, filter *ber.Packet, attr string) *ber.Packet {
+	return searchOp(dn, ldap.ScopeBaseObject, filter, []string{attr})
+}
+
+func searchOp(base string, scope int, filter *ber.Packet, attrs []string) *ber.Packet {
 	op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationSearchRequest, nil, "Search Request")
 	op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, base, "Base DN"))
-	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(ldap.ScopeWholeSubtree), "Scope"))
+	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(scope), "Scope"))
 	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, uint64(ldap.NeverDerefAliases), "Deref Aliases"))
 	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 0, "Size Limit"))
 	op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 0, "Time Limit"))
