@@ -4,7 +4,7 @@ BIN     := bin/dirsync
 WASM    := plugins/standard/standard.wasm
 N       ?= 100000
 
-.PHONY: all build deps test bench demo proto vet fmt clean FORCE
+.PHONY: all build deps deps-ldap test bench demo proto vet fmt clean FORCE
 
 all: build
 
@@ -17,9 +17,13 @@ $(BIN): FORCE
 $(WASM): FORCE
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./plugins/standard/wasm
 
-# Debian packages the demo, tests and benchmarks need (slapd, ldap-utils).
+# Debian packages the tests and benchmarks need (slapd, ldap-utils, Samba
+# AD DC); the demo needs only the OpenLDAP ones.
 deps:
 	bash scripts/deps.sh
+
+deps-ldap:
+	bash scripts/deps.sh --ldap-only
 
 test: deps build
 	$(GO) vet ./...
@@ -27,11 +31,11 @@ test: deps build
 
 # Syncs the sample directory in examples/directory from a throwaway slapd
 # into the embedded SQLite store and shows the result.
-demo: deps build
+demo: deps-ldap build
 	bash scripts/demo.sh
 
 # Reads N users (default 100000) with ldapsearch and with dirsync.
-bench: deps build
+bench: deps-ldap build
 	N=$(N) bash scripts/bench.sh
 
 # Regenerates the ABI's protobuf code (needs protoc and protoc-gen-go).

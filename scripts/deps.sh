@@ -3,12 +3,17 @@
 # when they are missing: slapd and ldap-utils (OpenLDAP), and a Samba AD
 # domain controller (samba, samba-ad-dc, samba-ad-provision,
 # samba-dsdb-modules) for the Active Directory tests. Needs root and apt.
+# With --ldap-only (make demo) it installs only the OpenLDAP packages.
 set -euo pipefail
+ldap_only=false
+[ "${1:-}" = --ldap-only ] && ldap_only=true
 missing=()
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
 samba=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules)
-if command -v dpkg-query >/dev/null 2>&1; then
+if $ldap_only; then
+	:
+elif command -v dpkg-query >/dev/null 2>&1; then
 	for p in "${samba[@]}"; do
 		dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p")
 	done
