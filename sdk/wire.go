@@ -10,6 +10,16 @@ package sdk
 // alias the request buffer, which the guest never writes to (see
 // guest_wasip1.go).
 //
+// The hot paths, entries of Map requests and Map replies, are written for
+// the host's deadline check (see package wasmrt of the host): the guest is
+// compiled with an exit check at every loop header, and Go's wasm code
+// passes a loop header at every function call and every taken branch
+// (each function is a loop over its basic blocks). A check costs about
+// 25 ns, much more than the work between two of them. So those paths take
+// the common shape of the data without calls or branches where they can,
+// and leave the rest to out-of-line code: see entryDecoder.decode and
+// encodeMapReply.
+//
 // Field numbers follow sdk/proto/syncpolicy/v1/syncpolicy.proto. The tests
 // check this codec against the generated code and package sdk/abi. Unknown
 // fields are skipped, and a known field with an unexpected wire type is
@@ -106,22 +116,6 @@ func aliasString(b []byte) string {
 	return unsafe.String(unsafe.SliceData(b), len(b))
 }
 
-// countField counts the occurrences of length-delimited field num in msg.
-func countField(msg []byte, num protowire.Number) (int, error) {
-	n := 0
-	for len(msg) > 0 {
-		f, rest, err := nextField(msg)
-		if err != nil {
-			return 0, err
-		}
-		if f.num == num && f.typ == protowire.BytesType {
-			n++
-		}
-		msg = rest
-	}
-	return n, nil
-}
-
 // stringArena hands out string slices carved from shared chunks, so that
 // decoding 100,000 entries does not allocate once per attribute.
 type stringArena struct{ buf []string }
@@ -183,7 +177,7 @@ func decodeDomain(b []byte, d *Domain) error {
 
 func decodeMapRequest(b []byte) (MapRequest, error) {
 	var r MapRequest
-	n, err := countField(b, 2)
+	n, err := countBytesField(b, 2)
 	if err != nil {
 		return r, err
 	}
@@ -191,45 +185,82 @@ func decodeMapRequest(b []byte) (MapRequest, error) {
 		r.Entries = make([]Entry, 0, n)
 	}
 	var d entryDecoder
-	for len(b) > 0 {
-		f, rest, err := nextField(b)
-		if err != nil {
-			return r, err
+	for i := 0; i < len(b); {
+		num, start, end := bytesField(b, i)
+		if uint(end) > uint(len(b)) {
+			return r, errTruncated
 		}
-		b = rest
-		if f.typ != protowire.BytesType {
-			continue
-		}
-		switch f.num {
-		case 1:
-			if err := decodeDomain(f.b, &r.Domain); err != nil {
-				return r, err
-			}
+		i = end
+		switch num {
 		case 2:
-			e, err := d.decode(f.b)
+			e, err := d.decode(b[start:end])
 			if err != nil {
 				return r, err
 			}
 			r.Entries = append(r.Entries, e)
+		case 1:
+			if err := decodeDomain(b[start:end], &r.Domain); err != nil {
+				return r, err
+			}
 		}
 	}
 	return r, nil
 }
 
-// Tags of the length-delimited fields of Entry and Attribute, as the one
-// byte they take on the wire.
-const (
-	tagEntryID        = 1<<3 | byte(protowire.BytesType)
-	tagEntryDN        = 2<<3 | byte(protowire.BytesType)
-	tagEntryAttribute = 3<<3 | byte(protowire.BytesType)
-	tagAttrName       = 1<<3 | byte(protowire.BytesType)
-	tagAttrValue      = 2<<3 | byte(protowire.BytesType)
-)
+// bytesField reads the field at b[i]. For a length-delimited field it
+// returns its number and the bounds of its value; for any other field,
+// number 0 and end where the next field starts. end is -1 if b is
+// malformed; the caller checks that end <= len(b). Tags of more than one
+// byte, non-minimal ones included, are read as protobuf-go reads them.
+func bytesField(b []byte, i int) (num protowire.Number, start, end int) {
+	// The common case first: a one-byte tag and a length of one or two
+	// bytes.
+	if t := b[i]; t&0x87 == byte(protowire.BytesType) && i+2 < len(b) {
+		if l := b[i+1]; l < 0x80 {
+			return protowire.Number(t >> 3), i + 2, i + 2 + int(l)
+		} else if l2 := b[i+2]; l2 < 0x80 && l2 != 0 {
+			return protowire.Number(t >> 3), i + 3, i + 3 + (int(l&0x7f) | int(l2)<<7)
+		}
+	}
+	num, typ, n := protowire.ConsumeTag(b[i:])
+	if n < 0 {
+		return 0, 0, -1
+	}
+	i += n
+	if typ != protowire.BytesType {
+		n = protowire.ConsumeFieldValue(num, typ, b[i:])
+		if n < 0 {
+			return 0, 0, -1
+		}
+		return 0, i + n, i + n
+	}
+	v, n := protowire.ConsumeVarint(b[i:])
+	if n < 0 || v > uint64(len(b)-i-n) {
+		return 0, 0, -1
+	}
+	return num, i + n, i + n + int(v)
+}
+
+// countBytesField counts the occurrences of length-delimited field num in
+// msg.
+func countBytesField(msg []byte, num protowire.Number) (int, error) {
+	n := 0
+	for i := 0; i < len(msg); {
+		f, _, end := bytesField(msg, i)
+		if uint(end) > uint(len(msg)) {
+			return 0, errTruncated
+		}
+		if f == num {
+			n++
+		}
+		i = end
+	}
+	return n, nil
+}
 
 // entryDecoder decodes entries; it keeps its scratch space from one entry
-// to the next. Entries are most of a Map request, so this is the one hot
-// path of the codec: a single pass, one-byte tags and lengths decoded
-// inline, and per entry one map and one slice of values (from the arena).
+// to the next. Per entry it allocates the map, and the entry's values are
+// carved from the shared arena.
 type entryDecoder struct {
 	arena  stringArena
 	values []string   // the entry's values, before they move to the arena
@@ -241,98 +272,206 @@ type attrSpan struct {
 	start, end int
 }
 
-// lenField reads the length-delimited field that starts at b[i] (its tag
-// already read) and returns its bounds, or ok == false if b is malformed.
-func lenField(b []byte, i int) (start, end int, ok bool) {
-	if i < len(b) && b[i] < 0x80 { // a length below 128
-		start, end = i+1, i+1+int(b[i])
-		return start, end, end <= len(b)
-	}
-	if i >= len(b) {
-		return 0, 0, false
-	}
-	v, n := protowire.ConsumeVarint(b[i:])
-	if n < 0 || v > uint64(len(b)-i-n) {
-		return 0, 0, false
-	}
-	start = i + n
-	return start, start + int(v), true
-}
+// Field numbers of Entry (id = 1, dn = 2, attributes = 3) and Attribute
+// (name = 1, values = 2).
+const (
+	fieldEntryID        = 1
+	fieldEntryDN        = 2
+	fieldEntryAttribute = 3
+	fieldAttrName       = 1
+	fieldAttrValue      = 2
+)
 
-// skipField skips the field at b[i:] the slow, general way.
-func skipField(b []byte, i int) (int, bool) {
-	_, _, n := protowire.ConsumeField(b[i:])
-	if n < 0 {
-		return 0, false
-	}
-	return i + n, true
-}
+// Tags of the length-delimited fields of Entry and Attribute, as the one
+// byte they take on the wire.
+const (
+	tagEntryID        = fieldEntryID<<3 | byte(protowire.BytesType)
+	tagEntryDN        = fieldEntryDN<<3 | byte(protowire.BytesType)
+	tagEntryAttribute = fieldEntryAttribute<<3 | byte(protowire.BytesType)
+	tagAttrName       = fieldAttrName<<3 | byte(protowire.BytesType)
+	tagAttrValue      = fieldAttrValue<<3 | byte(protowire.BytesType)
+)
 
+// Room for the values and attributes of an entry on decode's fast path.
+const (
+	fastValues = 128
+	fastAttrs  = 32
+)
+
+// decode decodes an Entry. Its fast path takes entries as protobuf
+// encoders write them: one-byte tags, lengths of one or two bytes, no
+// unknown fields, no repeated or empty attributes, at most fastAttrs
+// attributes and fastValues values. It keeps its scratch space on the
+// stack, where stores need no write barrier check (a branch, taken when the
+// barrier is off), and it has no calls but for its rare cases. Any other
+// entry, and any malformed one, is decoded again by decodeGeneral. In the
+// guest this halves the cost of decoding an entry, most of which is now the
+// map.
 func (d *entryDecoder) decode(b []byte) (Entry, error) {
 	var e Entry
-	d.values, d.attrs = d.values[:0], d.attrs[:0]
+	var values [fastValues]string
+	var attrs [fastAttrs]attrSpan
+	nv, na := 0, 0
+	empty := 0 // < 0 once an attribute has no values
 	for i := 0; i < len(b); {
-		tag := b[i]
-		if tag != tagEntryID && tag != tagEntryDN && tag != tagEntryAttribute {
-			var ok bool
-			if i, ok = skipField(b, i); !ok {
-				return e, errTruncated
+		if i+1 >= len(b) {
+			return d.decodeGeneral(b)
+		}
+		t, l := b[i], b[i+1]
+		start, end := i+2, i+2+int(l)
+		if l >= 0x80 {
+			start, end = length2(b, i+1)
+		}
+		if uint(end) > uint(len(b)) {
+			return d.decodeGeneral(b)
+		}
+		i = end
+		if t == tagEntryAttribute {
+			if na == fastAttrs {
+				return d.decodeGeneral(b)
 			}
+			name, first := "", nv
+			for j := start; j < end; {
+				if j+1 >= end {
+					return d.decodeGeneral(b)
+				}
+				t, l := b[j], b[j+1]
+				vs, ve := j+2, j+2+int(l)
+				if l >= 0x80 {
+					vs, ve = length2(b, j+1)
+				}
+				if uint(ve) > uint(end) {
+					return d.decodeGeneral(b)
+				}
+				j = ve
+				if t == tagAttrValue {
+					if nv == fastValues {
+						return d.decodeGeneral(b)
+					}
+					v := b[vs:ve]
+					values[nv] = unsafe.String(unsafe.SliceData(v), len(v))
+					nv++
+					continue
+				}
+				if t != tagAttrName {
+					return d.decodeGeneral(b)
+				}
+				v := b[vs:ve]
+				name = unsafe.String(unsafe.SliceData(v), len(v))
+			}
+			n := nv - first
+			empty |= ^(n | -n) >> 63 // -1 if n == 0, without a branch
+			attrs[na] = attrSpan{name: name, start: first, end: nv}
+			na++
 			continue
 		}
-		start, end, ok := lenField(b, i+1)
-		if !ok {
+		v := b[start:end]
+		switch t {
+		case tagEntryID:
+			e.ID = unsafe.String(unsafe.SliceData(v), len(v))
+		case tagEntryDN:
+			e.DN = unsafe.String(unsafe.SliceData(v), len(v))
+		default:
+			return d.decodeGeneral(b)
+		}
+	}
+	if na == 0 {
+		return e, nil
+	}
+	all := d.arena.take(nv)
+	all = append(all, values[:nv]...)
+	m := make(map[string][]string, na)
+	for k := range attrs[:na] {
+		a := &attrs[k]
+		m[a.name] = all[a.start:a.end:a.end]
+	}
+	if len(m) != na || empty != 0 {
+		// A repeated or an empty attribute: no values is nil, and the
+		// values of a repeated name are joined.
+		return d.decodeGeneral(b)
+	}
+	e.Attributes = m
+	return e, nil
+}
+
+// length2 reads a length of two bytes at b[i], returning the bounds of the
+// value that follows, or end -1 if it is not one.
+//
+//go:noinline
+func length2(b []byte, i int) (start, end int) {
+	if i+1 >= len(b) || b[i+1] >= 0x80 || b[i+1] == 0 {
+		return 0, -1 // longer, non-minimal or truncated: decodeGeneral reads it
+	}
+	return i + 2, i + 2 + (int(b[i]&0x7f) | int(b[i+1])<<7)
+}
+
+// decodeGeneral decodes any Entry, in any encoding protobuf-go accepts.
+func (d *entryDecoder) decodeGeneral(b []byte) (Entry, error) {
+	var e Entry
+	values, attrs := d.values[:0], d.attrs[:0]
+	for i := 0; i < len(b); {
+		num, start, end := bytesField(b, i)
+		if uint(end) > uint(len(b)) {
 			return e, errTruncated
 		}
 		i = end
-		switch tag {
-		case tagEntryID:
-			e.ID = aliasString(b[start:end])
-		case tagEntryDN:
-			e.DN = aliasString(b[start:end])
-		default:
-			a := attrSpan{start: len(d.values)}
-			for j, ab := start, b[:end]; j < end; {
-				t := ab[j]
-				if t != tagAttrName && t != tagAttrValue {
-					if j, ok = skipField(ab, j); !ok {
-						return e, errTruncated
-					}
-					continue
-				}
-				vs, ve, ok := lenField(ab, j+1)
-				if !ok {
+		if num == fieldEntryAttribute {
+			a := attrSpan{start: len(values)}
+			ab := b[:end]
+			for j := start; j < end; {
+				num, vs, ve := bytesField(ab, j)
+				if uint(ve) > uint(end) {
 					return e, errTruncated
 				}
 				j = ve
-				if t == tagAttrName {
+				if num == fieldAttrValue {
+					values = append(values, aliasString(ab[vs:ve]))
+				} else if num == fieldAttrName {
 					a.name = aliasString(ab[vs:ve])
-				} else {
-					d.values = append(d.values, aliasString(ab[vs:ve]))
 				}
 			}
-			a.end = len(d.values)
-			d.attrs = append(d.attrs, a)
+			a.end = len(values)
+			attrs = append(attrs, a)
+		} else if num == fieldEntryID {
+			e.ID = aliasString(b[start:end])
+		} else if num == fieldEntryDN {
+			e.DN = aliasString(b[start:end])
 		}
 	}
-	if len(d.attrs) == 0 {
+	d.values, d.attrs = values, attrs
+	if len(attrs) == 0 {
 		return e, nil
 	}
-	values := d.arena.take(len(d.values))
-	values = append(values, d.values...)
-	e.Attributes = make(map[string][]string, len(d.attrs))
-	for _, a := range d.attrs {
+	all := d.arena.take(len(values))
+	all = append(all, values...)
+	m := make(map[string][]string, len(attrs))
+	names := 0 // len(m) before the insert: a new name grows the map
+	for k, a := range attrs {
 		var vs []string
 		if a.end > a.start {
-			vs = values[a.start:a.end:a.end]
+			vs = all[a.start:a.end:a.end]
 		}
-		if old, ok := e.Attributes[a.name]; ok {
-			// A repeated name: concatenate, as abi.EntryFromProto does.
-			vs = append(old[:len(old):len(old)], vs...)
+		m[a.name] = vs
+		if len(m) == names {
+			// A repeated name: its values are those of all its
+			// attributes, in order, as abi.EntryFromProto makes them.
+			m[a.name] = repeatedAttr(all, attrs[:k+1], a.name)
 		}
-		e.Attributes[a.name] = vs
+		names = len(m)
 	}
+	e.Attributes = m
 	return e, nil
+}
+
+// repeatedAttr joins the values of the attributes named name.
+func repeatedAttr(values []string, attrs []attrSpan, name string) []string {
+	var vs []string
+	for _, a := range attrs {
+		if a.name == name {
+			vs = append(vs, values[a.start:a.end]...)
+		}
+	}
+	return vs
 }
 
 // decodeMailbox merges the Mailbox in b into *mp, allocating it if nil.
@@ -439,7 +578,7 @@ func decodeChange(b []byte) (Change, error) {
 
 func decodeReconcileRequest(b []byte) (ReconcileRequest, error) {
 	var r ReconcileRequest
-	n, err := countField(b, 2)
+	n, err := countBytesField(b, 2)
 	if err != nil {
 		return r, err
 	}
@@ -678,84 +817,161 @@ func appendFilterResponse(b []byte, r *FilterResponse) []byte {
 }
 
 // MapResponse
+//
+// Map replies are most of what a guest encodes, and they are encoded in the
+// guest, where every taken branch costs a trip through the function's
+// dispatch loop (see decode). So these helpers write without branches: a
+// tag and a length are written as a tag and five varint bytes, of which the
+// length's size (protowire.SizeVarint, computed without a branch) is kept;
+// an empty string field, which proto3 leaves out, is written and cut off
+// again. The buffer has mapReplySlack bytes of room beyond the reply for
+// what is cut off.
 
-func sizeMailboxIntent(m *MailboxIntent) int {
-	return sizeString(1, m.Kind) + sizeString(2, m.Primary) + sizeStrings(3, m.Aliases) +
-		sizeString(4, m.DisplayName) + sizeStrings(5, m.MemberOf)
-}
+const mapReplySlack = 6
 
-func appendMailboxIntent(b []byte, m *MailboxIntent) []byte {
-	b = appendString(b, 1, m.Kind)
-	b = appendString(b, 2, m.Primary)
-	b = appendStrings(b, 3, m.Aliases)
-	b = appendString(b, 4, m.DisplayName)
-	return appendStrings(b, 5, m.MemberOf)
-}
+// Tags of the fields of MapResponse and its messages, as the one byte they
+// take on the wire.
+const (
+	tagMapIntents      = 1<<3 | byte(protowire.BytesType)
+	tagIntentKind      = 1<<3 | byte(protowire.VarintType)
+	tagIntentReason    = 2<<3 | byte(protowire.BytesType)
+	tagIntentMailbox   = 3<<3 | byte(protowire.BytesType)
+	tagIntentGroup     = 4<<3 | byte(protowire.BytesType)
+	tagIntentSkipped   = 5<<3 | byte(protowire.BytesType)
+	tagMailboxKind     = 1<<3 | byte(protowire.BytesType)
+	tagMailboxPrimary  = 2<<3 | byte(protowire.BytesType)
+	tagMailboxAliases  = 3<<3 | byte(protowire.BytesType)
+	tagMailboxDisplay  = 4<<3 | byte(protowire.BytesType)
+	tagMailboxMemberOf = 5<<3 | byte(protowire.BytesType)
+	tagGroupName       = 1<<3 | byte(protowire.BytesType)
+	tagGroupTarget     = 2<<3 | byte(protowire.BytesType)
+	tagGroupMembers    = 3<<3 | byte(protowire.BytesType)
+	tagSkippedAddress  = 1<<3 | byte(protowire.BytesType)
+	tagSkippedReason   = 2<<3 | byte(protowire.BytesType)
+)
 
-func sizeGroupIntent(g *GroupIntent) int {
-	return sizeString(1, g.Name) + sizeString(2, g.Target) + sizeStrings(3, g.Members)
-}
+// ifNonZero is -1 (all bits set) if n != 0 and 0 if n == 0, for n >= 0 or
+// any other int.
+func ifNonZero(n int) int { return (n | -n) >> 63 }
 
-func appendGroupIntent(b []byte, g *GroupIntent) []byte {
-	b = appendString(b, 1, g.Name)
-	b = appendString(b, 2, g.Target)
-	return appendStrings(b, 3, g.Members)
-}
+// sizeField is the size of a field with a one-byte tag and a value of n
+// bytes.
+func sizeField(n int) int { return 1 + protowire.SizeVarint(uint64(n)) + n }
 
-func sizeSkipped(s *SkippedAddress) int {
-	return sizeString(1, s.Address) + sizeString(2, s.Reason)
-}
+// sizeStr is the size of a string field with a one-byte tag: 0 for "".
+func sizeStr(s string) int { return sizeField(len(s)) & ifNonZero(len(s)) }
 
-func sizeIntent(in *Intent) int {
-	n := sizeVarint(1, enumValue(int32(in.Kind))) + sizeString(2, in.Reason)
-	if in.Mailbox != nil {
-		n += sizeMessage(3, sizeMailboxIntent(in.Mailbox))
-	}
-	if in.Group != nil {
-		n += sizeMessage(4, sizeGroupIntent(in.Group))
-	}
-	for i := range in.Skipped {
-		n += sizeMessage(5, sizeSkipped(&in.Skipped[i]))
+// sizeStrs is the size of a repeated string field with a one-byte tag.
+func sizeStrs(ss []string) int {
+	n := 0
+	for _, s := range ss {
+		n += sizeField(len(s))
 	}
 	return n
 }
 
-func appendIntent(b []byte, in *Intent) []byte {
-	b = appendVarint(b, 1, enumValue(int32(in.Kind)))
-	b = appendString(b, 2, in.Reason)
-	if in.Mailbox != nil {
-		b = appendMessageHeader(b, 3, sizeMailboxIntent(in.Mailbox))
-		b = appendMailboxIntent(b, in.Mailbox)
-	}
-	if in.Group != nil {
-		b = appendMessageHeader(b, 4, sizeGroupIntent(in.Group))
-		b = appendGroupIntent(b, in.Group)
-	}
-	for i := range in.Skipped {
-		s := &in.Skipped[i]
-		b = appendMessageHeader(b, 5, sizeSkipped(s))
-		b = appendString(b, 1, s.Address)
-		b = appendString(b, 2, s.Reason)
+// appendTagLen appends a one-byte tag and a length n < 2^35.
+func appendTagLen(b []byte, tag byte, n int) []byte {
+	last := len(b) + protowire.SizeVarint(uint64(n)) // the length's last byte
+	b = append(b, tag, byte(n|0x80), byte(n>>7|0x80), byte(n>>14|0x80), byte(n>>21|0x80), byte(n>>28))
+	b[last] &= 0x7f
+	return b[:last+1]
+}
+
+// appendStr appends a string field with a one-byte tag, nothing for "".
+func appendStr(b []byte, tag byte, s string) []byte {
+	start := len(b)
+	b = append(appendTagLen(b, tag, len(s)), s...)
+	return b[:start+(len(b)-start)&ifNonZero(len(s))]
+}
+
+// appendStrs appends a repeated string field with a one-byte tag.
+func appendStrs(b []byte, tag byte, ss []string) []byte {
+	for _, s := range ss {
+		b = append(appendTagLen(b, tag, len(s)), s...)
 	}
 	return b
 }
 
-// sizeMapResponse returns the size of r and records each intent's size in
-// sizes, so that appendMapResponse does not compute them again.
-func sizeMapResponse(r *MapResponse, sizes []int) int {
-	n := 0
-	for i := range r.Intents {
-		s := sizeIntent(&r.Intents[i])
-		sizes[i] = s
-		n += sizeMessage(1, s)
-	}
-	return n
+// sizeKind is the size of an Intent's kind field: 0 for IntentSkip.
+func sizeKind(k IntentKind) int {
+	return (1 + protowire.SizeVarint(enumValue(int32(k)))) & ifNonZero(int(k))
 }
 
-func appendMapResponse(b []byte, r *MapResponse, sizes []int) []byte {
-	for i := range r.Intents {
-		b = appendMessageHeader(b, 1, sizes[i])
-		b = appendIntent(b, &r.Intents[i])
+// appendKind appends an Intent's kind field, nothing for IntentSkip.
+func appendKind(b []byte, k IntentKind) []byte {
+	if uint32(k) >= 0x80 {
+		return appendVarint(b, 1, enumValue(int32(k)))
+	}
+	start := len(b)
+	b = append(b, tagIntentKind, byte(k))
+	return b[:start+2&ifNonZero(int(k))]
+}
+
+func sizeMailboxIntent(m *MailboxIntent) int {
+	return sizeStr(m.Kind) + sizeStr(m.Primary) + sizeStrs(m.Aliases) +
+		sizeStr(m.DisplayName) + sizeStrs(m.MemberOf)
+}
+
+func appendMailboxIntent(b []byte, m *MailboxIntent) []byte {
+	b = appendStr(b, tagMailboxKind, m.Kind)
+	b = appendStr(b, tagMailboxPrimary, m.Primary)
+	b = appendStrs(b, tagMailboxAliases, m.Aliases)
+	b = appendStr(b, tagMailboxDisplay, m.DisplayName)
+	return appendStrs(b, tagMailboxMemberOf, m.MemberOf)
+}
+
+func sizeGroupIntent(g *GroupIntent) int {
+	return sizeStr(g.Name) + sizeStr(g.Target) + sizeStrs(g.Members)
+}
+
+func appendGroupIntent(b []byte, g *GroupIntent) []byte {
+	b = appendStr(b, tagGroupName, g.Name)
+	b = appendStr(b, tagGroupTarget, g.Target)
+	return appendStrs(b, tagGroupMembers, g.Members)
+}
+
+// sizeIntent returns the size of an Intent, and that of its mailbox or
+// group (an Intent has at most one of them; the host refuses both).
+func sizeIntent(in *Intent) (size, inner int) {
+	size = sizeKind(in.Kind) + sizeStr(in.Reason)
+	if in.Mailbox != nil {
+		inner = sizeMailboxIntent(in.Mailbox)
+		size += sizeField(inner)
+	}
+	if in.Group != nil {
+		g := sizeGroupIntent(in.Group)
+		size += sizeField(g)
+		if in.Mailbox == nil {
+			inner = g
+		}
+	}
+	for i := range in.Skipped {
+		sk := &in.Skipped[i]
+		size += sizeField(sizeStr(sk.Address) + sizeStr(sk.Reason))
+	}
+	return size, inner
+}
+
+func appendIntent(b []byte, in *Intent, inner int) []byte {
+	b = appendKind(b, in.Kind)
+	b = appendStr(b, tagIntentReason, in.Reason)
+	if in.Mailbox != nil {
+		b = appendTagLen(b, tagIntentMailbox, inner)
+		b = appendMailboxIntent(b, in.Mailbox)
+	}
+	if in.Group != nil {
+		if in.Mailbox != nil {
+			inner = sizeGroupIntent(in.Group)
+		}
+		b = appendTagLen(b, tagIntentGroup, inner)
+		b = appendGroupIntent(b, in.Group)
+	}
+	for i := range in.Skipped {
+		sk := &in.Skipped[i]
+		b = appendTagLen(b, tagIntentSkipped, sizeStr(sk.Address)+sizeStr(sk.Reason))
+		b = appendStr(b, tagSkippedAddress, sk.Address)
+		b = appendStr(b, tagSkippedReason, sk.Reason)
 	}
 	return b
 }
@@ -864,10 +1080,23 @@ func appendReconcileResponse(b []byte, r *ReconcileResponse) []byte {
 
 // Replies
 
+// spareReply, when not nil, is a reply buffer that the host has freed
+// (guest_wasip1.go): the next reply that fits is written into it.
+var spareReply []byte
+
+// replyBuffer returns an empty buffer with room for n bytes.
+func replyBuffer(n int) []byte {
+	if b := spareReply; cap(b) >= n {
+		spareReply = nil
+		return b[:0]
+	}
+	return make([]byte, 0, n)
+}
+
 // resultReply encodes a reply envelope holding a result of size n written
 // by body.
 func resultReply(n int, body func([]byte) []byte) []byte {
-	b := make([]byte, 0, sizeMessage(replyResult, n))
+	b := replyBuffer(sizeMessage(replyResult, n))
 	b = appendMessageHeader(b, replyResult, n)
 	return body(b)
 }
@@ -884,9 +1113,23 @@ func encodeFilterReply(r *FilterResponse) []byte {
 	return resultReply(sizeFilterResponse(r), func(b []byte) []byte { return appendFilterResponse(b, r) })
 }
 
+// encodeMapReply encodes a MapReply. The sizes of each intent and of its
+// mailbox or group are computed once, in a first pass.
 func encodeMapReply(r *MapResponse) []byte {
-	sizes := make([]int, len(r.Intents))
-	return resultReply(sizeMapResponse(r, sizes), func(b []byte) []byte { return appendMapResponse(b, r, sizes) })
+	sizes := make([]int, 2*len(r.Intents))
+	n := 0
+	for i := range r.Intents {
+		size, inner := sizeIntent(&r.Intents[i])
+		sizes[2*i], sizes[2*i+1] = size, inner
+		n += sizeField(size)
+	}
+	b := replyBuffer(sizeField(n) + mapReplySlack)
+	b = appendTagLen(b, byte(replyResult<<3|protowire.BytesType), n)
+	for i := range r.Intents {
+		b = appendTagLen(b, tagMapIntents, sizes[2*i])
+		b = appendIntent(b, &r.Intents[i], sizes[2*i+1])
+	}
+	return b
 }
 
 func encodeReconcileReply(r *ReconcileResponse) []byte {
@@ -900,7 +1143,7 @@ func encodeErrorReply(e wireError) []byte {
 		e.message = strconv.QuoteToASCII(e.message)
 	}
 	n := sizeVarint(1, e.code) + sizeString(2, e.message) + sizeVarint(3, uint64(e.position))
-	b := make([]byte, 0, sizeMessage(replyError, n))
+	b := replyBuffer(sizeMessage(replyError, n))
 	b = appendMessageHeader(b, replyError, n)
 	b = appendVarint(b, 1, e.code)
 	b = appendString(b, 2, e.message)

@@ -1,6 +1,7 @@
 package sdk_test
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"reflect"
@@ -455,6 +456,108 @@ func TestDuplicateFields(t *testing.T) {
 	r3 := protowire.AppendTag(nil, 2, protowire.BytesType)
 	r3 = protowire.AppendBytes(r3, append(c, c2...))
 	checkReconcileRequestBytes(t, r3)
+}
+
+// TestDecodeEntryShapes covers the entry decoder's fast path and each way
+// out of it (see entryDecoder.decode): every request must decode as
+// protobuf-go and package abi decode it.
+func TestDecodeEntryShapes(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("x", n) }
+	many := func(n int) []*pb.Attribute {
+		as := make([]*pb.Attribute, n)
+		for i := range as {
+			as[i] = &pb.Attribute{Name: fmt.Sprint("a", i), Values: []string{"v"}}
+		}
+		return as
+	}
+	entries := map[string]*pb.Entry{
+		"lengths of 1, 2 and 3 bytes": {Id: long(127), Dn: long(128), Attributes: []*pb.Attribute{
+			{Name: long(16383), Values: []string{long(16384), long(127), long(128), ""}},
+			{Name: "b", Values: []string{long(200)}},
+		}},
+		"an attribute of 2-byte length":       {Attributes: []*pb.Attribute{{Name: "proxyaddresses", Values: []string{long(60), long(60), long(60)}}}},
+		"no name":                             {Attributes: []*pb.Attribute{{Values: []string{"v"}}}},
+		"empty attribute":                     {Id: "x", Attributes: []*pb.Attribute{{Name: "a", Values: []string{"1"}}, {Name: "empty"}}},
+		"repeated name":                       {Attributes: []*pb.Attribute{{Name: "a", Values: []string{"1"}}, {Name: "b"}, {Name: "a", Values: []string{"2"}}}},
+		"repeated empty name":                 {Attributes: []*pb.Attribute{{Name: "a"}, {Name: "a"}}},
+		"more values than the fast path":      {Attributes: []*pb.Attribute{{Name: "member", Values: manyValues(129)}}},
+		"as many values as the fast path":     {Attributes: []*pb.Attribute{{Name: "a", Values: manyValues(100)}, {Name: "b", Values: manyValues(28)}}},
+		"more attributes than the fast path":  {Attributes: many(33)},
+		"as many attributes as the fast path": {Attributes: many(32)},
+		"only an empty value":                 {Attributes: []*pb.Attribute{{Name: "a", Values: []string{""}}}},
+	}
+	for name, e := range entries {
+		t.Run(name, func(t *testing.T) {
+			b, err := proto.Marshal(&pb.MapRequest{Domain: abi.DomainToProto(domain()), Entries: []*pb.Entry{e, e}})
+			if err != nil {
+				t.Fatal(err)
+			}
+			checkMapRequestBytes(t, b)
+		})
+	}
+
+	// Encodings protobuf-go accepts but does not write.
+	entry := func(fields ...[]byte) []byte {
+		b := protowire.AppendTag(nil, 2, protowire.BytesType)
+		return protowire.AppendBytes(b, bytes.Join(fields, nil))
+	}
+	attr := func(fields ...[]byte) []byte {
+		b := protowire.AppendTag(nil, 3, protowire.BytesType)
+		return protowire.AppendBytes(b, bytes.Join(fields, nil))
+	}
+	str := func(num protowire.Number, s string) []byte {
+		return protowire.AppendString(protowire.AppendTag(nil, num, protowire.BytesType), s)
+	}
+	for name, b := range map[string][]byte{
+		"non-minimal tag of the id":     entry([]byte{0x8a, 0x00, 1, 'x'}),
+		"non-minimal tag of a value":    entry(attr(str(1, "a"), []byte{0x92, 0x00, 1, 'v'})),
+		"non-minimal length of the id":  entry([]byte{0x0a, 0x81, 0x00, 'x'}),
+		"non-minimal length of a value": entry(attr(str(1, "a"), []byte{0x12, 0x81, 0x00, 'v'})),
+		"name after the values":         entry(attr(str(2, "1"), str(2, "2"), str(1, "a"))),
+		"two names":                     entry(attr(str(1, "a"), str(2, "1"), str(1, "b"))),
+		"empty value at the end":        entry(str(1, "x"), attr(str(1, "a"), str(2, ""))),
+		"empty dn at the end":           entry(str(1, "x"), str(2, "")),
+		"id twice":                      entry(str(1, "x"), str(1, "y")),
+		"unknown field between values":  entry(attr(str(1, "a"), str(2, "1"), str(7, "?"), str(2, "2"))),
+		"value of wrong type":           entry(attr(str(1, "a"), protowire.AppendVarint([]byte{0x10}, 5), str(2, "2"))),
+		"id of wrong type":              entry(protowire.AppendVarint([]byte{0x08}, 5), str(2, "dn")),
+	} {
+		t.Run(name, func(t *testing.T) {
+			var m pb.MapRequest
+			if err := proto.Unmarshal(b, &m); err != nil {
+				t.Fatalf("protobuf-go refuses the test request: %v", err)
+			}
+			checkMapRequestBytes(t, b)
+		})
+	}
+}
+
+// TestEncodeMapReplyBytes checks that the guest writes Map replies byte for
+// byte as protobuf-go does (minimal varints, fields in order).
+func TestEncodeMapReplyBytes(t *testing.T) {
+	long := func(n int) string { return strings.Repeat("y", n) }
+	for _, resp := range []sdk.MapResponse{
+		{},
+		{Intents: make([]sdk.Intent, 3)},
+		{Intents: []sdk.Intent{
+			{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: long(127), Aliases: []string{long(128), "", long(16384)},
+				DisplayName: long(16383), MemberOf: manyValues(100)}, Skipped: []sdk.SkippedAddress{{Address: long(130)}, {Reason: "r"}}},
+			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "G", Target: "G", Members: manyValues(70000)}}, // over 2 MiB
+			{Kind: sdk.IntentKind(127), Reason: long(1 << 14)},
+			{Kind: sdk.IntentKind(128)},
+			{Kind: sdk.IntentKind(1 << 30)},
+			{Kind: sdk.IntentKind(-5), Group: &sdk.GroupIntent{}, Mailbox: &sdk.MailboxIntent{Primary: "p"}},
+			{Kind: sdk.IntentSkip, Reason: "disabled"},
+		}},
+	} {
+		want, err := proto.Marshal(&pb.MapReply{Outcome: &pb.MapReply_Result{Result: abi.MapResponseToProto(resp)}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if got := sdk.EncodeMapReply(&resp); !bytes.Equal(got, want) {
+			t.Errorf("EncodeMapReply of %d intents: %d bytes, protobuf-go writes %d bytes", len(resp.Intents), len(got), len(want))
+		}
+	}
 }
 
 func TestTruncatedRequests(t *testing.T) {

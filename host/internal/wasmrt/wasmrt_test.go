@@ -12,6 +12,7 @@ import (
 	"reflect"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
@@ -346,6 +347,151 @@ func TestConcurrentCalls(t *testing.T) {
 	wg.Wait()
 }
 
+// TestConcurrentBatches maps different batches from several goroutines at
+// once, more than the pool has instances, and checks that each gets what a
+// sequential call gets.
+func TestConcurrentBatches(t *testing.T) {
+	rt := load(t, wasmrt.Options{Instances: 3})
+	es := entries(1200)
+	const batch = 100
+	want := make([]sdk.MapResponse, len(es)/batch)
+	for i := range want {
+		var err error
+		if want[i], err = rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es[i*batch : (i+1)*batch]}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var wg sync.WaitGroup
+	for g := range 6 {
+		wg.Go(func() {
+			for round := range 3 {
+				for i := range want {
+					i := (i + g + round) % len(want) // goroutines start at different batches
+					got, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es[i*batch : (i+1)*batch]})
+					if err != nil {
+						t.Error(err)
+						return
+					}
+					if !reflect.DeepEqual(got, want[i]) {
+						t.Errorf("goroutine %d, batch %d: concurrent Map differs from sequential", g, i)
+						return
+					}
+				}
+			}
+		})
+	}
+	wg.Wait()
+}
+
+// TestDeadlineInOneCall stops a call at its deadline while other
+// goroutines keep mapping: only that call fails, and only its instance is
+// replaced.
+func TestDeadlineInOneCall(t *testing.T) {
+	rt := load(t, wasmrt.Options{Instances: 2})
+	req := sdk.MapRequest{Domain: dom, Entries: entries(300)}
+	want, err := rt.Map(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	stop := make(chan struct{})
+	var wg sync.WaitGroup
+	var mapped atomic.Int64
+	for range 2 {
+		wg.Go(func() {
+			for {
+				select {
+				case <-stop:
+					return
+				default:
+				}
+				got, err := rt.Map(context.Background(), req)
+				if err != nil || !reflect.DeepEqual(got, want) {
+					t.Errorf("Map beside the stopped call: %v", err)
+					return
+				}
+				mapped.Add(1)
+			}
+		})
+	}
+	for range 3 {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		_, err := rt.Filter(ctx, sdk.FilterRequest{Filter: "(loop=forever)"})
+		cancel()
+		if !errors.Is(err, context.DeadlineExceeded) {
+			t.Errorf("looping Filter: %v, want the deadline", err)
+		}
+	}
+	close(stop)
+	wg.Wait()
+	if mapped.Load() == 0 {
+		t.Error("no Map ran beside the looping calls")
+	}
+	if got, err := rt.Map(context.Background(), req); err != nil || !reflect.DeepEqual(got, want) {
+		t.Errorf("Map afterwards: %v", err)
+	}
+}
+
+// TestWaitForInstance checks that a call waits for a busy pool only as long
+// as its context allows.
+func TestWaitForInstance(t *testing.T) {
+	rt := load(t, wasmrt.Options{Instances: 1, Timeout: 2 * time.Second})
+	busy := make(chan error)
+	go func() {
+		_, err := rt.Filter(context.Background(), sdk.FilterRequest{Filter: "(loop=forever)"})
+		busy <- err
+	}()
+	time.Sleep(100 * time.Millisecond) // let it take the instance
+	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
+	defer cancel()
+	_, err := rt.Filter(ctx, sdk.FilterRequest{Filter: "(a=b)"})
+	if !errors.Is(err, context.DeadlineExceeded) || !strings.Contains(err.Error(), "waiting for a free instance") {
+		t.Errorf("call on a busy pool: %v", err)
+	}
+	if err := <-busy; !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("looping call: %v", err)
+	}
+	if _, err := rt.Filter(context.Background(), sdk.FilterRequest{Filter: "(a=b)"}); err != nil {
+		t.Errorf("call after the pool is free: %v", err)
+	}
+}
+
+// TestReplyBuffers runs calls with replies of very different sizes on one
+// instance, which reuses reply buffers.
+func TestReplyBuffers(t *testing.T) {
+	rt := load(t, wasmrt.Options{Instances: 1})
+	p := direct(t)
+	for _, n := range []int{2000, 0, 3, 2000, 1, 500} {
+		req := sdk.MapRequest{Domain: dom, Entries: entries(n)}
+		got, err := rt.Map(context.Background(), req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		want, err := p.Map(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if want = normMap(want); !reflect.DeepEqual(got, want) {
+			t.Errorf("Map of %d entries differs", n)
+		}
+		if got, err := rt.Filter(context.Background(), sdk.FilterRequest{Filter: "(cn=x)"}); err != nil || got.Filter != "(cn=x)" {
+			t.Errorf("Filter after a Map of %d: %+v, %v", n, got, err)
+		}
+	}
+}
+
+// TestGarbageBetweenCalls makes many calls on an instance whose memory
+// limit is a fraction of what they allocate together: the guest must
+// collect between calls.
+func TestGarbageBetweenCalls(t *testing.T) {
+	rt := load(t, wasmrt.Options{Instances: 1, MemoryLimitMB: 64})
+	req := sdk.MapRequest{Domain: dom, Entries: entries(2000)}
+	for i := range 40 { // about 180 MB in all
+		if _, err := rt.Map(context.Background(), req); err != nil {
+			t.Fatalf("call %d: %v", i, err)
+		}
+	}
+}
+
 func TestCompilationCache(t *testing.T) {
 	dir := t.TempDir()
 	for range 2 {
@@ -361,7 +507,17 @@ func TestCompilationCache(t *testing.T) {
 }
 
 func TestClose(t *testing.T) {
-	rt := load(t, wasmrt.Options{})
+	rt := load(t, wasmrt.Options{Instances: 2})
+	// Two calls at once start the pool's second instance.
+	var wg sync.WaitGroup
+	for range 2 {
+		wg.Go(func() {
+			if _, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: entries(500)}); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
 	if err := rt.Close(context.Background()); err != nil {
 		t.Fatal(err)
 	}
@@ -370,6 +526,39 @@ func TestClose(t *testing.T) {
 	}
 	if _, err := rt.Filter(context.Background(), sdk.FilterRequest{Filter: "(a=b)"}); err == nil || !strings.Contains(err.Error(), "closed") {
 		t.Errorf("Filter after Close: %v", err)
+	}
+}
+
+// TestCloseDuringCall closes the runtime while a call runs and another
+// waits: the waiting call fails at once, and Close stops the running one
+// when its context ends.
+func TestCloseDuringCall(t *testing.T) {
+	rt := load(t, wasmrt.Options{Instances: 1})
+	running, waiting := make(chan error), make(chan error)
+	go func() {
+		_, err := rt.Filter(context.Background(), sdk.FilterRequest{Filter: "(loop=forever)"})
+		running <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	go func() {
+		_, err := rt.Filter(context.Background(), sdk.FilterRequest{Filter: "(a=b)"})
+		waiting <- err
+	}()
+	time.Sleep(100 * time.Millisecond)
+	ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+	defer cancel()
+	start := time.Now()
+	if err := rt.Close(ctx); err != nil {
+		t.Errorf("Close: %v", err)
+	}
+	if took := time.Since(start); took > 10*time.Second {
+		t.Errorf("Close took %s", took)
+	}
+	if err := <-waiting; err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("waiting call: %v", err)
+	}
+	if err := <-running; err == nil || !strings.Contains(err.Error(), "closed") {
+		t.Errorf("running call: %v", err)
 	}
 }
 
@@ -435,6 +624,7 @@ func TestLoadErrors(t *testing.T) {
 		{"memory limit too high", real, wasmrt.Options{MemoryLimitMB: 5000}, "memory limit 5000 MB is over the 4096 MB"},
 		{"memory limit too low", real, wasmrt.Options{MemoryLimitMB: 1}, "the memory limit of 1 MB is less than the module needs to start (section memory: min "},
 		{"negative batch", real, wasmrt.Options{MapBatch: -1}, "map batch -1 is negative"},
+		{"negative instances", real, wasmrt.Options{Instances: -1}, "instances -1 is negative"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			path := filepath.Join(t.TempDir(), "p.wasm")
