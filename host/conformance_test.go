@@ -10,6 +10,7 @@ import (
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/internal/wasmrt"
 	"github.com/dirsync/dirsync/plugins/standard"
+	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/policytest"
 )
 
@@ -47,4 +48,27 @@ func TestStandardConformance(t *testing.T) {
 	t.Run("builtin", func(t *testing.T) { policytest.Run(t, policy.AsSDK(builtin)) })
 	t.Run("wasm", func(t *testing.T) { policytest.Run(t, policy.AsSDK(wasm)) })
 	t.Run("wasm equals builtin", func(t *testing.T) { policytest.Compare(t, standard.New(), policy.AsSDK(wasm)) })
+}
+
+// TestNestedCrossesTheABI checks that a wasm policy's GroupIntent.Nested
+// (ABI 1.1) reaches the host.
+func TestNestedCrossesTheABI(t *testing.T) {
+	ctx := context.Background()
+	rt, err := wasmrt.Load(ctx, buildStandardWasm(t), wasmrt.Options{Name: "standard", Config: map[string]any{"nested_groups": true}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer rt.Close(ctx)
+	if info := rt.Info(); info.ABIMajor != sdk.ABIMajor || info.ABIMinor != sdk.ABIMinor {
+		t.Errorf("module ABI %d.%d, host %d.%d", info.ABIMajor, info.ABIMinor, sdk.ABIMajor, sdk.ABIMinor)
+	}
+	resp, err := rt.Map(ctx, sdk.MapRequest{Domain: sdk.Domain{Name: "example.com", Groups: []string{"Staff"}}, Entries: []sdk.Entry{{
+		ID: "g", DN: "cn=Staff,dc=example,dc=com", Attributes: map[string][]string{
+			"objectclass": {"group"}, "samaccounttype": {"268435456"}, "cn": {"Staff"}, "member": {"cn=Sales,dc=example,dc=com"}}}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if g := resp.Intents[0].Group; g == nil || !g.Nested || g.Target != "Staff" {
+		t.Errorf("group intent %+v, want Nested", g)
+	}
 }

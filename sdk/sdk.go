@@ -13,7 +13,7 @@ import "strconv"
 // version differs from its own; a higher minor version only adds fields.
 const (
 	ABIMajor = 1
-	ABIMinor = 0
+	ABIMinor = 1 // 1.1: GroupIntent.Nested
 )
 
 // Policy is a sync policy: the rules that decide which directory entries
@@ -155,6 +155,10 @@ type GroupIntent struct {
 	Target string
 	// Members holds the DNs of the group's members.
 	Members []string
+	// Nested makes the members of member groups (at any depth, whether or
+	// not those groups are matched) members of this group too. Without it
+	// only direct members count. (ABI 1.1)
+	Nested bool
 }
 
 // SkippedAddress is an address that was not kept, and why.

@@ -922,13 +922,21 @@ func appendMailboxIntent(b []byte, m *MailboxIntent) []byte {
 }
 
 func sizeGroupIntent(g *GroupIntent) int {
-	return sizeStr(g.Name) + sizeStr(g.Target) + sizeStrs(g.Members)
+	return sizeStr(g.Name) + sizeStr(g.Target) + sizeStrs(g.Members) + sizeVarint(4, boolValue(g.Nested))
 }
 
 func appendGroupIntent(b []byte, g *GroupIntent) []byte {
 	b = appendStr(b, tagGroupName, g.Name)
 	b = appendStr(b, tagGroupTarget, g.Target)
-	return appendStrs(b, tagGroupMembers, g.Members)
+	b = appendStrs(b, tagGroupMembers, g.Members)
+	return appendVarint(b, 4, boolValue(g.Nested))
+}
+
+func boolValue(v bool) uint64 {
+	if v {
+		return 1
+	}
+	return 0
 }
 
 // sizeIntent returns the size of an Intent, and that of its mailbox or

@@ -226,6 +226,7 @@ func (m *mapper) mapGroup(e *sdk.Entry, in *sdk.Intent) {
 		g.Target = name
 	}
 	g.Members = clone(e.Attributes["member"])
+	g.Nested = m.cfg.NestedGroups
 	in.Kind = sdk.IntentGroup
 	in.Group = g
 }

@@ -31,8 +31,9 @@ var attributes = []string{
 
 // settings is the policy's [policy.config] table.
 type settings struct {
-	// NestedGroups (key nested_groups) will resolve members of nested
-	// groups. It is validated but has no effect yet.
+	// NestedGroups (key nested_groups) marks every group Nested: members
+	// of member groups, at any depth, count as members (the host walks the
+	// groups it read).
 	NestedGroups bool
 	// ExcludeDisabled (key exclude_disabled) skips user entries whose
 	// userAccountControl has the ACCOUNTDISABLE bit (2) set.

@@ -533,3 +533,31 @@ func FuzzFilter(f *testing.F) {
 		}
 	})
 }
+
+// TestNestedGroupsSetting checks that nested_groups marks every group
+// Nested, and that groups are direct-only by default.
+func TestNestedGroupsSetting(t *testing.T) {
+	group := sdk.Entry{ID: "g", DN: "cn=Staff,dc=example,dc=com", Attributes: map[string][]string{
+		"objectclass": {"top", "group"}, "samaccounttype": {"268435456"}, "cn": {"Staff"},
+		"member": {"cn=Sales,dc=example,dc=com"}}}
+	for _, tc := range []struct {
+		config map[string]any
+		want   bool
+	}{
+		{nil, false},
+		{map[string]any{"nested_groups": false}, false},
+		{map[string]any{"nested_groups": true}, true},
+	} {
+		p := standard.New()
+		if err := p.Configure(tc.config); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := p.Map(sdk.MapRequest{Domain: sdk.Domain{Name: "example.com", Groups: []string{"Staff"}}, Entries: []sdk.Entry{group}})
+		if err != nil {
+			t.Fatal(err)
+		}
+		if g := resp.Intents[0].Group; g == nil || g.Nested != tc.want || g.Target != "Staff" {
+			t.Errorf("config %v: group intent %+v, want Nested %v", tc.config, g, tc.want)
+		}
+	}
+}

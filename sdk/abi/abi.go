@@ -173,7 +173,7 @@ func IntentToProto(in *sdk.Intent) *pb.Intent {
 		}
 	}
 	if g := in.Group; g != nil {
-		m.Group = &pb.GroupIntent{Name: g.Name, Target: g.Target, Members: strs(g.Members)}
+		m.Group = &pb.GroupIntent{Name: g.Name, Target: g.Target, Members: strs(g.Members), Nested: g.Nested}
 	}
 	if len(in.Skipped) > 0 {
 		m.Skipped = make([]*pb.SkippedAddress, len(in.Skipped))
@@ -197,7 +197,7 @@ func IntentFromProto(m *pb.Intent) sdk.Intent {
 		}
 	}
 	if g := m.GetGroup(); g != nil {
-		in.Group = &sdk.GroupIntent{Name: g.GetName(), Target: g.GetTarget(), Members: strs(g.GetMembers())}
+		in.Group = &sdk.GroupIntent{Name: g.GetName(), Target: g.GetTarget(), Members: strs(g.GetMembers()), Nested: g.GetNested()}
 	}
 	if sk := m.GetSkipped(); len(sk) > 0 {
 		in.Skipped = make([]sdk.SkippedAddress, len(sk))

@@ -181,6 +181,7 @@ func TestActiveDirectory(t *testing.T) {
 		{"disabled accounts are synced by default", testADDisabled},
 		{"group of 1600 members", testADLargeGroup},
 		{"alias claimed by two entries", testADAliasClaimedTwice},
+		{"nested groups", testADNestedGroups},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, tt.run)
@@ -430,5 +431,43 @@ func testADAliasClaimedTwice(t *testing.T) {
 		r = e.sync()
 		unchanged(t, fmt.Sprintf("sync %d after the claim", i), r)
 		owner(fmt.Sprintf("sync %d after the claim", i), r, large, small)
+	}
+}
+
+// testADNestedGroups: Staff holds the group Sales (not a gateway group),
+// which holds Team, which holds Carol; Alice is in Sales. With
+// nested_groups = true every one of them is in the gateway group Staff;
+// by default only Staff's direct members are.
+func testADNestedGroups(t *testing.T) {
+	for _, tc := range []struct {
+		name, policyConfig string
+		want               []string
+	}{
+		{"off by default", "", []string{"dave@example.com"}},
+		{"nested_groups = true", "[policy.config]\nnested_groups = true\n", []string{"alice@example.com", "carol@example.com", "dave@example.com"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			e := newADEnv(t, tc.policyConfig)
+			e.ok("group", "add", "--domain", "example.com", "Staff")
+			alice := e.addUser(samba.User{CN: "Alice", ProxyAddresses: []string{"SMTP:alice@example.com"}})
+			carol := e.addUser(samba.User{CN: "Carol", ProxyAddresses: []string{"SMTP:carol@example.com"}})
+			dave := e.addUser(samba.User{CN: "Dave", ProxyAddresses: []string{"SMTP:dave@example.com"}})
+			team, err := e.dc.AddGroup(samba.Group{CN: "Team", Parent: e.people, Members: []string{carol}})
+			e.must(err)
+			sales, err := e.dc.AddGroup(samba.Group{CN: "Sales", Parent: e.people, Members: []string{alice, team}})
+			e.must(err)
+			_, err = e.dc.AddGroup(samba.Group{CN: "Staff", Parent: e.people, Members: []string{sales, dave}})
+			e.must(err)
+			e.sync()
+			var got []string
+			for addr, m := range e.mailboxes() {
+				if slices.Contains(m.Groups, "Staff") {
+					got = append(got, addr)
+				}
+			}
+			slices.Sort(got)
+			wantList(t, "members of Staff", got, tc.want...)
+			unchanged(t, "a second sync", e.sync())
+		})
 	}
 }

@@ -150,9 +150,8 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 			}
 			if it.Group.Target == "" {
 				unmatched[it.Group.Name] = true
-				continue
 			}
-			groupByDN[NormDN(ref.DN)] = dgroup{ref, it.Group}
+			groupByDN[NormDN(ref.DN)] = dgroup{ref, it.Group} // unmatched ones too: nested groups pass through them
 		default:
 			reason := it.Reason
 			if reason == "" {
@@ -162,18 +161,31 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		}
 	}
 
-	// Memberships: a group's member values and a mailbox's memberOf values.
+	// Memberships: a group's member values (through member groups too, for
+	// a nested group) and a mailbox's memberOf values.
 	for _, g := range groupByDN {
-		for _, m := range g.intent.Members {
-			if w := byDN[NormDN(m)]; w != nil {
-				w.addGroup(g.intent.Target)
+		if g.intent.Target == "" {
+			continue
+		}
+		var visit func(*sdk.GroupIntent)
+		seen := map[string]bool{}
+		visit = func(gi *sdk.GroupIntent) {
+			for _, m := range gi.Members {
+				dn := NormDN(m)
+				if w := byDN[dn]; w != nil {
+					w.addGroup(g.intent.Target)
+				} else if inner, ok := groupByDN[dn]; ok && g.intent.Nested && !seen[dn] {
+					seen[dn] = true
+					visit(inner.intent)
+				}
 			}
 		}
+		visit(g.intent)
 		res.Groups = append(res.Groups, Group{Name: g.intent.Name, DN: g.ref.DN, Target: g.intent.Target})
 	}
 	for _, w := range wants {
 		for _, dn := range w.intent.MemberOf {
-			if g, ok := groupByDN[NormDN(dn)]; ok {
+			if g, ok := groupByDN[NormDN(dn)]; ok && g.intent.Target != "" {
 				w.addGroup(g.intent.Target)
 			}
 		}

@@ -146,6 +146,39 @@ func TestCompute(t *testing.T) {
 			skipped: 1,
 		},
 	}
+	nested := func(r Ref, it sdk.Intent) in { it.Group.Nested = true; return in{r, it} }
+	innerDN := "cn=Inner,ou=groups,dc=example,dc=com"
+	tests = append(tests, []struct {
+		name      string
+		entries   []in
+		snap      *store.Snapshot
+		want      string
+		unmatched string
+		skipped   int
+	}{
+		{
+			name:      "nested group: members of an unmatched inner group count when Nested",
+			entries:   []in{mk(user("a", "a@example.com", nil)), nested(group("g1", "Sales", "Sales", innerDN)), mk(group("g2", "Inner", "", "cn=a,ou=people,dc=example,dc=com"))},
+			snap:      snapOf(),
+			want:      "create a@example.com [Sales]",
+			unmatched: "Inner",
+		},
+		{
+			name:      "nested group: without Nested only direct members count",
+			entries:   []in{mk(user("a", "a@example.com", nil)), mk(group("g1", "Sales", "Sales", innerDN)), mk(group("g2", "Inner", "", "cn=a,ou=people,dc=example,dc=com"))},
+			snap:      snapOf(),
+			want:      "create a@example.com",
+			unmatched: "Inner",
+		},
+		{
+			name: "nested group: a cycle ends",
+			entries: []in{mk(user("a", "a@example.com", nil)), nested(group("g1", "Sales", "Sales", innerDN)),
+				nested(group("g2", "Inner", "", "cn=a,ou=people,dc=example,dc=com", "cn=Sales,ou=groups,dc=example,dc=com"))},
+			snap:      snapOf(),
+			want:      "create a@example.com [Sales]",
+			unmatched: "Inner",
+		},
+	}...)
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			var refs []Ref

@@ -852,10 +852,12 @@ func (x *MailboxIntent) GetMemberOf() []string {
 
 // GroupIntent mirrors sdk.GroupIntent.
 type GroupIntent struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Target        string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
-	Members       []string               `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Name    string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Target  string                 `protobuf:"bytes,2,opt,name=target,proto3" json:"target,omitempty"`
+	Members []string               `protobuf:"bytes,3,rep,name=members,proto3" json:"members,omitempty"`
+	// ABI 1.1: members of member groups, at any depth, count as members.
+	Nested        bool `protobuf:"varint,4,opt,name=nested,proto3" json:"nested,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -909,6 +911,13 @@ func (x *GroupIntent) GetMembers() []string {
 		return x.Members
 	}
 	return nil
+}
+
+func (x *GroupIntent) GetNested() bool {
+	if x != nil {
+		return x.Nested
+	}
+	return false
 }
 
 // SkippedAddress mirrors sdk.SkippedAddress.
@@ -2036,11 +2045,12 @@ const file_syncpolicy_v1_syncpolicy_proto_rawDesc = "" +
 	"\aprimary\x18\x02 \x01(\tR\aprimary\x12\x18\n" +
 	"\aaliases\x18\x03 \x03(\tR\aaliases\x12!\n" +
 	"\fdisplay_name\x18\x04 \x01(\tR\vdisplayName\x12\x1b\n" +
-	"\tmember_of\x18\x05 \x03(\tR\bmemberOf\"S\n" +
+	"\tmember_of\x18\x05 \x03(\tR\bmemberOf\"k\n" +
 	"\vGroupIntent\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
 	"\x06target\x18\x02 \x01(\tR\x06target\x12\x18\n" +
-	"\amembers\x18\x03 \x03(\tR\amembers\"B\n" +
+	"\amembers\x18\x03 \x03(\tR\amembers\x12\x16\n" +
+	"\x06nested\x18\x04 \x01(\bR\x06nested\"B\n" +
 	"\x0eSkippedAddress\x12\x18\n" +
 	"\aaddress\x18\x01 \x01(\tR\aaddress\x12\x16\n" +
 	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xf2\x01\n" +
