@@ -296,7 +296,7 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 		}
 	}
 	if len(rep.Unmatched) > 0 {
-		fmt.Fprintf(w, "\nunmatched groups (no gateway group of that exact name): %s\n", strings.Join(rep.Unmatched, ", "))
+		fmt.Fprintf(w, "\nunmatched groups (the policy matched no gateway group): %s\n", strings.Join(rep.Unmatched, ", "))
 	}
 	if len(rep.Skipped) > 0 {
 		fmt.Fprintf(w, "\nskipped (%d):\n", len(rep.Skipped))

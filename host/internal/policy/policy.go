@@ -4,6 +4,7 @@ package policy
 
 import (
 	"context"
+	"fmt"
 	"sync"
 
 	"github.com/dirsync/dirsync/sdk"
@@ -49,25 +50,36 @@ func (b *builtin) Info() sdk.Info {
 	return b.p.Info()
 }
 
-func (b *builtin) Filter(_ context.Context, r sdk.FilterRequest) (sdk.FilterResponse, error) {
+func (b *builtin) Filter(_ context.Context, r sdk.FilterRequest) (resp sdk.FilterResponse, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer recoverPanic("filter", &err)
 	return b.p.Filter(r)
 }
 
-func (b *builtin) Map(_ context.Context, r sdk.MapRequest) (sdk.MapResponse, error) {
+func (b *builtin) Map(_ context.Context, r sdk.MapRequest) (resp sdk.MapResponse, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer recoverPanic("map", &err)
 	return b.p.Map(r)
 }
 
-func (b *builtin) Reconcile(_ context.Context, r sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
+func (b *builtin) Reconcile(_ context.Context, r sdk.ReconcileRequest) (resp sdk.ReconcileResponse, err error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	defer recoverPanic("reconcile", &err)
 	return b.p.Reconcile(r)
 }
 
 func (b *builtin) Close(context.Context) error { return nil }
+
+// recoverPanic turns a panic of a linked-in policy into the stage's error,
+// as the wasm runtime does for a module: the run fails, the host lives on.
+func recoverPanic(stage string, err *error) {
+	if r := recover(); r != nil {
+		*err = fmt.Errorf("%s: the policy panicked: %v", stage, r)
+	}
+}
 
 // AsSDK adapts a Runtime back to sdk.Policy, for the conformance kit
 // (sdk/policytest), which runs the same cases against every runtime.
