@@ -11,6 +11,7 @@ package host
 
 import (
 	"context"
+	"crypto/sha256"
 	"errors"
 	"fmt"
 	"log/slog"
@@ -21,6 +22,7 @@ import (
 	"unicode/utf8"
 
 	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/mapcache"
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
@@ -46,6 +48,7 @@ type Host struct {
 
 	mu       sync.Mutex
 	policies map[string]policy.Runtime
+	modules  map[string][]byte // policy name → SHA-256 of its module file
 }
 
 // ErrUnknownDomain is returned for a domain the config does not declare.
@@ -60,7 +63,8 @@ func New(o Options) (*Host, error) {
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Host{cfg: o.Config, store: o.Store, builtins: o.Builtins, log: log, policies: map[string]policy.Runtime{}}, nil
+	return &Host{cfg: o.Config, store: o.Store, builtins: o.Builtins, log: log,
+		policies: map[string]policy.Runtime{}, modules: map[string][]byte{}}, nil
 }
 
 // Close unloads the policies. It does not close the store.
@@ -100,7 +104,36 @@ func (h *Host) Policy(ctx context.Context, name string) (policy.Runtime, error) 
 		return nil, fmt.Errorf("policy %q speaks ABI %d.%d, this host speaks %d.%d", name, info.ABIMajor, info.ABIMinor, sdk.ABIMajor, sdk.ABIMinor)
 	}
 	h.policies[name] = p
+	if spec.Path != "" && spec.Runtime != "builtin" {
+		if b, err := os.ReadFile(spec.Path); err == nil {
+			sum := sha256.Sum256(b)
+			h.modules[name] = sum[:]
+		}
+	}
 	return p, nil
+}
+
+// mapCache opens the domain's map cache for a policy served out of process
+// (wasm or plugin), where a call costs far more than a lookup; nil for a
+// builtin policy or when there is no cache folder.
+func (h *Host) mapCache(ctx context.Context, d *config.Domain, p policy.Runtime, sd sdk.Domain) *mapcache.Cache {
+	h.mu.Lock()
+	module := h.modules[d.Policy]
+	h.mu.Unlock()
+	dir := h.cacheDir()
+	if module == nil || dir == "" {
+		return nil
+	}
+	var cfg map[string]any
+	if spec := h.cfg.Manifest.Policy(d.Policy); spec != nil {
+		cfg = spec.Config
+	}
+	mc, err := mapcache.NewContext(module, p.Info(), cfg, sd)
+	if err != nil {
+		h.log.Warn("no map cache", "domain", d.Name, "err", err)
+		return nil
+	}
+	return mapcache.Open(filepath.Join(dir, "mapcache", d.Name+".bin"), mc)
 }
 
 func (h *Host) load(ctx context.Context, spec *config.Policy) (policy.Runtime, error) {

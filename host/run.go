@@ -13,6 +13,7 @@ import (
 	"github.com/dirsync/dirsync/host/internal/diff"
 	"github.com/dirsync/dirsync/host/internal/guard"
 	"github.com/dirsync/dirsync/host/internal/ldapfetch"
+	"github.com/dirsync/dirsync/host/internal/mapcache"
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
@@ -176,7 +177,8 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 
 	// Fetch and map, overlapped: the policy maps one batch while the next
 	// page is read.
-	refs, intents, server, err := h.fetchAndMap(ctx, d, password, rep, p, sd)
+	cache := h.mapCache(ctx, d, p, sd)
+	refs, intents, server, err := h.fetchAndMap(ctx, d, password, rep, p, sd, cache)
 	rep.Server = server
 	if i := slices.Index(d.LDAP.URLs, server); i > 0 {
 		rep.FailedOver = d.LDAP.URLs[:i]
@@ -186,6 +188,12 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 		return fail(stageOf(err), err)
 	}
 	rep.Counts.Entries = len(refs)
+	if cache != nil {
+		rep.Counts.Cached = cache.Hits()
+		if err := cache.Save(); err != nil {
+			h.log.Warn("the map cache was not saved; the next run maps every entry", "domain", d.Name, "err", err)
+		}
+	}
 
 	var res *diff.Result
 	rep.Timings.Diff = timed(func() { res = diff.Compute(sd, refs, intents, snap) })
@@ -266,12 +274,12 @@ func stageOf(err error) string {
 }
 
 const (
-	mapBatch      = 2000  // entries per Map call
+	batchSize     = 2000  // entries per Map call
 	mappers       = 2     // concurrent Map calls
 	progressEvery = 10000 // entries between progress lines
 )
 
-func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password string, rep *Report, p policy.Runtime, sd sdk.Domain) ([]diff.Ref, []sdk.Intent, string, error) {
+func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password string, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache) ([]diff.Ref, []sdk.Intent, string, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -294,11 +302,8 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 					continue // drain after a failure
 				}
 				t := time.Now()
-				resp, err := p.Map(ctx, sdk.MapRequest{Domain: sd, Entries: b})
+				out, err := mapBatch(ctx, p, sd, b, cache)
 				took := time.Since(t)
-				if err == nil && len(resp.Intents) != len(b) {
-					err = fmt.Errorf("returned %d intents for %d entries", len(resp.Intents), len(b))
-				}
 				mu.Lock()
 				rep.Timings.Policy += took
 				if err != nil {
@@ -309,9 +314,9 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 				} else {
 					for i := range b {
 						refs = append(refs, diff.Ref{ID: strings.Clone(b[i].ID), DN: strings.Clone(b[i].DN)})
-						compact(&resp.Intents[i])
+						compact(&out[i])
 					}
-					intents = append(intents, resp.Intents...)
+					intents = append(intents, out...)
 				}
 				mu.Unlock()
 			}
@@ -331,7 +336,7 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 		Timeout:            d.LDAP.Timeout.Duration,
 		ConnectTimeout:     d.LDAP.ConnectTimeout.Duration,
 	}
-	batch := make([]sdk.Entry, 0, mapBatch)
+	batch := make([]sdk.Entry, 0, batchSize)
 	start := time.Now()
 	n := 0
 	res, ferr := ldapfetch.Fetch(ctx, cfg, rep.Filter, attrs, func(e sdk.Entry) error {
@@ -339,13 +344,13 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 		if n++; n%progressEvery == 0 {
 			h.log.Info("reading the directory", "domain", d.Name, "entries", n, "elapsed", time.Since(start).Round(time.Millisecond))
 		}
-		if len(batch) == mapBatch {
+		if len(batch) == batchSize {
 			select {
 			case batches <- batch:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
-			batch = make([]sdk.Entry, 0, mapBatch)
+			batch = make([]sdk.Entry, 0, batchSize)
 		}
 		return nil
 	})
@@ -362,6 +367,47 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 		return nil, nil, res.URL, &stageError{"fetch", ferr}
 	}
 	return refs, intents, res.URL, nil
+}
+
+// mapBatch maps one batch of entries, asking the policy only for those the
+// cache (nil: none) does not know.
+func mapBatch(ctx context.Context, p policy.Runtime, sd sdk.Domain, b []sdk.Entry, cache *mapcache.Cache) ([]sdk.Intent, error) {
+	call := func(entries []sdk.Entry) ([]sdk.Intent, error) {
+		resp, err := p.Map(ctx, sdk.MapRequest{Domain: sd, Entries: entries})
+		if err == nil && len(resp.Intents) != len(entries) {
+			err = fmt.Errorf("returned %d intents for %d entries", len(resp.Intents), len(entries))
+		}
+		return resp.Intents, err
+	}
+	if cache == nil {
+		return call(b)
+	}
+	out := make([]sdk.Intent, len(b))
+	keys := make([]mapcache.Key, len(b))
+	var miss []int
+	for i := range b {
+		keys[i] = mapcache.EntryKey(&b[i])
+		var ok bool
+		if out[i], ok = cache.Get(keys[i]); !ok {
+			miss = append(miss, i)
+		}
+	}
+	if len(miss) == 0 {
+		return out, nil
+	}
+	entries := make([]sdk.Entry, len(miss))
+	for j, i := range miss {
+		entries[j] = b[i]
+	}
+	mapped, err := call(entries)
+	if err != nil {
+		return nil, err
+	}
+	for j, i := range miss {
+		out[i] = mapped[j]
+		cache.Put(keys[i], &mapped[j])
+	}
+	return out, nil
 }
 
 // compact copies the strings an intent keeps, so that they stop pinning

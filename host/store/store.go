@@ -65,6 +65,9 @@ type Counts struct {
 	Conflicts      int `json:"conflicts"`
 	Vetoed         int `json:"vetoed"`
 	Entries        int `json:"entries"`
+	// Cached counts the entries whose intent came from the map cache
+	// (unchanged since the last run) instead of a call to the policy.
+	Cached int `json:"cached_entries,omitempty"`
 }
 
 // Run outcomes.

@@ -347,6 +347,9 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 	if k.Vetoed > 0 {
 		fmt.Fprintf(w, ", vetoed %d", k.Vetoed)
 	}
+	if k.Cached > 0 {
+		fmt.Fprintf(w, "; %d entries unchanged since the last run, not mapped again", k.Cached)
+	}
 	if rep.Server != "" {
 		fmt.Fprintf(w, " (server %s, %s)", rep.Server, rep.Timings.Total.Round(time.Millisecond))
 	}

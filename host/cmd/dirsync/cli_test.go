@@ -446,9 +446,11 @@ func TestBadInput(t *testing.T) {
 	}
 }
 
-// TestSyncWasmEqualsBuiltin syncs the sample directory once with the
-// standard policy as a wasm module and once linked in, into two stores, and
-// requires the same mailboxes, aliases and groups.
+// TestSyncWasmEqualsBuiltin syncs the sample directory with the standard
+// policy as a wasm module and linked in, into two stores, and requires the
+// same mailboxes, aliases and groups — also after a directory change, when
+// the wasm run maps only the changed entry and takes the others from its
+// map cache.
 func TestSyncWasmEqualsBuiltin(t *testing.T) {
 	e := newEnv(t)
 	const D = "example.com"
@@ -459,24 +461,67 @@ func TestSyncWasmEqualsBuiltin(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building standard.wasm: %v\n%s", err, b)
 	}
-	states := map[string]string{}
-	for _, rt := range []string{"builtin", "wasm"} {
+	base, _ := os.ReadFile(e.config)
+	use := func(rt string) {
 		manifest := "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n"
 		if rt == "wasm" {
 			manifest = "[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = \"standard.wasm\"\ntimeout = \"30s\"\n"
 		}
 		e.write("plugin.toml", manifest)
-		cfg, _ := os.ReadFile(e.config)
-		e.write("dirsync.toml", strings.Replace(string(cfg), "var/dirsync.db", "var/"+rt+".db", 1))
+		e.write("dirsync.toml", strings.Replace(string(base), "var/dirsync.db", "var/"+rt+".db", 1))
+	}
+	type counts struct {
+		Counts struct {
+			Entries int `json:"entries"`
+			Created int `json:"created"`
+			Updated int `json:"updated"`
+			Cached  int `json:"cached_entries"`
+		} `json:"counts"`
+		Conflicts []json.RawMessage `json:"conflicts"`
+	}
+	sync := func() counts {
+		var c counts
+		if err := jsonOut(e.ok("sync", "--domain", D, "--json"), &c); err != nil {
+			t.Fatal(err)
+		}
+		return c
+	}
+	states := map[string]string{}
+	for _, rt := range []string{"builtin", "wasm"} {
+		use(rt)
 		e.ok("group", "add", "--domain", D, "Sales")
 		e.ok("group", "add", "--domain", D, "All Staff")
 		e.ok("mailbox", "add", "--domain", D, "frank@example.com")
-		out := e.ok("sync", "--domain", D)
-		if !strings.Contains(out, "created 8") || !strings.Contains(out, "conflicts 1") {
-			t.Errorf("%s sync: %s", rt, out)
+		if c := sync(); c.Counts.Created != 8 || len(c.Conflicts) != 1 || c.Counts.Cached != 0 {
+			t.Errorf("%s first sync: %+v", rt, c)
 		}
 		states[rt] = e.state()
-		e.write("dirsync.toml", string(cfg))
 	}
 	want(t, "wasm store equals builtin store", states["wasm"], states["builtin"])
+
+	// Unchanged: every entry comes from the cache.
+	c := sync()
+	want(t, "cached entries of an unchanged resync", c.Counts.Cached, c.Counts.Entries)
+	want(t, "updates of an unchanged resync", c.Counts.Updated, 0)
+
+	// One entry changes: only it is mapped again, and the outcome equals
+	// the builtin policy's.
+	if err := e.srv.Replace("cn=Carol Clark,ou=People,dc=example,dc=com", "proxyAddresses", "SMTP:carol.clark@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	c = sync()
+	want(t, "cached entries after one change", c.Counts.Cached, c.Counts.Entries-1)
+	want(t, "updates after one change", c.Counts.Updated, 1)
+	states["wasm"] = e.state()
+	use("builtin")
+	sync()
+	want(t, "wasm store equals builtin store after a change", states["wasm"], e.state())
+
+	// A new gateway group changes what every group maps to: nothing cached.
+	use("wasm")
+	e.ok("group", "add", "--domain", D, "Engineering")
+	if c := sync(); c.Counts.Cached != 0 {
+		t.Errorf("after a new gateway group %d entries came from the cache, want 0", c.Counts.Cached)
+	}
+	e.write("dirsync.toml", string(base))
 }

@@ -1,0 +1,206 @@
+// Package mapcache remembers what a policy made of each directory entry in
+// the last run, so that an unchanged entry is not mapped again.
+//
+// Map is pure per entry (design, stage 3): the same entry, under the same
+// policy module, config and domain (name, alias domains, gateway groups),
+// gives the same intent. A cache file is bound to all of these by a context
+// hash in its header; any change to them starts an empty cache. Entries are
+// keyed by a hash of everything the policy sees of them: id, DN and every
+// attribute with its values in order.
+//
+// The cache matters for policies that are slow to call (a wasm module, a
+// plugin process); for a linked-in policy mapping is cheaper than hashing.
+package mapcache
+
+import (
+	"bufio"
+	"bytes"
+	"crypto/sha256"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	"github.com/dirsync/dirsync/sdk"
+	"github.com/dirsync/dirsync/sdk/abi"
+	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
+)
+
+// Key identifies an entry's content.
+type Key [16]byte
+
+// Context is the hash of everything besides the entry that a Map result
+// depends on.
+type Context [32]byte
+
+const magic = "dirsync-mapcache-1\n"
+
+// Cache maps entry keys to intents. It is safe for concurrent use.
+type Cache struct {
+	path string
+	ctx  Context
+
+	mu   sync.Mutex
+	old  map[Key][]byte // from the file: encoded pb.Intent
+	seen map[Key][]byte // looked up or put in this run: what Save keeps
+	hits int
+}
+
+// NewContext hashes the parts of a Map call that are not the entries.
+// module identifies the policy's code (e.g. the SHA-256 of the .wasm file).
+func NewContext(module []byte, info sdk.Info, config map[string]any, domain sdk.Domain) (Context, error) {
+	cfg, err := abi.ConfigToProto(config)
+	if err != nil {
+		return Context{}, err
+	}
+	cb, err := proto.MarshalOptions{Deterministic: true}.Marshal(cfg)
+	if err != nil {
+		return Context{}, err
+	}
+	d := domain
+	d.Groups = slices.Sorted(slices.Values(domain.Groups))
+	db, err := proto.MarshalOptions{Deterministic: true}.Marshal(abi.DomainToProto(d))
+	if err != nil {
+		return Context{}, err
+	}
+	h := sha256.New()
+	for _, part := range [][]byte{module, []byte(info.Name), []byte(info.Version), cb, db} {
+		writeBytes(h, part)
+	}
+	var c Context
+	h.Sum(c[:0])
+	return c, nil
+}
+
+// Open reads the cache file at path if it was written under the same
+// context; a missing, foreign or damaged file gives an empty cache (the
+// cache is only ever a shortcut).
+func Open(path string, ctx Context) *Cache {
+	c := &Cache{path: path, ctx: ctx, old: map[Key][]byte{}, seen: map[Key][]byte{}}
+	b, err := os.ReadFile(path)
+	if err != nil || len(b) < len(magic)+len(ctx) || string(b[:len(magic)]) != magic ||
+		!bytes.Equal(b[len(magic):len(magic)+len(ctx)], ctx[:]) {
+		return c
+	}
+	b = b[len(magic)+len(ctx):]
+	old := map[Key][]byte{}
+	for len(b) > 0 {
+		if len(b) < len(Key{}) {
+			return c
+		}
+		var k Key
+		copy(k[:], b)
+		b = b[len(k):]
+		n, w := binary.Uvarint(b)
+		if w <= 0 || uint64(len(b)-w) < n {
+			return c
+		}
+		old[k] = b[w : w+int(n)]
+		b = b[w+int(n):]
+	}
+	c.old = old
+	return c
+}
+
+// EntryKey hashes what a policy sees of an entry.
+func EntryKey(e *sdk.Entry) Key {
+	h := sha256.New()
+	writeBytes(h, []byte(e.ID))
+	writeBytes(h, []byte(e.DN))
+	names := make([]string, 0, len(e.Attributes))
+	for n := range e.Attributes {
+		names = append(names, n)
+	}
+	slices.Sort(names)
+	for _, n := range names {
+		writeBytes(h, []byte(n))
+		vals := e.Attributes[n]
+		var cnt [binary.MaxVarintLen64]byte
+		h.Write(cnt[:binary.PutUvarint(cnt[:], uint64(len(vals)))])
+		for _, v := range vals {
+			writeBytes(h, []byte(v))
+		}
+	}
+	var sum [32]byte
+	var k Key
+	copy(k[:], h.Sum(sum[:0]))
+	return k
+}
+
+// writeBytes writes a length-prefixed part, so parts cannot run together.
+func writeBytes(w io.Writer, b []byte) {
+	var n [binary.MaxVarintLen64]byte
+	w.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
+	w.Write(b)
+}
+
+// Get returns the cached intent for k.
+func (c *Cache) Get(k Key) (sdk.Intent, bool) {
+	c.mu.Lock()
+	b, ok := c.old[k]
+	if ok {
+		c.seen[k] = b
+		c.hits++
+	}
+	c.mu.Unlock()
+	if !ok {
+		return sdk.Intent{}, false
+	}
+	var m pb.Intent
+	if err := proto.Unmarshal(b, &m); err != nil {
+		return sdk.Intent{}, false
+	}
+	return abi.IntentFromProto(&m), true
+}
+
+// Put records the intent the policy gave for k.
+func (c *Cache) Put(k Key, in *sdk.Intent) {
+	b, err := proto.Marshal(abi.IntentToProto(in))
+	if err != nil {
+		return
+	}
+	c.mu.Lock()
+	c.seen[k] = b
+	c.mu.Unlock()
+}
+
+// Hits is how many lookups found an intent.
+func (c *Cache) Hits() int {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.hits
+}
+
+// Save writes the entries of this run (and only those) to the file,
+// atomically.
+func (c *Cache) Save() error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
+		return err
+	}
+	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".mapcache-*")
+	if err != nil {
+		return err
+	}
+	defer os.Remove(tmp.Name())
+	w := bufio.NewWriterSize(tmp, 1<<20)
+	w.WriteString(magic)
+	w.Write(c.ctx[:])
+	var n [binary.MaxVarintLen64]byte
+	for k, b := range c.seen {
+		w.Write(k[:])
+		w.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
+		w.Write(b)
+	}
+	if err := errors.Join(w.Flush(), tmp.Close()); err != nil {
+		return fmt.Errorf("writing the map cache: %w", err)
+	}
+	return os.Rename(tmp.Name(), c.path)
+}
