@@ -611,7 +611,7 @@ func TestLoadErrors(t *testing.T) {
 		{"ABI version of the wrong type", wasmModule([]wfunc{init, {name: "dirsync_abi_version", results: []byte{i32}, body: i32const(1)}}, nil),
 			wasmrt.Options{}, "export dirsync_abi_version has type () -> (i32), want () -> (i64)"},
 		{"other ABI major", wasmModule([]wfunc{init, ver(2, 0)}, nil), wasmrt.Options{},
-			"ABI version 2.0 is not supported by this host (ABI 1.0): rebuild the policy with a matching dirsync sdk"},
+			fmt.Sprintf("ABI version 2.0 is not supported by this host (ABI %d.%d): rebuild the policy with a matching dirsync sdk", sdk.ABIMajor, sdk.ABIMinor)},
 		{"same major, no stages", wasmModule([]wfunc{init, ver(1, 3)}, nil), wasmrt.Options{}, "it exports no dirsync_alloc"},
 		{"foreign import", wasmModule([]wfunc{init, ver(1, 0)}, nil, "env", "now"), wasmrt.Options{},
 			"imports env.now, which the host does not provide"},
