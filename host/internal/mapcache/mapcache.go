@@ -70,7 +70,9 @@ func NewContext(module []byte, info sdk.Info, config map[string]any, domain sdk.
 		return Context{}, err
 	}
 	h := sha256.New()
-	for _, part := range [][]byte{module, []byte(info.Name), []byte(info.Version), cb, db} {
+	var abiVersion [8]byte // the host's: how intents are encoded and read
+	binary.BigEndian.PutUint64(abiVersion[:], abi.Version())
+	for _, part := range [][]byte{[]byte(magic), abiVersion[:], module, []byte(info.Name), []byte(info.Version), cb, db} {
 		writeBytes(h, part)
 	}
 	var c Context
