@@ -1,0 +1,30 @@
+// Command plugin is the test policy as a plugin program:
+//
+//	go build -o testpolicy ./testdata/testpolicy/plugin
+//
+// Built with -ldflags "-X main.abiMajor=N", its Info claims ABI major
+// version N (its go-plugin handshake still speaks the sdk's).
+package main
+
+import (
+	"strconv"
+
+	"github.com/dirsync/dirsync/host/internal/processrt/testdata/testpolicy"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+var abiMajor string
+
+type claims struct{ *testpolicy.Policy }
+
+func (c claims) Info() sdk.Info {
+	info := c.Policy.Info()
+	if n, err := strconv.Atoi(abiMajor); err == nil {
+		info.ABIMajor = uint32(n)
+	}
+	return info
+}
+
+func init() { sdk.Register(claims{testpolicy.New()}) }
+
+func main() { sdk.Main() }
