@@ -8,7 +8,7 @@ N       ?= 100000
 
 all: build
 
-build: $(BIN) $(WASM)
+build: $(BIN) $(WASM) plugins/standard/standard
 
 $(BIN): FORCE
 	$(GO) build -o $@ ./host/cmd/dirsync
@@ -16,6 +16,10 @@ $(BIN): FORCE
 # The standard policy as a WebAssembly reactor module.
 $(WASM): FORCE
 	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./plugins/standard/wasm
+
+# The same policy source as a native go-plugin process (runtime = "process").
+plugins/standard/standard: FORCE
+	$(GO) build -o $@ ./plugins/standard/wasm
 
 # Debian packages the tests and benchmarks need (slapd, ldap-utils, Samba
 # AD DC); the demo needs only the OpenLDAP ones.
@@ -38,7 +42,8 @@ demo: deps-ldap build
 bench: deps-ldap build
 	N=$(N) bash scripts/bench.sh
 
-# Regenerates the ABI's protobuf code (needs protoc and protoc-gen-go).
+# Regenerates the ABI's protobuf and gRPC code (needs protoc, protoc-gen-go
+# v1.36.12 and protoc-gen-go-grpc v1.6.2, installed with go install).
 proto:
 	bash sdk/proto/gen.sh
 

@@ -1,6 +1,7 @@
 // Package sdk is what a sync-policy author imports: the types that cross the
 // policy ABI, the Policy interface with its stages, and Register/Main, which
-// serve one Policy from a WebAssembly reactor module.
+// serve one Policy from a WebAssembly reactor module (GOOS=wasip1) or, built
+// natively, as a hashicorp/go-plugin gRPC plugin process.
 //
 // A policy never talks to the directory or the store. The host reads the
 // directory, hands the policy normalized entries, proposes changes and applies
