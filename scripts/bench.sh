@@ -3,4 +3,5 @@
 # into a throwaway slapd, and time ldapsearch (the floor) and dirsync syncs.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-go run ./host/internal/cmd/bench -n "${N:-100000}" -dirsync bin/dirsync -wasm plugins/standard/standard.wasm
+go run ./host/internal/cmd/bench -n "${N:-100000}" -dirsync bin/dirsync \
+	-wasm plugins/standard/standard.wasm -plugin plugins/standard/standard

@@ -2,7 +2,8 @@
 // floor for reading it: ldapsearch with paging over the same entries from
 // the same throwaway slapd, in the same run. `make bench` runs it.
 //
-//	go run ./host/internal/cmd/bench -n 100000 -dirsync bin/dirsync -wasm plugins/standard/standard.wasm
+//	go run ./host/internal/cmd/bench -n 100000 -dirsync bin/dirsync \
+//		-wasm plugins/standard/standard.wasm -plugin plugins/standard/standard
 package main
 
 import (
@@ -26,15 +27,16 @@ func main() {
 	n := flag.Int("n", 100000, "users to generate (groups: n/100)")
 	bin := flag.String("dirsync", "bin/dirsync", "the dirsync binary")
 	wasm := flag.String("wasm", "plugins/standard/standard.wasm", "the standard policy module")
-	runtimes := flag.String("runtimes", "wasm,builtin", "policy runtimes to measure, comma-separated")
+	plugin := flag.String("plugin", "plugins/standard/standard", "the standard policy as a native plugin program")
+	runtimes := flag.String("runtimes", "builtin,wasm,process", "policy runtimes to measure, comma-separated")
 	flag.Parse()
-	if err := run(*n, *bin, *wasm, strings.Split(*runtimes, ",")); err != nil {
+	if err := run(*n, *bin, *wasm, *plugin, strings.Split(*runtimes, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, bin, wasm string, runtimes []string) error {
+func run(n int, bin, wasm, plugin string, runtimes []string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "dirsync-bench-")
 	if err != nil {
@@ -43,6 +45,7 @@ func run(n int, bin, wasm string, runtimes []string) error {
 	defer os.RemoveAll(dir)
 	bin, _ = filepath.Abs(bin)
 	wasm, _ = filepath.Abs(wasm)
+	plugin, _ = filepath.Abs(plugin)
 
 	fmt.Printf("generating %d users and %d groups…\n", n, n/100)
 	ldif := filepath.Join(dir, "dir.ldif")
@@ -86,8 +89,11 @@ func run(n int, bin, wasm string, runtimes []string) error {
 		rdir := filepath.Join(dir, rt)
 		os.MkdirAll(rdir, 0o755)
 		manifest := fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n")
-		if rt == "wasm" {
+		switch rt {
+		case "wasm":
 			manifest = fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = %q\nmemory_limit_mb = 1024\ntimeout = \"300s\"\n", wasm)
+		case "process":
+			manifest = fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"process\"\npath = %q\ntimeout = \"300s\"\n", plugin)
 		}
 		os.WriteFile(filepath.Join(rdir, "plugin.toml"), []byte(manifest), 0o644)
 		config := filepath.Join(rdir, "dirsync.toml")
@@ -124,7 +130,15 @@ policy = "standard"
 		if rt == "wasm" {
 			exec.Command(bin, "--config", config, "filter", "check", "(cn=x)").Run()
 		}
-		for _, what := range []string{"first sync (empty store)", "second sync (nothing changed)"} {
+		// The map cache would make the second sync of a wasm or process
+		// policy skip Map; a third sync without the cache shows its cost.
+		for _, what := range []string{"first sync (empty store)", "second sync (nothing changed)", "third sync (no map cache)"} {
+			if strings.HasPrefix(what, "third") {
+				if rt == "builtin" {
+					continue
+				}
+				os.RemoveAll(filepath.Join(rdir, "cache", "mapcache"))
+			}
 			d, rss, out, err := timeRun(bin, "--config", config, "sync", "--domain", "example.com")
 			if err != nil {
 				return fmt.Errorf("%s: %v\n%s", what, err, out)
