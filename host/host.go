@@ -24,7 +24,6 @@ import (
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/mapcache"
 	"github.com/dirsync/dirsync/host/internal/policy"
-	"github.com/dirsync/dirsync/host/internal/processrt"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -152,13 +151,7 @@ func (h *Host) load(ctx context.Context, spec *config.Policy) (policy.Runtime, e
 	case "wasm":
 		return loadWasm(ctx, spec, h.cacheDir())
 	case "process":
-		return processrt.Load(ctx, spec.Path, processrt.Options{
-			Name:    spec.Name,
-			Timeout: spec.Timeout.Duration,
-			Config:  spec.Config,
-			SHA256:  spec.SHA256,
-			Logger:  h.log,
-		})
+		return loadProcess(ctx, spec, h.log)
 	}
 	return nil, fmt.Errorf("policy %q: runtime %q is not available in this build", spec.Name, spec.Runtime)
 }

@@ -2,9 +2,11 @@ package host
 
 import (
 	"context"
+	"log/slog"
 
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/policy"
+	"github.com/dirsync/dirsync/host/internal/processrt"
 	"github.com/dirsync/dirsync/host/internal/wasmrt"
 )
 
@@ -17,5 +19,16 @@ func loadWasm(ctx context.Context, spec *config.Policy, cacheDir string) (policy
 		Timeout:       spec.Timeout.Duration,
 		Config:        spec.Config,
 		SHA256:        spec.SHA256,
+	})
+}
+
+// loadProcess starts a runtime = "process" policy of the manifest.
+func loadProcess(ctx context.Context, spec *config.Policy, log *slog.Logger) (policy.Runtime, error) {
+	return processrt.Load(ctx, spec.Path, processrt.Options{
+		Name:    spec.Name,
+		Timeout: spec.Timeout.Duration,
+		Config:  spec.Config,
+		SHA256:  spec.SHA256,
+		Logger:  log,
 	})
 }
