@@ -447,7 +447,8 @@ func TestBadInput(t *testing.T) {
 }
 
 // TestSyncWasmEqualsBuiltin syncs the sample directory with the standard
-// policy as a wasm module and linked in, into two stores, and requires the
+// policy as a wasm module, as a plugin process and linked in, into three
+// stores, and requires the
 // same mailboxes, aliases and groups — also after a directory change, when
 // the wasm run maps only the changed entry and takes the others from its
 // map cache.
@@ -461,11 +462,19 @@ func TestSyncWasmEqualsBuiltin(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building standard.wasm: %v\n%s", err, b)
 	}
+	native := exec.Command("go", "build", "-o", filepath.Join(e.dir, "standard"), "./plugins/standard/wasm")
+	native.Dir = repoRoot(t)
+	if b, err := native.CombinedOutput(); err != nil {
+		t.Fatalf("building the standard plugin program: %v\n%s", err, b)
+	}
 	base, _ := os.ReadFile(e.config)
 	use := func(rt string) {
 		manifest := "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n"
-		if rt == "wasm" {
+		switch rt {
+		case "wasm":
 			manifest = "[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = \"standard.wasm\"\ntimeout = \"30s\"\n"
+		case "process":
+			manifest = "[[policy]]\nname = \"standard\"\nruntime = \"process\"\npath = \"standard\"\ntimeout = \"30s\"\n"
 		}
 		e.write("plugin.toml", manifest)
 		e.write("dirsync.toml", strings.Replace(string(base), "var/dirsync.db", "var/"+rt+".db", 1))
@@ -487,7 +496,7 @@ func TestSyncWasmEqualsBuiltin(t *testing.T) {
 		return c
 	}
 	states := map[string]string{}
-	for _, rt := range []string{"builtin", "wasm"} {
+	for _, rt := range []string{"builtin", "process", "wasm"} {
 		use(rt)
 		e.ok("group", "add", "--domain", D, "Sales")
 		e.ok("group", "add", "--domain", D, "All Staff")
@@ -498,6 +507,7 @@ func TestSyncWasmEqualsBuiltin(t *testing.T) {
 		states[rt] = e.state()
 	}
 	want(t, "wasm store equals builtin store", states["wasm"], states["builtin"])
+	want(t, "process store equals builtin store", states["process"], states["builtin"])
 
 	// Unchanged: every entry comes from the cache.
 	c := sync()
