@@ -18,6 +18,9 @@
 package abi
 
 import (
+	"fmt"
+	"unicode/utf8"
+
 	"github.com/dirsync/dirsync/sdk"
 	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
 )
@@ -388,4 +391,31 @@ func strs(s []string) []string {
 		return nil
 	}
 	return s
+}
+
+// InvalidUTF8 names the first string of entries that is not valid UTF-8
+// (protobuf strings must be, so such an entry cannot cross the ABI),
+// or returns "".
+func InvalidUTF8(entries []sdk.Entry) string {
+	for i := range entries {
+		e := &entries[i]
+		name := fmt.Sprintf("entry %q", e.DN)
+		switch {
+		case !utf8.ValidString(e.ID):
+			return "the id of " + name
+		case !utf8.ValidString(e.DN):
+			return fmt.Sprintf("the DN of entry %d (%q)", i, e.DN)
+		}
+		for attr, values := range e.Attributes {
+			if !utf8.ValidString(attr) {
+				return fmt.Sprintf("an attribute name (%q) of %s", attr, name)
+			}
+			for j, v := range values {
+				if !utf8.ValidString(v) {
+					return fmt.Sprintf("value %d of attribute %q of %s", j, attr, name)
+				}
+			}
+		}
+	}
+	return ""
 }

@@ -69,7 +69,6 @@ import (
 	"strings"
 	"sync"
 	"time"
-	"unicode/utf8"
 
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/sdk"
@@ -763,7 +762,7 @@ func (r *runtime) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse,
 			}
 			m, err := p.rpc.Map(ctx, msg)
 			if err != nil {
-				if where := invalidUTF8(req.Entries[start:end]); where != "" && status.Code(err) == codes.Internal {
+				if where := abi.InvalidUTF8(req.Entries[start:end]); where != "" && status.Code(err) == codes.Internal {
 					return fmt.Errorf("%s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
 				}
 				return err
@@ -789,32 +788,6 @@ func (r *runtime) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse,
 		return sdk.MapResponse{}, err
 	}
 	return out, nil
-}
-
-// invalidUTF8 names the first string of entries that is not valid UTF-8,
-// or returns "".
-func invalidUTF8(entries []sdk.Entry) string {
-	for i := range entries {
-		e := &entries[i]
-		name := fmt.Sprintf("entry %q", e.DN)
-		switch {
-		case !utf8.ValidString(e.ID):
-			return "the id of " + name
-		case !utf8.ValidString(e.DN):
-			return fmt.Sprintf("the DN of entry %d (%q)", i, e.DN)
-		}
-		for attr, values := range e.Attributes {
-			if !utf8.ValidString(attr) {
-				return fmt.Sprintf("an attribute name (%q) of %s", attr, name)
-			}
-			for j, v := range values {
-				if !utf8.ValidString(v) {
-					return fmt.Sprintf("value %d of attribute %q of %s", j, attr, name)
-				}
-			}
-		}
-	}
-	return ""
 }
 
 // Reconcile runs the policy's Reconcile stage.
