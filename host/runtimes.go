@@ -25,10 +25,11 @@ func loadWasm(ctx context.Context, spec *config.Policy, cacheDir string) (policy
 // loadProcess starts a runtime = "process" policy of the manifest.
 func loadProcess(ctx context.Context, spec *config.Policy, log *slog.Logger) (policy.Runtime, error) {
 	return processrt.Load(ctx, spec.Path, processrt.Options{
-		Name:    spec.Name,
-		Timeout: spec.Timeout.Duration,
-		Config:  spec.Config,
-		SHA256:  spec.SHA256,
-		Logger:  log,
+		Name:          spec.Name,
+		Timeout:       spec.Timeout.Duration,
+		Config:        spec.Config,
+		SHA256:        spec.SHA256,
+		Logger:        log,
+		MemoryLimitMB: spec.MemoryLimitMB,
 	})
 }

@@ -1,6 +1,10 @@
 package processrt
 
-import "syscall"
+import (
+	"syscall"
+
+	"golang.org/x/sys/unix"
+)
 
 // sysProcAttr puts the plugin in a process group of its own, so that a
 // failure can kill whatever it started too, and makes the kernel kill it
@@ -15,3 +19,9 @@ func sysProcAttr() *syscall.SysProcAttr {
 
 // killGroup kills the process group of a plugin started with sysProcAttr.
 func killGroup(pid int) { _ = syscall.Kill(-pid, syscall.SIGKILL) }
+
+// limitMemory caps the data segment of process pid, which on Linux counts
+// every writable private mapping: a Go program's heap.
+func limitMemory(pid int, bytes uint64) error {
+	return unix.Prlimit(pid, unix.RLIMIT_DATA, &unix.Rlimit{Cur: bytes, Max: bytes}, nil)
+}

@@ -113,7 +113,18 @@ type Options struct {
 	// Logger receives the plugin's output and go-plugin's messages; nil
 	// discards them.
 	Logger *slog.Logger
+	// MemoryLimitMB bounds the plugin's memory: a Go plugin's garbage
+	// collector keeps its heap below it (GOMEMLIMIT), and on Linux the
+	// kernel refuses writable private memory beyond it plus
+	// threadStackSlack (RLIMIT_DATA counts thread stacks too), so a plugin
+	// that needs more dies and the call fails. 0 means no bound.
+	MemoryLimitMB uint32
 }
+
+// threadStackSlack is what the hard memory cap allows beyond
+// MemoryLimitMB for the stacks of the plugin's threads (8 MiB each with
+// cgo), which RLIMIT_DATA counts as well.
+const threadStackSlack = 256 << 20
 
 // runtime is a loaded plugin program; it implements policy.Runtime.
 type runtime struct {
@@ -259,6 +270,9 @@ func (r *runtime) start(ctx context.Context) (*proc, error) {
 	defer cancel()
 	cmd := exec.Command(r.path)
 	cmd.Env = pluginEnv()
+	if mb := r.opts.MemoryLimitMB; mb > 0 {
+		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMEMLIMIT=%dMiB", mb-mb/8))
+	}
 	cmd.SysProcAttr = sysProcAttr()
 	p := &proc{cmd: cmd, stderr: &stderrHead{}, log: r.log, stopped: make(chan struct{})}
 	if goruntime.GOOS != "windows" {
@@ -299,6 +313,13 @@ func (r *runtime) start(ctx context.Context) (*proc, error) {
 	if err != nil {
 		p.stop("it failed to start")
 		return nil, r.startError(p, err)
+	}
+	if mb := r.opts.MemoryLimitMB; mb > 0 {
+		// Right after the handshake: the plugin has done nothing of its
+		// own yet.
+		if err := limitMemory(p.pid(), uint64(mb)<<20+threadStackSlack); err != nil {
+			return fail(fmt.Errorf("capping the plugin's memory at %d MB: %w", mb, err))
+		}
 	}
 	raw, err := rpc.Dispense(sdk.PluginName)
 	if err != nil {

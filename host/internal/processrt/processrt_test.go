@@ -434,7 +434,10 @@ func TestGuardRails(t *testing.T) {
 		is      error
 		as      any
 		replace bool // the process is replaced
+		opts    processrt.Options
 	}{
+		{name: "memory bomb", call: filter("(oom=yes)"), replace: true, opts: processrt.Options{Timeout: 30 * time.Second, MemoryLimitMB: 64},
+			want: `policy "test" (testpolicy): filter: the plugin process (pid PID) exited during the call: exit status 2`},
 		{name: "policy error", call: mapEntry("error"),
 			want: `policy "test" (testpolicy): map: entry error: cannot map CN=error`, as: new(*abi.Error)},
 		{name: "panic", call: filter("(panic=yes)"),
@@ -451,7 +454,11 @@ func TestGuardRails(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			tmp := t.TempDir() // where the plugins' sockets go
 			t.Setenv("TMPDIR", tmp)
-			rt := load(t, processrt.Options{Timeout: time.Second})
+			opts := tc.opts
+			if opts.Timeout == 0 {
+				opts.Timeout = time.Second
+			}
+			rt := load(t, opts)
 			pid := pidOf(t, rt)
 			err := tc.call(rt)
 			if err == nil {

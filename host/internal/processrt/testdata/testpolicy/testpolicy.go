@@ -8,6 +8,7 @@
 //	Filter "(loop=forever)"          loops forever
 //	Filter "(panic=yes)"             panics
 //	Filter "(exit=3)"                calls os.Exit(3)
+//	Filter "(oom=yes)"               allocates until memory runs out
 //	Filter "(goroutine-panic=yes)"   panics in another goroutine (a crash)
 //	Filter "(sleep=DURATION)"        sleeps, then answers as usual
 //	Filter "(pid=?)"                 answers "(pid=N)", its process id
@@ -69,6 +70,15 @@ func (p *Policy) Filter(r sdk.FilterRequest) (sdk.FilterResponse, error) {
 		}
 	case "(panic=yes)":
 		panic("filter panic")
+	case "(oom=yes)":
+		var keep [][]byte
+		for {
+			b := make([]byte, 1<<20)
+			for i := range b {
+				b[i] = 1 // touch it: the memory is really used
+			}
+			keep = append(keep, b)
+		}
 	case "(exit=3)":
 		os.Exit(3)
 	case "(goroutine-panic=yes)":
