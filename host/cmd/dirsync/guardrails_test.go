@@ -26,7 +26,7 @@ func TestPluginGuardRails(t *testing.T) {
 
 	// The wasmrt test policy misbehaves on magic filters.
 	wasm := filepath.Join(e.dir, "testpolicy.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./host/internal/wasmrt/testdata/testpolicy/wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./host/internal/testpolicy/cmd")
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(cmd.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -9,7 +9,7 @@ import (
 
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/internal/processrt"
-	"github.com/dirsync/dirsync/host/internal/processrt/testdata/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/testpolicy"
 	"github.com/dirsync/dirsync/sdk"
 )
 

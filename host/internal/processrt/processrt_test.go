@@ -24,7 +24,7 @@ import (
 
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/internal/processrt"
-	"github.com/dirsync/dirsync/host/internal/processrt/testdata/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/testpolicy"
 	"github.com/dirsync/dirsync/plugins/standard"
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
@@ -35,7 +35,7 @@ import (
 // The plugin programs the tests run, built by TestMain into binDir.
 var (
 	binDir       string
-	testPlugin   string // testdata/testpolicy/plugin
+	testPlugin   string // host/internal/testpolicy/cmd
 	claimsABI2   string // the same, its Info claiming ABI major version 2
 	abi2Plugin   string // testdata/abi2: a go-plugin handshake of protocol version 2
 	sleeper      string // testdata/sleeper: never completes the handshake
@@ -67,8 +67,8 @@ func TestMain(m *testing.M) {
 		pkg     string
 		ldflags string
 	}{
-		{&testPlugin, "testpolicy", "./host/internal/processrt/testdata/testpolicy/plugin", ""},
-		{&claimsABI2, "claims-abi2", "./host/internal/processrt/testdata/testpolicy/plugin", "-X main.abiMajor=2"},
+		{&testPlugin, "testpolicy", "./host/internal/testpolicy/cmd", ""},
+		{&claimsABI2, "claims-abi2", "./host/internal/testpolicy/cmd", "-X main.abiMajor=2"},
 		{&abi2Plugin, "abi2", "./host/internal/processrt/testdata/abi2", ""},
 		{&sleeper, "sleeper", "./host/internal/processrt/testdata/sleeper", ""},
 		{&unregistered, "unregistered", "./host/internal/processrt/testdata/unregistered", ""},

@@ -18,14 +18,14 @@ import (
 
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/internal/wasmrt"
-	"github.com/dirsync/dirsync/host/internal/wasmrt/testdata/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/testpolicy"
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
 	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
 	"google.golang.org/protobuf/proto"
 )
 
-// policyWasm is testdata/testpolicy built as a reactor module by TestMain,
+// policyWasm is host/internal/testpolicy built as a reactor module by TestMain,
 // once for all tests of the package, and cacheDir the compilation cache
 // the tests share.
 var policyWasm, cacheDir string
@@ -37,7 +37,7 @@ func TestMain(m *testing.M) {
 		os.Exit(1)
 	}
 	policyWasm, cacheDir = filepath.Join(dir, "testpolicy.wasm"), filepath.Join(dir, "cache")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", policyWasm, "./testdata/testpolicy/wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", policyWasm, "../testpolicy/cmd")
 	cmd.Env = append(os.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if out, err := cmd.CombinedOutput(); err != nil {
 		fmt.Fprintf(os.Stderr, "building the test policy: %v\n%s", err, out)

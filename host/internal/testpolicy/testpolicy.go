@@ -1,9 +1,10 @@
-// Package testpolicy is the policy the processrt tests build as a plugin
-// program (./plugin) and also call directly, to compare the two.
+// Package testpolicy is the policy the runtime tests (wasmrt, processrt, the
+// CLI's guard rails) build from ./cmd as a WebAssembly module or a plugin
+// program, and also call directly, to compare the two.
 //
-// Its Map and Reconcile are those of the wasmrt tests' policy, which follow
-// the standard rules closely enough to cost what a real policy costs; magic
-// inputs make it misbehave or tell about its process:
+// Its Map and Reconcile follow the standard rules closely enough to cost
+// what a real policy costs; magic inputs make it misbehave or tell about
+// its process:
 //
 //	Filter "(loop=forever)"          loops forever
 //	Filter "(panic=yes)"             panics
@@ -74,8 +75,8 @@ func (p *Policy) Filter(r sdk.FilterRequest) (sdk.FilterResponse, error) {
 		var keep [][]byte
 		for {
 			b := make([]byte, 1<<20)
-			for i := range b {
-				b[i] = 1 // touch it: the memory is really used
+			for i := 0; i < len(b); i += 4096 {
+				b[i] = 1 // touch every page: the memory is really used
 			}
 			keep = append(keep, b)
 		}

@@ -1,6 +1,7 @@
-// Command plugin is the test policy as a plugin program:
+// Command cmd is the test policy as a plugin program or a wasm module:
 //
-//	go build -o testpolicy ./testdata/testpolicy/plugin
+//	go build -o testpolicy ./host/internal/testpolicy/cmd
+//	GOOS=wasip1 GOARCH=wasm go build -buildmode=c-shared -o testpolicy.wasm ./host/internal/testpolicy/cmd
 //
 // Built with -ldflags "-X main.abiMajor=N", its Info claims ABI major
 // version N (its go-plugin handshake still speaks the sdk's).
@@ -9,7 +10,7 @@ package main
 import (
 	"strconv"
 
-	"github.com/dirsync/dirsync/host/internal/processrt/testdata/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/testpolicy"
 	"github.com/dirsync/dirsync/sdk"
 )
 
