@@ -8,8 +8,8 @@ import (
 	"testing"
 
 	"github.com/dirsync/dirsync/host/internal/policy"
-	"github.com/dirsync/dirsync/host/internal/wasmrt"
 	"github.com/dirsync/dirsync/host/internal/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/wasmrt"
 	"github.com/dirsync/dirsync/sdk"
 )
 

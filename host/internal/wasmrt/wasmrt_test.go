@@ -17,8 +17,8 @@ import (
 	"time"
 
 	"github.com/dirsync/dirsync/host/internal/policy"
-	"github.com/dirsync/dirsync/host/internal/wasmrt"
 	"github.com/dirsync/dirsync/host/internal/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/wasmrt"
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
 	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
