@@ -13,8 +13,9 @@ import (
 )
 
 // TestPluginGuardRails checks that no policy can hurt the store or the
-// host: whatever the policy does, the CLI exits 1 with one line naming the
-// policy and what it did, and the store stays exactly as it was.
+// host: whatever the policy does — as a wasm module, a plugin process or
+// linked in — the CLI exits 1 with one line naming the policy and what it
+// did, the store stays exactly as it was, and no plugin process is left.
 func TestPluginGuardRails(t *testing.T) {
 	e := newEnv(t)
 	const D = "example.com"
@@ -32,6 +33,12 @@ func TestPluginGuardRails(t *testing.T) {
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the test policy: %v\n%s", err, b)
 	}
+	native := filepath.Join(e.dir, "testpolicy")
+	cmd = exec.Command("go", "build", "-o", native, "./host/internal/testpolicy/cmd")
+	cmd.Dir = repoRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building the test policy program: %v\n%s", err, b)
+	}
 	// Misbehaving builtin policies, linked in for this test only.
 	builtins["evil-group"] = func() sdk.Policy { return evilGroup{standard.New()} }
 	builtins["evil-replace"] = func() sdk.Policy { return evilReplace{standard.New()} }
@@ -42,6 +49,7 @@ func TestPluginGuardRails(t *testing.T) {
 		delete(builtins, "evil-outside")
 	})
 
+	processPolicy := fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"process\"\npath = %q\ntimeout = \"2s\"\nmemory_limit_mb = 64\n", native)
 	wasmPolicy := fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = %q\ntimeout = \"2s\"\nmemory_limit_mb = 64\n", wasm)
 	for _, tc := range []struct {
 		name     string
@@ -53,6 +61,10 @@ func TestPluginGuardRails(t *testing.T) {
 		{"panic", wasmPolicy, "(panic=yes)", []string{`policy "standard"`, "filter", "panic"}},
 		{"memory bomb", wasmPolicy, "(oom=yes)", []string{`policy "standard"`, "filter"}},
 		{"exit", wasmPolicy, "(exit=3)", []string{`policy "standard"`, "filter"}},
+		{"process: infinite loop", processPolicy, "(loop=forever)", []string{`policy "standard"`, "filter", "timeout of 2s", "killed"}},
+		{"process: panic", processPolicy, "(panic=yes)", []string{`policy "standard"`, "filter", "panic"}},
+		{"process: memory bomb", processPolicy, "(oom=yes)", []string{`policy "standard"`, "filter", "exited during the call"}},
+		{"process: dies mid-call", processPolicy, "(exit=3)", []string{`policy "standard"`, "filter", "exited during the call: exit status 3"}},
 		{"maps to a group that does not exist", builtinManifest("evil-group"), "", []string{`policy "evil-group"`, `group "Nope"`, "never created"}},
 		{"turns a create into an adopt of a hand-made mailbox", builtinManifest("evil-replace"), "", []string{`policy "evil-replace"`, "not a conflicting mailbox"}},
 		{"adds an address outside the domain", builtinManifest("evil-outside"), "", []string{`policy "evil-outside"`, "outside domain example.com"}},
@@ -84,6 +96,9 @@ func TestPluginGuardRails(t *testing.T) {
 			e.write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n")
 			e.write("dirsync.toml", good)
 			want(t, "state", e.state(), state)
+			if out, _ := exec.Command("pgrep", "-f", native).Output(); len(out) > 0 {
+				t.Errorf("plugin processes left behind: %s", out)
+			}
 		})
 	}
 	e.t = t

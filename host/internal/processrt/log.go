@@ -20,13 +20,12 @@ import (
 //     hclog JSON; whatever the Go runtime prints when it crashes; what the
 //     log package's default logger writes): go-plugin's client parses it
 //     and logs it through the hclog logger it is given, a Named one;
-//     hclogAdapter passes those records on at their level (other lines at
-//     Info, a crash at Error), with stream=stderr;
+//     hclogAdapter passes those records on at Debug (or lower, for
+//     Trace), with stream=stderr: a crash is reported by the call's error;
 //   - what the policy writes to os.Stdout and os.Stderr once it serves:
 //     go-plugin carries it over gRPC; lineLogger logs it line by line at
 //     Info, with stream=stdout or stderr;
-//   - go-plugin's client's own messages (starting, exiting, …): at Debug,
-//     or at their level when that is Warn or Error.
+//   - go-plugin's client's own messages (starting, exiting, …): at Debug.
 
 // hclogAdapter is an hclog.Logger that writes to a slog.Logger.
 type hclogAdapter struct {
@@ -63,18 +62,11 @@ func (a *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	if level == hclog.Off {
 		return
 	}
-	sl := slogLevel(level)
-	switch {
-	case !a.fromPlugin() && sl == slog.LevelInfo:
-		sl = slog.LevelDebug // go-plugin's progress messages
-	case a.fromPlugin() && level == hclog.Debug && len(args) == 0:
-		// go-plugin logs a line of the plugin's stderr that is not one of
-		// its JSON log lines at Debug, without arguments (a JSON line has
-		// at least its timestamp): what the policy wrote there, with the
-		// log package's default logger say, which writes to the process's
-		// own stderr rather than to the os.Stderr go-plugin forwards.
-		sl = slog.LevelInfo
-	}
+	// At most Debug: a failure of the plugin reaches the host as the
+	// call's one-line error, so neither go-plugin's messages about it nor
+	// the crash output on the plugin's stderr (a goroutine dump can be
+	// hundreds of lines) belong in the log at the levels a CLI shows.
+	sl := min(slogLevel(level), slog.LevelDebug)
 	ctx := context.Background()
 	if !a.log.Enabled(ctx, sl) {
 		return

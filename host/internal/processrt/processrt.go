@@ -701,7 +701,7 @@ func (r *runtime) failure(ctx, callCtx context.Context, p *proc, err error) erro
 		if reason := p.stop(why); reason != why {
 			return stoppedElsewhere(p, reason)
 		}
-		r.log.Warn("killed the plugin process: a call was "+what, "pid", p.pid())
+		r.log.Debug("killed the plugin process: a call was "+what, "pid", p.pid()) // the call's error says so
 		return fmt.Errorf("%s (plugin process %d killed; the next call starts a new one): %w", what, p.pid(), cause)
 	}
 	if code == codes.Internal && strings.Contains(status.Convert(err).Message(), "error while marshaling") {
