@@ -853,7 +853,7 @@ func TestLogs(t *testing.T) {
 	rec.waitFor(t, `^INFO hello on stderr stream=stderr$`)
 	rec.waitFor(t, `^INFO hello on stdout stream=stdout$`)
 	rec.waitFor(t, `^DEBUG \S+ \S+ hello from log stream=stderr$`) // the process's own stderr
-	rec.waitFor(t, `^DEBUG plugin address stream=stderr`) // go-plugin's log in the plugin
+	rec.waitFor(t, `^DEBUG plugin address stream=stderr`)          // go-plugin's log in the plugin
 	rec.waitFor(t, `^DEBUG plugin started logger=go-plugin`)
 	// What the Go runtime prints when the process crashes, and go-plugin's
 	// word on it, are for debugging: the call's error reports the crash.
