@@ -775,8 +775,8 @@ func (r *runtime) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse,
 	var out sdk.MapResponse
 	domain := abi.DomainToProto(req.Domain)
 	err := r.use(ctx, "map", func(ctx context.Context, p *proc) error {
-		for start := 0; ; start += r.batch {
-			end := min(start+r.batch, len(req.Entries))
+		var err error
+		out.Intents, err = policy.MapInBatches(req.Entries, r.batch, func(start, end int) ([]sdk.Intent, error) {
 			msg := &pb.MapRequest{Domain: domain, Entries: make([]*pb.Entry, end-start)}
 			for i := range msg.Entries {
 				msg.Entries[i] = abi.EntryToProto(&req.Entries[start+i])
@@ -784,26 +784,13 @@ func (r *runtime) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse,
 			m, err := p.rpc.Map(ctx, msg)
 			if err != nil {
 				if where := abi.InvalidUTF8(req.Entries[start:end]); where != "" && status.Code(err) == codes.Internal {
-					return fmt.Errorf("%s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
+					return nil, fmt.Errorf("%s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
 				}
-				return err
+				return nil, err
 			}
-			resp := abi.MapResponseFromProto(m)
-			if len(resp.Intents) != end-start {
-				return fmt.Errorf("the policy returned %d intents for %d entries", len(resp.Intents), end-start)
-			}
-			if out.Intents == nil {
-				if end == len(req.Entries) {
-					out = resp // a single batch
-					return nil
-				}
-				out.Intents = make([]sdk.Intent, 0, len(req.Entries))
-			}
-			out.Intents = append(out.Intents, resp.Intents...)
-			if end == len(req.Entries) {
-				return nil
-			}
-		}
+			return abi.MapResponseFromProto(m).Intents, nil
+		})
+		return err
 	})
 	if err != nil {
 		return sdk.MapResponse{}, err

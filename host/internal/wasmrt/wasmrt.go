@@ -716,34 +716,21 @@ func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, 
 	var out sdk.MapResponse
 	var encErr error // an encoding error of a later batch: not the instance's
 	err = m.use(ctx, "map", func(ctx context.Context, inst *instance) error {
-		b := first
-		for start := 0; ; start += batch {
-			end := min(start+batch, len(req.Entries))
+		var err error
+		out.Intents, err = policy.MapInBatches(req.Entries, batch, func(start, end int) ([]sdk.Intent, error) {
+			b := first
 			if start > 0 {
 				if b, encErr = encode(start, end); encErr != nil {
-					return encErr
+					return nil, encErr
 				}
 			}
 			var reply pb.MapReply
 			if err := m.roundTrip(ctx, inst, exportMap, b, &reply); err != nil {
-				return err
+				return nil, err
 			}
-			resp := abi.MapResponseFromProto(reply.GetResult())
-			if len(resp.Intents) != end-start {
-				return fmt.Errorf("the policy returned %d intents for %d entries", len(resp.Intents), end-start)
-			}
-			if out.Intents == nil {
-				if end == len(req.Entries) {
-					out = resp // a single batch
-					return nil
-				}
-				out.Intents = make([]sdk.Intent, 0, len(req.Entries))
-			}
-			out.Intents = append(out.Intents, resp.Intents...)
-			if end == len(req.Entries) {
-				return nil
-			}
-		}
+			return abi.MapResponseFromProto(reply.GetResult()).Intents, nil
+		})
+		return err
 	})
 	if encErr != nil {
 		return sdk.MapResponse{}, encErr
