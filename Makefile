@@ -4,7 +4,7 @@ BIN     := bin/dirsync
 WASM    := plugins/standard/standard.wasm
 N       ?= 100000
 
-.PHONY: all build deps deps-ldap test bench demo proto vet fmt clean FORCE
+.PHONY: all build deps deps-ldap test bench demo proto testdata vet fmt clean FORCE
 
 all: build
 
@@ -46,6 +46,11 @@ bench: deps-ldap build
 # v1.36.12 and protoc-gen-go-grpc v1.6.2, installed with go install).
 proto:
 	bash sdk/proto/gen.sh
+
+# The test modules of package interrupt, from their WebAssembly text
+# (wat2wasm: Debian's wabt package); the .wasm files are committed.
+testdata:
+	for f in host/internal/wasmrt/interrupt/testdata/*.wat; do wat2wasm "$$f" -o "$${f%.wat}.wasm"; done
 
 fmt:
 	gofmt -w $$(git ls-files '*.go')
