@@ -25,26 +25,28 @@
 // (configured again) takes its place when one is needed. Close closes them
 // all.
 //
-// The deadline has a price. wazero can stop a running guest only if it was
-// compiled with WithCloseOnContextDone, which puts a call to an exit check
-// at every loop header; the check leaves the machine code for Go and comes
-// back, about 25 ns. Go's wasm code is loops all the way down: a function's
-// body is a loop over its basic blocks, so every call and every taken
-// branch passes the check. The sdk's guest code is written for that (see
-// sdk/wire.go) and collects garbage between calls rather than during them
+// The deadline has a price. Machine code cannot be preempted, so a guest
+// can be stopped only by code in it that looks: wazero's
+// WithCloseOnContextDone leaves the machine code for Go at every loop head
+// to check, about 25 ns each time. Go's wasm code is loops all the way
+// down (a function's body is a loop over its basic blocks, so every call
+// and every taken branch passes a loop head), and that check took three
+// quarters of a Go guest's time. So Load rewrites the module with package
+// interrupt instead: a countdown at every loop head that leaves for Go once
+// every interrupt.Every heads and traps if the call's flag is up; a call
+// raises its instance's flag when its context ends. A module that package
+// interrupt cannot rewrite falls back to wazero's check. The sdk's guest
+// code also collects garbage between calls rather than during them
 // (sdk/guest_wasip1.go). BenchmarkMap100k, 100,000 entries of 10
-// attributes, on 2 cores (medians of 4 runs):
+// attributes, on 2 cores:
 //
-//	                                        before   now    without the check
-//	builtin (the policy linked in)          0.06 s   0.06 s
-//	wasm, 1 goroutine, batches of 5,000     9.8 s    4.0 s  1.0 s
-//	wasm, 1 goroutine, one batch            9.3 s    4.0 s  1.0 s
-//	wasm, 2 goroutines, batches of 2,000    7.2 s    2.1 s  0.56 s
+//	                                        wazero's check  package interrupt
+//	builtin (the policy linked in)          0.06 s          0.06 s
+//	wasm, 1 goroutine, batches of 5,000     4.0 s           0.97 s
+//	wasm, 1 goroutine, one batch            4.0 s           1.07 s
+//	wasm, 2 goroutines, batches of 2,000    2.1 s           0.55 s
 //
-// "before" is one instance with calls serialized, and a guest that
-// collected garbage at the start of every call and during calls as GOGC
-// said; before, the guest took about 1.7 s without the check. Batches of
-// 250 to 10,000 entries take within 10 % of the same time.
+// Batches of 250 to 10,000 entries take within 10 % of the same time.
 //
 // Payloads are the syncpolicy.v1 protobuf messages, converted with package
 // sdk/abi; see package sdk (guest_wasip1.go) for the guest half of the ABI.
@@ -64,9 +66,11 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/dirsync/dirsync/host/internal/policy"
+	"github.com/dirsync/dirsync/host/internal/wasmrt/interrupt"
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
 	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
@@ -152,20 +156,27 @@ var (
 
 // module is a loaded policy module; it implements policy.Runtime.
 type module struct {
-	label    string // `policy "name" (file.wasm)`, the prefix of every error
-	opts     Options
-	rt       wazero.Runtime
-	cache    wazero.CompilationCache
-	compiled wazero.CompiledModule
-	config   []byte // the encoded ConfigureRequest
-	memLimit string // GOMEMLIMIT for the guest's Go runtime, in bytes
-	info     sdk.Info
+	label string // `policy "name" (file.wasm)`, the prefix of every error
+	opts  Options
+	rt    wazero.Runtime
+	// interruptible: the module has the check of package interrupt, and a
+	// call is stopped through it; otherwise wazero stops it (see Load).
+	interruptible bool
+	cache         wazero.CompilationCache
+	compiled      wazero.CompiledModule
+	config        []byte // the encoded ConfigureRequest
+	memLimit      string // GOMEMLIMIT for the guest's Go runtime, in bytes
+	info          sdk.Info
 
 	// tokens holds one token per instance the pool may have; a call holds
 	// one for as long as it uses an instance, so at most cap(tokens)
 	// instances exist and each serves one call at a time.
 	tokens chan struct{}
 	done   chan struct{} // closed by Close: waiting calls give up
+	// closing is cancelled by Close once it stops waiting for running
+	// calls: it stops them.
+	closing     context.Context
+	stopClosing context.CancelFunc
 
 	mu     sync.Mutex // guards idle and closed
 	idle   []*instance
@@ -175,11 +186,15 @@ type module struct {
 // instance is one instantiation of the module. It is used by one call at a
 // time, which owns it between acquire and release.
 type instance struct {
-	mod    api.Module
-	mem    api.Memory
-	fns    map[string]api.Function
-	stderr *headWriter
-	dead   bool // closed after a trap, a deadline, a panic or a bad reply
+	mod  api.Module
+	mem  api.Memory
+	flag api.MutableGlobal // interrupt.Global, or nil
+	// interrupted is set when the flag was raised: the call in progress
+	// traps at its next loop head, and the instance is done for.
+	interrupted atomic.Bool
+	fns         map[string]api.Function
+	stderr      *headWriter
+	dead        bool // closed after a trap, a deadline, a panic or a bad reply
 }
 
 var _ policy.Runtime = (*module)(nil)
@@ -190,7 +205,9 @@ var _ policy.Runtime = (*module)(nil)
 // one-line error.
 func Load(ctx context.Context, path string, opts Options) (policy.Runtime, error) {
 	m := &module{label: label(opts.Name, path), opts: opts}
+	m.closing, m.stopClosing = context.WithCancel(context.Background())
 	if err := m.load(ctx, path); err != nil {
+		m.stopClosing()
 		m.closeAll(ctx)
 		return nil, fmt.Errorf("%s: %w", m.label, err)
 	}
@@ -237,7 +254,14 @@ func (m *module) load(ctx context.Context, path string) error {
 		return err
 	}
 
-	cfg := wazero.NewRuntimeConfig().WithCloseOnContextDone(true)
+	// A call is stopped through the global that package interrupt adds;
+	// a module it cannot instrument gets wazero's own, slower, check.
+	cfg := wazero.NewRuntimeConfig()
+	if instrumented, err := instrument(code); err == nil {
+		code, m.interruptible = instrumented, true
+	} else {
+		cfg = cfg.WithCloseOnContextDone(true)
+	}
 	if m.opts.MemoryLimitMB > 0 {
 		cfg = cfg.WithMemoryLimitPages(m.opts.MemoryLimitMB * 16) // 64 KiB pages
 	}
@@ -276,6 +300,9 @@ func (m *module) load(ctx context.Context, path string) error {
 	m.idle = append(m.idle, inst) // the first of the pool; the others start on demand
 	return nil
 }
+
+// instrument is interrupt.Instrument; the tests turn it off.
+var instrument = interrupt.Instrument
 
 // goMemLimit is the soft memory limit handed to the guest's Go runtime
 // (GOMEMLIMIT) for an instance memory limit of limitMB (0 means 4096): an
@@ -365,8 +392,8 @@ func (m *module) start(ctx context.Context) (*instance, error) {
 	inst := &instance{stderr: &headWriter{}}
 	ctx = withMemoryAllocator(ctx)
 	mod, err := m.rt.InstantiateModule(ctx, m.compiled, wazero.NewModuleConfig().
-		WithName(""). // anonymous: a new instance may replace a dead one
-		WithStartFunctions(exportInitialize).
+		WithName("").         // anonymous: a new instance may replace a dead one
+		WithStartFunctions(). // _initialize is called below, where it can be stopped
 		WithEnv("GOMEMLIMIT", m.memLimit).
 		WithStderr(inst.stderr))
 	if err != nil {
@@ -380,7 +407,28 @@ func (m *module) start(ctx context.Context) (*instance, error) {
 	if inst.mem == nil {
 		return fail(errors.New("the module exports no memory"))
 	}
-	res, err := mod.ExportedFunction(exportVersion).Call(ctx)
+	if m.interruptible {
+		flag, ok := mod.ExportedGlobal(interrupt.Global).(api.MutableGlobal)
+		if !ok {
+			return fail(errors.New("BUG: the instrumented module exports no mutable " + interrupt.Global))
+		}
+		inst.flag = flag
+	}
+	if err := ctx.Err(); err != nil {
+		return fail(m.stopped(ctx))
+	}
+	stop := m.watch(ctx, inst)
+	_, ierr := mod.ExportedFunction(exportInitialize).Call(ctx)
+	var res []uint64
+	if ierr == nil {
+		res, err = mod.ExportedFunction(exportVersion).Call(ctx)
+	}
+	if stop() {
+		return fail(m.stopped(ctx))
+	}
+	if ierr != nil {
+		return fail(fmt.Errorf("instantiate: %s", m.trapMessage(ierr, inst)))
+	}
 	if err != nil {
 		return fail(fmt.Errorf("%s: %s", exportVersion, m.trapMessage(err, inst)))
 	}
@@ -402,6 +450,21 @@ func (m *module) start(ctx context.Context) (*instance, error) {
 		return fail(fmt.Errorf("configure: %w", err))
 	}
 	return inst, nil
+}
+
+// watch interrupts inst's running call when ctx ends (its deadline, its
+// cancellation, or Close). The returned stop ends the watch and reports
+// whether it raised the flag: then inst is done for, even if the call got
+// to its end.
+func (m *module) watch(ctx context.Context, inst *instance) (stop func() (interrupted bool)) {
+	if inst.flag == nil {
+		return func() bool { return false } // wazero watches ctx itself (WithCloseOnContextDone)
+	}
+	after := context.AfterFunc(ctx, func() {
+		inst.interrupted.Store(true)
+		inst.flag.Set(1)
+	})
+	return func() bool { return !after() }
 }
 
 // withMemoryAllocator makes instantiations under ctx reserve their memory
@@ -439,6 +502,7 @@ func (m *module) use(ctx context.Context, stage string, f func(context.Context, 
 	defer func() { m.release(inst) }()
 	ctx, cancel := m.deadline(ctx)
 	defer cancel()
+	defer context.AfterFunc(m.closing, cancel)()
 	if inst == nil {
 		if inst, err = m.start(ctx); err != nil {
 			return wrap(fmt.Errorf("starting an instance: %w", err))
@@ -524,7 +588,16 @@ func (e deadInstance) Unwrap() error { return e.err }
 // a reply that is out of bounds or does not decode also close inst and mark
 // it dead, so that it leaves the pool.
 func (m *module) roundTrip(ctx context.Context, inst *instance, export string, req []byte, reply envelope) error {
+	if ctx.Err() != nil {
+		return m.stopped(ctx) // before the call: the instance stays good
+	}
+	stop := m.watch(ctx, inst)
 	err := m.exchange(ctx, inst, export, req, reply)
+	if stop() && err == nil {
+		// Interrupted as the call ended: its reply is whole, but the flag
+		// is up for good.
+		err = deadInstance{m.stopped(ctx)}
+	}
 	var dead deadInstance
 	if errors.As(err, &dead) {
 		inst.dead = true
@@ -544,7 +617,7 @@ func (m *module) exchange(ctx context.Context, inst *instance, export string, re
 	if len(req) > 0 {
 		res, err := inst.fns[exportAlloc].Call(ctx, uint64(len(req)))
 		if err != nil {
-			return deadInstance{fmt.Errorf("%s(%d): %w", exportAlloc, len(req), m.trapError(err, inst))}
+			return deadInstance{fmt.Errorf("%s(%d): %w", exportAlloc, len(req), m.trapError(ctx, err, inst))}
 		}
 		reqPtr = uint32(res[0])
 		if !inst.mem.Write(reqPtr, req) {
@@ -553,7 +626,7 @@ func (m *module) exchange(ctx context.Context, inst *instance, export string, re
 	}
 	res, err := inst.fns[export].Call(ctx, uint64(reqPtr), uint64(len(req)))
 	if err != nil {
-		return deadInstance{m.trapError(err, inst)}
+		return deadInstance{m.trapError(ctx, err, inst)}
 	}
 	replyPtr, replyLen := uint32(res[0]>>32), uint32(res[0])
 	b, ok := inst.mem.Read(replyPtr, replyLen)
@@ -569,7 +642,7 @@ func (m *module) exchange(ctx context.Context, inst *instance, export string, re
 			continue
 		}
 		if _, err := inst.fns[exportFree].Call(ctx, uint64(p)); err != nil {
-			return deadInstance{fmt.Errorf("%s: %w", exportFree, m.trapError(err, inst))}
+			return deadInstance{fmt.Errorf("%s: %w", exportFree, m.trapError(ctx, err, inst))}
 		}
 	}
 	if e := reply.GetError(); e != nil {
@@ -593,29 +666,41 @@ func hasResult(reply envelope) bool {
 	return od != nil && r.WhichOneof(od) != nil
 }
 
-// trapError describes an error of a guest call: the deadline or the
-// caller's cancellation (wrapping context.DeadlineExceeded or
-// context.Canceled), an exit, or a trap, with the first line the guest
-// wrote to stderr during the call (the Go runtime's "panic: …" or "fatal
-// error: …").
-func (m *module) trapError(err error, inst *instance) error {
+// trapError describes an error of a guest call under ctx: the deadline or
+// the caller's cancellation (wrapping context.DeadlineExceeded or
+// context.Canceled), Close, an exit, or a trap, with the first line the
+// guest wrote to stderr during the call (the Go runtime's "panic: …" or
+// "fatal error: …").
+func (m *module) trapError(ctx context.Context, err error, inst *instance) error {
+	stopped := inst.interrupted.Load() // the trap is the interrupt check's
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		switch exit.ExitCode() {
-		case sys.ExitCodeDeadlineExceeded:
-			if m.opts.Timeout > 0 {
-				return fmt.Errorf("stopped after the timeout of %s: %w", m.opts.Timeout, context.DeadlineExceeded)
-			}
-			return fmt.Errorf("stopped at the deadline: %w", context.DeadlineExceeded)
-		case sys.ExitCodeContextCanceled:
-			return fmt.Errorf("stopped: %w", context.Canceled)
+		case sys.ExitCodeDeadlineExceeded, sys.ExitCodeContextCanceled:
+			stopped = true
 		case 0:
-			if m.isClosed() { // Close closed the instance under the call
-				return fmt.Errorf("stopped: %w", errClosed)
-			}
+			stopped = m.isClosed() // Close closed the instance under the call
 		}
 	}
+	if stopped {
+		return m.stopped(ctx)
+	}
 	return errors.New(m.trapMessage(err, inst))
+}
+
+// stopped describes a call stopped because ctx ended or the runtime was
+// closed.
+func (m *module) stopped(ctx context.Context) error {
+	switch {
+	case m.isClosed():
+		return fmt.Errorf("stopped: %w", errClosed)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded) && m.opts.Timeout > 0:
+		return fmt.Errorf("stopped after the timeout of %s: %w", m.opts.Timeout, context.DeadlineExceeded)
+	case errors.Is(ctx.Err(), context.DeadlineExceeded):
+		return fmt.Errorf("stopped at the deadline: %w", context.DeadlineExceeded)
+	default:
+		return fmt.Errorf("stopped: %w", context.Canceled)
+	}
 }
 
 func (m *module) trapMessage(err error, inst *instance) string {
@@ -784,13 +869,22 @@ func (m *module) Close(ctx context.Context) error {
 	close(m.done)
 	m.idle = nil // closed with the runtime
 	m.mu.Unlock()
+	// Wait for running calls as long as ctx allows; then stop the others
+	// and wait for them to stop, at their next loop head: their memory
+	// goes with the runtime.
+	taken := 0
 wait:
-	for range cap(m.tokens) {
+	for taken < cap(m.tokens) {
 		select {
 		case <-m.tokens:
+			taken++
 		case <-ctx.Done():
 			break wait
 		}
+	}
+	m.stopClosing()
+	for ; taken < cap(m.tokens); taken++ {
+		<-m.tokens
 	}
 	return m.closeAll(context.WithoutCancel(ctx))
 }

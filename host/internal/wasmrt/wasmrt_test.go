@@ -226,8 +226,17 @@ func TestReconcile(t *testing.T) {
 }
 
 // TestFailures makes the guest fail in each way it can, and checks that
-// the call fails with a clear error and that the next call works.
+// the call fails with a clear error and that the next call works; once
+// with the interrupt check, once with wazero's.
 func TestFailures(t *testing.T) {
+	t.Run("interrupt", testFailures)
+	t.Run("wazero check", func(t *testing.T) {
+		defer wasmrt.WithoutInterrupt()()
+		testFailures(t)
+	})
+}
+
+func testFailures(t *testing.T) {
 	const timeout = 2 * time.Second
 	rt := load(t, wasmrt.Options{Timeout: timeout, MemoryLimitMB: 128})
 	ctx := context.Background()
