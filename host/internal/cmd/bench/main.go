@@ -8,6 +8,7 @@ package main
 
 import (
 	"context"
+	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -139,38 +140,49 @@ policy = "standard"
 				}
 				os.RemoveAll(filepath.Join(rdir, "cache", "mapcache"))
 			}
-			d, rss, out, err := timeRun(bin, "--config", config, "sync", "--domain", "example.com")
+			d, rss, out, err := timeRun(bin, "--config", config, "sync", "--domain", "example.com", "--json")
 			if err != nil {
 				return fmt.Errorf("%s: %v\n%s", what, err, out)
 			}
-			fmt.Printf("%-34s %8s  %4.2fx floor  peak RSS %4d MB   [%s]\n", rt+": "+what, d.Round(time.Millisecond),
-				float64(d)/float64(floor), rss>>20, lastLine(out))
+			var rep struct {
+				Counts struct {
+					Entries, Created, Cached int
+				}
+				Timings struct {
+					Fetch  time.Duration `json:"fetch_ns"`
+					Policy time.Duration `json:"policy_ns"`
+					Diff   time.Duration `json:"diff_ns"`
+					Apply  time.Duration `json:"apply_ns"`
+				}
+			}
+			if err := json.Unmarshal(out, &rep); err != nil {
+				return fmt.Errorf("%s: reading the report: %v\n%s", what, err, out)
+			}
+			ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
+			fmt.Printf("%-40s %8s  %4.2fx floor  RSS %4d MB  fetch %s  policy %s  diff %s  apply %s  (created %d, cached %d)\n",
+				rt+": "+what, ms(d), float64(d)/float64(floor), rss>>20,
+				ms(rep.Timings.Fetch), ms(rep.Timings.Policy), ms(rep.Timings.Diff), ms(rep.Timings.Apply),
+				rep.Counts.Created, rep.Counts.Cached)
 		}
 	}
 	return nil
 }
 
-// timeRun runs a command and returns its wall time and peak RSS in bytes.
-func timeRun(name string, args ...string) (time.Duration, int64, string, error) {
+// timeRun runs a command and returns its wall time, peak RSS in bytes and
+// standard output (standard error is added to a failure).
+func timeRun(name string, args ...string) (time.Duration, int64, []byte, error) {
 	cmd := exec.Command(name, args...)
+	var stderr strings.Builder
+	cmd.Stderr = &stderr
 	t := time.Now()
-	out, err := cmd.CombinedOutput()
+	out, err := cmd.Output()
+	if err != nil {
+		err = fmt.Errorf("%v: %s", err, stderr.String())
+	}
 	d := time.Since(t)
 	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = ru.Maxrss << 10 // KiB on Linux
 	}
-	return d, rss, string(out), err
-}
-
-func lastLine(s string) string {
-	lines := strings.Split(strings.TrimSpace(s), "\n")
-	l := lines[len(lines)-1]
-	if i := strings.Index(l, ": "); i >= 0 {
-		l = l[i+2:]
-	}
-	if i := strings.Index(l, "; skipped"); i >= 0 {
-		l = l[:i]
-	}
-	return l
+	return d, rss, out, err
 }
