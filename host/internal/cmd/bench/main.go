@@ -8,7 +8,6 @@ package main
 
 import (
 	"context"
-	"encoding/json"
 	"flag"
 	"fmt"
 	"os"
@@ -140,49 +139,45 @@ policy = "standard"
 				}
 				os.RemoveAll(filepath.Join(rdir, "cache", "mapcache"))
 			}
-			d, rss, out, err := timeRun(bin, "--config", config, "sync", "--domain", "example.com", "--json")
+			d, rss, out, err := timeRun(bin, "--config", config, "sync", "--domain", "example.com")
 			if err != nil {
 				return fmt.Errorf("%s: %v\n%s", what, err, out)
 			}
-			var rep struct {
-				Counts struct {
-					Entries, Created, Cached int
-				}
-				Timings struct {
-					Fetch  time.Duration `json:"fetch_ns"`
-					Policy time.Duration `json:"policy_ns"`
-					Diff   time.Duration `json:"diff_ns"`
-					Apply  time.Duration `json:"apply_ns"`
-				}
-			}
-			if err := json.Unmarshal(out, &rep); err != nil {
-				return fmt.Errorf("%s: reading the report: %v\n%s", what, err, out)
-			}
-			ms := func(d time.Duration) string { return d.Round(time.Millisecond).String() }
-			fmt.Printf("%-40s %8s  %4.2fx floor  RSS %4d MB  fetch %s  policy %s  diff %s  apply %s  (created %d, cached %d)\n",
-				rt+": "+what, ms(d), float64(d)/float64(floor), rss>>20,
-				ms(rep.Timings.Fetch), ms(rep.Timings.Policy), ms(rep.Timings.Diff), ms(rep.Timings.Apply),
-				rep.Counts.Created, rep.Counts.Cached)
+			fmt.Printf("%-40s %8s  %4.2fx floor  RSS %4d MB  %s\n", rt+": "+what, d.Round(time.Millisecond),
+				float64(d)/float64(floor), rss>>20, stages(out))
 		}
 	}
 	return nil
 }
 
-// timeRun runs a command and returns its wall time, peak RSS in bytes and
-// standard output (standard error is added to a failure).
-func timeRun(name string, args ...string) (time.Duration, int64, []byte, error) {
-	cmd := exec.Command(name, args...)
-	var stderr strings.Builder
-	cmd.Stderr = &stderr
-	t := time.Now()
-	out, err := cmd.Output()
-	if err != nil {
-		err = fmt.Errorf("%v: %s", err, stderr.String())
+// stages picks the time of each stage from the "sync done" log line.
+func stages(log string) string {
+	var out []string
+	for _, line := range strings.Split(log, "\n") {
+		if !strings.Contains(line, `msg="sync done"`) {
+			continue
+		}
+		for _, f := range strings.Fields(line) {
+			for _, k := range []string{"fetch=", "policy=", "diff=", "apply=", "created="} {
+				if strings.HasPrefix(f, k) {
+					out = append(out, strings.Replace(f, "=", " ", 1))
+				}
+			}
+		}
 	}
+	return strings.Join(out, "  ")
+}
+
+// timeRun runs a command and returns its wall time, peak RSS in bytes and
+// output.
+func timeRun(name string, args ...string) (time.Duration, int64, string, error) {
+	cmd := exec.Command(name, args...)
+	t := time.Now()
+	out, err := cmd.CombinedOutput()
 	d := time.Since(t)
 	var rss int64
 	if ru, ok := cmd.ProcessState.SysUsage().(*syscall.Rusage); ok {
 		rss = ru.Maxrss << 10 // KiB on Linux
 	}
-	return d, rss, out, err
+	return d, rss, string(out), err
 }
