@@ -474,12 +474,45 @@ func repeatedAttr(values []string, attrs []attrSpan, name string) []string {
 	return vs
 }
 
-// decodeMailbox merges the Mailbox in b into *mp, allocating it if nil.
-func decodeMailbox(b []byte, mp **Mailbox) error {
+// mailboxDecoder hands out Mailboxes carved from shared chunks, and their
+// string lists from an arena, so that decoding the 100,000 changes of a
+// first sync does not allocate three times per change.
+type mailboxDecoder struct {
+	slab  []Mailbox
+	arena stringArena
+}
+
+const mailboxChunk = 256
+
+// decode merges the Mailbox in b into *mp, allocating it if nil.
+func (d *mailboxDecoder) decode(b []byte, mp **Mailbox) error {
 	if *mp == nil {
-		*mp = &Mailbox{}
+		if len(d.slab) == 0 {
+			d.slab = make([]Mailbox, mailboxChunk)
+		}
+		*mp, d.slab = &d.slab[0], d.slab[1:]
 	}
 	m := *mp
+	var aliases, groups int
+	for i := 0; i < len(b); {
+		num, _, end := bytesField(b, i)
+		if uint(end) > uint(len(b)) {
+			return errTruncated
+		}
+		switch num {
+		case 6:
+			aliases++
+		case 9:
+			groups++
+		}
+		i = end
+	}
+	if aliases > 0 && m.Aliases == nil {
+		m.Aliases = d.arena.take(aliases)
+	}
+	if groups > 0 && m.Groups == nil {
+		m.Groups = d.arena.take(groups)
+	}
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -540,7 +573,7 @@ func decodeConflict(b []byte) (Conflict, error) {
 	return c, nil
 }
 
-func decodeChange(b []byte) (Change, error) {
+func decodeChange(b []byte, mailboxes *mailboxDecoder) (Change, error) {
 	var c Change
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
@@ -559,9 +592,9 @@ func decodeChange(b []byte) (Change, error) {
 		}
 		switch f.num {
 		case 2:
-			err = decodeMailbox(f.b, &c.Before)
+			err = mailboxes.decode(f.b, &c.Before)
 		case 3:
-			err = decodeMailbox(f.b, &c.After)
+			err = mailboxes.decode(f.b, &c.After)
 		case 4:
 			c.Group = aliasString(f.b)
 		case 5:
@@ -585,6 +618,7 @@ func decodeReconcileRequest(b []byte) (ReconcileRequest, error) {
 	if n > 0 {
 		r.Changes = make([]Change, 0, n)
 	}
+	var mailboxes mailboxDecoder
 	for len(b) > 0 {
 		f, rest, err := nextField(b)
 		if err != nil {
@@ -600,7 +634,7 @@ func decodeReconcileRequest(b []byte) (ReconcileRequest, error) {
 				return r, err
 			}
 		case f.num == 2:
-			c, err := decodeChange(f.b)
+			c, err := decodeChange(f.b, &mailboxes)
 			if err != nil {
 				return r, err
 			}

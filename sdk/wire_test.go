@@ -642,3 +642,27 @@ func BenchmarkEncodeMapReply(b *testing.B) {
 		sdk.EncodeMapReply(&resp)
 	}
 }
+
+// BenchmarkDecodeReconcileRequest decodes the first sync of 100,000 users:
+// a create each.
+//
+//	go test -run '^$' -bench ReconcileRequest ./sdk
+func BenchmarkDecodeReconcileRequest(b *testing.B) {
+	r := sdk.ReconcileRequest{Domain: domain(), Changes: make([]sdk.Change, 100000)}
+	for i := range r.Changes {
+		r.Changes[i] = sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{
+			DirID: fmt.Sprintf("%08x-4f89-11d3-9a0c-0305e82c3301", i), DN: fmt.Sprintf("CN=User %d,OU=People,DC=example,DC=com", i),
+			Kind: sdk.KindUser, Primary: fmt.Sprintf("user%d@example.com", i), Aliases: []string{fmt.Sprintf("u%d@example.org", i)},
+			DisplayName: fmt.Sprintf("User Number %d", i), Source: sdk.SourceLDAP, Groups: []string{"Sales"}}}
+	}
+	req, err := proto.Marshal(abi.ReconcileRequestToProto(r))
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(req)))
+	for b.Loop() {
+		if _, err := sdk.DecodeReconcileRequest(req); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

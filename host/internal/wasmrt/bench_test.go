@@ -106,3 +106,38 @@ func BenchmarkLoad(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReconcile100k reconciles the first sync of 100,000 users: a
+// create each, with the test policy linked in and through the wasm runtime.
+//
+//	go test -run '^$' -bench Reconcile100k -benchtime 5x ./host/internal/wasmrt
+func BenchmarkReconcile100k(b *testing.B) {
+	const n = 100000
+	req := sdk.ReconcileRequest{Domain: dom, Changes: make([]sdk.Change, n)}
+	for i := range req.Changes {
+		req.Changes[i] = sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{
+			DirID: fmt.Sprintf("%08x-4f89-11d3-9a0c-0305e82c3301", i), DN: fmt.Sprintf("CN=User %d,OU=People,DC=example,DC=com", i),
+			Kind: sdk.KindUser, Primary: fmt.Sprintf("user%d@example.com", i), Aliases: []string{fmt.Sprintf("u%d@example.org", i)},
+			DisplayName: fmt.Sprintf("User Number %d", i), Source: sdk.SourceLDAP, Groups: []string{"Sales"}}}
+	}
+	builtin, err := policy.Builtin(testpolicy.New(), testConfig)
+	if err != nil {
+		b.Fatal(err)
+	}
+	for _, bc := range []struct {
+		name string
+		rt   func(b *testing.B) policy.Runtime
+	}{
+		{"builtin", func(*testing.B) policy.Runtime { return builtin }},
+		{"wasm", func(b *testing.B) policy.Runtime { return load(b, wasmrt.Options{}) }},
+	} {
+		b.Run(bc.name, func(b *testing.B) {
+			rt := bc.rt(b)
+			for b.Loop() {
+				if _, err := rt.Reconcile(context.Background(), req); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
