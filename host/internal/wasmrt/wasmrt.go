@@ -293,7 +293,7 @@ func (m *module) load(ctx context.Context, path string) error {
 		return err
 	}
 	var reply pb.InfoReply
-	if err := m.roundTrip(callCtx, inst, exportInfo, nil, &reply); err != nil {
+	if err := m.roundTrip(callCtx, inst, exportInfo, nil, into(&reply)); err != nil {
 		return fmt.Errorf("info: %w", err)
 	}
 	m.info = abi.InfoFromProto(reply.GetResult())
@@ -446,7 +446,7 @@ func (m *module) start(ctx context.Context) (*instance, error) {
 		inst.fns[name] = mod.ExportedFunction(name)
 	}
 	var reply pb.ConfigureReply
-	if err := m.roundTrip(ctx, inst, exportConfigure, m.config, &reply); err != nil {
+	if err := m.roundTrip(ctx, inst, exportConfigure, m.config, into(&reply)); err != nil {
 		return fail(fmt.Errorf("configure: %w", err))
 	}
 	return inst, nil
@@ -570,10 +570,29 @@ func (m *module) release(inst *instance) {
 	m.tokens <- struct{}{}
 }
 
+// A decoder decodes a stage's reply envelope (InfoReply, …) and returns the
+// error the policy flagged in it, if any. Its result must not alias b.
+// abi.ErrNoOutcome says the reply has neither a result nor an error.
+type decoder func(b []byte) (flagged *pb.Error, err error)
+
 // envelope is a reply message of a stage export (InfoReply, …).
 type envelope interface {
 	proto.Message
 	GetError() *pb.Error
+}
+
+// into decodes a reply into an envelope with proto.Unmarshal, which copies
+// what it keeps.
+func into(reply envelope) decoder {
+	return func(b []byte) (*pb.Error, error) {
+		if err := proto.Unmarshal(b, reply); err != nil {
+			return nil, err
+		}
+		if !hasResult(reply) && reply.GetError() == nil {
+			return nil, abi.ErrNoOutcome
+		}
+		return reply.GetError(), nil
+	}
 }
 
 // deadInstance marks errors after which the instance must not be used.
@@ -583,16 +602,16 @@ func (e deadInstance) Error() string { return e.err.Error() }
 func (e deadInstance) Unwrap() error { return e.err }
 
 // roundTrip writes req into the guest, calls export, and decodes the reply
-// into reply. An error flagged by the policy comes back converted by
+// with decode. An error flagged by the policy comes back converted by
 // abi.ErrorFromProto. A panic the guest recovered, a trap, the deadline, or
 // a reply that is out of bounds or does not decode also close inst and mark
 // it dead, so that it leaves the pool.
-func (m *module) roundTrip(ctx context.Context, inst *instance, export string, req []byte, reply envelope) error {
+func (m *module) roundTrip(ctx context.Context, inst *instance, export string, req []byte, decode decoder) error {
 	if ctx.Err() != nil {
 		return m.stopped(ctx) // before the call: the instance stays good
 	}
 	stop := m.watch(ctx, inst)
-	err := m.exchange(ctx, inst, export, req, reply)
+	err := m.exchange(ctx, inst, export, req, decode)
 	if stop() && err == nil {
 		// Interrupted as the call ended: its reply is whole, but the flag
 		// is up for good.
@@ -607,7 +626,7 @@ func (m *module) roundTrip(ctx context.Context, inst *instance, export string, r
 	return err
 }
 
-func (m *module) exchange(ctx context.Context, inst *instance, export string, req []byte, reply envelope) error {
+func (m *module) exchange(ctx context.Context, inst *instance, export string, req []byte, decode decoder) error {
 	inst.stderr.reset()
 	dead := func(format string, args ...any) error { return deadInstance{fmt.Errorf(format, args...)} }
 	if uint64(len(req)) > math.MaxUint32 {
@@ -633,10 +652,8 @@ func (m *module) exchange(ctx context.Context, inst *instance, export string, re
 	if !ok {
 		return dead("reply (ptr %#x, len %d) is outside the guest's memory (%d bytes)", replyPtr, replyLen, inst.mem.Size())
 	}
-	// Unmarshal copies what it keeps, so b may change after this.
-	if err := proto.Unmarshal(b, reply); err != nil {
-		return dead("reply of %d bytes does not decode: %v", replyLen, err)
-	}
+	// decode copies what it keeps, so b may change after this.
+	flagged, derr := decode(b)
 	for _, p := range []uint32{reqPtr, replyPtr} {
 		if p == 0 {
 			continue
@@ -645,18 +662,19 @@ func (m *module) exchange(ctx context.Context, inst *instance, export string, re
 			return deadInstance{fmt.Errorf("%s: %w", exportFree, m.trapError(ctx, err, inst))}
 		}
 	}
-	if e := reply.GetError(); e != nil {
-		if e.GetCode() == pb.ErrorCode_ERROR_CODE_PANIC {
-			// The guest recovered, but the panic may have left the
-			// policy's state half-changed: start afresh.
-			return deadInstance{abi.ErrorFromProto(e)}
-		}
-		return abi.ErrorFromProto(e)
-	}
-	if !hasResult(reply) {
+	switch {
+	case errors.Is(derr, abi.ErrNoOutcome):
 		return dead("reply has neither a result nor an error")
+	case derr != nil:
+		return dead("reply of %d bytes does not decode: %v", replyLen, derr)
+	case flagged == nil:
+		return nil
+	case flagged.GetCode() == pb.ErrorCode_ERROR_CODE_PANIC:
+		// The guest recovered, but the panic may have left the policy's
+		// state half-changed: start afresh.
+		return deadInstance{abi.ErrorFromProto(flagged)}
 	}
-	return nil
+	return abi.ErrorFromProto(flagged)
 }
 
 // hasResult reports whether an envelope's oneof holds a result.
@@ -778,18 +796,16 @@ func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, 
 	if batch == 0 {
 		batch = DefaultMapBatch
 	}
+	var buf []byte // the request of a batch; free again once the guest has it
 	encode := func(start, end int) ([]byte, error) {
-		msg := &pb.MapRequest{Domain: abi.DomainToProto(req.Domain), Entries: make([]*pb.Entry, end-start)}
-		for i := range msg.Entries {
-			msg.Entries[i] = abi.EntryToProto(&req.Entries[start+i])
-		}
-		b, err := marshal("map", msg)
+		b, err := abi.AppendMapRequest(buf[:0], req.Domain, req.Entries[start:end])
 		if err != nil {
 			if where := abi.InvalidUTF8(req.Entries[start:end]); where != "" {
-				err = fmt.Errorf("map: %s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
+				err = fmt.Errorf("%s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
 			}
-			return nil, fmt.Errorf("%s: %w", m.label, err)
+			return nil, fmt.Errorf("%s: map: %w", m.label, err)
 		}
+		buf = b
 		return b, nil
 	}
 	// The first batch is encoded before taking an instance, so that a bad
@@ -809,11 +825,15 @@ func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, 
 					return nil, encErr
 				}
 			}
-			var reply pb.MapReply
-			if err := m.roundTrip(ctx, inst, exportMap, b, &reply); err != nil {
+			var resp sdk.MapResponse
+			decode := func(b []byte) (flagged *pb.Error, err error) {
+				resp, flagged, err = abi.DecodeMapReply(b)
+				return flagged, err
+			}
+			if err := m.roundTrip(ctx, inst, exportMap, b, decode); err != nil {
 				return nil, err
 			}
-			return abi.MapResponseFromProto(reply.GetResult()).Intents, nil
+			return resp.Intents, nil
 		})
 		return err
 	})
@@ -828,8 +848,14 @@ func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, 
 
 // Reconcile runs the policy's Reconcile stage.
 func (m *module) Reconcile(ctx context.Context, req sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
+	b, err := abi.AppendReconcileRequest(nil, &req)
+	if err != nil {
+		return sdk.ReconcileResponse{}, fmt.Errorf("%s: reconcile: encoding the request: %w", m.label, err)
+	}
 	var reply pb.ReconcileReply
-	if err := m.run(ctx, "reconcile", exportReconcile, abi.ReconcileRequestToProto(req), &reply); err != nil {
+	if err := m.use(ctx, "reconcile", func(ctx context.Context, inst *instance) error {
+		return m.roundTrip(ctx, inst, exportReconcile, b, into(&reply))
+	}); err != nil {
 		return sdk.ReconcileResponse{}, err
 	}
 	return abi.ReconcileResponseFromProto(reply.GetResult()), nil
@@ -842,7 +868,7 @@ func (m *module) run(ctx context.Context, stage, export string, req proto.Messag
 		return fmt.Errorf("%s: %w", m.label, err)
 	}
 	return m.use(ctx, stage, func(ctx context.Context, inst *instance) error {
-		return m.roundTrip(ctx, inst, export, b, reply)
+		return m.roundTrip(ctx, inst, export, b, into(reply))
 	})
 }
 
