@@ -242,7 +242,7 @@ func checkProgram(path string) error {
 type proc struct {
 	client *plugin.Client
 	cmd    *exec.Cmd
-	rpc    pb.SyncPolicyClient
+	rpc    client
 	stderr *stderrHead
 	info   sdk.Info
 	log    *slog.Logger
@@ -325,7 +325,7 @@ func (r *runtime) start(ctx context.Context) (*proc, error) {
 	if err != nil {
 		return fail(err)
 	}
-	p.rpc = raw.(pb.SyncPolicyClient)
+	p.rpc = raw.(client)
 	info, err := p.rpc.Info(ctx, &pb.InfoRequest{})
 	if err != nil {
 		return fail(fmt.Errorf("info: %w", r.startCallError(ctx, p, err)))
@@ -346,8 +346,8 @@ func abiError(version string) error {
 		version, sdk.ABIMajor, sdk.ABIMinor)
 }
 
-// grpcPlugin is the host's half of go-plugin's plugin: the generated client
-// of the SyncPolicy service.
+// grpcPlugin is the host's half of go-plugin's plugin: the client of the
+// SyncPolicy service (codec.go).
 type grpcPlugin struct{ plugin.NetRPCUnsupportedPlugin }
 
 func (grpcPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
@@ -355,7 +355,7 @@ func (grpcPlugin) GRPCServer(*plugin.GRPCBroker, *grpc.Server) error {
 }
 
 func (grpcPlugin) GRPCClient(_ context.Context, _ *plugin.GRPCBroker, c *grpc.ClientConn) (any, error) {
-	return pb.NewSyncPolicyClient(c), nil
+	return client{pb.NewSyncPolicyClient(c), c}, nil
 }
 
 // pluginEnv is the environment of a plugin process: the host's variables a
@@ -773,22 +773,17 @@ func (r *runtime) Filter(ctx context.Context, req sdk.FilterRequest) (sdk.Filter
 // all on one process and under one deadline.
 func (r *runtime) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, error) {
 	var out sdk.MapResponse
-	domain := abi.DomainToProto(req.Domain)
+	var buf []byte // the request of a batch; free again once the call returned
 	err := r.use(ctx, "map", func(ctx context.Context, p *proc) error {
 		var err error
 		out.Intents, err = policy.MapInBatches(req.Entries, r.batch, func(start, end int) ([]sdk.Intent, error) {
-			msg := &pb.MapRequest{Domain: domain, Entries: make([]*pb.Entry, end-start)}
-			for i := range msg.Entries {
-				msg.Entries[i] = abi.EntryToProto(&req.Entries[start+i])
-			}
-			m, err := p.rpc.Map(ctx, msg)
-			if err != nil {
-				if where := abi.InvalidUTF8(req.Entries[start:end]); where != "" && status.Code(err) == codes.Internal {
+			if buf, err = abi.AppendMapRequest(buf[:0], req.Domain, req.Entries[start:end]); err != nil {
+				if where := abi.InvalidUTF8(req.Entries[start:end]); where != "" {
 					return nil, fmt.Errorf("%s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
 				}
-				return nil, err
+				return nil, fmt.Errorf("encoding the request: %w", err)
 			}
-			return abi.MapResponseFromProto(m).Intents, nil
+			return p.rpc.mapEntries(ctx, buf)
 		})
 		return err
 	})
@@ -800,9 +795,13 @@ func (r *runtime) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse,
 
 // Reconcile runs the policy's Reconcile stage.
 func (r *runtime) Reconcile(ctx context.Context, req sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
+	b, err := abi.AppendReconcileRequest(nil, &req)
+	if err != nil {
+		return sdk.ReconcileResponse{}, fmt.Errorf("%s: reconcile: encoding the request: %w", r.label, err)
+	}
 	var resp *pb.ReconcileResponse
-	err := r.use(ctx, "reconcile", func(ctx context.Context, p *proc) (err error) {
-		resp, err = p.rpc.Reconcile(ctx, abi.ReconcileRequestToProto(req))
+	err = r.use(ctx, "reconcile", func(ctx context.Context, p *proc) (err error) {
+		resp, err = p.rpc.reconcile(ctx, b)
 		return err
 	})
 	if err != nil {
