@@ -1,6 +1,8 @@
 // Command bench measures a full sync of a generated directory against the
 // floor for reading it: ldapsearch with paging over the same entries from
-// the same throwaway slapd, in the same run. `make bench` runs it.
+// the same throwaway slapd, in the same run. It takes the runtimes (builtin,
+// wasm, process) in turn for -rounds rounds and ends with the medians and
+// each runtime's cost over builtin. `make bench` runs it.
 //
 //	go run ./host/internal/cmd/bench -n 100000 -dirsync bin/dirsync \
 //		-wasm plugins/standard/standard.wasm -plugin plugins/standard/standard
@@ -13,6 +15,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strings"
 	"syscall"
 	"time"
@@ -29,14 +32,15 @@ func main() {
 	wasm := flag.String("wasm", "plugins/standard/standard.wasm", "the standard policy module")
 	plugin := flag.String("plugin", "plugins/standard/standard", "the standard policy as a native plugin program")
 	runtimes := flag.String("runtimes", "builtin,wasm,process", "policy runtimes to measure, comma-separated")
+	rounds := flag.Int("rounds", 3, "rounds of syncs with every runtime; the summary shows medians")
 	flag.Parse()
-	if err := run(*n, *bin, *wasm, *plugin, strings.Split(*runtimes, ",")); err != nil {
+	if err := run(*n, *rounds, *bin, *wasm, *plugin, strings.Split(*runtimes, ",")); err != nil {
 		fmt.Fprintln(os.Stderr, "bench:", err)
 		os.Exit(1)
 	}
 }
 
-func run(n int, bin, wasm, plugin string, runtimes []string) error {
+func run(n, rounds int, bin, wasm, plugin string, runtimes []string) error {
 	ctx := context.Background()
 	dir, err := os.MkdirTemp("", "dirsync-bench-")
 	if err != nil {
@@ -85,19 +89,114 @@ func run(n int, bin, wasm, plugin string, runtimes []string) error {
 	}
 	fmt.Printf("%-34s %8s\n", "ldapsearch -E pr=1000 (floor)", floor.Round(time.Millisecond))
 
+	configs := map[string]string{}
 	for _, rt := range runtimes {
-		rdir := filepath.Join(dir, rt)
-		os.MkdirAll(rdir, 0o755)
-		manifest := fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n")
-		switch rt {
-		case "wasm":
-			manifest = fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = %q\nmemory_limit_mb = 1024\ntimeout = \"300s\"\n", wasm)
-		case "process":
-			manifest = fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"process\"\npath = %q\ntimeout = \"300s\"\n", plugin)
+		if configs[rt], err = setup(filepath.Join(dir, rt), rt, wasm, plugin, srv, pw); err != nil {
+			return err
 		}
-		os.WriteFile(filepath.Join(rdir, "plugin.toml"), []byte(manifest), 0o644)
-		config := filepath.Join(rdir, "dirsync.toml")
-		os.WriteFile(config, []byte(fmt.Sprintf(`[store]
+		// Compile the module into the cache outside the measured runs, as
+		// a deployed host has it.
+		if rt == "wasm" {
+			exec.Command(bin, "--config", configs[rt], "filter", "check", "(cn=x)").Run()
+		}
+	}
+
+	// Rounds take the runtimes in turn, so that what the machine does
+	// meanwhile (the kernel writing back the last store, another process)
+	// falls on each alike; the summary shows medians.
+	type key struct{ rt, what string }
+	times := map[key][]time.Duration{}
+	policy := map[key][]time.Duration{}
+	floors := []time.Duration{floor}
+	for round := 1; round <= rounds; round++ {
+		if round > 1 {
+			if floor, err = ldapsearch(); err != nil {
+				return err
+			}
+			floors = append(floors, floor)
+			fmt.Printf("\nround %d; floor %s\n", round, floor.Round(time.Millisecond))
+		}
+		for _, rt := range runtimes {
+			rdir := filepath.Dir(configs[rt])
+			if err := freshStore(ctx, rdir, n); err != nil {
+				return err
+			}
+			// The map cache would make the second sync of a wasm or
+			// process policy skip Map; a third sync without the cache
+			// shows its cost.
+			for _, what := range whats {
+				if what == third {
+					if rt == "builtin" {
+						continue
+					}
+					os.RemoveAll(filepath.Join(rdir, "cache", "mapcache"))
+				}
+				d, rss, out, err := timeRun(bin, "--config", configs[rt], "sync", "--domain", "example.com")
+				if err != nil {
+					return fmt.Errorf("%s: %v\n%s", what, err, out)
+				}
+				st := stages(out)
+				times[key{rt, what}] = append(times[key{rt, what}], d)
+				policy[key{rt, what}] = append(policy[key{rt, what}], st["policy"])
+				fmt.Printf("%-40s %8s  %4.2fx floor  RSS %4d MB  %s\n", rt+": "+what, d.Round(time.Millisecond),
+					float64(d)/float64(floor), rss>>20, st)
+			}
+		}
+	}
+
+	fmt.Printf("\nmedians of %d rounds (floor %s); the policy's share is its calls' time, summed over concurrent calls\n",
+		rounds, median(floors).Round(time.Millisecond))
+	for _, what := range whats {
+		base := median(times[key{"builtin", what}])
+		if what == third {
+			base = median(times[key{"builtin", second}]) // builtin has no map cache
+		}
+		fmt.Printf("%s:\n", what)
+		for _, rt := range runtimes {
+			ts := times[key{rt, what}]
+			if len(ts) == 0 {
+				continue
+			}
+			d := median(ts)
+			vs := ""
+			if rt != "builtin" && base > 0 {
+				vs = fmt.Sprintf("  %+5.1f %% vs builtin", 100*(float64(d)/float64(base)-1))
+			}
+			fmt.Printf("  %-8s %8s  policy %8s%s\n", rt, d.Round(time.Millisecond), median(policy[key{rt, what}]).Round(time.Millisecond), vs)
+		}
+	}
+	return nil
+}
+
+const (
+	first  = "first sync (empty store)"
+	second = "second sync (nothing changed)"
+	third  = "third sync (no map cache)"
+)
+
+var whats = []string{first, second, third}
+
+// setup writes the manifest and configuration of a runtime into rdir and
+// returns the configuration's path.
+func setup(rdir, rt, wasm, plugin string, srv *slapd.Server, pw string) (string, error) {
+	if err := os.MkdirAll(rdir, 0o755); err != nil {
+		return "", err
+	}
+	manifest := "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n"
+	switch rt {
+	case "wasm":
+		manifest = fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = %q\nmemory_limit_mb = 1024\ntimeout = \"300s\"\n", wasm)
+	case "process":
+		manifest = fmt.Sprintf("[[policy]]\nname = \"standard\"\nruntime = \"process\"\npath = %q\ntimeout = \"300s\"\n", plugin)
+	case "builtin":
+	default:
+		return "", fmt.Errorf("unknown runtime %q", rt)
+	}
+	if err := os.WriteFile(filepath.Join(rdir, "plugin.toml"), []byte(manifest), 0o644); err != nil {
+		return "", err
+	}
+	config := filepath.Join(rdir, "dirsync.toml")
+	return config, os.WriteFile(config, []byte(fmt.Sprintf(`[store]
 driver = "sqlite"
 dsn = "dirsync.db"
 [plugins]
@@ -114,56 +213,63 @@ policy = "standard"
   base_dn = %q
   filter = %q
 `, srv.URL, srv.AdminDN, pw, srv.BaseDN, filter)), 0o644)
-		// Gateway groups for every generated group, made by hand (R4).
-		st, err := sqlite.Open(filepath.Join(rdir, "dirsync.db"))
-		if err != nil {
+}
+
+// freshStore makes an empty store in rdir, with a hand-made gateway group
+// for every generated group (R4), and drops the map cache.
+func freshStore(ctx context.Context, rdir string, n int) error {
+	for _, f := range []string{"dirsync.db", "dirsync.db-wal", "dirsync.db-shm"} {
+		os.Remove(filepath.Join(rdir, f))
+	}
+	os.RemoveAll(filepath.Join(rdir, "cache", "mapcache"))
+	st, err := sqlite.Open(filepath.Join(rdir, "dirsync.db"))
+	if err != nil {
+		return err
+	}
+	defer st.Close()
+	for g := 0; g < max(1, n/100); g++ {
+		if err := st.AddGroup(ctx, "example.com", fmt.Sprintf("group%05d", g)); err != nil {
 			return err
-		}
-		for g := 0; g < max(1, n/100); g++ {
-			if err := st.AddGroup(ctx, "example.com", fmt.Sprintf("group%05d", g)); err != nil {
-				return err
-			}
-		}
-		st.Close()
-		// Compile the module into the cache outside the measured runs, as
-		// a deployed host has it.
-		if rt == "wasm" {
-			exec.Command(bin, "--config", config, "filter", "check", "(cn=x)").Run()
-		}
-		// The map cache would make the second sync of a wasm or process
-		// policy skip Map; a third sync without the cache shows its cost.
-		for _, what := range []string{"first sync (empty store)", "second sync (nothing changed)", "third sync (no map cache)"} {
-			if strings.HasPrefix(what, "third") {
-				if rt == "builtin" {
-					continue
-				}
-				os.RemoveAll(filepath.Join(rdir, "cache", "mapcache"))
-			}
-			d, rss, out, err := timeRun(bin, "--config", config, "sync", "--domain", "example.com")
-			if err != nil {
-				return fmt.Errorf("%s: %v\n%s", what, err, out)
-			}
-			fmt.Printf("%-40s %8s  %4.2fx floor  RSS %4d MB  %s\n", rt+": "+what, d.Round(time.Millisecond),
-				float64(d)/float64(floor), rss>>20, stages(out))
 		}
 	}
 	return nil
 }
 
+func median(ds []time.Duration) time.Duration {
+	if len(ds) == 0 {
+		return 0
+	}
+	s := slices.Clone(ds)
+	slices.Sort(s)
+	return s[len(s)/2]
+}
+
+// stageTimes are the times of a run's stages.
+type stageTimes map[string]time.Duration
+
+var stageNames = []string{"fetch", "policy", "diff", "apply"}
+
 // stages picks the time of each stage from the "sync done" log line.
-func stages(log string) string {
-	var out []string
+func stages(log string) stageTimes {
+	st := stageTimes{}
 	for _, line := range strings.Split(log, "\n") {
 		if !strings.Contains(line, `msg="sync done"`) {
 			continue
 		}
 		for _, f := range strings.Fields(line) {
-			for _, k := range []string{"fetch=", "policy=", "diff=", "apply=", "created="} {
-				if strings.HasPrefix(f, k) {
-					out = append(out, strings.Replace(f, "=", " ", 1))
-				}
+			k, v, _ := strings.Cut(f, "=")
+			if slices.Contains(stageNames, k) {
+				st[k], _ = time.ParseDuration(v)
 			}
 		}
+	}
+	return st
+}
+
+func (st stageTimes) String() string {
+	var out []string
+	for _, k := range stageNames {
+		out = append(out, fmt.Sprintf("%s %s", k, st[k]))
 	}
 	return strings.Join(out, "  ")
 }
