@@ -491,8 +491,103 @@ func (d *mailboxDecoder) decode(b []byte, mp **Mailbox) error {
 			d.slab = make([]Mailbox, mailboxChunk)
 		}
 		*mp, d.slab = &d.slab[0], d.slab[1:]
+		if d.decodeFast(b, *mp) {
+			return nil
+		}
+		**mp = Mailbox{}
 	}
-	m := *mp
+	return d.decodeGeneral(b, *mp)
+}
+
+// Room for the aliases and groups of a mailbox on decodeFast's path.
+const fastMailboxStrs = 16
+
+// decodeFast decodes a Mailbox into the zero *m the way entryDecoder.decode
+// does an Entry: inline, for mailboxes as protobuf encoders write them
+// (one-byte tags, lengths of one or two bytes, an id of at most 9 bytes,
+// known fields only, at most fastMailboxStrs aliases and groups). It
+// reports false for any other mailbox, leaving *m to be reset and decoded
+// by decodeGeneral.
+func (d *mailboxDecoder) decodeFast(b []byte, m *Mailbox) bool {
+	var strs [2 * fastMailboxStrs]string // aliases from the front, groups from the back
+	na, ng := 0, 0
+	for i := 0; i < len(b); {
+		t := b[i]
+		if t == 1<<3|byte(protowire.VarintType) { // id
+			var v uint64
+			j := i + 1
+			for shift := 0; ; shift += 7 {
+				if j >= len(b) || shift == 63 {
+					return false
+				}
+				c := b[j]
+				j++
+				v |= uint64(c&0x7f) << shift
+				if c < 0x80 {
+					break
+				}
+			}
+			m.ID, i = int64(v), j
+			continue
+		}
+		if t&7 != byte(protowire.BytesType) || i+1 >= len(b) {
+			return false
+		}
+		l := b[i+1]
+		start, end := i+2, i+2+int(l)
+		if l >= 0x80 {
+			start, end = length2(b, i+1)
+		}
+		if uint(end) > uint(len(b)) {
+			return false
+		}
+		i = end
+		v := b[start:end]
+		s := unsafe.String(unsafe.SliceData(v), len(v))
+		switch t >> 3 {
+		case 2:
+			m.DirID = s
+		case 3:
+			m.DN = s
+		case 4:
+			m.Kind = s
+		case 5:
+			m.Primary = s
+		case 6:
+			if na+ng == len(strs) {
+				return false
+			}
+			strs[na] = s
+			na++
+		case 7:
+			m.DisplayName = s
+		case 8:
+			m.Source = s
+		case 9:
+			if na+ng == len(strs) {
+				return false
+			}
+			ng++
+			strs[len(strs)-ng] = s
+		default:
+			return false
+		}
+	}
+	if na > 0 {
+		m.Aliases = append(d.arena.take(na), strs[:na]...)
+	}
+	if ng > 0 {
+		m.Groups = d.arena.take(ng)
+		for k := len(strs) - 1; k >= len(strs)-ng; k-- {
+			m.Groups = append(m.Groups, strs[k])
+		}
+	}
+	return true
+}
+
+// decodeGeneral merges any Mailbox, in any encoding protobuf-go accepts,
+// into *m.
+func (d *mailboxDecoder) decodeGeneral(b []byte, m *Mailbox) error {
 	var aliases, groups int
 	for i := 0; i < len(b); {
 		num, _, end := bytesField(b, i)
