@@ -667,6 +667,7 @@ type replyDecoder struct {
 	strs      []string            // the current chunk of string slices
 	mailboxes []sdk.MailboxIntent // the current chunk of mailbox intents
 	left      int                 // intents left to decode: no chunk needs more mailboxes
+	single    bool                // one intent: slices of their own, no chunks
 
 	// Scratch space: the strings of a repeated field, or the skipped
 	// addresses of an intent, before they move to a slice of their own.
@@ -679,7 +680,7 @@ const strChunk = 4096
 // take returns an empty slice with room for n strings, where n > 0. The
 // caller appends at most n strings.
 func (d *replyDecoder) take(n int) []string {
-	if n > strChunk/4 {
+	if n > strChunk/4 || d.single {
 		return make([]string, 0, n)
 	}
 	if cap(d.strs)-len(d.strs) < n {
@@ -881,4 +882,85 @@ func skippedAddress(b []byte, s *sdk.SkippedAddress) error {
 		}
 	}
 	return nil
+}
+
+// ---- one Intent ----
+
+func sizeMailboxIntent(m *sdk.MailboxIntent) int {
+	return strField(m.Kind) + strField(m.Primary) + strsField(m.Aliases) + strField(m.DisplayName) + strsField(m.MemberOf)
+}
+
+func sizeGroupIntent(g *sdk.GroupIntent) int {
+	n := strField(g.Name) + strField(g.Target) + strsField(g.Members)
+	if g.Nested {
+		n += 2
+	}
+	return n
+}
+
+// validIntent reports whether the strings of in are valid UTF-8.
+func validIntent(in *sdk.Intent) bool {
+	if !utf8.ValidString(in.Reason) {
+		return false
+	}
+	if m := in.Mailbox; m != nil && (!utf8.ValidString(m.Kind) || !utf8.ValidString(m.Primary) || validStrs(m.Aliases) >= 0 ||
+		!utf8.ValidString(m.DisplayName) || validStrs(m.MemberOf) >= 0) {
+		return false
+	}
+	if g := in.Group; g != nil && (!utf8.ValidString(g.Name) || !utf8.ValidString(g.Target) || validStrs(g.Members) >= 0) {
+		return false
+	}
+	for _, s := range in.Skipped {
+		if !utf8.ValidString(s.Address) || !utf8.ValidString(s.Reason) {
+			return false
+		}
+	}
+	return true
+}
+
+// AppendIntent appends to b the wire form of the syncpolicy.v1 Intent of
+// in: the bytes of proto.Marshal(IntentToProto(in)). If a string is not
+// valid UTF-8 it returns b unchanged and an error.
+func AppendIntent(b []byte, in *sdk.Intent) ([]byte, error) {
+	if !validIntent(in) {
+		return b, errors.New("an intent with a string that is not valid UTF-8")
+	}
+	b = appendVarint(b, 1<<3|byte(varintType), enumValue(int32(in.Kind)))
+	b = appendStr(b, 2<<3|byte(bytesType), in.Reason)
+	if m := in.Mailbox; m != nil {
+		b = appendLen(b, 3<<3|byte(bytesType), sizeMailboxIntent(m))
+		b = appendStr(b, 1<<3|byte(bytesType), m.Kind)
+		b = appendStr(b, 2<<3|byte(bytesType), m.Primary)
+		b = appendStrs(b, 3<<3|byte(bytesType), m.Aliases)
+		b = appendStr(b, 4<<3|byte(bytesType), m.DisplayName)
+		b = appendStrs(b, 5<<3|byte(bytesType), m.MemberOf)
+	}
+	if g := in.Group; g != nil {
+		b = appendLen(b, 4<<3|byte(bytesType), sizeGroupIntent(g))
+		b = appendStr(b, 1<<3|byte(bytesType), g.Name)
+		b = appendStr(b, 2<<3|byte(bytesType), g.Target)
+		b = appendStrs(b, 3<<3|byte(bytesType), g.Members)
+		if g.Nested {
+			b = append(b, 4<<3|byte(varintType), 1)
+		}
+	}
+	for _, s := range in.Skipped {
+		b = appendLen(b, 5<<3|byte(bytesType), strField(s.Address)+strField(s.Reason))
+		b = appendStr(b, 1<<3|byte(bytesType), s.Address)
+		b = appendStr(b, 2<<3|byte(bytesType), s.Reason)
+	}
+	return b, nil
+}
+
+// DecodeIntent decodes a syncpolicy.v1 Intent straight into the sdk type:
+// what IntentFromProto makes of what proto.Unmarshal decodes. It fails
+// where proto.Unmarshal does. The strings of the result alias b, which must
+// not change afterwards.
+func DecodeIntent(b []byte) (sdk.Intent, error) {
+	var in sdk.Intent
+	d := replyDecoder{left: 1, single: true}
+	if err := d.intent(b, &in); err != nil {
+		return sdk.Intent{}, err
+	}
+	return in, nil
 }

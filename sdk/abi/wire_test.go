@@ -760,3 +760,34 @@ func BenchmarkAppendReconcileRequest(b *testing.B) {
 		}
 	})
 }
+
+// TestIntent encodes every intent of allKinds with AppendIntent and
+// decodes it with DecodeIntent, against proto.Marshal and proto.Unmarshal.
+func TestIntent(t *testing.T) {
+	for i, in := range allKinds(3).Intents {
+		b, err := abi.AppendIntent(nil, &in)
+		if err != nil {
+			t.Fatalf("intent %d: %v", i, err)
+		}
+		if want := mustMarshal(t, abi.IntentToProto(&in)); !bytes.Equal(b, want) {
+			t.Errorf("intent %d: AppendIntent gives\n%x\nproto.Marshal\n%x", i, b, want)
+		}
+		var m pb.Intent
+		if err := proto.Unmarshal(b, &m); err != nil {
+			t.Fatal(err)
+		}
+		got, err := abi.DecodeIntent(b)
+		if want := abi.IntentFromProto(&m); err != nil || !reflect.DeepEqual(got, want) {
+			t.Errorf("intent %d: DecodeIntent gives %#v, %v; want %#v", i, got, err, want)
+		}
+	}
+	bad := sdk.Intent{Mailbox: &sdk.MailboxIntent{Aliases: []string{"\xff"}}}
+	if _, err := abi.AppendIntent(nil, &bad); err == nil {
+		t.Error("AppendIntent takes a string that is not UTF-8")
+	}
+	for _, b := range [][]byte{{0x12, 0x02, 0xc3, 0x28}, {0x1a, 0x05, 0x0a}, {0xff}} {
+		if in, err := abi.DecodeIntent(b); err == nil {
+			t.Errorf("DecodeIntent(%x) = %#v, want an error", b, in)
+		}
+	}
+}
