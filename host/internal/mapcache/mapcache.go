@@ -29,7 +29,6 @@ import (
 
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
-	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
 )
 
 // Key identifies an entry's content.
@@ -47,8 +46,9 @@ type Cache struct {
 	ctx  Context
 
 	mu   sync.Mutex
-	old  map[Key][]byte // from the file: encoded pb.Intent
+	old  map[Key][]byte // from the file: encoded pb.Intent (abi.AppendIntent)
 	seen map[Key][]byte // looked up or put in this run: what Save keeps
+	buf  []byte         // where Put encodes intents, in chunks
 	hits int
 }
 
@@ -165,22 +165,30 @@ func (c *Cache) Get(k Key) (sdk.Intent, bool) {
 	if !ok {
 		return sdk.Intent{}, false
 	}
-	var m pb.Intent
-	if err := proto.Unmarshal(b, &m); err != nil {
+	in, err := abi.DecodeIntent(b) // strings alias the file's bytes, which never change
+	if err != nil {
 		return sdk.Intent{}, false
 	}
-	return abi.IntentFromProto(&m), true
+	return in, true
 }
+
+// putChunk is the size of the buffers that Put encodes intents into.
+const putChunk = 1 << 20
 
 // Put records the intent the policy gave for k.
 func (c *Cache) Put(k Key, in *sdk.Intent) {
-	b, err := proto.Marshal(abi.IntentToProto(in))
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if cap(c.buf)-len(c.buf) < putChunk/16 {
+		c.buf = make([]byte, 0, putChunk)
+	}
+	start := len(c.buf)
+	b, err := abi.AppendIntent(c.buf, in)
 	if err != nil {
 		return
 	}
-	c.mu.Lock()
-	c.seen[k] = b
-	c.mu.Unlock()
+	c.buf = b
+	c.seen[k] = b[start:len(b):len(b)]
 }
 
 // Hits is how many lookups found an intent.

@@ -117,3 +117,20 @@ func BenchmarkEntryKey(b *testing.B) {
 		EntryKey(&e)
 	}
 }
+
+// BenchmarkPutGet records and reads back a mailbox intent.
+//
+//	go test -run '^$' -bench PutGet ./host/internal/mapcache
+func BenchmarkPutGet(b *testing.B) {
+	c := Open(filepath.Join(b.TempDir(), "cache"), Context{})
+	in := sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: "user1@example.com",
+		Aliases: []string{"u1@example.org"}, DisplayName: "User 1", MemberOf: []string{"CN=Sales,DC=example,DC=com", "CN=All,DC=example,DC=com"}}}
+	k := EntryKey(ptr(entry()))
+	for b.Loop() {
+		c.Put(k, &in)
+		c.old[k] = c.seen[k]
+		if _, ok := c.Get(k); !ok {
+			b.Fatal("no intent")
+		}
+	}
+}
