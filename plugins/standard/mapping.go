@@ -57,6 +57,7 @@ type mapper struct {
 
 	kept []string            // scratch: kept addresses of the current entry
 	mbs  []sdk.MailboxIntent // mailbox intents, allocated in chunks
+	strs []string            // alias lists, allocated in chunks
 	grs  []sdk.GroupIntent   // group intents, allocated in chunks
 }
 
@@ -201,12 +202,15 @@ func displayName(e *sdk.Entry) string {
 	return ""
 }
 
-// clone copies values, giving nil for none (as a protobuf round trip does).
+// clone returns values without room to append, so that an append by the
+// caller cannot write into the entry's; nil for none (as a protobuf round
+// trip gives). The strings are the entry's: a request is the policy's to
+// keep, and nothing changes it after Map.
 func clone(values []string) []string {
 	if len(values) == 0 {
 		return nil
 	}
-	return append([]string(nil), values...)
+	return values[:len(values):len(values)]
 }
 
 func (m *mapper) mapGroup(e *sdk.Entry, in *sdk.Intent) {
@@ -306,7 +310,20 @@ func (m *mapper) mapAddresses(e *sdk.Entry, in *sdk.Intent) (primary string, ali
 		slices.Sort(kept)
 		kept = slices.Compact(kept)
 	}
-	return primary, append([]string(nil), kept...), ""
+	return primary, m.strings(kept), ""
+}
+
+// strings returns a copy of ss carved from a shared chunk.
+func (m *mapper) strings(ss []string) []string {
+	if len(ss) > chunk/4 {
+		return append([]string(nil), ss...)
+	}
+	if cap(m.strs)-len(m.strs) < len(ss) {
+		m.strs = make([]string, 0, chunk)
+	}
+	n := len(m.strs)
+	m.strs = append(m.strs, ss...)
+	return m.strs[n:len(m.strs):len(m.strs)]
 }
 
 func (m *mapper) aliasNote() string {
