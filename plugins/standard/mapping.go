@@ -202,15 +202,15 @@ func displayName(e *sdk.Entry) string {
 	return ""
 }
 
-// clone returns values without room to append, so that an append by the
-// caller cannot write into the entry's; nil for none (as a protobuf round
-// trip gives). The strings are the entry's: a request is the policy's to
-// keep, and nothing changes it after Map.
+// clone copies values, giving nil for none (as a protobuf round trip does).
+// A copy, not the entry's own slice: that may share its backing array with
+// the other entries of the request (it does in the host), which an intent
+// kept for the whole run would then keep alive.
 func clone(values []string) []string {
 	if len(values) == 0 {
 		return nil
 	}
-	return values[:len(values):len(values)]
+	return append([]string(nil), values...)
 }
 
 func (m *mapper) mapGroup(e *sdk.Entry, in *sdk.Intent) {
