@@ -3,6 +3,7 @@ GO      ?= go
 BIN     := bin/dirsync
 WASM    := plugins/standard/standard.wasm
 N       ?= 100000
+ROUNDS  ?= 3
 
 .PHONY: all build deps deps-ldap test bench demo proto testdata vet fmt clean FORCE
 
@@ -38,9 +39,10 @@ test: deps build
 demo: deps-ldap build
 	bash scripts/demo.sh
 
-# Reads N users (default 100000) with ldapsearch and with dirsync.
+# Reads N users (default 100000) with ldapsearch and syncs them with dirsync
+# and each policy runtime, ROUNDS (default 3) times.
 bench: deps-ldap build
-	N=$(N) bash scripts/bench.sh
+	N=$(N) ROUNDS=$(ROUNDS) bash scripts/bench.sh
 
 # Regenerates the ABI's protobuf and gRPC code (needs protoc, protoc-gen-go
 # v1.36.12 and protoc-gen-go-grpc v1.6.2, installed with go install).

@@ -23,9 +23,9 @@ package sdk
 // call runs nearly everything it allocates (the request, the decoded
 // entries, the policy's results, the reply) stays live until it returns. A
 // collection during a call would mark all that, pay the write barrier for
-// the rest of the call, and free little; under the host's deadline checks,
-// where every loop iteration and call costs a trip out of the machine code
-// (see wire.go), collections were 40 % of a Map. So when the host states the instance's
+// the rest of the call, and free little (when the host's deadline check
+// still left the machine code at every loop iteration and call,
+// collections were 40 % of a Map). So when the host states the instance's
 // memory limit (GOMEMLIMIT, which Go's runtime reads at start), the guest
 // turns the proportional collector off: it collects at the start of a call
 // once the heap has grown past max(gcMinHeap, twice what was live after the

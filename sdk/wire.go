@@ -10,15 +10,14 @@ package sdk
 // alias the request buffer, which the guest never writes to (see
 // guest_wasip1.go).
 //
-// The hot paths, entries of Map requests and Map replies, are written for
-// the host's deadline check (see package wasmrt of the host): the guest is
-// compiled with an exit check at every loop header, and Go's wasm code
-// passes a loop header at every function call and every taken branch
-// (each function is a loop over its basic blocks). A check costs about
-// 25 ns, much more than the work between two of them. So those paths take
-// the common shape of the data without calls or branches where they can,
-// and leave the rest to out-of-line code: see entryDecoder.decode and
-// encodeMapReply.
+// The hot paths, entries of Map requests, mailboxes of Reconcile requests
+// and Map replies, take the common shape of the data without calls or
+// branches where they can, and leave the rest to out-of-line code (see
+// entryDecoder.decode, mailboxDecoder.decodeFast and encodeMapReply): Go's
+// wasm code passes a loop head at every function call and every taken
+// branch (each function is a loop over its basic blocks), and the host
+// compiles a countdown step into every loop head so that it can stop a
+// call (see package wasmrt of the host and its package interrupt).
 //
 // Field numbers follow sdk/proto/syncpolicy/v1/syncpolicy.proto. The tests
 // check this codec against the generated code and package sdk/abi. Unknown
