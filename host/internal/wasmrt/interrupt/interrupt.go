@@ -155,6 +155,19 @@ func Instrument(module []byte) ([]byte, error) {
 	export = append(export, Global...)
 	export = binary.AppendUvarint(append(export, 0x03), uint64(flag))
 
+	// The module's own code first: $yield, added below, may use the new
+	// globals.
+	for i := range secs {
+		if secs[i].id != secCode {
+			continue
+		}
+		p, err := instrumentCode(secs[i].payload, step, c.globals)
+		if err != nil {
+			return nil, fmt.Errorf("code section: %w", err)
+		}
+		secs[i].payload = p
+	}
+
 	for _, add := range []struct {
 		id      byte
 		n       uint64
@@ -170,17 +183,6 @@ func Instrument(module []byte) ([]byte, error) {
 		if secs, err = appendEntries(secs, add.id, add.n, add.entries); err != nil {
 			return nil, fmt.Errorf("%s section: %w", sectionName(add.id), err)
 		}
-	}
-
-	for i := range secs {
-		if secs[i].id != secCode {
-			continue
-		}
-		p, err := instrumentCode(secs[i].payload, step)
-		if err != nil {
-			return nil, fmt.Errorf("code section: %w", err)
-		}
-		secs[i].payload = p
 	}
 
 	out := make([]byte, 0, len(module)+len(module)/4)
@@ -331,8 +333,9 @@ func checkExports(p []byte) error {
 }
 
 // instrumentCode adds step after the block type of every loop of every
-// function body.
-func instrumentCode(p, step []byte) ([]byte, error) {
+// function body. The bodies are the module's own, which have globals
+// globals: see loopBodies.
+func instrumentCode(p, step []byte, globals uint32) ([]byte, error) {
 	r := reader{b: p}
 	n := r.u32()
 	if r.err != nil {
@@ -347,7 +350,7 @@ func instrumentCode(p, step []byte) ([]byte, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("function body %d: %w", f, r.err)
 		}
-		loops, err := loopBodies(code)
+		loops, err := loopBodies(code, globals)
 		if err != nil {
 			return nil, fmt.Errorf("function body %d (at byte %d of the section): %w", f, start, err)
 		}
@@ -370,8 +373,11 @@ func instrumentCode(p, step []byte) ([]byte, error) {
 
 // loopBodies walks a function body (locals, then instructions up to the
 // final end) and returns the offset of the first instruction of every
-// loop.
-func loopBodies(code []byte) ([]int, error) {
+// loop. It refuses a global.get or global.set of an index beyond the
+// module's globals: before Instrument such code is invalid, after it would
+// reach the countdown or the flag, and a module could keep itself from
+// being stopped.
+func loopBodies(code []byte, globals uint32) ([]int, error) {
 	r := reader{b: code}
 	for range r.u32() { // local declarations: count, type
 		r.u32()
@@ -423,6 +429,10 @@ func loopBodies(code []byte) ([]int, error) {
 		case op == 0x1c: // select t*
 			for range r.u32() {
 				r.valType()
+			}
+		case op == 0x23 || op == 0x24: // global.get, global.set
+			if i := r.u32(); i >= globals && r.err == nil {
+				return nil, fmt.Errorf("global index %d at byte %d is out of range (%d globals)", i, at, globals)
 			}
 		case op == 0x11 || op == 0x13: // call_indirect, return_call_indirect: type, table
 			r.u32()
@@ -489,7 +499,7 @@ var immediates = func() (t [256]byte) {
 		0x0c, 0x0d, // br, br_if
 		0x10, 0x12, // call, return_call
 		0x14, 0x15, // call_ref, return_call_ref: type
-		0x20, 0x21, 0x22, 0x23, 0x24, // local.get/set/tee, global.get/set
+		0x20, 0x21, 0x22, // local.get/set/tee
 		0x25, 0x26, // table.get/set
 		0x3f, 0x40, // memory.size, memory.grow
 		0xd2,       // ref.func

@@ -160,6 +160,7 @@ func TestRefused(t *testing.T) {
 		{"unknown 0xfc instruction", "unknown instruction 0xfc 18", module(typeSection, funcSection, memSection, body(0xfc, 18, 0x0b))},
 		{"no end", "no end", module(typeSection, funcSection, memSection, body(0x03, 0x40, 0x0b))},
 		{"bytes after end", "after the final end", module(typeSection, funcSection, memSection, body(0x0b, 0x01))},
+		{"reaches for the flag", "global index 0 at byte 3 is out of range (0 globals)", module(typeSection, funcSection, memSection, body(0x41, 0, 0x24, 0, 0x0b))},
 		{"exports the flag", "already exports", module(memSection, append([]byte{7, 1, byte(len(Global))}, append([]byte(Global), 0x02, 0)...))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
@@ -193,7 +194,7 @@ func TestLoopBodies(t *testing.T) {
 		{"simd lanes", []byte{0, 0xfd, 0x54, 0, 0, 3, 0xfd, 21, 7, 0x03, 0x40, 0x0b, 0x0b}, []int{11}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := loopBodies(c.code)
+			got, err := loopBodies(c.code, 1)
 			if err != nil {
 				t.Fatal(err)
 			}
