@@ -612,12 +612,15 @@ func (m *module) roundTrip(ctx context.Context, inst *instance, export string, r
 	}
 	stop := m.watch(ctx, inst)
 	err := m.exchange(ctx, inst, export, req, decode)
-	if stop() && err == nil {
-		// Interrupted as the call ended: its reply is whole, but the flag
-		// is up for good.
-		err = deadInstance{m.stopped(ctx)}
-	}
 	var dead deadInstance
+	if stop() && !errors.As(err, &dead) {
+		// Interrupted as the call ended: its outcome stands, but the flag
+		// is up for good.
+		if err == nil {
+			err = m.stopped(ctx)
+		}
+		err = deadInstance{err}
+	}
 	if errors.As(err, &dead) {
 		inst.dead = true
 		_ = inst.mod.Close(context.WithoutCancel(ctx))
