@@ -397,7 +397,7 @@ func (m *module) start(ctx context.Context) (*instance, error) {
 		WithEnv("GOMEMLIMIT", m.memLimit).
 		WithStderr(inst.stderr))
 	if err != nil {
-		return nil, fmt.Errorf("instantiate: %s", m.trapMessage(err, inst))
+		return nil, fmt.Errorf("instantiate: %w", m.trapError(ctx, err, inst))
 	}
 	inst.mod, inst.mem = mod, mod.Memory()
 	fail := func(err error) (*instance, error) {

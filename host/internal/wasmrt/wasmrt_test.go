@@ -3,6 +3,7 @@ package wasmrt_test
 import (
 	"context"
 	"crypto/sha256"
+	"encoding/binary"
 	"encoding/hex"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"reflect"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -626,6 +628,8 @@ func TestLoadErrors(t *testing.T) {
 			"imports env.now, which the host does not provide"},
 		{"initialize traps", wasmModule([]wfunc{{name: "_initialize", body: []byte{opUnreachable}}, ver(1, 0)}, nil), wasmrt.Options{},
 			"instantiate: "},
+		{"start function loops", withStart(wasmModule([]wfunc{init, ver(1, 0), {name: "spin", body: []byte{0x03, 0x40, 0x0c, 0x00, 0x0b}}}, nil), 2),
+			wasmrt.Options{Timeout: 100 * time.Millisecond}, "instantiate: stopped after the timeout of 100ms"},
 		{"sha256 mismatch", real, wasmrt.Options{SHA256: strings.Repeat("ab", 32)}, "sha256 mismatch: the file has "},
 		{"configure error", real, wasmrt.Options{Config: map[string]any{"fail": "nested_groups must be a boolean"}},
 			`policy "p" (p.wasm): configure: nested_groups must be a boolean`},
@@ -850,6 +854,19 @@ func wasmModule(funcs []wfunc, data []byte, imports ...string) []byte {
 		m = append(m, section(11, vec(seg))...)
 	}
 	return m
+}
+
+// withStart gives module m a start section that calls function fn.
+func withStart(m []byte, fn uint64) []byte {
+	for i := 8; i < len(m); {
+		id := m[i]
+		size, n := binary.Uvarint(m[i+1:])
+		if id == 10 { // the start section goes before the code section
+			return slices.Concat(m[:i], section(8, uleb(fn)), m[i:])
+		}
+		i += 1 + n + int(size)
+	}
+	panic("no code section")
 }
 
 func bytesOf(b []byte) [][]byte {

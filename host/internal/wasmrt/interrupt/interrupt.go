@@ -38,8 +38,9 @@
 // loops. It knows the instruction set of WebAssembly 2.0 with the
 // tail-call, exception-handling (legacy and try_table), threads and
 // function-reference instructions. A module with an instruction or a
-// section it does not know, with no memory, or with a 64-bit memory, is
-// refused with an error, and the host can fall back to wazero's check.
+// section it does not know, with no memory, with a 64-bit memory, or with a
+// start section (whose function runs before the host can reach the flag),
+// is refused with an error, and the host can fall back to wazero's check.
 package interrupt
 
 import (
@@ -64,6 +65,7 @@ const (
 	secMemory   = 5
 	secGlobal   = 6
 	secExport   = 7
+	secStart    = 8
 	secCode     = 10
 )
 
@@ -102,6 +104,11 @@ func Instrument(module []byte) ([]byte, error) {
 		}
 		if _, ok := order[id]; !ok && id != 0 {
 			return nil, fmt.Errorf("unknown section id %d", id)
+		}
+		if id == secStart {
+			// The start function runs while the module is instantiated,
+			// before its host can reach the flag.
+			return nil, errors.New("a start section")
 		}
 		secs = append(secs, section{id, payload})
 	}

@@ -161,6 +161,7 @@ func TestRefused(t *testing.T) {
 		{"no end", "no end", module(typeSection, funcSection, memSection, body(0x03, 0x40, 0x0b))},
 		{"bytes after end", "after the final end", module(typeSection, funcSection, memSection, body(0x0b, 0x01))},
 		{"reaches for the flag", "global index 0 at byte 3 is out of range (0 globals)", module(typeSection, funcSection, memSection, body(0x41, 0, 0x24, 0, 0x0b))},
+		{"start section", "a start section", module(typeSection, funcSection, memSection, []byte{8, 1, 0}, body(0x0b))},
 		{"exports the flag", "already exports", module(memSection, append([]byte{7, 1, byte(len(Global))}, append([]byte(Global), 0x02, 0)...))},
 	} {
 		t.Run(c.name, func(t *testing.T) {
