@@ -32,9 +32,10 @@
 // down (a function's body is a loop over its basic blocks, so every call
 // and every taken branch passes a loop head), and that check took three
 // quarters of a Go guest's time. So Load rewrites the module with package
-// interrupt instead: a countdown at every loop head that leaves for Go once
-// every interrupt.Every heads and traps if the call's flag is up; a call
-// raises its instance's flag when its context ends. A module that package
+// interrupt instead: a countdown step at every function start and loop
+// head that leaves for Go once every interrupt.Every steps and traps if the
+// call's flag is up; a call raises its instance's flag when its context
+// ends. A module that package
 // interrupt cannot rewrite falls back to wazero's check. The sdk's guest
 // code also collects garbage between calls rather than during them
 // (sdk/guest_wasip1.go). BenchmarkMap100k, 100,000 entries of 10

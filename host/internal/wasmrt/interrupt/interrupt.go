@@ -1,7 +1,8 @@
 // Package interrupt rewrites a WebAssembly module so that its host can stop
 // it mid-call, at a fraction of the cost of wazero's own way. It adds two
 // globals, a countdown and a flag (exported as Global), one function, and
-// at the head of every loop a countdown step:
+// at the start of every function and the head of every loop a countdown
+// step:
 //
 //	loop …
 //	  global.get $countdown  i32.const 1  i32.sub  global.set $countdown
@@ -19,23 +20,25 @@
 //	  end
 //	  i32.const Every  global.set $countdown
 //
-// So once every Every loop heads the guest leaves its machine code for the
+// So once every Every steps the guest leaves its machine code for the
 // host's Go code (wazero runs memory.grow in Go) and checks the flag. A host
 // that sets the flag to non-zero, from any goroutine, makes the running
-// code trap within Every loop heads. Leaving for Go matters as much as the
-// flag: machine code cannot be preempted, so a guest that never left it
-// would hold off the host's garbage collector, whose stop-the-world would
-// then stop the very goroutine that is to raise the flag. Code that runs
-// forever passes loop heads (an endless recursion traps on its own when its
-// stack runs out).
+// code trap within Every steps. Leaving for Go matters as much as the flag:
+// machine code cannot be preempted, so a guest that never left it would
+// hold off the host's garbage collector, whose stop-the-world would then
+// stop the very goroutine that is to raise the flag. Code that runs long
+// passes steps: it loops, or it calls (an endless recursion also traps on
+// its own when its stack runs out).
 //
 // wazero offers the same with WithCloseOnContextDone, which leaves for Go
-// at every loop head. Go's wasm code passes a loop head at every call and
-// every taken branch: for a Go guest those exits cost about three quarters
-// of the running time. The step added here is a load, a store and a branch.
+// at every loop head (but not at function starts). Go's wasm code passes a
+// loop head at every call and every taken branch: for a Go guest those
+// exits cost about three quarters of the running time. The step added here
+// is a load, a store and a branch.
 //
 // Instrument decodes every instruction of the code section, to find the
-// loops. It knows the instruction set of WebAssembly 2.0 with the
+// loops (and to refuse code that names the added globals, which would let
+// a module keep itself from being stopped). It knows the instruction set of WebAssembly 2.0 with the
 // tail-call, exception-handling (legacy and try_table), threads and
 // function-reference instructions. A module with an instruction or a
 // section it does not know, with no memory, with a 64-bit memory, or with a
@@ -53,8 +56,8 @@ import (
 // Global is the export name of the flag.
 const Global = "dirsync.interrupt"
 
-// Every is how many loop heads the guest passes between two checks of the
-// flag.
+// Every is how many steps (function starts and loop heads) the guest passes
+// between two checks of the flag.
 const Every = 10000
 
 // Section ids of the binary format.
@@ -84,7 +87,7 @@ type counts struct {
 }
 
 // Instrument returns a copy of module with the globals, the function and
-// the loop steps added. It fails on a module that is not a valid
+// the steps added. It fails on a module that is not a valid
 // WebAssembly binary as far as it reads, on what it does not know (see the
 // package comment), and on a module that already exports Global.
 func Instrument(module []byte) ([]byte, error) {
@@ -339,9 +342,9 @@ func checkExports(p []byte) error {
 	return r.err
 }
 
-// instrumentCode adds step after the block type of every loop of every
-// function body. The bodies are the module's own, which have globals
-// globals: see loopBodies.
+// instrumentCode adds step at the start of every function body and after
+// the block type of every loop. The bodies are the module's own, which have globals
+// globals: see stepPoints.
 func instrumentCode(p, step []byte, globals uint32) ([]byte, error) {
 	r := reader{b: p}
 	n := r.u32()
@@ -357,13 +360,13 @@ func instrumentCode(p, step []byte, globals uint32) ([]byte, error) {
 		if r.err != nil {
 			return nil, fmt.Errorf("function body %d: %w", f, r.err)
 		}
-		loops, err := loopBodies(code, globals)
+		points, err := stepPoints(code, globals)
 		if err != nil {
 			return nil, fmt.Errorf("function body %d (at byte %d of the section): %w", f, start, err)
 		}
 		body = body[:0]
 		last := 0
-		for _, at := range loops {
+		for _, at := range points {
 			body = append(body, code[last:at]...)
 			body = append(body, step...)
 			last = at
@@ -378,19 +381,20 @@ func instrumentCode(p, step []byte, globals uint32) ([]byte, error) {
 	return out, nil
 }
 
-// loopBodies walks a function body (locals, then instructions up to the
-// final end) and returns the offset of the first instruction of every
-// loop. It refuses a global.get or global.set of an index beyond the
+// stepPoints walks a function body (locals, then instructions up to the
+// final end) and returns where a step goes: the offset of the body's first
+// instruction (a recursion that never loops passes there) and of the first
+// instruction of every loop. It refuses a global.get or global.set of an index beyond the
 // module's globals: before Instrument such code is invalid, after it would
 // reach the countdown or the flag, and a module could keep itself from
 // being stopped.
-func loopBodies(code []byte, globals uint32) ([]int, error) {
+func stepPoints(code []byte, globals uint32) ([]int, error) {
 	r := reader{b: code}
 	for range r.u32() { // local declarations: count, type
 		r.u32()
 		r.valType()
 	}
-	var loops []int
+	loops := []int{r.pos}
 	depth := 1 // the function's own block
 	for depth > 0 {
 		if r.err != nil {
@@ -481,7 +485,7 @@ func loopBodies(code []byte, globals uint32) ([]int, error) {
 	return loops, nil
 }
 
-// What follows a one-byte opcode that loopBodies does not handle itself.
+// What follows a one-byte opcode that stepPoints does not handle itself.
 const (
 	unknown = iota
 	none    // no immediate

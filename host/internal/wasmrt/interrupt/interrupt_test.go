@@ -63,6 +63,7 @@ func TestSameResults(t *testing.T) {
 		{"sum", []uint64{3*Every + 7}, 5 + (3*Every+7)*(3*Every+8)/2},
 		{"grid", []uint64{300, 500}, 150000},
 		{"fold", []uint64{5}, 10},
+		{"fib", []uint64{25}, 75025},
 		{"mixed", []uint64{1}, 0},
 		{"mixed", []uint64{2}, 0},
 		{"mixed", []uint64{3}, 0},
@@ -85,10 +86,20 @@ func TestSameResults(t *testing.T) {
 	}
 }
 
-// TestInterrupt stops an endless loop by raising the flag, and collects
-// garbage while it runs: the loop must leave its machine code for Go now
-// and then, or the collector's stop-the-world waits for it forever.
+// TestInterrupt stops an endless loop and a recursion without loops by
+// raising the flag, and collects garbage while they run: the guest must
+// leave its machine code for Go now and then, or the collector's
+// stop-the-world waits for it forever.
 func TestInterrupt(t *testing.T) {
+	for _, call := range []struct {
+		fn   string
+		args []uint64
+	}{{"spin", nil}, {"fib", []uint64{60}}} {
+		t.Run(call.fn, func(t *testing.T) { testInterrupt(t, call.fn, call.args...) })
+	}
+}
+
+func testInterrupt(t *testing.T, fn string, args ...uint64) {
 	mod := instantiate(t, instrument(t, read(t, "loops.wasm")))
 	flag, ok := mod.ExportedGlobal(Global).(api.MutableGlobal)
 	if !ok {
@@ -96,7 +107,7 @@ func TestInterrupt(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		_, err := mod.ExportedFunction("spin").Call(context.Background())
+		_, err := mod.ExportedFunction(fn).Call(context.Background(), args...)
 		done <- err
 	}()
 	time.Sleep(20 * time.Millisecond)
@@ -105,21 +116,21 @@ func TestInterrupt(t *testing.T) {
 	select {
 	case <-gc:
 	case <-time.After(10 * time.Second):
-		t.Fatal("a garbage collection did not end while the guest spun")
+		t.Fatalf("a garbage collection did not end while %s ran", fn)
 	}
 	select {
 	case err := <-done:
-		t.Fatalf("spin returned before the flag was raised: %v", err)
+		t.Fatalf("%s returned before the flag was raised: %v", fn, err)
 	default:
 	}
 	flag.Set(1)
 	select {
 	case err := <-done:
 		if err == nil || !strings.Contains(err.Error(), "unreachable") {
-			t.Fatalf("spin = %v, want the trap of the check", err)
+			t.Fatalf("%s = %v, want the trap of the check", fn, err)
 		}
 	case <-time.After(10 * time.Second):
-		t.Fatal("spin went on after the flag was raised")
+		t.Fatalf("%s went on after the flag was raised", fn)
 	}
 }
 
@@ -173,29 +184,29 @@ func TestRefused(t *testing.T) {
 	}
 }
 
-// TestLoopBodies walks instruction sequences that the wasm tests do not
-// run (exception handling, tail calls, threads) and checks where loops'
-// bodies start.
-func TestLoopBodies(t *testing.T) {
+// TestStepPoints walks instruction sequences that the wasm tests do not
+// run (exception handling, tail calls, threads) and checks where the steps
+// go: at the start of the body and of every loop's body.
+func TestStepPoints(t *testing.T) {
 	for _, c := range []struct {
 		name string
 		code []byte // a function body without its size
 		want []int
 	}{
-		{"empty", []byte{0, 0x0b}, nil},
-		{"loop", []byte{0, 0x03, 0x40, 0x0b, 0x0b}, []int{3}},
-		{"locals and typed loop", []byte{1, 2, 0x7f, 0x03, 0x7f, 0x41, 0, 0x0b, 0x1a, 0x0b}, []int{5}},
-		{"loop of a type index", []byte{0, 0x03, 0x81, 0x01, 0x0b, 0x0b}, []int{4}},
-		{"i64.const of 10 bytes", []byte{0, 0x42, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f, 0x1a, 0x03, 0x40, 0x0b, 0x0b}, []int{15}},
-		{"try_table", []byte{0, 0x1f, 0x40, 2, 0x00, 0, 0, 0x02, 1, 0x03, 0x40, 0x0b, 0x0b, 0x0b}, []int{11}},
-		{"legacy try, catch, delegate", []byte{0, 0x06, 0x40, 0x03, 0x40, 0x0b, 0x07, 0, 0x19, 0x0b, 0x06, 0x40, 0x18, 0, 0x0b}, []int{5}},
-		{"tail calls", []byte{0, 0x03, 0x40, 0x12, 0, 0x13, 0, 0, 0x0b, 0x0b}, []int{3}},
-		{"atomics", []byte{0, 0xfe, 0x03, 0, 0xfe, 0x10, 2, 0, 0x1a, 0x03, 0x40, 0x0b, 0x0b}, []int{11}},
-		{"multi-memory memarg", []byte{0, 0x28, 0x42, 1, 8, 0x1a, 0x03, 0x40, 0x0b, 0x0b}, []int{8}},
-		{"simd lanes", []byte{0, 0xfd, 0x54, 0, 0, 3, 0xfd, 21, 7, 0x03, 0x40, 0x0b, 0x0b}, []int{11}},
+		{"empty", []byte{0, 0x0b}, []int{1}},
+		{"loop", []byte{0, 0x03, 0x40, 0x0b, 0x0b}, []int{1, 3}},
+		{"locals and typed loop", []byte{1, 2, 0x7f, 0x03, 0x7f, 0x41, 0, 0x0b, 0x1a, 0x0b}, []int{3, 5}},
+		{"loop of a type index", []byte{0, 0x03, 0x81, 0x01, 0x0b, 0x0b}, []int{1, 4}},
+		{"i64.const of 10 bytes", []byte{0, 0x42, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x80, 0x7f, 0x1a, 0x03, 0x40, 0x0b, 0x0b}, []int{1, 15}},
+		{"try_table", []byte{0, 0x1f, 0x40, 2, 0x00, 0, 0, 0x02, 1, 0x03, 0x40, 0x0b, 0x0b, 0x0b}, []int{1, 11}},
+		{"legacy try, catch, delegate", []byte{0, 0x06, 0x40, 0x03, 0x40, 0x0b, 0x07, 0, 0x19, 0x0b, 0x06, 0x40, 0x18, 0, 0x0b}, []int{1, 5}},
+		{"tail calls", []byte{0, 0x03, 0x40, 0x12, 0, 0x13, 0, 0, 0x0b, 0x0b}, []int{1, 3}},
+		{"atomics", []byte{0, 0xfe, 0x03, 0, 0xfe, 0x10, 2, 0, 0x1a, 0x03, 0x40, 0x0b, 0x0b}, []int{1, 11}},
+		{"multi-memory memarg", []byte{0, 0x28, 0x42, 1, 8, 0x1a, 0x03, 0x40, 0x0b, 0x0b}, []int{1, 8}},
+		{"simd lanes", []byte{0, 0xfd, 0x54, 0, 0, 3, 0xfd, 21, 7, 0x03, 0x40, 0x0b, 0x0b}, []int{1, 11}},
 	} {
 		t.Run(c.name, func(t *testing.T) {
-			got, err := loopBodies(c.code, 1)
+			got, err := stepPoints(c.code, 1)
 			if err != nil {
 				t.Fatal(err)
 			}

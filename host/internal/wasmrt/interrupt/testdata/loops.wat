@@ -1,4 +1,5 @@
-;; Functions with loops of every shape, and the instructions around them,
+;; Functions with loops of every shape, a recursion without one, and the
+;; instructions around them,
 ;; for the tests of package interrupt. Regenerate loops.wasm with
 ;; `make testdata` (wat2wasm, from Debian's wabt package).
 (module
@@ -47,6 +48,13 @@
       (i32.add (i32.const 2))
       (local.tee $n (i32.sub (local.get $n) (i32.const 1)))
       (br_if $l)))
+
+  ;; fib recurses twice per call and has no loop: fib(60) runs for ages.
+  (func $fib (export "fib") (param $n i32) (result i32)
+    (if (result i32) (i32.lt_u (local.get $n) (i32.const 2))
+      (then (local.get $n))
+      (else (i32.add (call $fib (i32.sub (local.get $n) (i32.const 1)))
+                     (call $fib (i32.sub (local.get $n) (i32.const 2)))))))
 
   ;; mixed passes many kinds of instruction, in and around loops: br_table,
   ;; constants, typed select, bulk memory, SIMD, saturating and sign-extending
