@@ -280,7 +280,7 @@ func appendEntries(secs []section, id byte, n uint64, entries []byte) ([]section
 // countImports counts the imported functions, globals and memories.
 func countImports(p []byte, c *counts) error {
 	r := reader{b: p}
-	for range r.u32() {
+	for range r.count() {
 		r.name()
 		r.name()
 		switch kind := r.byte(); kind {
@@ -317,7 +317,7 @@ func countImports(p []byte, c *counts) error {
 // memories counts the memories of a memory section.
 func memories(p []byte) (uint32, error) {
 	r := reader{b: p}
-	n := r.u32()
+	n := r.count()
 	for range n {
 		if r.limits()&0x04 != 0 {
 			return 0, errors.New("a 64-bit memory")
@@ -329,7 +329,7 @@ func memories(p []byte) (uint32, error) {
 // checkExports refuses a module that already exports Global.
 func checkExports(p []byte) error {
 	r := reader{b: p}
-	for range r.u32() {
+	for range r.count() {
 		if r.name() == Global {
 			return fmt.Errorf("the module already exports %q", Global)
 		}
@@ -347,7 +347,7 @@ func checkExports(p []byte) error {
 // globals: see stepPoints.
 func instrumentCode(p, step []byte, globals uint32) ([]byte, error) {
 	r := reader{b: p}
-	n := r.u32()
+	n := r.count()
 	if r.err != nil {
 		return nil, r.err
 	}
@@ -390,7 +390,7 @@ func instrumentCode(p, step []byte, globals uint32) ([]byte, error) {
 // being stopped.
 func stepPoints(code []byte, globals uint32) ([]int, error) {
 	r := reader{b: code}
-	for range r.u32() { // local declarations: count, type
+	for range r.count() { // local declarations: count, type
 		r.u32()
 		r.valType()
 	}
@@ -415,7 +415,7 @@ func stepPoints(code []byte, globals uint32) ([]int, error) {
 			loops = append(loops, r.pos)
 		case op == 0x1f: // try_table
 			r.blockType()
-			for range r.u32() {
+			for range r.count() {
 				switch kind := r.byte(); kind {
 				case 0x00, 0x01: // catch, catch_ref: tag, label
 					r.u32()
@@ -433,12 +433,12 @@ func stepPoints(code []byte, globals uint32) ([]int, error) {
 			r.u32()
 			depth--
 		case op == 0x0e: // br_table
-			for range r.u32() {
+			for range r.count() {
 				r.u32()
 			}
 			r.u32()
 		case op == 0x1c: // select t*
-			for range r.u32() {
+			for range r.count() {
 				r.valType()
 			}
 		case op == 0x23 || op == 0x24: // global.get, global.set
@@ -642,6 +642,19 @@ func (r *reader) sleb() {
 			return
 		}
 	}
+}
+
+// count reads the length of a vector, which cannot be more than the bytes
+// left: every element takes one at least. (A bogus length would otherwise
+// have a loop read nothing a few billion times.)
+func (r *reader) count() uint32 {
+	at := r.pos
+	n := r.u32()
+	if r.err == nil && int64(n) > int64(len(r.b)-r.pos) {
+		r.fail(fmt.Errorf("a vector of %d elements at byte %d, with %d bytes left", n, at, len(r.b)-r.pos))
+		return 0
+	}
+	return n
 }
 
 func (r *reader) name() string {
