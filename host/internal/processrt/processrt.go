@@ -48,8 +48,8 @@
 // (The wasm runtime, on the same entries: 0.97 s from one goroutine, 0.52 s
 // from two; see package wasmrt.) Map and Reconcile requests are encoded,
 // and Map responses decoded, by sdk/abi's direct codec and pass through
-// gRPC as bytes (codec.go); the plugin decodes them
-// with the sdk's wire codec and runs stages one at a time.
+// gRPC as bytes (codec.go); the plugin decodes them with the sdk's wire
+// codec and runs stages one at a time.
 package processrt
 
 import (
