@@ -17,6 +17,7 @@ import (
 
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
+	"github.com/dirsync/dirsync/sdk/internal/fixture"
 	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -118,10 +119,10 @@ func TestPluginServer(t *testing.T) {
 	}
 
 	// A Map over gRPC's default limit of 4 MiB, both ways.
-	es := bigEntries(3000)
+	es := fixture.Entries(3000)
 	for i := range es {
 		es[i].ID = fmt.Sprint("id-", i)
-		es[i].Attributes["memberof"] = manyValues(60)
+		es[i].Attributes["memberof"] = fixture.Values(60)
 	}
 	req := abi.MapRequestToProto(sdk.MapRequest{Domain: domain(), Entries: es})
 	if n := proto.Size(req); n <= 4<<20 {
@@ -141,7 +142,7 @@ func TestPluginServer(t *testing.T) {
 
 	// Concurrent calls: the policy sees them one at a time.
 	var wg sync.WaitGroup
-	small := abi.MapRequestToProto(sdk.MapRequest{Entries: bigEntries(50)})
+	small := abi.MapRequestToProto(sdk.MapRequest{Entries: fixture.Entries(50)})
 	for range 8 {
 		wg.Go(func() {
 			for range 10 {

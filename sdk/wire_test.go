@@ -10,6 +10,7 @@ import (
 
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
+	"github.com/dirsync/dirsync/sdk/internal/fixture"
 	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -22,33 +23,6 @@ import (
 
 func domain() sdk.Domain {
 	return sdk.Domain{Name: "example.com", AliasDomains: []string{"example.org", "example.net"}, Groups: []string{"Sales", "All Staff"}}
-}
-
-// bigEntries makes n entries with several attributes each, enough to cross
-// the string arena's chunks.
-func bigEntries(n int) []sdk.Entry {
-	es := make([]sdk.Entry, n)
-	for i := range es {
-		es[i] = sdk.Entry{
-			ID: fmt.Sprintf("%08x-0000-4000-8000-000000000000", i),
-			DN: fmt.Sprintf("CN=User %d,OU=People,DC=example,DC=com", i),
-			Attributes: map[string][]string{
-				"mail":           {fmt.Sprintf("user%d@example.com", i)},
-				"proxyaddresses": {fmt.Sprintf("SMTP:user%d@example.com", i), fmt.Sprintf("smtp:u%d@example.org", i)},
-				"objectclass":    {"top", "person", "user"},
-				"memberof":       {"CN=Sales,DC=example,DC=com"},
-			},
-		}
-	}
-	return es
-}
-
-func manyValues(n int) []string {
-	s := make([]string, n)
-	for i := range s {
-		s[i] = fmt.Sprintf("CN=Member %d,DC=example,DC=com", i)
-	}
-	return s
 }
 
 var mapRequests = []struct {
@@ -67,9 +41,9 @@ var mapRequests = []struct {
 		}},
 		{ID: "no-attributes"},
 		{},
-		{DN: "CN=Sales,OU=Groups,DC=example,DC=com", Attributes: map[string][]string{"member": manyValues(2000)}},
+		{DN: "CN=Sales,OU=Groups,DC=example,DC=com", Attributes: map[string][]string{"member": fixture.Values(2000)}},
 	}}},
-	{"many entries", sdk.MapRequest{Domain: domain(), Entries: bigEntries(3000)}},
+	{"many entries", sdk.MapRequest{Domain: domain(), Entries: fixture.Entries(3000)}},
 }
 
 func TestDecodeMapRequest(t *testing.T) {
@@ -232,7 +206,7 @@ func TestEncodeReplies(t *testing.T) {
 			{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: "ann@example.com",
 				Aliases: []string{"a@example.com"}, DisplayName: "Ann 😀", MemberOf: []string{"CN=Sales,DC=example,DC=com"}},
 				Skipped: []sdk.SkippedAddress{{Address: "ann@other.test", Reason: "not in the domain"}, {}}},
-			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Sales", Target: "Sales", Members: manyValues(3)}},
+			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Sales", Target: "Sales", Members: fixture.Values(3)}},
 			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Unmatched"}},
 			{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{}},
 			{Kind: sdk.IntentKind(-1), Mailbox: &sdk.MailboxIntent{Primary: "x"}, Group: &sdk.GroupIntent{Name: "both"}},
@@ -326,7 +300,7 @@ func (p testPolicy) Reconcile(sdk.ReconcileRequest) (sdk.ReconcileResponse, erro
 }
 
 func TestHandle(t *testing.T) {
-	mapReq, _ := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Entries: bigEntries(2)}))
+	mapReq, _ := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Entries: fixture.Entries(2)}))
 	filterReq, _ := proto.Marshal(abi.FilterRequestToProto(sdk.FilterRequest{Filter: "(CN=X)"}))
 	for _, tc := range []struct {
 		name     string
@@ -385,7 +359,7 @@ func TestHandle(t *testing.T) {
 }
 
 func TestUnknownFieldsAreSkipped(t *testing.T) {
-	m := abi.MapRequestToProto(sdk.MapRequest{Domain: domain(), Entries: bigEntries(2)})
+	m := abi.MapRequestToProto(sdk.MapRequest{Domain: domain(), Entries: fixture.Entries(2)})
 	var unknown []byte
 	unknown = protowire.AppendTag(unknown, 99, protowire.VarintType)
 	unknown = protowire.AppendVarint(unknown, 7)
@@ -443,7 +417,7 @@ func checkReconcileRequestBytes(t *testing.T, b []byte) {
 func TestDuplicateFields(t *testing.T) {
 	// Protobuf merges a message field that occurs twice and concatenates
 	// repeated ones; an attribute name that occurs twice concatenates too.
-	one, _ := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Domain: domain(), Entries: bigEntries(1)}))
+	one, _ := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Domain: domain(), Entries: fixture.Entries(1)}))
 	two, _ := proto.Marshal(&pb.MapRequest{Domain: &pb.Domain{Name: "second.example", Groups: []string{"G"}},
 		Entries: []*pb.Entry{{Id: "x", Attributes: []*pb.Attribute{{Name: "a", Values: []string{"1"}}, {Name: "a", Values: []string{"2", "3"}}}}}})
 	checkMapRequestBytes(t, append(one, two...))
@@ -480,8 +454,8 @@ func TestDecodeEntryShapes(t *testing.T) {
 		"empty attribute":                     {Id: "x", Attributes: []*pb.Attribute{{Name: "a", Values: []string{"1"}}, {Name: "empty"}}},
 		"repeated name":                       {Attributes: []*pb.Attribute{{Name: "a", Values: []string{"1"}}, {Name: "b"}, {Name: "a", Values: []string{"2"}}}},
 		"repeated empty name":                 {Attributes: []*pb.Attribute{{Name: "a"}, {Name: "a"}}},
-		"more values than the fast path":      {Attributes: []*pb.Attribute{{Name: "member", Values: manyValues(129)}}},
-		"as many values as the fast path":     {Attributes: []*pb.Attribute{{Name: "a", Values: manyValues(100)}, {Name: "b", Values: manyValues(28)}}},
+		"more values than the fast path":      {Attributes: []*pb.Attribute{{Name: "member", Values: fixture.Values(129)}}},
+		"as many values as the fast path":     {Attributes: []*pb.Attribute{{Name: "a", Values: fixture.Values(100)}, {Name: "b", Values: fixture.Values(28)}}},
 		"more attributes than the fast path":  {Attributes: many(33)},
 		"as many attributes as the fast path": {Attributes: many(32)},
 		"only an empty value":                 {Attributes: []*pb.Attribute{{Name: "a", Values: []string{""}}}},
@@ -541,8 +515,8 @@ func TestEncodeMapReplyBytes(t *testing.T) {
 		{Intents: make([]sdk.Intent, 3)},
 		{Intents: []sdk.Intent{
 			{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: long(127), Aliases: []string{long(128), "", long(16384)},
-				DisplayName: long(16383), MemberOf: manyValues(100)}, Skipped: []sdk.SkippedAddress{{Address: long(130)}, {Reason: "r"}}},
-			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "G", Target: "G", Members: manyValues(70000)}}, // over 2 MiB
+				DisplayName: long(16383), MemberOf: fixture.Values(100)}, Skipped: []sdk.SkippedAddress{{Address: long(130)}, {Reason: "r"}}},
+			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "G", Target: "G", Members: fixture.Values(70000)}}, // over 2 MiB
 			{Kind: sdk.IntentKind(127), Reason: long(1 << 14)},
 			{Kind: sdk.IntentKind(128)},
 			{Kind: sdk.IntentKind(1 << 30)},
@@ -619,7 +593,7 @@ func TestRegister(t *testing.T) {
 //
 //	go test -run '^$' -bench 'MapRequest|MapReply' ./sdk
 func BenchmarkDecodeMapRequest(b *testing.B) {
-	req, err := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Domain: domain(), Entries: bigEntries(5000)}))
+	req, err := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Domain: domain(), Entries: fixture.Entries(5000)}))
 	if err != nil {
 		b.Fatal(err)
 	}

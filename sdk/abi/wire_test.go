@@ -13,6 +13,7 @@ import (
 
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
+	"github.com/dirsync/dirsync/sdk/internal/fixture"
 	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
 	"google.golang.org/protobuf/encoding/protowire"
 	"google.golang.org/protobuf/proto"
@@ -22,33 +23,6 @@ import (
 // it encodes is what proto.Marshal encodes of the message abi makes, and a
 // reply it decodes is what proto.Unmarshal + MapResponseFromProto make of
 // it, or an error exactly when proto.Unmarshal fails or finds no outcome.
-
-// bigEntries makes n directory entries with several attributes each, as an
-// LDAP search returns them.
-func wireEntries(n int) []sdk.Entry {
-	es := make([]sdk.Entry, n)
-	for i := range es {
-		es[i] = sdk.Entry{
-			ID: fmt.Sprintf("%08x-0000-4000-8000-000000000000", i),
-			DN: fmt.Sprintf("CN=User %d,OU=People,DC=example,DC=com", i),
-			Attributes: map[string][]string{
-				"mail":           {fmt.Sprintf("user%d@example.com", i)},
-				"proxyaddresses": {fmt.Sprintf("SMTP:user%d@example.com", i), fmt.Sprintf("smtp:u%d@example.org", i)},
-				"objectclass":    {"top", "person", "user"},
-				"memberof":       {"CN=Sales,DC=example,DC=com"},
-			},
-		}
-	}
-	return es
-}
-
-func wireValues(n int) []string {
-	s := make([]string, n)
-	for i := range s {
-		s[i] = fmt.Sprintf("CN=Member %d,DC=example,DC=com", i)
-	}
-	return s
-}
 
 var wireDomain = sdk.Domain{Name: "example.com", AliasDomains: []string{"example.org", "example.net"}, Groups: []string{"Sales", "All Staff"}}
 
@@ -63,7 +37,7 @@ func sortAttributes(m *pb.MapRequest) {
 func TestAppendMapRequest(t *testing.T) {
 	oneAttr := make([]sdk.Entry, 300)
 	for i := range oneAttr {
-		oneAttr[i] = sdk.Entry{ID: fmt.Sprint(i), DN: strings.Repeat("x", i), Attributes: map[string][]string{"member": wireValues(i % 7)}}
+		oneAttr[i] = sdk.Entry{ID: fmt.Sprint(i), DN: strings.Repeat("x", i), Attributes: map[string][]string{"member": fixture.Values(i % 7)}}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -90,7 +64,7 @@ func TestAppendMapRequest(t *testing.T) {
 		{"long strings", wireDomain, []sdk.Entry{
 			{ID: strings.Repeat("i", 200), DN: strings.Repeat("d", 20000), Attributes: map[string][]string{strings.Repeat("n", 128): {strings.Repeat("v", 1<<17)}}},
 		}, true},
-		{"large attribute", wireDomain, []sdk.Entry{{DN: "CN=Sales", Attributes: map[string][]string{"member": wireValues(5000)}}}, true},
+		{"large attribute", wireDomain, []sdk.Entry{{DN: "CN=Sales", Attributes: map[string][]string{"member": fixture.Values(5000)}}}, true},
 		{"one attribute, many entries", wireDomain, oneAttr, true},
 		{"several attributes", wireDomain, []sdk.Entry{
 			{ID: "3f2504e0-4f89-11d3-9a0c-0305e82c3301", DN: "CN=Ann Example,OU=People,DC=example,DC=com", Attributes: map[string][]string{
@@ -104,9 +78,9 @@ func TestAppendMapRequest(t *testing.T) {
 			}},
 			{ID: "no-attributes"},
 			{},
-			{DN: "CN=Sales,OU=Groups,DC=example,DC=com", Attributes: map[string][]string{"member": wireValues(2000), "cn": {"Sales"}}},
+			{DN: "CN=Sales,OU=Groups,DC=example,DC=com", Attributes: map[string][]string{"member": fixture.Values(2000), "cn": {"Sales"}}},
 		}, false},
-		{"many entries", wireDomain, wireEntries(3000), false},
+		{"many entries", wireDomain, fixture.Entries(3000), false},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			req := sdk.MapRequest{Domain: tc.domain, Entries: tc.entries}
@@ -166,7 +140,7 @@ func TestAppendMapRequestAllocs(t *testing.T) {
 	if raceEnabled() {
 		t.Skip("sync.Pool drops scratch space under the race detector")
 	}
-	entries := wireEntries(100)
+	entries := fixture.Entries(100)
 	buf, err := abi.AppendMapRequest(nil, wireDomain, entries)
 	if err != nil {
 		t.Fatal(err)
@@ -183,7 +157,7 @@ const bad = "ok\xffok"
 
 func TestAppendMapRequestInvalidUTF8(t *testing.T) {
 	entry := func(id, dn, name, value string) []sdk.Entry {
-		return []sdk.Entry{wireEntries(1)[0], {ID: id, DN: dn, Attributes: map[string][]string{"cn": {"x"}, name: {"y", value}}}}
+		return []sdk.Entry{fixture.Entries(1)[0], {ID: id, DN: dn, Attributes: map[string][]string{"cn": {"x"}, name: {"y", value}}}}
 	}
 	for _, tc := range []struct {
 		name    string
@@ -198,7 +172,7 @@ func TestAppendMapRequestInvalidUTF8(t *testing.T) {
 		{"truncated rune", wireDomain, entry("id", "dn", "a", "ü"[:1])},
 		{"domain name", sdk.Domain{Name: bad}, nil},
 		{"alias domain", sdk.Domain{Name: "x", AliasDomains: []string{"a", bad}}, nil},
-		{"domain group", sdk.Domain{Groups: []string{bad}}, wireEntries(2)},
+		{"domain group", sdk.Domain{Groups: []string{bad}}, fixture.Entries(2)},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			if _, err := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Domain: tc.domain, Entries: tc.entries})); err == nil {
@@ -264,7 +238,7 @@ var reconcileRequests = []struct {
 		{},
 		{Kind: sdk.ChangeKind(-1)},
 		{Kind: sdk.ChangeKind(200), Group: strings.Repeat("g", 300)},
-		{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{DisplayName: strings.Repeat("d", 70000), Aliases: wireValues(100)}},
+		{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{DisplayName: strings.Repeat("d", 70000), Aliases: fixture.Values(100)}},
 	}}},
 	{"many creates", sdk.ReconcileRequest{Domain: wireDomain, LDAPMailboxes: 5000, Changes: creates(5000)}},
 }
@@ -395,7 +369,7 @@ func allKinds(members int) sdk.MapResponse {
 		{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindPublicFolder, Primary: "pf@example.com"}},
 		{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{}},
 		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Sales", Target: "Sales", Members: []string{"CN=Ann,DC=example,DC=com", "CN=Bob,DC=example,DC=com"}}},
-		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "All Staff", Target: "All Staff", Members: wireValues(members), Nested: true}},
+		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "All Staff", Target: "All Staff", Members: fixture.Values(members), Nested: true}},
 		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Nested: true}},
 		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{}},
 		{Kind: sdk.IntentKind(42), Mailbox: &sdk.MailboxIntent{Primary: "both@example.com"}, Group: &sdk.GroupIntent{Name: "both set"}},
@@ -688,7 +662,7 @@ func FuzzDecodeMapReply(f *testing.F) {
 //	go test -run '^$' -bench 'MapRequest|MapReply|ReconcileRequest' -benchmem ./sdk/abi
 
 func BenchmarkAppendMapRequest(b *testing.B) {
-	entries := wireEntries(5000)
+	entries := fixture.Entries(5000)
 	b.Run("direct", func(b *testing.B) {
 		b.ReportAllocs()
 		for b.Loop() {
