@@ -19,7 +19,6 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -69,15 +68,13 @@ func NewContext(module []byte, info sdk.Info, config map[string]any, domain sdk.
 	if err != nil {
 		return Context{}, err
 	}
-	h := sha256.New()
 	var abiVersion [8]byte // the host's: how intents are encoded and read
 	binary.BigEndian.PutUint64(abiVersion[:], abi.Version())
+	var b []byte
 	for _, part := range [][]byte{[]byte(magic), abiVersion[:], module, []byte(info.Name), []byte(info.Version), cb, db} {
-		writeBytes(h, part)
+		b = appendPart(b, part)
 	}
-	var c Context
-	h.Sum(c[:0])
-	return c, nil
+	return sha256.Sum256(b), nil
 }
 
 // Open reads the cache file at path if it was written under the same
@@ -142,15 +139,9 @@ func EntryKey(e *sdk.Entry) Key {
 
 var keyBufs = sync.Pool{New: func() any { b := make([]byte, 0, 1024); return &b }}
 
-func appendPart(b []byte, s string) []byte {
+// appendPart appends a length-prefixed part, so parts cannot run together.
+func appendPart[T string | []byte](b []byte, s T) []byte {
 	return append(binary.AppendUvarint(b, uint64(len(s))), s...)
-}
-
-// writeBytes writes a length-prefixed part, so parts cannot run together.
-func writeBytes(w io.Writer, b []byte) {
-	var n [binary.MaxVarintLen64]byte
-	w.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
-	w.Write(b)
 }
 
 // Get returns the cached intent for k.
