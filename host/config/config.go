@@ -69,16 +69,26 @@ type LDAP struct {
 	Timeout            Duration `toml:"timeout"`
 	// ConnectTimeout bounds connecting to one URL before the next is tried.
 	ConnectTimeout Duration `toml:"connect_timeout"`
+	// MaxEntries fails a run whose result holds more entries (default
+	// 5,000,000): a server that streams without end stops there.
+	MaxEntries int `toml:"max_entries"`
+	// AllowCleartextBind lets a simple bind send its password over ldap://
+	// without StartTLS to a server that is not on loopback.
+	AllowCleartextBind bool `toml:"allow_cleartext_bind"`
 }
 
-// Safety holds the deletion limits of rule S2.
+// Safety holds the deletion limits of rule S2. Load puts in the defaults
+// for keys left out; a key written as 0 keeps 0, the strictest value. A
+// Config built in code gets no defaults: zero values are strict there too.
 type Safety struct {
-	// MaxDeletes stops a run that would delete more mailboxes (default 500).
+	// MaxDeletes stops a run that would delete more mailboxes (default 500;
+	// 0: every delete needs a confirmation).
 	MaxDeletes int `toml:"max_deletes"`
 	// MaxDeletePercent stops a run that would delete more than this share of
 	// the domain's LDAP mailboxes (default 10) ...
 	MaxDeletePercent float64 `toml:"max_delete_percent"`
-	// PercentFloor ... while deleting more than this many (default 10).
+	// PercentFloor ... while deleting more than this many (default 10; 0:
+	// the share counts from the first delete).
 	PercentFloor int `toml:"percent_floor"`
 }
 
@@ -144,6 +154,7 @@ const (
 	DefaultLDAPTimeout      = 120 * time.Second
 	DefaultPageSize         = 1000
 	DefaultConnectTimeout   = 10 * time.Second
+	DefaultMaxEntries       = 5_000_000
 )
 
 // Load reads a dirsync.toml and the manifest it names.
@@ -334,9 +345,14 @@ func (c *Config) check(data []byte) error {
 		c.Plugins.CacheDir = c.Rel(c.Plugins.CacheDir)
 	}
 	seen := map[string]bool{}
+	raw := domainKeys(data)
 	for i := range c.Domains {
 		d := &c.Domains[i]
 		tbl := fmt.Sprintf("domain[%d]", i)
+		var keys map[string]any
+		if i < len(raw) {
+			keys = raw[i]
+		}
 		if d.Name == "" {
 			return missing("domain.name", tbl)
 		}
@@ -392,14 +408,22 @@ func (c *Config) check(data []byte) error {
 		if l.ConnectTimeout.Duration == 0 {
 			l.ConnectTimeout.Duration = DefaultConnectTimeout
 		}
+		if l.MaxEntries < 0 {
+			return &Error{File: c.Path, Line: findLine(data, ltbl+".max_entries"), Key: "domain.ldap.max_entries", Msg: "must be positive"}
+		}
+		if l.MaxEntries == 0 {
+			l.MaxEntries = DefaultMaxEntries
+		}
+		// A safety number left out takes its default; one written as 0
+		// means 0: the strictest setting, never the default.
 		s := &d.Safety
-		if s.MaxDeletes == 0 {
+		if !written(keys, "safety", "max_deletes") {
 			s.MaxDeletes = DefaultMaxDeletes
 		}
-		if s.MaxDeletePercent == 0 {
+		if !written(keys, "safety", "max_delete_percent") {
 			s.MaxDeletePercent = DefaultMaxDeletePercent
 		}
-		if s.PercentFloor == 0 {
+		if !written(keys, "safety", "percent_floor") {
 			s.PercentFloor = DefaultPercentFloor
 		}
 		bad := func(key, msg string) error {
@@ -407,11 +431,11 @@ func (c *Config) check(data []byte) error {
 		}
 		switch {
 		case s.MaxDeletes < 0:
-			return bad("max_deletes", "must be positive")
+			return bad("max_deletes", "must be 0 or more (0: every delete needs --confirm-deletes)")
 		case s.MaxDeletePercent < 0 || s.MaxDeletePercent > 100:
 			return bad("max_delete_percent", "must be between 0 and 100")
 		case s.PercentFloor < 0:
-			return bad("percent_floor", "must be positive")
+			return bad("percent_floor", "must be 0 or more")
 		}
 	}
 	return nil
@@ -713,6 +737,33 @@ func findKeyLine(data []byte, k toml.Key) int {
 		}
 	}
 	return 0
+}
+
+// domainKeys returns, for each [[domain]] of data, the keys written in it
+// as nested maps (a key left out is absent, whatever way the file writes
+// its tables).
+func domainKeys(data []byte) []map[string]any {
+	var raw struct {
+		Domain []map[string]any `toml:"domain"`
+	}
+	toml.Decode(string(data), &raw) // decoded before without error
+	return raw.Domain
+}
+
+// written reports whether the key path (such as "safety", "max_deletes")
+// is written in a domain's keys.
+func written(keys map[string]any, path ...string) bool {
+	var v any = keys
+	for _, k := range path {
+		m, ok := v.(map[string]any)
+		if !ok {
+			return false
+		}
+		if v, ok = m[k]; !ok {
+			return false
+		}
+	}
+	return true
 }
 
 // findLine finds the line of path, written with array indexes:

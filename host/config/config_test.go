@@ -276,7 +276,7 @@ func TestLoadErrors(t *testing.T) {
 		{name: "undeclared policy", load: bad("undeclared_policy"), key: "domain.policy", msg: `names policy "nosuch", which ` + filepath.Join("testdata", "bad", "plugin.toml") + " does not declare"},
 		{name: "unknown store driver", load: bad("bad_driver"), key: "store.driver", msg: `unknown driver "postgres"`},
 		{name: "safety percent over 100", load: bad("safety_percent"), key: "domain.safety.max_delete_percent", msg: "between 0 and 100"},
-		{name: "safety negative", load: bad("safety_negative"), key: "domain.safety.max_deletes", msg: "must be positive"},
+		{name: "safety negative", load: bad("safety_negative"), key: "domain.safety.max_deletes", msg: "must be 0 or more"},
 		{name: "syntax error in a value", load: bad("syntax_error_value"), key: "domain.sync", msg: `expected value but found "tru"`},
 		{name: "syntax error, no '='", load: bad("syntax_error_no_equals"), key: "", msg: "expected '.' or '='"},
 		{name: "manifest not found", load: bad("manifest_not_found"), key: "plugins.manifest", msg: filepath.Join("testdata", "bad", "nope", "plugin.toml") + ": no such file or directory"},
@@ -438,5 +438,55 @@ base_dn = "fake"
 		if got := findKeyLine(data, tt.key); got != tt.want {
 			t.Errorf("findKeyLine(%q) = %d, want %d", tt.key, got, tt.want)
 		}
+	}
+}
+
+// TestSafetyZeroIsStrict protects S2's settings: a number written as 0
+// keeps 0 (the strictest value), however the table is written; only a key
+// left out takes the default.
+func TestSafetyZeroIsStrict(t *testing.T) {
+	const head = `
+[store]
+dsn = "x.db"
+[plugins]
+manifest = "plugin.toml"
+[[domain]]
+name = "example.com"
+policy = "standard"
+  [domain.ldap]
+  urls = ["ldap://127.0.0.1:3890"]
+  base_dn = "dc=example,dc=com"
+`
+	tests := []struct {
+		name   string
+		safety string
+		want   Safety
+	}{
+		{"left out: defaults", "", Safety{DefaultMaxDeletes, DefaultMaxDeletePercent, DefaultPercentFloor}},
+		{"all three 0", "[domain.safety]\nmax_deletes = 0\nmax_delete_percent = 0\npercent_floor = 0\n", Safety{}},
+		{"max_deletes 0 alone", "[domain.safety]\nmax_deletes = 0\n", Safety{0, DefaultMaxDeletePercent, DefaultPercentFloor}},
+		{"inline table", "safety = { percent_floor = 0 }\n", Safety{DefaultMaxDeletes, DefaultMaxDeletePercent, 0}},
+		{"dotted keys", "safety.max_delete_percent = 0\n", Safety{DefaultMaxDeletes, 0, DefaultPercentFloor}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			text := head
+			if strings.HasPrefix(tc.safety, "[") {
+				text += tc.safety
+			} else {
+				// Keys of the [[domain]] table itself go before [domain.ldap].
+				text = strings.Replace(text, "  [domain.ldap]", tc.safety+"  [domain.ldap]", 1)
+			}
+			os.WriteFile(filepath.Join(dir, "dirsync.toml"), []byte(text), 0o644)
+			os.WriteFile(filepath.Join(dir, "plugin.toml"), []byte("[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n"), 0o644)
+			cfg, err := Load(filepath.Join(dir, "dirsync.toml"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			if got := cfg.Domains[0].Safety; got != tc.want {
+				t.Errorf("Safety = %+v, want %+v", got, tc.want)
+			}
+		})
 	}
 }
