@@ -7,6 +7,7 @@ package store
 import (
 	"context"
 	"errors"
+	"fmt"
 	"time"
 
 	"github.com/dirsync/dirsync/sdk"
@@ -16,7 +17,41 @@ import (
 var (
 	ErrNotFound = errors.New("not found")
 	ErrExists   = errors.New("already exists")
+	// ErrDomainBusy: another holder has the domain's lease (see *BusyError).
+	ErrDomainBusy = errors.New("domain is being synced by another run")
+	// ErrLeaseLost: the holder's lease expired and was taken, or released.
+	ErrLeaseLost = errors.New("the run lost its lease on the domain")
+	// ErrStoreChanged: Apply found the domain written since the run's
+	// snapshot (Snapshot.Generation ≠ Run.Generation); nothing was applied.
+	ErrStoreChanged = errors.New("the domain changed in the store since the run read it; nothing was applied, run again")
+	// ErrNoStore: a read-only open found no store to read.
+	ErrNoStore = errors.New("no store")
 )
+
+// Lease is a domain's lease: while it lasts, only Holder runs a sync of the
+// domain, in this process or any other sharing the store.
+type Lease struct {
+	Domain string    `json:"domain"`
+	Holder string    `json:"holder"`
+	RunID  int64     `json:"run_id,omitempty"` // set by StartRun
+	Since  time.Time `json:"since"`
+	Expiry time.Time `json:"expiry"`
+}
+
+// BusyError is returned by AcquireLease when another holder has the
+// domain's unexpired lease. errors.Is(err, ErrDomainBusy) holds.
+type BusyError struct{ Lease Lease }
+
+func (e *BusyError) Error() string {
+	s := "domain " + e.Lease.Domain + " is being synced by " + e.Lease.Holder
+	if e.Lease.RunID != 0 {
+		s += fmt.Sprintf(" (run %d)", e.Lease.RunID)
+	}
+	return s + " since " + e.Lease.Since.Local().Format(time.DateTime)
+}
+
+// Is makes errors.Is(err, ErrDomainBusy) true.
+func (e *BusyError) Is(target error) bool { return target == ErrDomainBusy }
 
 // Mailbox is a mailbox with its aliases and gateway groups. Source is
 // sdk.SourceLDAP or sdk.SourceManual; DirID and DN are set for LDAP ones.
@@ -43,6 +78,10 @@ type Snapshot struct {
 	Owners map[string]int64
 	// Foreign holds the mailboxes of other domains named in Owners.
 	Foreign map[int64]Mailbox
+	// Generation counts the writes to the domain (a sync's Apply or any
+	// hand-made change). A run hands it back in Run.Generation, and Apply
+	// refuses the run if the domain was written since (ErrStoreChanged).
+	Generation int64
 }
 
 // Change is one change to apply. Creates carry the new mailbox in After
@@ -64,7 +103,10 @@ type Counts struct {
 	Unmatched      int `json:"unmatched_groups"`
 	Conflicts      int `json:"conflicts"`
 	Vetoed         int `json:"vetoed"`
-	Entries        int `json:"entries"`
+	// Held counts entries the directory returned that the policy could not
+	// map (bad data): their mailboxes were kept unchanged.
+	Held    int `json:"held"`
+	Entries int `json:"entries"`
 	// Cached counts the entries whose intent came from the map cache
 	// (unchanged since the last run) instead of a call to the policy.
 	Cached int `json:"cached_entries,omitempty"`
@@ -72,9 +114,12 @@ type Counts struct {
 
 // Run outcomes.
 const (
-	OutcomeOK      = "ok"
-	OutcomeFailed  = "failed"
-	OutcomeStopped = "stopped" // the guard stopped it (S2)
+	OutcomeOK        = "ok"
+	OutcomeFailed    = "failed"
+	OutcomeStopped   = "stopped"   // the guard stopped it (S2)
+	OutcomeRunning   = "running"   // started, not finished yet
+	OutcomeCancelled = "cancelled" // cancelled (signal, shutdown); rolled back
+	OutcomeAbandoned = "abandoned" // its process died; its lease expired
 )
 
 // Run is the record of one sync run (S5).
@@ -82,12 +127,34 @@ type Run struct {
 	ID      int64     `json:"id"`
 	Domain  string    `json:"domain"`
 	Started time.Time `json:"started"`
-	Ended   time.Time `json:"ended"`
+	Ended   time.Time `json:"ended"` // zero while running
 	Outcome string    `json:"outcome"`
-	Error   string    `json:"error,omitempty"`
-	Server  string    `json:"server,omitempty"`
-	Counts  Counts    `json:"counts"`
-	// Changes is the per-object list of what the run changed.
+	// Stage names the stage a run that did not apply failed or stopped at:
+	// "config", "filter", "lease", "store", "fetch", "policy", "guard",
+	// "apply".
+	Stage  string `json:"stage,omitempty"`
+	Error  string `json:"error,omitempty"`
+	Server string `json:"server,omitempty"`
+	// Holder is the lease holder that ran it (host, pid and a sequence).
+	Holder string `json:"holder,omitempty"`
+	// Settings are the domain's settings the run used, as JSON, without
+	// secrets.
+	Settings string `json:"settings,omitempty"`
+	// Counts are what the run read and applied: for a run that did not
+	// apply, every change count is zero.
+	Counts Counts `json:"counts"`
+	// Intended are the counts of the changes a run that did not apply
+	// would have made (nil when it applied, or got no further than reading).
+	Intended *Counts `json:"intended,omitempty"`
+	// References are the continuation references (search result
+	// references) the directory returned: parts of the tree held by other
+	// servers, not read.
+	References []string `json:"references,omitempty"`
+	// Generation is the Snapshot.Generation the run's changes were computed
+	// from; Apply refuses the run if the domain was written since.
+	Generation int64 `json:"-"`
+	// Changes is the per-object list of what the run changed (or, with
+	// Intended set, would have changed).
 	Changes []RunChange `json:"changes,omitempty"`
 }
 
@@ -149,12 +216,35 @@ type Store interface {
 	// domain's alias domains, whose addresses Owners also covers.
 	Snapshot(ctx context.Context, domain string, aliasDomains []string) (*Snapshot, error)
 	// Apply makes all changes and records run, in one transaction (S3): all
-	// of it lands or none. It fills run.ID.
+	// of it lands or none. It first checks that the domain's generation is
+	// still run.Generation (else ErrStoreChanged, nothing written), and
+	// bumps it. A run with an ID (from StartRun) has its row finished; one
+	// without gets a new row. It fills run.ID.
 	Apply(ctx context.Context, domain string, changes []Change, run *Run) error
-	// RecordRun records a run that changed nothing (failed or stopped).
+	// RecordRun records a run that changed nothing (failed, stopped,
+	// cancelled): it finishes the row StartRun wrote when run.ID is set,
+	// else writes a new row. It fills run.ID.
 	RecordRun(ctx context.Context, run *Run) error
 	// Runs lists a domain's runs, newest first, with their changes.
 	Runs(ctx context.Context, domain string) ([]Run, error)
+
+	// AcquireLease takes the domain's lease for holder until now+ttl (and
+	// creates the domain if needed). If another holder's lease has not
+	// expired it returns a *BusyError; an expired lease is taken over. A
+	// holder that has the lease already renews it. Its own short
+	// transaction.
+	AcquireLease(ctx context.Context, domain, holder string, ttl time.Duration) (Lease, error)
+	// RenewLease moves the holder's lease expiry to now+ttl; ErrLeaseLost if
+	// holder no longer has it.
+	RenewLease(ctx context.Context, domain, holder string, ttl time.Duration) error
+	// ReleaseLease gives the lease up; releasing a lease not held is no
+	// error.
+	ReleaseLease(ctx context.Context, domain, holder string) error
+	// StartRun writes run as "running" (its own short transaction), fills
+	// run.ID and notes it on the lease of run.Holder. The caller holds the
+	// domain's lease, so any other "running" row of the domain belongs to a
+	// holder that died: StartRun marks those "abandoned".
+	StartRun(ctx context.Context, run *Run) error
 
 	// AddGroup creates a gateway group (ErrExists if it does).
 	AddGroup(ctx context.Context, domain, name string) error

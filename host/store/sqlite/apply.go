@@ -25,6 +25,11 @@ import (
 // (store.ErrNotFound), as are an unknown group or mailbox. Only mailboxes of
 // domain are touched.
 //
+// Before any of it, Apply checks that the domain's generation is still
+// run.Generation, the one of the snapshot the changes were computed from
+// (store.ErrStoreChanged if not), and bumps it. A run that StartRun wrote
+// (run.ID set) has its row finished; another gets a new row.
+//
 // If run.Changes is nil, Apply fills it from changes, in their given order.
 // It sets run.ID (and run.Domain if empty). On error nothing is written and
 // the error names the change that failed.
@@ -61,6 +66,12 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		if err := ensureDomain(ctx, tx, domain); err != nil {
 			return err
 		}
+		if err := checkGeneration(ctx, tx, domain, run.Generation); err != nil {
+			return err
+		}
+		if err := bumpGeneration(ctx, tx, domain); err != nil {
+			return err
+		}
 		a, err := newApplier(ctx, tx, domain)
 		if err != nil {
 			return err
@@ -73,7 +84,7 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		if e.err != nil {
 			return fmt.Errorf("encode run changes: %w", e.err)
 		}
-		id, err = insertRun(ctx, tx, run, e.blob)
+		id, err = writeRun(ctx, tx, run, e.blob)
 		return err
 	})
 	if err != nil {
@@ -419,6 +430,36 @@ func groupIDs(ctx context.Context, tx *sql.Tx, domain string) (map[string]int64,
 	err := eachPair(ctx, tx, `SELECT id, name FROM groups WHERE domain = ?`, []any{domain},
 		func(id int64, name string) { ids[name] = id })
 	return ids, err
+}
+
+// checkGeneration returns a store.ErrStoreChanged if the generation of
+// domain is not want. A domain that does not exist is at generation 0.
+func checkGeneration(ctx context.Context, tx *sql.Tx, domain string, want int64) error {
+	gen, err := generation(ctx, tx, domain)
+	if err != nil {
+		return err
+	}
+	if gen != want {
+		return fmt.Errorf("%s is at generation %d, the run read generation %d: %w", domain, gen, want, store.ErrStoreChanged)
+	}
+	return nil
+}
+
+// generation reads the generation of domain; 0 if it does not exist.
+func generation(ctx context.Context, tx *sql.Tx, domain string) (int64, error) {
+	var gen int64
+	err := tx.QueryRowContext(ctx, `SELECT generation FROM domains WHERE name = ?`, domain).Scan(&gen)
+	if errors.Is(err, sql.ErrNoRows) {
+		return 0, nil
+	}
+	return gen, err
+}
+
+// bumpGeneration notes a write to domain. It must run in the transaction
+// that writes.
+func bumpGeneration(ctx context.Context, tx *sql.Tx, domain string) error {
+	_, err := tx.ExecContext(ctx, `UPDATE domains SET generation = generation + 1 WHERE name = ?`, domain)
+	return err
 }
 
 // ensureDomain creates domain if it does not exist.

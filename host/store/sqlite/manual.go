@@ -39,7 +39,10 @@ func (s *Store) AddGroup(ctx context.Context, domain, name string) error {
 		if isUnique(err) {
 			return fmt.Errorf("group %q in %s: %w", name, domain, store.ErrExists)
 		}
-		return err
+		if err != nil {
+			return err
+		}
+		return bumpGeneration(ctx, tx, domain)
 	})
 }
 
@@ -57,7 +60,7 @@ func (s *Store) RemoveGroup(ctx context.Context, domain, name string) error {
 		if n, _ := res.RowsAffected(); n == 0 {
 			return fmt.Errorf("group %q in %s: %w", name, domain, store.ErrNotFound)
 		}
-		return nil
+		return bumpGeneration(ctx, tx, domain)
 	})
 }
 
@@ -91,7 +94,8 @@ func (s *Store) Unassign(ctx context.Context, domain, group, address string) err
 }
 
 // membership looks up the group and the mailbox of address in domain and
-// calls fn with them in a write transaction.
+// calls fn with them in a write transaction, which bumps the domain's
+// generation if fn succeeds.
 func (s *Store) membership(ctx context.Context, domain, group, address string,
 	fn func(tx *sql.Tx, mailbox, gid int64, primary string) error) error {
 	domain, err := normDomain(domain)
@@ -122,7 +126,10 @@ func (s *Store) membership(ctx context.Context, domain, group, address string,
 		if err != nil {
 			return err
 		}
-		return fn(tx, id, gid, primary)
+		if err := fn(tx, id, gid, primary); err != nil {
+			return err
+		}
+		return bumpGeneration(ctx, tx, domain)
 	})
 }
 
@@ -184,7 +191,7 @@ func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) 
 				return fmt.Errorf("group %q in %s: %w", g, domain, store.ErrNotFound)
 			}
 		}
-		return nil
+		return bumpGeneration(ctx, tx, domain)
 	})
 	if err != nil {
 		return 0, fmt.Errorf("add mailbox %s to %s: %w", set[0].addr, domain, err)
@@ -209,7 +216,7 @@ func (s *Store) RemoveMailbox(ctx context.Context, domain, address string) error
 			return err
 		}
 		if n, _ := res.RowsAffected(); n > 0 {
-			return nil
+			return bumpGeneration(ctx, tx, domain)
 		}
 		var primary string
 		err = tx.QueryRowContext(ctx, `

@@ -13,7 +13,8 @@ import (
 )
 
 // Snapshot reads the state of a domain in one read transaction, with a
-// handful of bulk queries. An unknown domain has an empty snapshot.
+// handful of bulk queries, and the domain's generation. An unknown domain has
+// an empty snapshot at generation 0.
 func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []string) (*store.Snapshot, error) {
 	domain, err := normDomain(domain)
 	if err != nil {
@@ -34,6 +35,9 @@ func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []stri
 	}
 	err = s.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
+		if snap.Generation, err = generation(ctx, tx, domain); err != nil {
+			return err
+		}
 		if snap.Mailboxes, err = domainMailboxes(ctx, tx, domain); err != nil {
 			return err
 		}

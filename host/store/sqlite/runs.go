@@ -16,8 +16,61 @@ import (
 // timeFormat keeps run times in UTC at fixed width, so they sort as text.
 const timeFormat = "2006-01-02T15:04:05.000000000Z"
 
-// RecordRun records a run that changed nothing (failed or stopped), with
-// run.Changes if it has any. It sets run.ID.
+// abandonedError is the error of a running run that StartRun found left
+// behind by a holder that is gone.
+const abandonedError = "the process running it ended without finishing it (lease expired)"
+
+// StartRun writes run as running (its own short transaction) and sets
+// run.ID. It notes the run on the lease of run.Holder, and marks every other
+// running run of the domain abandoned: the caller holds the domain's lease,
+// so their holders are gone.
+func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
+	if run == nil {
+		return fmt.Errorf("start run: no run")
+	}
+	domain, err := normDomain(run.Domain)
+	if err != nil {
+		return fmt.Errorf("start run: %w", err)
+	}
+	if run.ID != 0 {
+		return fmt.Errorf("start run of %s: run %d is started already", domain, run.ID)
+	}
+	r := *run
+	r.Domain, r.Outcome, r.Ended = domain, store.OutcomeRunning, time.Time{}
+	if r.Started.IsZero() {
+		r.Started = time.Now()
+	}
+	blob, err := encodeChanges(r.Changes)
+	if err != nil {
+		return fmt.Errorf("start run: encode changes: %w", err)
+	}
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		if err := ensureDomain(ctx, tx, domain); err != nil {
+			return err
+		}
+		_, err := tx.ExecContext(ctx, `UPDATE runs SET outcome = ?, ended = ?, error = ? WHERE domain = ? AND outcome = ?`,
+			store.OutcomeAbandoned, formatTime(time.Now()), abandonedError, domain, store.OutcomeRunning)
+		if err != nil {
+			return fmt.Errorf("mark abandoned runs: %w", err)
+		}
+		if r.ID, err = insertRun(ctx, tx, &r, blob); err != nil {
+			return err
+		}
+		if r.Holder != "" {
+			_, err = tx.ExecContext(ctx, `UPDATE leases SET run_id = ? WHERE domain = ? AND holder = ?`, r.ID, domain, r.Holder)
+		}
+		return err
+	})
+	if err != nil {
+		return fmt.Errorf("start run of %s: %w", domain, err)
+	}
+	*run = r
+	return nil
+}
+
+// RecordRun records a run that changed nothing (failed, stopped, cancelled),
+// with run.Changes if it has any: it finishes the row StartRun wrote when
+// run.ID is set, else writes a new row and sets run.ID.
 func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return fmt.Errorf("record run: no run")
@@ -36,7 +89,7 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 		if err := ensureDomain(ctx, tx, domain); err != nil {
 			return err
 		}
-		id, err = insertRun(ctx, tx, run, blob)
+		id, err = writeRun(ctx, tx, run, blob)
 		return err
 	})
 	if err != nil {
@@ -53,7 +106,7 @@ func (s *Store) Runs(ctx context.Context, domain string) ([]store.Run, error) {
 		return nil, err
 	}
 	rows, err := s.db.QueryContext(ctx, `
-		SELECT id, domain, started, ended, outcome, error, server, counts, changes
+		SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings, counts, intended, refs, changes
 		FROM runs WHERE domain = ? ORDER BY started DESC, id DESC`, domain)
 	if err != nil {
 		return nil, fmt.Errorf("runs of %s: %w", domain, err)
@@ -63,18 +116,34 @@ func (s *Store) Runs(ctx context.Context, domain string) ([]store.Run, error) {
 	for rows.Next() {
 		var r store.Run
 		var started, ended, counts string
+		var settings, intended, refs sql.NullString
 		var blob []byte
-		if err := rows.Scan(&r.ID, &r.Domain, &started, &ended, &r.Outcome, &r.Error, &r.Server, &counts, &blob); err != nil {
+		if err := rows.Scan(&r.ID, &r.Domain, &started, &ended, &r.Outcome, &r.Stage, &r.Error, &r.Server, &r.Holder,
+			&settings, &counts, &intended, &refs, &blob); err != nil {
 			return nil, fmt.Errorf("runs of %s: %w", domain, err)
 		}
 		if r.Started, err = parseTime(started); err != nil {
 			return nil, fmt.Errorf("run %d: started: %w", r.ID, err)
 		}
-		if r.Ended, err = parseTime(ended); err != nil {
-			return nil, fmt.Errorf("run %d: ended: %w", r.ID, err)
+		if ended != "" { // empty while running
+			if r.Ended, err = parseTime(ended); err != nil {
+				return nil, fmt.Errorf("run %d: ended: %w", r.ID, err)
+			}
 		}
+		r.Settings = settings.String
 		if err := json.Unmarshal([]byte(counts), &r.Counts); err != nil {
 			return nil, fmt.Errorf("run %d: counts: %w", r.ID, err)
+		}
+		if intended.Valid {
+			r.Intended = new(store.Counts)
+			if err := json.Unmarshal([]byte(intended.String), r.Intended); err != nil {
+				return nil, fmt.Errorf("run %d: intended counts: %w", r.ID, err)
+			}
+		}
+		if refs.Valid {
+			if err := json.Unmarshal([]byte(refs.String), &r.References); err != nil {
+				return nil, fmt.Errorf("run %d: references: %w", r.ID, err)
+			}
 		}
 		if r.Changes, err = decodeChanges(blob); err != nil {
 			return nil, fmt.Errorf("run %d: changes: %w", r.ID, err)
@@ -101,21 +170,87 @@ func runDomain(run *store.Run, domain string) error {
 	return nil
 }
 
-// insertRun writes the run row and returns its id.
-func insertRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) (int64, error) {
-	counts, err := json.Marshal(run.Counts)
+// writeRun finishes the row of a run that StartRun wrote (run.ID set), or
+// writes a new one, and returns its id.
+func writeRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) (int64, error) {
+	if run.ID == 0 {
+		return insertRun(ctx, tx, run, changes)
+	}
+	c, err := encodeRun(run)
 	if err != nil {
 		return 0, err
 	}
 	res, err := tx.ExecContext(ctx, `
-		INSERT INTO runs (domain, started, ended, outcome, error, server, counts, changes)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
-		run.Domain, formatTime(run.Started), formatTime(run.Ended), run.Outcome, run.Error, run.Server,
-		string(counts), changes)
+		UPDATE runs SET ended = ?, outcome = ?, stage = ?, error = ?, server = ?, holder = ?,
+			settings = ?, counts = ?, intended = ?, refs = ?, changes = ?
+		WHERE id = ? AND domain = ?`,
+		endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
+		c.settings, c.counts, c.intended, c.refs, changes, run.ID, run.Domain)
+	if err != nil {
+		return 0, fmt.Errorf("record run %d: %w", run.ID, err)
+	}
+	if n, _ := res.RowsAffected(); n == 0 {
+		return 0, fmt.Errorf("run %d of %s: %w", run.ID, run.Domain, store.ErrNotFound)
+	}
+	return run.ID, nil
+}
+
+// insertRun writes a new run row and returns its id.
+func insertRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) (int64, error) {
+	c, err := encodeRun(run)
+	if err != nil {
+		return 0, err
+	}
+	res, err := tx.ExecContext(ctx, `
+		INSERT INTO runs (domain, started, ended, outcome, stage, error, server, holder, settings, counts, intended, refs, changes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		run.Domain, formatTime(run.Started), endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
+		c.settings, c.counts, c.intended, c.refs, changes)
 	if err != nil {
 		return 0, fmt.Errorf("record run: %w", err)
 	}
 	return res.LastInsertId()
+}
+
+// runColumns are the JSON columns of a run row; nil ones are NULL.
+type runColumns struct {
+	counts                   string
+	settings, intended, refs any
+}
+
+func encodeRun(run *store.Run) (runColumns, error) {
+	var c runColumns
+	counts, err := json.Marshal(run.Counts)
+	if err != nil {
+		return c, fmt.Errorf("encode counts: %w", err)
+	}
+	c.counts = string(counts)
+	if run.Settings != "" {
+		c.settings = run.Settings
+	}
+	if run.Intended != nil {
+		b, err := json.Marshal(run.Intended)
+		if err != nil {
+			return c, fmt.Errorf("encode intended counts: %w", err)
+		}
+		c.intended = string(b)
+	}
+	if len(run.References) > 0 {
+		b, err := json.Marshal(run.References)
+		if err != nil {
+			return c, fmt.Errorf("encode references: %w", err)
+		}
+		c.refs = string(b)
+	}
+	return c, nil
+}
+
+// endTime is the ended column of a run: empty while it runs.
+func endTime(t time.Time) string {
+	if t.IsZero() {
+		return ""
+	}
+	return formatTime(t)
 }
 
 func formatTime(t time.Time) string { return t.UTC().Format(timeFormat) }

@@ -5,6 +5,15 @@
 // readers never wait for a sync and other processes (the CLI next to the
 // daemon) wait for a writer instead of failing. Its schema is created on Open
 // and migrated forward; PRAGMA user_version holds the schema version.
+// OpenReadOnly opens an existing store for commands that only read: it never
+// creates, migrates or writes the file.
+//
+// A domain's lease is a row of the leases table, taken, renewed and released
+// in short transactions of their own, with times from this process's clock;
+// processes sharing the file see one another's leases. Each domain also
+// carries a generation that every write to it bumps (a sync's Apply and every
+// hand-made change), so that Apply can refuse a run computed from a state
+// that has changed since.
 package sqlite
 
 import (
@@ -12,6 +21,7 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"io/fs"
 	"os"
 	"path/filepath"
 	"strings"
@@ -83,6 +93,63 @@ func Open(dsn string) (*Store, error) {
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
 	}
 	return s, nil
+}
+
+// OpenReadOnly opens the existing SQLite database named by dsn (as for Open)
+// for reading only: it never creates the file or its directory (a missing
+// file is a store.ErrNoStore), never migrates, and every write on the
+// returned Store fails. A store whose schema is older than this dirsync's is
+// refused with a message that says how to upgrade it.
+func OpenReadOnly(dsn string) (*Store, error) {
+	path, query, memory := splitDSN(dsn)
+	if path == "" {
+		return nil, errors.New("sqlite: empty database path")
+	}
+	if memory {
+		return nil, errors.New("sqlite: an in-memory store cannot be opened read-only")
+	}
+	if _, err := os.Stat(path); err != nil {
+		if errors.Is(err, fs.ErrNotExist) {
+			return nil, fmt.Errorf("sqlite: %w at %s", store.ErrNoStore, path)
+		}
+		return nil, fmt.Errorf("sqlite: %w", err)
+	}
+
+	// Only a "file:" URI passes mode=ro on to SQLite. No journal_mode here:
+	// setting it would write.
+	params := []string{
+		"mode=ro",
+		fmt.Sprintf("_pragma=busy_timeout(%d)", busyTimeoutMS),
+		"_pragma=foreign_keys(1)",
+	}
+	if query != "" {
+		params = append(params, query)
+	}
+	db, err := sql.Open("sqlite", "file:"+uriPath(path)+"?"+strings.Join(params, "&"))
+	if err != nil {
+		return nil, fmt.Errorf("sqlite: open %s: %w", path, err)
+	}
+	var version int
+	if err := db.QueryRow("PRAGMA user_version").Scan(&version); err != nil {
+		db.Close()
+		return nil, fmt.Errorf("sqlite: %s: read schema version: %w", path, err)
+	}
+	switch {
+	case version < len(migrations):
+		db.Close()
+		return nil, fmt.Errorf("the store at %s has schema version %d, this dirsync needs %d: any command that writes (dirsync sync …) upgrades it",
+			path, version, len(migrations))
+	case version > len(migrations):
+		db.Close()
+		return nil, fmt.Errorf("sqlite: %s: schema version %d is newer than this dirsync knows (%d)", path, version, len(migrations))
+	}
+	return &Store{db: db}, nil
+}
+
+// uriPath escapes the characters of a file path that a SQLite URI would
+// read otherwise.
+func uriPath(path string) string {
+	return strings.NewReplacer("%", "%25", "?", "%3f", "#", "%23").Replace(path)
 }
 
 // splitDSN returns the file path of dsn, its query string, and whether it
@@ -163,6 +230,29 @@ CREATE TABLE runs (
 	changes BLOB           -- gzip of the JSON array of store.RunChange; NULL if none
 );
 CREATE INDEX runs_domain ON runs(domain, started);
+`,
+	// 2: leases, the domain's write generation, and the run record of a run
+	// that is started before it ends.
+	`
+-- One lease per domain: while it lasts, only its holder syncs the domain.
+CREATE TABLE leases (
+	domain TEXT PRIMARY KEY REFERENCES domains(name),
+	holder TEXT NOT NULL,
+	run_id INTEGER NOT NULL DEFAULT 0, -- the holder's running run, once started
+	since  TEXT NOT NULL,              -- UTC, fixed width, like run times
+	expiry TEXT NOT NULL
+) WITHOUT ROWID;
+
+-- Bumped by every write to the domain (a sync's Apply, any hand-made change).
+ALTER TABLE domains ADD COLUMN generation INTEGER NOT NULL DEFAULT 0;
+
+-- runs.ended is '' while a run is running.
+ALTER TABLE runs ADD COLUMN stage    TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN holder   TEXT NOT NULL DEFAULT '';
+ALTER TABLE runs ADD COLUMN settings TEXT; -- JSON of the settings the run used; NULL if none
+ALTER TABLE runs ADD COLUMN intended TEXT; -- JSON of store.Counts; NULL if none
+ALTER TABLE runs ADD COLUMN refs     TEXT; -- JSON array of continuation references; NULL if none
+CREATE INDEX runs_running ON runs(domain) WHERE outcome = 'running';
 `,
 }
 

@@ -15,6 +15,7 @@
 package storetest
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"reflect"
@@ -58,6 +59,16 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ManualMailboxes", testManualMailboxes},
 		{"ManualGroups", testManualGroups},
 		{"Concurrent", testConcurrent},
+		{"LeaseBusy", testLeaseBusy},
+		{"LeaseTakenOverAfterExpiry", testLeaseTakeover},
+		{"LeaseRenew", testLeaseRenew},
+		{"LeaseRelease", testLeaseRelease},
+		{"LeaseRaceOneWinner", testLeaseRace},
+		{"StartRunThenFinishIsOneRow", testStartRunOneRow},
+		{"StartRunAbandonsOlderRunning", testStartRunAbandons},
+		{"ApplyRefusesStaleGeneration", testStaleGeneration},
+		{"ApplyRaceSameGenerationOneWinner", testApplyRace},
+		{"RunFieldsRoundTrip", testRunFields},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -369,7 +380,7 @@ func testAtomicity(t *testing.T, s store.Store) {
 			if err != nil {
 				t.Fatal(err)
 			}
-			run := newRun(domain, time.Now())
+			run := runAt(t, s, domain)
 			err = s.Apply(ctx, domain, append(good(), tc.last), run)
 			wantErr(t, err, tc.want, tc.mention...)
 
@@ -568,6 +579,7 @@ func testRuns(t *testing.T, s store.Store) {
 		After: &store.MailboxView{Primary: "alice@example.com", Aliases: []string{"al@example.com"},
 			DisplayName: "Alice", Kind: sdk.KindUser, DN: "cn=guid-a,dc=example,dc=com", Groups: []string{"Sales"}},
 	}}
+	first.Generation = snapshot(t, s, domain).Generation
 	if err := s.Apply(ctx, domain, []store.Change{alice}, first); err != nil {
 		t.Fatal(err)
 	}
@@ -600,6 +612,7 @@ func testRuns(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 	want := []store.Run{*stopped, *failed, *first}
+	want[2].Generation = 0 // not part of the record
 	if len(runs) != len(want) {
 		t.Fatalf("Runs = %d runs, want %d: %+v", len(runs), len(want), runs)
 	}
@@ -749,7 +762,7 @@ func testConcurrent(t *testing.T, s store.Store) {
 					errs <- err
 				}
 				c := create(fmt.Sprintf("guid-%d-%d", w, i), fmt.Sprintf("ldap%d.%d@example.com", w, i), nil, "Sales")
-				if err := s.Apply(ctx, domain, []store.Change{c}, newRun(domain, time.Now())); err != nil {
+				if err := applyRetry(ctx, s, c); err != nil {
 					errs <- err
 				}
 				if _, err := s.Snapshot(ctx, domain, nil); err != nil {
@@ -768,6 +781,396 @@ func testConcurrent(t *testing.T, s store.Store) {
 	}
 }
 
+// leaseTTL is long enough that a lease taken in a test does not expire
+// while the test runs.
+const leaseTTL = time.Hour
+
+// shortTTL is a lease a test waits out.
+const shortTTL = 50 * time.Millisecond
+
+func testLeaseBusy(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := acquire(t, s, domain, "host-a", leaseTTL)
+	_, err := s.AcquireLease(ctx, domain, "host-b", leaseTTL)
+	if got := wantBusy(t, err, domain, "host-a"); !sameTime(got.Since, a.Since) || got.RunID != 0 {
+		t.Errorf("busy lease = %+v, want since %v and no run", got, a.Since)
+	}
+
+	// Once the holder has started its run, the busy error names it.
+	run := &store.Run{Domain: domain, Started: time.Now(), Holder: "host-a"}
+	if err := s.StartRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	_, err = s.AcquireLease(ctx, domain, "host-b", leaseTTL)
+	if got := wantBusy(t, err, domain, "host-a"); got.RunID != run.ID {
+		t.Errorf("busy lease names run %d, want %d", got.RunID, run.ID)
+	}
+
+	// A lease is per domain.
+	acquire(t, s, otherDomain, "host-b", leaseTTL)
+}
+
+func testLeaseTakeover(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := acquire(t, s, domain, "host-a", shortTTL)
+	waitPast(a.Expiry)
+	b := acquire(t, s, domain, "host-b", leaseTTL)
+	if !b.Since.After(a.Since) || b.RunID != 0 {
+		t.Errorf("taken-over lease = %+v, want a new one (the old one was %+v)", b, a)
+	}
+	// The old holder has lost it: it cannot renew it, and its release
+	// leaves the new holder's lease alone.
+	wantErr(t, s.RenewLease(ctx, domain, "host-a", leaseTTL), store.ErrLeaseLost)
+	if err := s.ReleaseLease(ctx, domain, "host-a"); err != nil {
+		t.Errorf("ReleaseLease of a lost lease: %v", err)
+	}
+	_, err := s.AcquireLease(ctx, domain, "host-c", leaseTTL)
+	wantBusy(t, err, domain, "host-b")
+}
+
+func testLeaseRenew(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	a := acquire(t, s, domain, "host-a", time.Minute)
+	run := &store.Run{Domain: domain, Started: time.Now(), Holder: "host-a"}
+	if err := s.StartRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+
+	// Acquiring a lease one holds renews it: same lease, later expiry.
+	again := acquire(t, s, domain, "host-a", leaseTTL)
+	if !sameTime(again.Since, a.Since) || !again.Expiry.After(a.Expiry) || again.RunID != run.ID {
+		t.Errorf("re-acquired lease = %+v, want since %v, run %d and an expiry after %v", again, a.Since, run.ID, a.Expiry)
+	}
+
+	if err := s.RenewLease(ctx, domain, "host-a", 2*leaseTTL); err != nil {
+		t.Fatalf("RenewLease: %v", err)
+	}
+	_, err := s.AcquireLease(ctx, domain, "host-b", leaseTTL)
+	if got := wantBusy(t, err, domain, "host-a"); got.Expiry.Before(time.Now().Add(leaseTTL)) {
+		t.Errorf("lease expires %v after RenewLease by %v, want later", got.Expiry, 2*leaseTTL)
+	}
+
+	// Nobody holds a lease on otherDomain.
+	wantErr(t, s.RenewLease(ctx, otherDomain, "host-a", leaseTTL), store.ErrLeaseLost)
+}
+
+func testLeaseRelease(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	acquire(t, s, domain, "host-a", leaseTTL)
+	if err := s.ReleaseLease(ctx, domain, "host-a"); err != nil {
+		t.Fatalf("ReleaseLease: %v", err)
+	}
+	// Released: another holder gets it at once, and the old one cannot
+	// renew it.
+	acquire(t, s, domain, "host-b", leaseTTL)
+	wantErr(t, s.RenewLease(ctx, domain, "host-a", leaseTTL), store.ErrLeaseLost)
+
+	// Releasing a lease one does not hold is no error and changes nothing.
+	if err := s.ReleaseLease(ctx, domain, "host-a"); err != nil {
+		t.Errorf("ReleaseLease of a lease not held: %v", err)
+	}
+	if err := s.ReleaseLease(ctx, otherDomain, "host-a"); err != nil {
+		t.Errorf("ReleaseLease on a domain without a lease: %v", err)
+	}
+	_, err := s.AcquireLease(ctx, domain, "host-c", leaseTTL)
+	wantBusy(t, err, domain, "host-b")
+}
+
+func testLeaseRace(t *testing.T, s store.Store) {
+	const rounds, racers = 5, 8
+	for r := range rounds {
+		d := fmt.Sprintf("race%d.example.com", r)
+		errs := make([]error, racers)
+		start := make(chan struct{})
+		var wg sync.WaitGroup
+		for i := range racers {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				<-start
+				_, errs[i] = s.AcquireLease(t.Context(), d, fmt.Sprintf("host-%d", i), leaseTTL)
+			}()
+		}
+		close(start)
+		wg.Wait()
+		winners := 0
+		for i, err := range errs {
+			switch {
+			case err == nil:
+				winners++
+			case !errors.Is(err, store.ErrDomainBusy):
+				t.Errorf("%s: holder %d: %v", d, i, err)
+			}
+		}
+		if winners != 1 {
+			t.Errorf("%s: %d of %d racing holders got the lease, want exactly 1", d, winners, racers)
+		}
+	}
+}
+
+func testStartRunOneRow(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	tests := []struct {
+		name    string
+		domain  string
+		outcome string
+		finish  func(t *testing.T, run *store.Run) error
+	}{
+		{"RecordRun", domain, store.OutcomeFailed, func(t *testing.T, run *store.Run) error {
+			run.Outcome, run.Stage, run.Error = store.OutcomeFailed, "fetch", "ldap: size limit exceeded"
+			return s.RecordRun(ctx, run)
+		}},
+		{"Apply", otherDomain, store.OutcomeOK, func(t *testing.T, run *store.Run) error {
+			run.Outcome = store.OutcomeOK
+			run.Generation = snapshot(t, s, otherDomain).Generation
+			return s.Apply(ctx, otherDomain, []store.Change{create("guid-o", "olga@other.com", nil)}, run)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			acquire(t, s, tc.domain, "host-a", leaseTTL)
+			run := &store.Run{Domain: tc.domain, Started: time.Now(), Holder: "host-a", Server: "ldap://dc1.example.com"}
+			if err := s.StartRun(ctx, run); err != nil {
+				t.Fatalf("StartRun: %v", err)
+			}
+			id := run.ID
+			if id == 0 {
+				t.Fatal("StartRun did not set run.ID")
+			}
+			runs := runsOf(t, s, tc.domain)
+			if len(runs) != 1 || runs[0].ID != id || runs[0].Outcome != store.OutcomeRunning || !runs[0].Ended.IsZero() ||
+				runs[0].Holder != "host-a" {
+				t.Fatalf("Runs after StartRun = %+v, want run %d running, not ended, holder host-a", runs, id)
+			}
+
+			run.Ended = time.Now()
+			if err := tc.finish(t, run); err != nil {
+				t.Fatalf("finishing the run: %v", err)
+			}
+			if run.ID != id {
+				t.Errorf("finishing run %d gave it id %d", id, run.ID)
+			}
+			runs = runsOf(t, s, tc.domain)
+			if len(runs) != 1 || runs[0].ID != id || runs[0].Outcome != tc.outcome || !sameTime(runs[0].Ended, run.Ended) ||
+				runs[0].Stage != run.Stage || runs[0].Error != run.Error || runs[0].Server != run.Server {
+				t.Errorf("Runs after finishing = %+v\nwant the one row %+v", runs, *run)
+			}
+		})
+	}
+}
+
+func testStartRunAbandons(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	// A run of another domain is none of its business.
+	acquire(t, s, otherDomain, "host-c", leaseTTL)
+	other := &store.Run{Domain: otherDomain, Started: time.Now(), Holder: "host-c"}
+	if err := s.StartRun(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+
+	// host-a starts a run, dies; its lease expires and host-b takes over.
+	a := acquire(t, s, domain, "host-a", shortTTL)
+	old := &store.Run{Domain: domain, Started: time.Now(), Holder: "host-a"}
+	if err := s.StartRun(ctx, old); err != nil {
+		t.Fatal(err)
+	}
+	waitPast(a.Expiry)
+	acquire(t, s, domain, "host-b", leaseTTL)
+	cur := &store.Run{Domain: domain, Started: time.Now(), Holder: "host-b"}
+	if err := s.StartRun(ctx, cur); err != nil {
+		t.Fatal(err)
+	}
+
+	runs := runsOf(t, s, domain)
+	if len(runs) != 2 || runs[0].ID != cur.ID || runs[1].ID != old.ID {
+		t.Fatalf("Runs = %+v, want runs %d and %d", runs, cur.ID, old.ID)
+	}
+	if runs[0].Outcome != store.OutcomeRunning {
+		t.Errorf("the new run is %q, want running", runs[0].Outcome)
+	}
+	if got := runs[1]; got.Outcome != store.OutcomeAbandoned || got.Ended.IsZero() || got.Error == "" {
+		t.Errorf("the dead holder's run = %+v, want abandoned, ended, with an error saying why", got)
+	}
+	if runs := runsOf(t, s, otherDomain); len(runs) != 1 || runs[0].Outcome != store.OutcomeRunning {
+		t.Errorf("Runs of %s = %+v, want its run still running", otherDomain, runs)
+	}
+}
+
+func testStaleGeneration(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	addGroups(t, s, domain, "Sales")
+	apply(t, s, domain, create("guid-a", "alice@example.com", nil, "Sales"))
+
+	// Each write happens between a run's Snapshot and its Apply; the cases
+	// run in order, each on what the one before left.
+	tests := []struct {
+		name  string
+		write func() error
+	}{
+		{"AddMailbox", func() error {
+			_, err := s.AddMailbox(ctx, domain, store.Mailbox{Primary: "dan@example.com"})
+			return err
+		}},
+		{"RemoveMailbox", func() error { return s.RemoveMailbox(ctx, domain, "dan@example.com") }},
+		{"AddGroup", func() error { return s.AddGroup(ctx, domain, "Staff") }},
+		{"Assign", func() error { return s.Assign(ctx, domain, "Staff", "alice@example.com") }},
+		{"Unassign", func() error { return s.Unassign(ctx, domain, "Staff", "alice@example.com") }},
+		{"RemoveGroup", func() error { return s.RemoveGroup(ctx, domain, "Staff") }},
+		{"ApplyOfAnotherRun", func() error {
+			return s.Apply(ctx, domain, []store.Change{create("guid-e", "eve@example.com", nil)}, runAt(t, s, domain))
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			snap := snapshot(t, s, domain)
+			if err := tc.write(); err != nil {
+				t.Fatalf("%s: %v", tc.name, err)
+			}
+			if now := snapshot(t, s, domain); now.Generation == snap.Generation {
+				t.Errorf("%s left the generation at %d", tc.name, now.Generation)
+			}
+			before := mailboxes(t, s, domain)
+			runsBefore := runsOf(t, s, domain)
+
+			run := newRun(domain, time.Now())
+			run.Generation = snap.Generation
+			err := s.Apply(ctx, domain, []store.Change{create("guid-z", "zed@example.com", nil, "Sales")}, run)
+			wantErr(t, err, store.ErrStoreChanged)
+			if after := mailboxes(t, s, domain); !reflect.DeepEqual(before, after) {
+				t.Errorf("a stale Apply changed the store:\nbefore %+v\nafter  %+v", before, after)
+			}
+			if runs := runsOf(t, s, domain); len(runs) != len(runsBefore) {
+				t.Errorf("a stale Apply recorded a run: %d runs, had %d", len(runs), len(runsBefore))
+			}
+			wantResolveNotFound(t, s, "zed@example.com")
+		})
+	}
+
+	t.Run("WriteToAnotherDomain", func(t *testing.T) {
+		snap := snapshot(t, s, domain)
+		addGroups(t, s, otherDomain, "Sales")
+		addMailbox(t, s, otherDomain, store.Mailbox{Primary: "olga@other.com", Groups: []string{"Sales"}})
+		run := newRun(domain, time.Now())
+		run.Generation = snap.Generation
+		if err := s.Apply(ctx, domain, []store.Change{create("guid-z", "zed@example.com", nil)}, run); err != nil {
+			t.Errorf("writes to %s made a run of %s stale: %v", otherDomain, domain, err)
+		}
+	})
+	t.Run("NewDomainIsAtGenerationZero", func(t *testing.T) {
+		const fresh = "fresh.example.net"
+		if err := s.Apply(ctx, fresh, []store.Change{create("guid-f", "f@fresh.example.net", nil)}, newRun(fresh, time.Now())); err != nil {
+			t.Errorf("Apply to a domain the store has never seen, at generation 0: %v", err)
+		}
+	})
+}
+
+func testApplyRace(t *testing.T, s store.Store) {
+	addGroups(t, s, domain, "Sales")
+	gen := snapshot(t, s, domain).Generation
+	const racers = 6
+	errs := make([]error, racers)
+	start := make(chan struct{})
+	var wg sync.WaitGroup
+	for i := range racers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			run := newRun(domain, time.Now())
+			run.Generation = gen
+			c := create(fmt.Sprintf("guid-%d", i), fmt.Sprintf("user%d@example.com", i), nil, "Sales")
+			<-start
+			errs[i] = s.Apply(t.Context(), domain, []store.Change{c}, run)
+		}()
+	}
+	close(start)
+	wg.Wait()
+	winners := 0
+	for i, err := range errs {
+		switch {
+		case err == nil:
+			winners++
+		case !errors.Is(err, store.ErrStoreChanged):
+			t.Errorf("run %d: %v", i, err)
+		}
+	}
+	if winners != 1 {
+		t.Errorf("%d of %d runs computed from one snapshot applied, want exactly 1", winners, racers)
+	}
+	if ms := mailboxes(t, s, domain); len(ms) != 1 {
+		t.Errorf("%d mailboxes, want the one of the run that applied", len(ms))
+	}
+}
+
+func testRunFields(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	t0 := time.Date(2025, 3, 1, 10, 0, 0, 123456000, time.UTC)
+	settings := `{"name":"example.com","sync":true,"ldap":{"urls":["ldap://dc1.example.com"],"base_dn":"dc=example,dc=com"}}`
+	refs := []string{"ldap://dc2.example.com/OU=Branch,DC=example,DC=com", "ldap://dc3.example.com/DC=sub,DC=example,DC=com"}
+	bob := &store.MailboxView{Primary: "bob@example.com", Kind: sdk.KindUser, DN: "cn=bob,dc=example,dc=com"}
+
+	tests := []struct {
+		name   string
+		run    store.Run
+		record func(run *store.Run) error
+	}{
+		{"StoppedWithIntended", store.Run{
+			Domain: domain, Started: t0, Ended: t0.Add(2 * time.Second), Outcome: store.OutcomeStopped,
+			Stage: "guard", Error: "would delete 600 of 1000 LDAP mailboxes", Server: "ldap://dc1.example.com",
+			Holder: "gw1:4242:7", Settings: settings, Counts: store.Counts{Entries: 400, Held: 2},
+			Intended:   &store.Counts{Deleted: 600, MembersRemoved: 3},
+			References: refs,
+			Changes:    []store.RunChange{{Kind: "delete", Address: "bob@example.com", Before: bob}},
+		}, func(run *store.Run) error { return s.RecordRun(ctx, run) }},
+		{"FailedWithoutIntended", store.Run{
+			Domain: domain, Started: t0.Add(time.Hour), Ended: t0.Add(time.Hour + time.Second), Outcome: store.OutcomeFailed,
+			Stage: "fetch", Error: "ldap: bind failed", Holder: "gw1:4242:8",
+		}, func(run *store.Run) error { return s.RecordRun(ctx, run) }},
+		{"CancelledAfterStartRun", store.Run{
+			Domain: domain, Started: t0.Add(2 * time.Hour), Ended: t0.Add(2*time.Hour + time.Second), Outcome: store.OutcomeCancelled,
+			Stage: "policy", Error: "context canceled", Holder: "gw2:99:1", Settings: settings,
+			Intended: &store.Counts{}, References: refs[:1],
+		}, func(run *store.Run) error {
+			started := store.Run{Domain: run.Domain, Started: run.Started, Holder: run.Holder}
+			if err := s.StartRun(ctx, &started); err != nil {
+				return err
+			}
+			run.ID = started.ID
+			return s.RecordRun(ctx, run)
+		}},
+		{"Applied", store.Run{
+			Domain: domain, Started: t0.Add(3 * time.Hour), Ended: t0.Add(3*time.Hour + time.Second), Outcome: store.OutcomeOK,
+			Holder: "gw1:4242:9", Settings: settings, Counts: store.Counts{Created: 1, Entries: 1}, References: refs,
+		}, func(run *store.Run) error {
+			run.Generation = snapshot(t, s, domain).Generation
+			return s.Apply(ctx, domain, []store.Change{create("guid-c", "carol@example.com", nil)}, run)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			run := tc.run
+			if err := tc.record(&run); err != nil {
+				t.Fatal(err)
+			}
+			want := run
+			want.Generation = 0 // not part of the record
+			for _, got := range runsOf(t, s, domain) {
+				if got.ID != run.ID {
+					continue
+				}
+				if !sameTime(got.Started, want.Started) || !sameTime(got.Ended, want.Ended) {
+					t.Errorf("started %v ended %v, want %v and %v", got.Started, got.Ended, want.Started, want.Ended)
+				}
+				got.Started, got.Ended = want.Started, want.Ended
+				if !reflect.DeepEqual(got, want) {
+					t.Errorf("run = %+v\nwant  %+v", got, want)
+				}
+				return
+			}
+			t.Errorf("Runs has no run %d", run.ID)
+		})
+	}
+}
+
 // create is a create change for an LDAP entry with the given groups.
 func create(dirID, primary string, aliases []string, groups ...string) store.Change {
 	return store.Change{Kind: sdk.ChangeCreate, After: &store.Mailbox{
@@ -781,16 +1184,98 @@ func newRun(domain string, start time.Time) *store.Run {
 	return &store.Run{Domain: domain, Started: start, Ended: start.Add(1500 * time.Millisecond), Outcome: store.OutcomeOK}
 }
 
+// runAt is a successful run record starting now, computed from the
+// domain's current generation.
+func runAt(t *testing.T, s store.Store, domain string) *store.Run {
+	t.Helper()
+	run := newRun(domain, time.Now())
+	run.Generation = snapshot(t, s, domain).Generation
+	return run
+}
+
 func apply(t *testing.T, s store.Store, domain string, changes ...store.Change) {
 	t.Helper()
-	if err := s.Apply(t.Context(), domain, changes, newRun(domain, time.Now())); err != nil {
+	if err := s.Apply(t.Context(), domain, changes, runAt(t, s, domain)); err != nil {
 		t.Fatalf("Apply: %v", err)
 	}
 }
 
 func applyErr(t *testing.T, s store.Store, domain string, changes ...store.Change) error {
 	t.Helper()
-	return s.Apply(t.Context(), domain, changes, newRun(domain, time.Now()))
+	return s.Apply(t.Context(), domain, changes, runAt(t, s, domain))
+}
+
+// applyRetry applies changes to domain as a run does while other writers
+// work on it: read, apply, and read again if the domain changed in between.
+func applyRetry(ctx context.Context, s store.Store, changes ...store.Change) error {
+	for range 1000 {
+		snap, err := s.Snapshot(ctx, domain, nil)
+		if err != nil {
+			return err
+		}
+		run := newRun(domain, time.Now())
+		run.Generation = snap.Generation
+		err = s.Apply(ctx, domain, changes, run)
+		if !errors.Is(err, store.ErrStoreChanged) {
+			return err
+		}
+	}
+	return errors.New("Apply: the domain changed before every one of 1000 tries")
+}
+
+func runsOf(t *testing.T, s store.Store, domain string) []store.Run {
+	t.Helper()
+	runs, err := s.Runs(t.Context(), domain)
+	if err != nil {
+		t.Fatalf("Runs: %v", err)
+	}
+	return runs
+}
+
+func mailboxes(t *testing.T, s store.Store, domain string) []store.Mailbox {
+	t.Helper()
+	ms, err := s.Mailboxes(t.Context(), domain)
+	if err != nil {
+		t.Fatalf("Mailboxes: %v", err)
+	}
+	return ms
+}
+
+func acquire(t *testing.T, s store.Store, domain, holder string, ttl time.Duration) store.Lease {
+	t.Helper()
+	l, err := s.AcquireLease(t.Context(), domain, holder, ttl)
+	if err != nil {
+		t.Fatalf("AcquireLease(%s, %s): %v", domain, holder, err)
+	}
+	if l.Domain != domain || l.Holder != holder || l.Since.IsZero() || !l.Expiry.After(l.Since) {
+		t.Errorf("AcquireLease(%s, %s) = %+v", domain, holder, l)
+	}
+	return l
+}
+
+// wantBusy checks that err is a *store.BusyError for holder's lease on
+// domain, and returns that lease.
+func wantBusy(t *testing.T, err error, domain, holder string) store.Lease {
+	t.Helper()
+	var busy *store.BusyError
+	if !errors.As(err, &busy) || !errors.Is(err, store.ErrDomainBusy) {
+		t.Fatalf("error = %v, want a *store.BusyError", err)
+	}
+	if busy.Lease.Domain != domain || busy.Lease.Holder != holder {
+		t.Errorf("busy lease = %+v, want %s's lease on %s", busy.Lease, holder, domain)
+	}
+	return busy.Lease
+}
+
+// waitPast sleeps until t has passed, with a margin.
+func waitPast(t time.Time) {
+	time.Sleep(time.Until(t) + 20*time.Millisecond)
+}
+
+// sameTime reports whether a and b are the same instant, give or take what
+// a store may round away.
+func sameTime(a, b time.Time) bool {
+	return a.Sub(b).Abs() < time.Millisecond
 }
 
 func addGroups(t *testing.T, s store.Store, domain string, names ...string) {
