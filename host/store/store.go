@@ -243,7 +243,8 @@ type Store interface {
 	// StartRun writes run as "running" (its own short transaction), fills
 	// run.ID and notes it on the lease of run.Holder. The caller holds the
 	// domain's lease, so any other "running" row of the domain belongs to a
-	// holder that died: StartRun marks those "abandoned".
+	// holder that died: StartRun marks those "abandoned". A holder without
+	// the lease gets ErrLeaseLost and nothing is written.
 	StartRun(ctx context.Context, run *Run) error
 
 	// AddGroup creates a gateway group (ErrExists if it does).

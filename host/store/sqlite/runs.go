@@ -48,6 +48,14 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 		if err := ensureDomain(ctx, tx, domain); err != nil {
 			return err
 		}
+		// Only the lease holder may declare the other running rows dead.
+		var held int
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM leases WHERE domain = ? AND holder = ?`, domain, r.Holder).Scan(&held); err != nil {
+			return err
+		}
+		if held == 0 {
+			return fmt.Errorf("holder %q: %w", r.Holder, store.ErrLeaseLost)
+		}
 		_, err := tx.ExecContext(ctx, `UPDATE runs SET outcome = ?, ended = ?, error = ? WHERE domain = ? AND outcome = ?`,
 			store.OutcomeAbandoned, formatTime(time.Now()), abandonedError, domain, store.OutcomeRunning)
 		if err != nil {
@@ -56,9 +64,7 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 		if r.ID, err = insertRun(ctx, tx, &r, blob); err != nil {
 			return err
 		}
-		if r.Holder != "" {
-			_, err = tx.ExecContext(ctx, `UPDATE leases SET run_id = ? WHERE domain = ? AND holder = ?`, r.ID, domain, r.Holder)
-		}
+		_, err = tx.ExecContext(ctx, `UPDATE leases SET run_id = ? WHERE domain = ? AND holder = ?`, r.ID, domain, r.Holder)
 		return err
 	})
 	if err != nil {

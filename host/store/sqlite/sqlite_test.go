@@ -479,6 +479,9 @@ func TestOpenReadOnlyOldSchema(t *testing.T) {
 func TestAbandonedRunRecord(t *testing.T) {
 	ctx := t.Context()
 	s := open(t)
+	if _, err := s.AcquireLease(ctx, "example.com", "host-a", time.Millisecond); err != nil {
+		t.Fatal(err)
+	}
 	old := &store.Run{Domain: "example.com", Started: time.Now(), Holder: "host-a"}
 	if err := s.StartRun(ctx, old); err != nil {
 		t.Fatal(err)
@@ -487,6 +490,7 @@ func TestAbandonedRunRecord(t *testing.T) {
 	if err := s.db.QueryRow(`SELECT ended FROM runs WHERE id = ?`, old.ID).Scan(&ended); err != nil || ended != "" {
 		t.Fatalf("ended of a running run = %q, %v; want empty", ended, err)
 	}
+	time.Sleep(10 * time.Millisecond) // host-a's lease expires
 	if _, err := s.AcquireLease(ctx, "example.com", "host-b", time.Minute); err != nil {
 		t.Fatal(err)
 	}

@@ -981,6 +981,13 @@ func testStartRunAbandons(t *testing.T, s store.Store) {
 		t.Fatal(err)
 	}
 
+	// A holder without the lease (host-a, whose lease host-b took) may not
+	// start a run, nor mark host-b's run abandoned.
+	late := &store.Run{Domain: domain, Started: time.Now(), Holder: "host-a"}
+	if err := s.StartRun(ctx, late); !errors.Is(err, store.ErrLeaseLost) {
+		t.Fatalf("StartRun by a holder without the lease = %v, want ErrLeaseLost", err)
+	}
+
 	runs := runsOf(t, s, domain)
 	if len(runs) != 2 || runs[0].ID != cur.ID || runs[1].ID != old.ID {
 		t.Fatalf("Runs = %+v, want runs %d and %d", runs, cur.ID, old.ID)
@@ -1130,6 +1137,8 @@ func testRunFields(t *testing.T, s store.Store) {
 			Stage: "policy", Error: "context canceled", Holder: "gw2:99:1", Settings: settings,
 			Intended: &store.Counts{}, References: refs[:1],
 		}, func(run *store.Run) error {
+			acquire(t, s, run.Domain, run.Holder, leaseTTL)
+			defer s.ReleaseLease(ctx, run.Domain, run.Holder)
 			started := store.Run{Domain: run.Domain, Started: run.Started, Holder: run.Holder}
 			if err := s.StartRun(ctx, &started); err != nil {
 				return err
