@@ -104,12 +104,30 @@ func TestConvertEntry(t *testing.T) {
 			want: sdk.Entry{ID: "cn=d,dc=x", DN: "cn=d,dc=x", Attributes: map[string][]string{"cn": {"d"}}},
 		},
 		{
-			name: "a value that is not UTF-8 makes the attribute base64",
+			name: "a value that is not UTF-8 gets U+FFFD for its bad bytes, the others stay",
 			in: testEntry{DN: "cn=e", Attributes: []rawAttr{
 				attr("description", "ok", "\xff\xfe"), attr("displayName", "Jürgen"),
+				attr("proxyAddresses", "SMTP:j@x", "smtp:j\xfcrgen@x", "smtp:m\xfcller@x\xc3", "smtp:ok@x"),
+				attr("sn", "M\xfcller"),
 			}},
 			want: sdk.Entry{ID: "cn=e", DN: "cn=e", Attributes: map[string][]string{
-				"description": {"b2s=", "//4="}, "displayname": {"Jürgen"},
+				"description": {"ok", "\uFFFD"}, "displayname": {"Jürgen"},
+				"proxyaddresses": {"SMTP:j@x", "smtp:j\uFFFDrgen@x", "smtp:m\uFFFDller@x\uFFFD", "smtp:ok@x"},
+				"sn":             {"M\uFFFDller"},
+			}},
+		},
+		{
+			name: "entryUUID not UTF-8: the ID is the repaired value",
+			in:   testEntry{DN: "cn=u", Attributes: []rawAttr{attr("entryUUID", "ab\xffcd")}},
+			want: sdk.Entry{ID: "ab\uFFFDcd", DN: "cn=u", Attributes: map[string][]string{"entryuuid": {"ab\uFFFDcd"}}},
+		},
+		{
+			name: "binary attributes stay base64 whatever the bytes",
+			in: testEntry{DN: "cn=b", Attributes: []rawAttr{
+				attr("thumbnailPhoto", "\xff\xd8\xff"), attr("objectSid", "\x01\x05"), attr("foo;binary", "\xfe"),
+			}},
+			want: sdk.Entry{ID: "cn=b", DN: "cn=b", Attributes: map[string][]string{
+				"thumbnailphoto": {"/9j/"}, "objectsid": {"AQU="}, "foo;binary": {"/g=="},
 			}},
 		},
 		{
@@ -178,6 +196,25 @@ func TestErrorMessage(t *testing.T) {
 		{
 			&Error{Op: "config", Err: errorString("no server URL")},
 			"ldap: config: no server URL",
+		},
+		{
+			&Error{Server: "ldap://127.0.0.1:3890", Op: "search page 1 (after 0 entries)", Err: searchFailed("ou=staff,dc=example,dc=com",
+				ldapResult{code: 10, referral: []string{"ldap://elsewhere/ou=staff,dc=example,dc=com"}}, true)},
+			`ldap ldap://127.0.0.1:3890: search page 1 (after 0 entries): the server answered the search of "ou=staff,dc=example,dc=com" with a referral to ldap://elsewhere/ou=staff,dc=example,dc=com instead of its entries: nothing was read`,
+		},
+		{
+			&Error{Server: "ldap://h", Op: "search page 3 (after 2000 entries)", Err: searchFailed("dc=x",
+				ldapResult{code: 4, diag: "size limit\nexceeded"}, false)},
+			"ldap ldap://h: search page 3 (after 2000 entries): LDAP result 4 (Size Limit Exceeded): size limit exceeded: the server's size limit for this account stops the result short: the result is incomplete",
+		},
+		{
+			&Error{Server: "ldap://h", Op: "search page 1 (after 0 entries)", Err: searchFailed("dc=x",
+				ldapResult{code: 32, matched: "dc=x"}, true)},
+			"ldap ldap://h: search page 1 (after 0 entries): LDAP result 32 (No Such Object) (matched DN dc=x): nothing was read",
+		},
+		{
+			&Error{Server: "ldap://dc1.example.com:389", Op: "refusing to send the bind password in clear text", Err: ErrCleartextBind, secret: "pw"},
+			"ldap ldap://dc1.example.com:389: refusing to send the bind password in clear text: use ldaps:// or start_tls = true, or set allow_cleartext_bind = true",
 		},
 	}
 	for _, tt := range tests {

@@ -220,13 +220,13 @@ func TestFetchErrors(t *testing.T) {
 		},
 		{
 			name: "size limit",
-			want: []string{srv.URL, "search page", "LDAP result 4 (Size Limit Exceeded)", "size limit"},
+			want: []string{srv.URL, "search page", "LDAP result 4 (Size Limit Exceeded)", "size limit", "the result is incomplete"},
 		},
 		{
 			name:   "no such base",
 			cfg:    func(c *Config) { c.BaseDN = "ou=Nowhere,dc=example,dc=com" },
 			filter: "(objectClass=*)",
-			want:   []string{srv.URL, "LDAP result 32 (No Such Object)"},
+			want:   []string{srv.URL, "LDAP result 32 (No Such Object)", "nothing was read"},
 		},
 		{
 			name:    "callback error",
@@ -254,6 +254,16 @@ func TestFetchErrors(t *testing.T) {
 			name: "empty password",
 			cfg:  func(c *Config) { c.Password = "" },
 			want: []string{"empty password"},
+		},
+		{
+			name: "negative max entries",
+			cfg:  func(c *Config) { c.MaxEntries = -1 },
+			want: []string{"config", "max entries -1 is negative"},
+		},
+		{
+			name: "more entries than max entries",
+			cfg:  func(c *Config) { c.MaxEntries = 10 },
+			want: []string{srv.URL, "search page 2 (after 10 entries)", "more than 10 entries", "max_entries"},
 		},
 	}
 	for _, tt := range tests {
@@ -365,32 +375,67 @@ func TestFetchCancel(t *testing.T) {
 	}
 }
 
+// TestFetchReferrals: referral objects inside the subtree come back as
+// continuation references, listed in the result; a referral object as the
+// base of the search fails the fetch, since nothing of the result was read.
 func TestFetchReferrals(t *testing.T) {
 	srv := startSample(t, 0, slapd.Options{})
-	if err := srv.Add("ou=Remote,dc=example,dc=com", map[string][]string{
-		"objectClass": {"referral", "extensibleObject"},
-		"ou":          {"Remote"},
-		"ref":         {"ldap://127.0.0.1:1/ou=Remote,dc=example,dc=com"},
-	}); err != nil {
-		t.Fatal(err)
+	for _, r := range []struct{ ou, ref string }{
+		{"Remote", "ldap://127.0.0.1:1/ou=Remote,dc=example,dc=com"},
+		{"Staff", "ldap://elsewhere/ou=Staff,dc=example,dc=com"},
+	} {
+		if err := srv.Add("ou="+r.ou+",dc=example,dc=com", map[string][]string{
+			"objectClass": {"referral", "extensibleObject"},
+			"ou":          {r.ou},
+			"ref":         {r.ref},
+		}); err != nil {
+			t.Fatal(err)
+		}
 	}
 	cfg := readerConfig(srv)
 	_, res, err := FetchAll(context.Background(), cfg, defaultFilter, policyAttrs)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if res.Entries != sampleMatches || res.Referrals != 1 {
-		t.Errorf("result = %+v, want %d entries and 1 referral", res, sampleMatches)
+	if res.Entries != sampleMatches || res.Referrals != 2 {
+		t.Errorf("result = %+v, want %d entries and 2 referrals", res, sampleMatches)
+	}
+	// slapd adds the scope of the search to the URLs.
+	wantRefs := []string{"ldap://127.0.0.1:1/ou=Remote,dc=example,dc=com??sub", "ldap://elsewhere/ou=Staff,dc=example,dc=com??sub"}
+	if got := slices.Sorted(slices.Values(res.References)); !slices.Equal(got, wantRefs) || res.ReferencesOmitted != 0 {
+		t.Errorf("references = %q and %d more, want %q", res.References, res.ReferencesOmitted, wantRefs)
 	}
 
-	// A base inside the referral: the server answers with result code 10.
-	cfg.BaseDN = "ou=Remote,dc=example,dc=com"
-	_, res, err = FetchAll(context.Background(), cfg, defaultFilter, policyAttrs)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		base string
+		want string
+	}{
+		{
+			// The base is a referral object: the server answers with
+			// result code 10 instead of entries.
+			base: "ou=Staff,dc=example,dc=com",
+			want: `the server answered the search of "ou=Staff,dc=example,dc=com" with a referral to ldap://elsewhere/ou=Staff,dc=example,dc=com`,
+		},
+		{
+			// The base lies below one.
+			base: "ou=People,ou=Staff,dc=example,dc=com",
+			want: `the server answered the search of "ou=People,ou=Staff,dc=example,dc=com" with a referral to ldap://elsewhere/ou=People,ou=Staff,dc=example,dc=com`,
+		},
 	}
-	if res.Entries != 0 || res.Referrals != 1 {
-		t.Errorf("result = %+v, want no entries and 1 referral", res)
+	for _, tt := range tests {
+		t.Run(tt.base, func(t *testing.T) {
+			cfg := readerConfig(srv)
+			cfg.BaseDN = tt.base
+			n := 0
+			res, err := Fetch(context.Background(), cfg, defaultFilter, policyAttrs, func(sdk.Entry) error { n++; return nil })
+			if err == nil {
+				t.Fatalf("Fetch succeeded: %+v", res)
+			}
+			checkError(t, err, cfg.Password, srv.URL, "search page 1 (after 0 entries)", tt.want, "instead of its entries: nothing was read")
+			if n != 0 || res.Entries != 0 {
+				t.Errorf("%d entries handed on", n)
+			}
+		})
 	}
 }
 

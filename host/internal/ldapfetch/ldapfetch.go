@@ -3,14 +3,33 @@
 // as it arrives.
 //
 // It follows the host's safety rule S1: anything that could leave the
-// result incomplete — a failed bind, a search error, a page that fails or
-// never comes, a connection closed mid-result, a size or time limit hit, a
-// missing or garbled paging cookie — makes Fetch return an error, and the
-// caller must then change nothing. Referrals (search result references and
-// result code 10) are skipped and counted, not followed. Attributes that
-// Active Directory sends in ranges (member;range=0-1499) are completed with
-// further reads before their entry reaches the callback, and a range that
-// cannot be read fails the fetch too (ranges.go).
+// result incomplete — a failed bind, a search that ends with any result
+// but success (a referral of the base included), a page that fails or
+// whose done message never comes, a connection closed mid-result, a size,
+// time or administrative limit hit, a missing or garbled paging cookie, a
+// server that sends far more entries than a page holds or more than
+// Config.MaxEntries in all — makes Fetch return an error, and the caller
+// must then change nothing. Continuation references inside the subtree
+// (SearchResultReference, e.g. Active Directory's DomainDnsZones and
+// Configuration at a domain root) are not followed: they are counted in
+// Result.Referrals and their URLs listed in Result.References, so that a
+// run can report what it did not read. Attributes that Active Directory
+// sends in ranges (member;range=0-1499) are completed with further reads
+// before their entry reaches the callback, and a range that cannot be read
+// fails the fetch too (ranges.go).
+//
+// Values are strings. The known binary attributes (binaryAttributes, and
+// any attribute description ending in ";binary") are base64. Every other
+// value that is not valid UTF-8 has each run of bad bytes replaced by
+// U+FFFD (strings.ToValidUTF8); that value alone, the other values of its
+// attribute stay as sent. So a value that holds U+FFFD may be damaged: a
+// policy that needs it exactly (an address, a name to match) should drop it
+// with a reason rather than use it. The entry's DN is passed as sent.
+//
+// A simple bind sends its password as it is. Fetch refuses, before
+// connecting, to send it over ldap:// without StartTLS to a host that is
+// not this machine (by the URL as written: "localhost" or a loopback
+// address), unless Config.AllowCleartextBind is set.
 //
 // Entries stream: each is decoded and handed to the callback as it comes
 // off the connection; nothing but the entry at hand is held (except after
@@ -30,8 +49,10 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
+	"hash/maphash"
 	"io"
 	"net"
+	"net/netip"
 	"net/url"
 	"os"
 	"slices"
@@ -51,7 +72,25 @@ const (
 	DefaultPageSize       = 1000
 	DefaultTimeout        = 60 * time.Second
 	DefaultConnectTimeout = 10 * time.Second
+	DefaultMaxEntries     = 5_000_000
 )
+
+// MaxReferences is how many distinct continuation reference URLs
+// Result.References lists; Result.ReferencesOmitted counts the rest.
+const MaxReferences = 100
+
+// maxPageFactor bounds a page: a server that sends more than
+// maxPageFactor × PageSize entries (or continuation references) before the
+// page's done message fails the fetch, before memory runs away.
+const maxPageFactor = 10
+
+// maxTrackedReferences bounds the memory that telling apart the reference
+// URLs beyond MaxReferences takes; past it each one counts.
+const maxTrackedReferences = 100_000
+
+// ErrCleartextBind is the cause of the error for a URL that Fetch did not
+// connect to because the bind would send the password in clear text.
+var ErrCleartextBind = errors.New("use ldaps:// or start_tls = true, or set allow_cleartext_bind = true")
 
 // Config says where and how to read the directory.
 type Config struct {
@@ -79,6 +118,15 @@ type Config struct {
 	// ConnectTimeout bounds connecting to one URL, including TLS.
 	// Default 10s.
 	ConnectTimeout time.Duration
+	// MaxEntries bounds the result: a search that returns more entries
+	// fails (a server streaming without end stops there). 0 means
+	// DefaultMaxEntries; negative is an error.
+	MaxEntries int
+	// AllowCleartextBind allows a simple bind with a password over
+	// ldap:// without StartTLS to a host that is not loopback. Without it
+	// such a URL is refused before connecting, and failover moves on to
+	// the next URL as if it were unreachable.
+	AllowCleartextBind bool
 }
 
 // Result describes a completed fetch.
@@ -89,9 +137,18 @@ type Result struct {
 	Entries int
 	// Pages is the number of pages read.
 	Pages int
-	// Referrals counts skipped referrals: search result references and
-	// referral results (code 10).
+	// Referrals counts the continuation references (SearchResultReference
+	// messages) the server sent: parts of the subtree held elsewhere,
+	// which were not read. (A referral answering the search itself fails
+	// the fetch.)
 	Referrals int
+	// References are the distinct URLs of those continuation references,
+	// in order of arrival, at most MaxReferences of them.
+	References []string
+	// ReferencesOmitted counts the distinct URLs that References does not
+	// list because it is full (past maxTrackedReferences of them, repeats
+	// count too).
+	ReferencesOmitted int
 	// RangeReads counts the extra reads of ranged attributes: AD sends
 	// the values of a large multi-valued attribute, such as the member of
 	// a group with more than 1500 members, in ranges.
@@ -139,10 +196,10 @@ func scrub(msg, secret string) string {
 }
 
 // describe renders go-ldap errors as "LDAP result 49 (Invalid Credentials):
-// diagnostic" and other errors as they are.
+// diagnostic" and other errors (also those that wrap one) as they are.
 func describe(err error) string {
-	var le *ldap.Error
-	if errors.As(err, &le) && le.ResultCode < ldap.ErrorNetwork {
+	le, ok := err.(*ldap.Error)
+	if ok && le.ResultCode < ldap.ErrorNetwork {
 		s := fmt.Sprintf("LDAP result %d (%s)", le.ResultCode, ldap.LDAPResultCodeMap[le.ResultCode])
 		if le.Err != nil && le.Err.Error() != "" {
 			s += ": " + le.Err.Error()
@@ -152,18 +209,63 @@ func describe(err error) string {
 		}
 		return s
 	}
-	if errors.As(err, &le) && le.Err != nil {
+	if ok && le.Err != nil {
 		return strings.TrimPrefix(le.Err.Error(), "ldap: ")
 	}
 	return err.Error()
+}
+
+// resultError is a search result other than success, worded for the
+// operator. It unwraps to the *ldap.Error of the result.
+type resultError struct {
+	msg string
+	err *ldap.Error
+}
+
+func (e *resultError) Error() string { return e.msg }
+func (e *resultError) Unwrap() error { return e.err }
+
+// searchFailed words the non-success result r of the search of base.
+// nothingRead says whether the search returned no entry before it.
+func searchFailed(base string, r ldapResult, nothingRead bool) error {
+	le := &ldap.Error{ResultCode: r.code, MatchedDN: r.matched, Err: errors.New(r.diag)}
+	var msg string
+	switch r.code {
+	case ldap.LDAPResultReferral:
+		ref := "a referral"
+		if len(r.referral) > 0 {
+			ref += " to " + strings.Join(r.referral, " or ")
+		}
+		msg = fmt.Sprintf("the server answered the search of %q with %s instead of its entries", base, ref)
+		if r.diag != "" {
+			msg += " (" + r.diag + ")"
+		}
+	case ldap.LDAPResultSizeLimitExceeded:
+		msg = describe(le) + ": the server's size limit for this account stops the result short"
+	case ldap.LDAPResultTimeLimitExceeded:
+		msg = describe(le) + ": the server's time limit stops the result short"
+	case ldap.LDAPResultAdminLimitExceeded:
+		msg = describe(le) + ": an administrative limit of the server stops the result short"
+	case ldap.LDAPResultUnavailableCriticalExtension:
+		msg = describe(le) + ": the server does not support paged results"
+	default:
+		msg = describe(le)
+	}
+	if nothingRead {
+		msg += ": nothing was read"
+	} else {
+		msg += ": the result is incomplete"
+	}
+	return &resultError{msg: msg, err: le}
 }
 
 // StableIDAttributes are always requested: the attributes Entry.ID comes
 // from.
 var StableIDAttributes = []string{"objectGUID", "entryUUID"}
 
-// binaryAttributes always have base64 values (lower case). Any other
-// attribute is base64 when one of its values is not valid UTF-8.
+// binaryAttributes always have base64 values (lower case), as have
+// attribute descriptions that end in ";binary". In any other attribute a
+// value that is not valid UTF-8 has its bad bytes replaced by U+FFFD.
 var binaryAttributes = map[string]bool{
 	"objectguid":                    true,
 	"objectsid":                     true,
@@ -265,6 +367,12 @@ func (cfg Config) check(filter string) (Config, error) {
 	if cfg.ConnectTimeout <= 0 {
 		cfg.ConnectTimeout = DefaultConnectTimeout
 	}
+	if cfg.MaxEntries < 0 {
+		return fail("max entries %d is negative", cfg.MaxEntries)
+	}
+	if cfg.MaxEntries == 0 {
+		cfg.MaxEntries = DefaultMaxEntries
+	}
 	for _, u := range cfg.URLs {
 		if _, _, _, err := parseURL(u); err != nil {
 			return fail("%v", err)
@@ -303,12 +411,20 @@ func parseURL(raw string) (scheme, addr, host string, err error) {
 }
 
 // connect tries the URLs in order and returns the first bound connection.
-// Connection and TLS failures move on to the next URL; a bind the server
-// refuses (e.g. wrong password) does not, so that one bad password does not
-// count as several failed logons.
+// Connection and TLS failures, and a URL that the bind would send the
+// password to in clear text (cleartextRefused), move on to the next URL; a
+// bind the server refuses (e.g. wrong password) does not, so that one bad
+// password does not count as several failed logons.
 func connect(ctx context.Context, cfg Config) (*client, string, error) {
 	var failures []error
+	refused := false
 	for _, u := range cfg.URLs {
+		if scheme, _, host, _ := parseURL(u); cleartextRefused(cfg, scheme, host) {
+			// Checked by cfg.check: the URL parses.
+			failures = append(failures, &Error{Server: u, Op: "refusing to send the bind password in clear text", Err: ErrCleartextBind, secret: cfg.Password})
+			refused = true
+			continue
+		}
 		conn, err := dialBind(ctx, cfg, u)
 		if err == nil {
 			return conn, u, nil
@@ -328,7 +444,33 @@ func connect(ctx context.Context, cfg Config) (*client, string, error) {
 	for i, f := range failures {
 		msgs[i] = strings.TrimPrefix(f.Error(), "ldap ")
 	}
-	return nil, "", &Error{Op: "no server reachable", Err: errors.New(strings.Join(msgs, "; ")), secret: cfg.Password}
+	op := "no server reachable"
+	if refused {
+		op = "no usable server"
+	}
+	return nil, "", &Error{Op: op, Err: errors.New(strings.Join(msgs, "; ")), secret: cfg.Password}
+}
+
+// cleartextRefused reports whether binding to a URL of the given scheme
+// and host (as written in the URL) would send cfg's password unencrypted
+// to another machine without cfg allowing it. Nothing is resolved: the
+// host is this machine only when it is "localhost" or a loopback address
+// (127.0.0.0/8, ::1); any other name counts as another machine.
+func cleartextRefused(cfg Config, scheme, host string) bool {
+	if cfg.BindDN == "" || cfg.Password == "" || scheme != "ldap" || cfg.StartTLS || cfg.AllowCleartextBind {
+		return false
+	}
+	return !loopbackHost(host)
+}
+
+// loopbackHost reports whether host, as written in a URL, names this
+// machine's loopback interface.
+func loopbackHost(host string) bool {
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
 // serverRefused reports whether err is the server's answer to the bind
@@ -479,7 +621,11 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 		raw        []rawAttr
 		lastCookie string
 		held       []heldEntry // entries of this page waiting for it to end (ranges.go)
+		total      int         // entries received, handed on or held
+		uris       []string
+		refs       referenceSet
 	)
+	pageLimit := maxPageFactor * cfg.PageSize
 	hand := func(dn string, attrs []rawAttr) error {
 		e, err := conv.entry(dn, attrs)
 		if err != nil {
@@ -514,7 +660,7 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 		if err != nil {
 			return fail(err)
 		}
-		entries := 0
+		entries, pageRefs := 0, 0
 		var done *message
 		for done == nil {
 			m, err := c.response(id)
@@ -523,11 +669,18 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 			}
 			switch m.op {
 			case opSearchEntry:
+				entries++
+				total++
+				if entries > pageLimit {
+					return fail(fmt.Errorf("the server sent more than %d entries in one page of %d: reading stopped there, the result is incomplete", pageLimit, cfg.PageSize))
+				}
+				if total > cfg.MaxEntries {
+					return fail(fmt.Errorf("the result holds more than %d entries: raise [domain.ldap] max_entries if the directory is really that large", cfg.MaxEntries))
+				}
 				var dn string
 				if dn, raw, err = decodeEntry(m.body, raw); err != nil {
 					return fail(err)
 				}
-				entries++
 				if ranged := hasRange(raw); ranged || len(held) > 0 {
 					held = append(held, heldEntry{dn: dn, attrs: slices.Clone(raw), ranged: ranged})
 					continue
@@ -536,10 +689,16 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 					return fail(err)
 				}
 			case opSearchRef:
-				if err := decodeReference(m.body); err != nil {
+				if pageRefs++; pageRefs > pageLimit {
+					return fail(fmt.Errorf("the server sent more than %d continuation references in one page of %d: reading stopped there, the result is incomplete", pageLimit, cfg.PageSize))
+				}
+				if uris, err = decodeReference(m.body, uris[:0]); err != nil {
 					return fail(err)
 				}
 				res.Referrals++
+				for _, u := range uris {
+					refs.add(res, u)
+				}
 			case opSearchDone:
 				done = &m
 			case opIntermediate:
@@ -551,21 +710,8 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 		if err != nil {
 			return fail(err)
 		}
-		switch rerr := result.err(); {
-		case result.code == ldap.LDAPResultReferral && page == 1 && entries == 0:
-			// The whole search is referred elsewhere: not an error (and not
-			// followed); the result is empty.
-			res.Referrals++
-			res.Pages++
-			return nil
-		case result.code == ldap.LDAPResultSizeLimitExceeded:
-			return fail(fmt.Errorf("%s: the server's size limit for this account stops the result short", describe(rerr)))
-		case result.code == ldap.LDAPResultTimeLimitExceeded:
-			return fail(fmt.Errorf("%s: the server's time limit stops the result short", describe(rerr)))
-		case result.code == ldap.LDAPResultUnavailableCriticalExtension:
-			return fail(fmt.Errorf("%s: the server does not support paged results", describe(rerr)))
-		case rerr != nil:
-			return fail(rerr)
+		if result.code != ldap.LDAPResultSuccess {
+			return fail(searchFailed(cfg.BaseDN, result, total == 0))
 		}
 		cookie, found, err := pagingCookie(done.controls)
 		if err != nil {
@@ -601,6 +747,37 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 	}
 }
 
+// referenceSet collects the distinct URLs of continuation references into
+// a Result.
+type referenceSet struct {
+	seed maphash.Seed
+	more map[uint64]struct{} // hashes of the URLs beyond MaxReferences
+}
+
+// add lists uri in res.References unless it is there already or the list
+// is full; then it counts uri in res.ReferencesOmitted unless seen before.
+func (s *referenceSet) add(res *Result, uri string) {
+	if slices.Contains(res.References, uri) {
+		return
+	}
+	if len(res.References) < MaxReferences {
+		res.References = append(res.References, strings.Clone(uri))
+		return
+	}
+	if s.more == nil {
+		s.seed = maphash.MakeSeed()
+		s.more = make(map[uint64]struct{})
+	}
+	h := maphash.String(s.seed, uri)
+	if _, seen := s.more[h]; seen {
+		return
+	}
+	if len(s.more) < maxTrackedReferences {
+		s.more[h] = struct{}{}
+	}
+	res.ReferencesOmitted++
+}
+
 // converter turns decoded entries into sdk entries. It caches lower-cased
 // attribute names; it is used by one goroutine.
 type converter struct {
@@ -620,8 +797,13 @@ func (c *converter) lower(name string) string {
 	return l
 }
 
-// entry normalizes one entry: attribute names lower case, binary values
-// base64, ID from objectGUID, else entryUUID, else the DN.
+// entry normalizes one entry: attribute names lower case, ID from
+// objectGUID, else entryUUID, else the DN. The values of binary attributes
+// (binaryAttributes and descriptions ending in ";binary") are base64; in
+// every other attribute a value that is not valid UTF-8 has each run of
+// bad bytes replaced by U+FFFD (strings.ToValidUTF8), and the other values
+// stay as sent: one damaged alias does not hide the others, and the policy
+// can see the damage (U+FFFD) and drop the value with a reason.
 func (c *converter) entry(dn string, attrs []rawAttr) (sdk.Entry, error) {
 	out := sdk.Entry{DN: dn, Attributes: make(map[string][]string, len(attrs))}
 	var guid, uuid string
@@ -634,22 +816,20 @@ func (c *converter) entry(dn string, attrs []rawAttr) (sdk.Entry, error) {
 			return out, fmt.Errorf("entry %q: attribute %s is an unread range", dn, a.name)
 		}
 		vals := a.vals
-		switch name {
-		case "objectguid":
-			if len(vals) > 0 {
-				guid, haveGUID = vals[0], true
-			}
-		case "entryuuid":
-			if len(vals) > 0 {
-				uuid = vals[0]
-			}
+		if name == "objectguid" && len(vals) > 0 {
+			guid, haveGUID = vals[0], true
 		}
-		if binaryAttributes[name] || strings.HasSuffix(name, ";binary") || !validUTF8(vals) {
+		if binaryAttributes[name] || strings.HasSuffix(name, ";binary") {
 			enc := make([]string, len(vals))
 			for i, v := range vals {
 				enc[i] = base64.StdEncoding.EncodeToString([]byte(v))
 			}
 			vals = enc
+		} else {
+			vals = validUTF8(vals)
+			if name == "entryuuid" && len(vals) > 0 {
+				uuid = vals[0]
+			}
 		}
 		if prev, ok := out.Attributes[name]; ok {
 			vals = append(prev[:len(prev):len(prev)], vals...)
@@ -671,13 +851,22 @@ func (c *converter) entry(dn string, attrs []rawAttr) (sdk.Entry, error) {
 	return out, nil
 }
 
-func validUTF8(vals []string) bool {
-	for _, v := range vals {
-		if !utf8.ValidString(v) {
-			return false
+// validUTF8 returns vals with the bad bytes of each value that is not
+// valid UTF-8 replaced by U+FFFD; vals itself when all are valid.
+func validUTF8(vals []string) []string {
+	for i, v := range vals {
+		if utf8.ValidString(v) {
+			continue
 		}
+		out := slices.Clone(vals)
+		for j := i; j < len(out); j++ {
+			if !utf8.ValidString(out[j]) {
+				out[j] = strings.ToValidUTF8(out[j], "\uFFFD")
+			}
+		}
+		return out
 	}
-	return true
+	return vals
 }
 
 // FormatGUID formats a 16-byte AD objectGUID as the canonical GUID string

@@ -42,6 +42,7 @@ const (
 	tagSequence    = 0x30
 	tagSet         = 0x31
 	tagControls    = 0xa0 // [0] constructed, in LDAPMessage
+	tagReferral    = 0xa3 // [3] constructed, in LDAPResult
 
 	opBindResponse   = 0x61 // [APPLICATION 1]
 	opSearchEntry    = 0x64 // [APPLICATION 4]
@@ -252,6 +253,7 @@ func parseInt(s string) (int64, error) {
 type ldapResult struct {
 	code          uint16
 	matched, diag string
+	referral      []string // the URIs of the referral field (result code 10)
 }
 
 // err returns the result as an *ldap.Error, nil for success.
@@ -282,6 +284,19 @@ func parseResult(body string) (res ldapResult, rest string, err error) {
 	}
 	if res.diag, rest, err = expect(rest, tagOctetString, "diagnosticMessage"); err != nil {
 		return res, "", err
+	}
+	if rest != "" && rest[0] == tagReferral {
+		var list string
+		if list, rest, err = expect(rest, tagReferral, "referral"); err != nil {
+			return res, "", err
+		}
+		for list != "" {
+			var uri string
+			if uri, list, err = expect(list, tagOctetString, "referral URI"); err != nil {
+				return res, "", err
+			}
+			res.referral = append(res.referral, uri)
+		}
 	}
 	return res, rest, nil
 }
@@ -464,18 +479,20 @@ func decodeEntry(body string, attrs []rawAttr) (dn string, _ []rawAttr, err erro
 	return dn, attrs, nil
 }
 
-// decodeReference counts the URIs of a SearchResultReference.
-func decodeReference(body string) error {
+// decodeReference appends the URIs of a SearchResultReference to uris.
+func decodeReference(body string, uris []string) ([]string, error) {
 	if body == "" {
-		return malformed("empty search result reference")
+		return uris, malformed("empty search result reference")
 	}
 	for s := body; s != ""; {
+		var uri string
 		var err error
-		if _, s, err = expect(s, tagOctetString, "reference URI"); err != nil {
-			return err
+		if uri, s, err = expect(s, tagOctetString, "reference URI"); err != nil {
+			return uris, err
 		}
+		uris = append(uris, uri)
 	}
-	return nil
+	return uris, nil
 }
 
 // pagingCookie finds the paged-results control among controls.

@@ -7,9 +7,11 @@ import (
 	"encoding/base64"
 	"errors"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 
+	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
 	"github.com/dirsync/dirsync/host/internal/slapd"
@@ -43,7 +45,7 @@ func decodeAll(data []byte) (entries int, err error) {
 			}
 			entries++
 		case opSearchRef:
-			if err := decodeReference(m.body); err != nil {
+			if _, err := decodeReference(m.body, nil); err != nil {
 				return entries, err
 			}
 		default:
@@ -71,6 +73,7 @@ func TestDecodeMalformed(t *testing.T) {
 		{"element longer than message", []byte{0x30, 0x05, 0x02, 0x01, 0x01, 0x64, 0x09}, "element of 9 bytes in 0"},
 		{"value not an octet string", []byte{0x30, 0x0e, 0x02, 0x01, 0x02, 0x64, 0x09, 0x04, 0x01, 'x', 0x30, 0x04, 0x30, 0x02, 0x02, 0x00}, "attribute type has tag 0x02"},
 		{"bad result code", messages(func(w *fakeConn) { w.done(300) }), "result code 300"},
+		{"referral URI not an octet string", badReferral(), "referral URI has tag 0x02"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -85,6 +88,49 @@ func TestDecodeMalformed(t *testing.T) {
 	}
 }
 
+// badReferral is a SearchResultDone whose referral holds an integer.
+func badReferral() []byte {
+	return messages(func(w *fakeConn) {
+		op := result(ldap.ApplicationSearchResultDone, ldap.LDAPResultReferral)
+		ref := ber.Encode(ber.ClassContext, ber.TypeConstructed, 3, nil, "Referral")
+		ref.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 7, "URI"))
+		op.AppendChild(ref)
+		w.send(op)
+	})
+}
+
+func TestParseResultReferral(t *testing.T) {
+	data := messages(func(w *fakeConn) { w.referral("ldap://a.test/dc=x", "ldap://b.test/dc=x") })
+	c := &client{br: bufio.NewReader(bytes.NewReader(data))}
+	m, err := c.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	res, rest, err := parseResult(m.body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if res.code != ldap.LDAPResultReferral || rest != "" || !slices.Equal(res.referral, []string{"ldap://a.test/dc=x", "ldap://b.test/dc=x"}) {
+		t.Fatalf("result %+v, rest %q", res, rest)
+	}
+}
+
+func TestDecodeReference(t *testing.T) {
+	data := messages(func(w *fakeConn) { w.reference("ldap://a.test/dc=x??sub", "ldap://b.test/dc=x??sub") })
+	c := &client{br: bufio.NewReader(bytes.NewReader(data))}
+	m, err := c.read()
+	if err != nil {
+		t.Fatal(err)
+	}
+	uris, err := decodeReference(m.body, []string{"kept"})
+	if err != nil || !slices.Equal(uris, []string{"kept", "ldap://a.test/dc=x??sub", "ldap://b.test/dc=x??sub"}) {
+		t.Fatalf("decodeReference = %q, %v", uris, err)
+	}
+	if _, err := decodeReference("", nil); err == nil {
+		t.Error("an empty reference decoded")
+	}
+}
+
 func FuzzDecode(f *testing.F) {
 	f.Add(messages(func(w *fakeConn) {
 		adUser(w, 1)
@@ -92,6 +138,7 @@ func FuzzDecode(f *testing.F) {
 		w.done(0, cookie("abc"))
 	}))
 	f.Add(messages(func(w *fakeConn) { w.done(4, garbledPaging{}) }))
+	f.Add(messages(func(w *fakeConn) { w.referral("ldap://a/dc=x", "ldap://b/dc=x") }))
 	f.Add(messages(func(w *fakeConn) {
 		w.entry("cn=a", map[string][]string{"cn": {"a"}, "member;range=0-1": {"x"}, "jpegPhoto": {"\xff\xd8"}})
 	}))
