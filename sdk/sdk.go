@@ -14,7 +14,7 @@ import "strconv"
 // version differs from its own; a higher minor version only adds fields.
 const (
 	ABIMajor = 1
-	ABIMinor = 1 // 1.1: GroupIntent.Nested
+	ABIMinor = 2 // 1.1: GroupIntent.Nested; 1.2: IntentHold
 )
 
 // Policy is a sync policy: the rules that decide which directory entries
@@ -114,9 +114,22 @@ type MapResponse struct {
 type IntentKind int32
 
 const (
-	IntentSkip    IntentKind = 0 // the entry is left out; Reason says why
+	// IntentSkip: the entry is out of scope (not a user, group or public
+	// folder, no address in the domain, excluded by a setting…); Reason
+	// says why. An existing LDAP mailbox of the entry is deleted, as for an
+	// entry the directory no longer returns (R6).
+	IntentSkip    IntentKind = 0
 	IntentMailbox IntentKind = 1
 	IntentGroup   IntentKind = 2
+	// IntentHold: the directory still returns the entry, but the policy
+	// cannot map it because of bad data (an unreadable or invalid primary
+	// address, say); Reason says which value and what is wrong with it.
+	// An existing mailbox of the entry (matched by directory id) is kept
+	// exactly as it is: not updated, not deleted, its group memberships
+	// untouched, its addresses still its own. No mailbox is created for
+	// it. The host reports the entry as held. (ABI 1.2; a host of ABI 1.0
+	// or 1.1 does not know this kind and treats it as a skip.)
+	IntentHold IntentKind = 3
 )
 
 // Mailbox kinds.
@@ -128,12 +141,13 @@ const (
 // Intent is what a policy makes of one entry.
 type Intent struct {
 	Kind   IntentKind
-	Reason string // why an entry is skipped
+	Reason string // why an entry is skipped or held
 	// Mailbox is set when Kind is IntentMailbox.
 	Mailbox *MailboxIntent
 	// Group is set when Kind is IntentGroup.
 	Group *GroupIntent
-	// Skipped lists addresses of the entry that were not kept, with reasons.
+	// Skipped lists values of the entry that were not kept, or not kept
+	// as they are, with reasons; any kind of intent may have them.
 	Skipped []SkippedAddress
 }
 
@@ -162,7 +176,11 @@ type GroupIntent struct {
 	Nested bool
 }
 
-// SkippedAddress is an address that was not kept, and why.
+// SkippedAddress is a value of an entry that was not kept, and why: most
+// often an address (an alias outside the domain, an invalid one). A note on
+// another attribute's value, such as a display name with invalid UTF-8 that
+// was kept all the same, has that value in Address and a Reason that names
+// the attribute.
 type SkippedAddress struct {
 	Address string
 	Reason  string

@@ -232,7 +232,7 @@ func TestServeProcessHelper(t *testing.T) {
 func TestRunByHand(t *testing.T) {
 	prog := filepath.Base(os.Args[0])
 	for _, tc := range []struct{ mode, want string }{
-		{"registered", prog + `: the dirsync policy plugin "test" (ABI 1.1), not meant to be run by hand: dirsync starts it when plugin.toml declares it with runtime = "process"` + "\n"},
+		{"registered", prog + fmt.Sprintf(`: the dirsync policy plugin "test" (ABI %d.%d), not meant to be run by hand: dirsync starts it when plugin.toml declares it with runtime = "process"`, sdk.ABIMajor, sdk.ABIMinor) + "\n"},
 		{"nil", prog + ": a dirsync policy plugin, but no policy registered: call sdk.Register from an init function of the plugin's main package (a WebAssembly reactor module never runs main)\n"},
 	} {
 		cmd := exec.Command(os.Args[0], "-test.run=^TestServeProcessHelper$")

@@ -209,6 +209,9 @@ func TestEncodeReplies(t *testing.T) {
 			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Sales", Target: "Sales", Members: fixture.Values(3)}},
 			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Unmatched"}},
 			{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{}},
+			{Kind: sdk.IntentHold, Reason: "primary address \"j\uFFFDrgen@example.com\" is not usable: invalid UTF-8 from the directory",
+				Skipped: []sdk.SkippedAddress{{Address: "j\uFFFDrgen@example.com", Reason: "invalid UTF-8 from the directory"}}},
+			{Kind: sdk.IntentHold},
 			{Kind: sdk.IntentKind(-1), Mailbox: &sdk.MailboxIntent{Primary: "x"}, Group: &sdk.GroupIntent{Name: "both"}},
 			{},
 		}},
@@ -220,6 +223,11 @@ func TestEncodeReplies(t *testing.T) {
 		}
 		if got := abi.MapResponseFromProto(r.GetResult()); !reflect.DeepEqual(got, resp) {
 			t.Errorf("MapResponse: got %+v\nwant %+v", got, resp)
+		}
+		// The host's direct decoder reads what the guest writes.
+		got, flagged, err := abi.DecodeMapReply(sdk.EncodeMapReply(&resp))
+		if err != nil || flagged != nil || !reflect.DeepEqual(got, resp) {
+			t.Errorf("DecodeMapReply: got %+v, %v, %v\nwant %+v", got, flagged, err, resp)
 		}
 	}
 
@@ -522,6 +530,8 @@ func TestEncodeMapReplyBytes(t *testing.T) {
 			{Kind: sdk.IntentKind(1 << 30)},
 			{Kind: sdk.IntentKind(-5), Group: &sdk.GroupIntent{}, Mailbox: &sdk.MailboxIntent{Primary: "p"}},
 			{Kind: sdk.IntentSkip, Reason: "disabled"},
+			{Kind: sdk.IntentHold, Reason: "bad", Skipped: []sdk.SkippedAddress{{Address: "\uFFFD@example.com", Reason: "invalid UTF-8"}}},
+			{Kind: sdk.IntentHold},
 		}},
 	} {
 		want, err := proto.Marshal(&pb.MapReply{Outcome: &pb.MapReply_Result{Result: abi.MapResponseToProto(resp)}})

@@ -5,6 +5,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"unicode/utf8"
 
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -30,8 +31,10 @@ const uacAccountDisable = 2
 //     a skip.
 //
 // Mailbox addresses follow R7 (see mapAddresses); a mailbox entry without an
-// address in the domain is skipped. A group's Target is the gateway group of
-// exactly the same name (byte-equal, R4), or "" when there is none.
+// address in the domain is skipped, and one whose primary address is bad
+// data (or whose only addresses are) is held: its mailbox stays as it is.
+// A group's Target is the gateway group of exactly the same name
+// (byte-equal, R4), or "" when there is none.
 func (p *Policy) Map(req sdk.MapRequest) (sdk.MapResponse, error) {
 	if len(req.Entries) == 0 {
 		return sdk.MapResponse{}, nil
@@ -175,9 +178,12 @@ func (m *mapper) mapEntry(e *sdk.Entry, in *sdk.Intent) {
 			}
 		}
 	}
-	primary, aliases, reason := m.mapAddresses(e, in)
+	primary, aliases, reason, hold := m.mapAddresses(e, in)
 	if primary == "" {
 		in.Reason = reason
+		if hold {
+			in.Kind = sdk.IntentHold
+		}
 		return
 	}
 	mb := m.newMailbox()
@@ -187,17 +193,28 @@ func (m *mapper) mapEntry(e *sdk.Entry, in *sdk.Intent) {
 	}
 	mb.Primary = primary
 	mb.Aliases = aliases
-	mb.DisplayName = displayName(e)
+	mb.DisplayName = m.displayName(e, in)
 	mb.MemberOf = clone(e.Attributes["memberof"])
 	in.Kind = sdk.IntentMailbox
 	in.Mailbox = mb
 }
 
-func displayName(e *sdk.Entry) string {
-	for _, a := range [...]string{"displayname", "cn", "name"} {
-		if v := e.Get(a); v != "" {
-			return v
+// displayName returns the first of displayName, cn and name that is set. A
+// value with U+FFFD (bytes of the directory that were not UTF-8) is kept as
+// it is, with a note in in.Skipped: a name with a wrong character still
+// names the mailbox better than none.
+func (m *mapper) displayName(e *sdk.Entry, in *sdk.Intent) string {
+	for _, a := range [...]struct{ key, name string }{{"displayname", "displayName"}, {"cn", "cn"}, {"name", "name"}} {
+		v := e.Get(a.key)
+		if v == "" {
+			continue
 		}
+		if !utf8.ValidString(v) || strings.ContainsRune(v, utf8.RuneError) {
+			v = validUTF8(v)
+			in.Skipped = append(in.Skipped, sdk.SkippedAddress{Address: v,
+				Reason: a.name + " has invalid UTF-8 from the directory; kept as the display name, with U+FFFD"})
+		}
+		return v
 	}
 	return ""
 }
@@ -239,59 +256,109 @@ func (m *mapper) mapGroup(e *sdk.Entry, in *sdk.Intent) {
 //
 //   - proxyAddresses, when it holds at least one SMTP address: "SMTP:" (upper
 //     case) marks the primary, any other case of the smtp prefix an alias;
-//     other address types (X500:, SIP:, x400:, …) are ignored. Should there be
-//     several "SMTP:" values, the first is the primary and the others aliases.
+//     other address types (X500:, SIP:, x400:, …) are ignored. A second
+//     "SMTP:" value is a second primary, which a directory should not have:
+//     the first one stays the primary and the second is dropped.
 //   - else mail: the first value is the primary, the others aliases.
 //
-// Addresses are trimmed and lower-cased. Those that are not plausible
-// (local@domain) or lie outside the domain and its alias domains go to
-// in.Skipped with the reason. The primary is the first kept primary
-// candidate; when it was not kept, or there was none, the first kept alias
-// (in directory order) becomes primary. Aliases are deduplicated, sorted and
-// never hold the primary. With no address kept, primary is "" and reason
-// says why.
-func (m *mapper) mapAddresses(e *sdk.Entry, in *sdk.Intent) (primary string, aliases []string, reason string) {
+// Addresses are trimmed and lower-cased. A value that is bad data — it
+// holds U+FFFD (bytes of the directory that were not UTF-8), it is not a
+// valid address (sdk.CheckAddress: local@domain, RFC 5321 lengths, …), it
+// is a second primary or a proxyAddresses value without a type prefix — is
+// dropped alone, to in.Skipped with the reason; so is an address outside
+// the domain and its alias domains. The primary is the primary candidate
+// when it was kept; when it lies outside the domains, or there was none,
+// the first kept alias (in directory order) becomes primary. Aliases are
+// deduplicated, sorted and never hold the primary.
+//
+// No primary comes out (primary is "") in two cases. When the primary
+// candidate was dropped as bad data, or no address was kept and some value
+// was dropped as bad data, hold is true and reason names the value and its
+// problem: the entry may well be in scope, and its mailbox must not be
+// changed or deleted because of bad data. (A bad value that is clearly
+// outside the domains, its domain part being valid and none of them, does
+// not count.) Otherwise, when no address was kept, reason says why the entry
+// is out of scope.
+func (m *mapper) mapAddresses(e *sdk.Entry, in *sdk.Intent) (primary string, aliases []string, reason string, hold bool) {
 	m.kept = m.kept[:0]
-	candidate := false // a primary candidate has been seen
+	candidate := false // the primary candidate has been seen
+	first := ""        // the primary candidate, normalized
+	badPrimary := ""   // why the primary candidate was dropped as bad data
+	firstBad := ""     // the first value dropped as bad data, and why
+	bad := func(a, why string) {
+		in.Skipped = append(in.Skipped, sdk.SkippedAddress{Address: a, Reason: why})
+		if firstBad == "" && !m.clearlyOutside(a) {
+			firstBad = strconv.Quote(a) + ": " + why
+		}
+	}
 	if pa := e.Attributes["proxyaddresses"]; hasSMTP(pa) {
 		for _, v := range pa {
 			v = strings.TrimSpace(v)
 			i := strings.IndexByte(v, ':')
 			if i < 0 {
-				in.Skipped = append(in.Skipped, sdk.SkippedAddress{Address: v, Reason: "proxyAddresses value without an address type prefix"})
+				bad(validUTF8(v), "proxyAddresses value without an address type prefix")
 				continue
 			}
 			if i != 4 || !strings.EqualFold(v[:4], "smtp") {
 				continue // X500:, SIP:, X400:, …
 			}
-			isPrimary := v[:4] == "SMTP" && !candidate
-			candidate = candidate || isPrimary
-			if a, ok := m.keep(v[5:], in); ok {
-				if isPrimary {
-					primary = a
-				} else {
-					m.kept = append(m.kept, a)
+			isPrimary := v[:4] == "SMTP"
+			if isPrimary && candidate {
+				if a := normalize(v[5:]); a != first {
+					bad(a, "a second SMTP: (primary) value; the first, "+first+", stays the primary")
 				}
+				continue
+			}
+			a, ok, why := m.keep(v[5:], in)
+			if isPrimary {
+				candidate, first = true, a
+			}
+			switch {
+			case why != "":
+				bad(a, why)
+				if isPrimary && !m.clearlyOutside(a) {
+					badPrimary = why
+				}
+			case !ok: // outside the domains
+			case isPrimary:
+				primary = a
+			default:
+				m.kept = append(m.kept, a)
 			}
 		}
 	} else {
 		for i, v := range e.Attributes["mail"] {
-			if a, ok := m.keep(v, in); ok {
-				if i == 0 {
-					primary = a
-				} else {
-					m.kept = append(m.kept, a)
+			a, ok, why := m.keep(v, in)
+			if i == 0 {
+				first = a
+			}
+			switch {
+			case why != "":
+				bad(a, why)
+				if i == 0 && !m.clearlyOutside(a) {
+					badPrimary = why
 				}
+			case !ok: // outside the domains
+			case i == 0:
+				primary = a
+			default:
+				m.kept = append(m.kept, a)
 			}
 		}
+	}
+	if badPrimary != "" {
+		return "", nil, "primary address " + strconv.Quote(first) + " is not usable: " + badPrimary, true
 	}
 	kept := m.kept
 	if primary == "" {
 		if len(kept) == 0 {
-			if len(in.Skipped) == 0 {
-				return "", nil, "no mail address (neither proxyAddresses SMTP values nor mail)"
+			switch {
+			case firstBad != "":
+				return "", nil, "no usable address: " + firstBad, true
+			case len(in.Skipped) == 0:
+				return "", nil, "no mail address (neither proxyAddresses SMTP values nor mail)", false
 			}
-			return "", nil, "no address in domain " + m.domains[0] + m.aliasNote()
+			return "", nil, "no address in domain " + m.domains[0] + m.aliasNote(), false
 		}
 		primary, kept = kept[0], kept[1:]
 	}
@@ -303,14 +370,14 @@ func (m *mapper) mapAddresses(e *sdk.Entry, in *sdk.Intent) (primary string, ali
 		}
 	}
 	if n == 0 {
-		return primary, nil, ""
+		return primary, nil, "", false
 	}
 	kept = kept[:n]
 	if n > 1 {
 		slices.Sort(kept)
 		kept = slices.Compact(kept)
 	}
-	return primary, m.strings(kept), ""
+	return primary, m.strings(kept), "", false
 }
 
 // strings returns a copy of ss carved from a shared chunk.
@@ -344,57 +411,47 @@ func hasSMTP(values []string) bool {
 	return false
 }
 
-// keep normalizes an address and reports whether it is kept; if not, it is
-// added to in.Skipped.
-func (m *mapper) keep(addr string, in *sdk.Intent) (string, bool) {
-	a := strings.ToLower(strings.TrimSpace(addr))
-	domain, ok := splitAddress(a)
-	if !ok {
-		in.Skipped = append(in.Skipped, sdk.SkippedAddress{Address: a, Reason: "not a valid address (want local@domain)"})
-		return "", false
-	}
-	for _, d := range m.domains {
-		if d == domain {
-			return a, true
-		}
-	}
-	in.Skipped = append(in.Skipped, sdk.SkippedAddress{Address: a, Reason: m.outside})
-	return "", false
+// normalize trims and lower-cases an address. Bytes that are not UTF-8
+// become U+FFFD each, so that the result can cross the ABI.
+func normalize(addr string) string {
+	return strings.ToLower(validUTF8(strings.TrimSpace(addr)))
 }
 
-// splitAddress checks that a (lower case) is a plausible address, local@domain,
-// and returns its domain. The local part is one or more printable characters
-// other than white space, '@' and the specials <>()[],;:\"; the domain is one
-// or more dot-separated labels of letters, digits and inner hyphens (bytes
-// of internationalized names allowed).
-func splitAddress(a string) (string, bool) {
-	at := strings.IndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 {
-		return "", false
+// validUTF8 returns s with each byte that is not UTF-8 replaced by U+FFFD,
+// as the host hands such values over.
+func validUTF8(s string) string {
+	if utf8.ValidString(s) {
+		return s
 	}
-	for i := 0; i < at; i++ {
-		switch c := a[i]; {
-		case c <= ' ' || c == 0x7f:
-			return "", false
-		case c == '<' || c == '>' || c == '(' || c == ')' || c == '[' || c == ']' ||
-			c == ',' || c == ';' || c == ':' || c == '\\' || c == '"':
-			return "", false
-		}
+	return strings.Map(func(r rune) rune { return r }, s)
+}
+
+// keep normalizes an address, a, and says what becomes of it: kept (ok),
+// outside the domains (not ok, with a note in in.Skipped) or bad data (not
+// ok, and why says what is wrong with it; the caller records it).
+func (m *mapper) keep(addr string, in *sdk.Intent) (a string, ok bool, why string) {
+	a = normalize(addr)
+	if strings.ContainsRune(a, utf8.RuneError) {
+		return a, false, "invalid UTF-8 from the directory"
 	}
-	domain := a[at+1:]
-	labelStart := 0
-	for i := 0; i <= len(domain); i++ {
-		if i == len(domain) || domain[i] == '.' {
-			if i == labelStart || domain[labelStart] == '-' || domain[i-1] == '-' {
-				return "", false
-			}
-			labelStart = i + 1
-			continue
-		}
-		c := domain[i]
-		if !('a' <= c && c <= 'z' || '0' <= c && c <= '9' || c == '-' || c >= 0x80) {
-			return "", false
-		}
+	if err := sdk.CheckAddress(a); err != nil {
+		return a, false, "not a valid address: " + err.Error()
 	}
-	return domain, true
+	if slices.Contains(m.domains, a[strings.IndexByte(a, '@')+1:]) {
+		return a, true, ""
+	}
+	in.Skipped = append(in.Skipped, sdk.SkippedAddress{Address: a, Reason: m.outside})
+	return a, false, ""
+}
+
+// clearlyOutside reports whether a value dropped as bad data is all the
+// same clearly not an address of the domain: the part after its last '@'
+// is a valid domain and none of the domain and its alias domains.
+func (m *mapper) clearlyOutside(a string) bool {
+	at := strings.LastIndexByte(a, '@')
+	if at < 0 {
+		return false
+	}
+	d := a[at+1:]
+	return sdk.CheckAddress("x@"+d) == nil && !slices.Contains(m.domains, d)
 }

@@ -16,7 +16,7 @@ import (
 // Name and Version identify the policy in Info.
 const (
 	Name    = "standard"
-	Version = "0.1.0"
+	Version = "0.2.0"
 )
 
 // DefaultFilter is the filter used when the domain configures none (R2): AD

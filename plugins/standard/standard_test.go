@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"unicode/utf8"
 
 	"github.com/dirsync/dirsync/plugins/standard"
 	"github.com/dirsync/dirsync/sdk"
@@ -247,8 +248,10 @@ func TestMap(t *testing.T) {
 		{"R7", "mail only", nil,
 			sdk.Entry{ID: "m", Attributes: attrs{"objectclass": {"inetOrgPerson"}, "cn": {"M"}, "mail": {"M@example.com", "m2@example.com"}}},
 			want{kind: sdk.IntentMailbox, mbKind: sdk.KindUser, primary: "m@example.com", aliases: []string{"m2@example.com"}, display: "M"}},
-		{"R7", "trailing dot domain is invalid", nil, user("td", "SMTP:td@example.com.", "smtp:td@example.com"),
+		{"R7", "trailing dot domain is invalid", nil, user("td", "SMTP:td@example.com", "smtp:td@example.com."),
 			want{kind: sdk.IntentMailbox, mbKind: sdk.KindUser, primary: "td@example.com", display: "td", skipped: []string{"td@example.com."}}},
+		{"R7", "trailing dot domain of the primary: held", nil, user("td", "SMTP:td@example.com.", "smtp:td@example.com"),
+			want{kind: sdk.IntentHold, reason: `primary address "td@example.com." is not usable: not a valid address`, skipped: []string{"td@example.com."}}},
 		{"R3", "public folder", nil,
 			sdk.Entry{ID: "pf", Attributes: attrs{"objectclass": {"top", "publicFolder"}, "mail": {"pf@example.com"}, "name": {"PF"}}},
 			want{kind: sdk.IntentMailbox, mbKind: sdk.KindPublicFolder, primary: "pf@example.com", display: "PF"}},
@@ -306,6 +309,137 @@ func TestMap(t *testing.T) {
 			case sdk.IntentGroup:
 				if !reflect.DeepEqual(got.Group, w.group) {
 					t.Errorf("group %+v, want %+v", got.Group, w.group)
+				}
+			}
+		})
+	}
+}
+
+// TestMapBadData checks that a bad value is dropped alone, with its reason,
+// and that bad data holds an entry rather than skipping it: a skip deletes
+// the entry's mailbox, a hold keeps it as it is.
+func TestMapBadData(t *testing.T) {
+	sk := func(addr, reason string) sdk.SkippedAddress { return sdk.SkippedAddress{Address: addr, Reason: reason} }
+	mb := func(primary, display string, aliases ...string) *sdk.MailboxIntent {
+		return &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: primary, Aliases: aliases, DisplayName: display}
+	}
+	local65 := strings.Repeat("x", 65)
+	local64 := strings.Repeat("x", 64)
+	withDisplay := func(e sdk.Entry, name string) sdk.Entry {
+		e.Attributes["displayname"] = []string{name}
+		return e
+	}
+	mail := func(id string, values ...string) sdk.Entry {
+		return sdk.Entry{ID: id, DN: "uid=" + id + ",dc=example,dc=com", Attributes: attrs{"objectclass": {"inetOrgPerson"}, "mail": values}}
+	}
+	for _, tc := range []struct {
+		name    string
+		entry   sdk.Entry
+		kind    sdk.IntentKind
+		reason  string // substring of Intent.Reason
+		mailbox *sdk.MailboxIntent
+		skipped []sdk.SkippedAddress // reasons are substrings
+	}{
+		{name: "one bad alias among good ones",
+			entry:   user("a", "SMTP:a@example.com", "smtp:a1@example.com", "smtp:\uFFFD\uFFFD@example.com", "smtp:a2@example.org"),
+			kind:    sdk.IntentMailbox,
+			mailbox: mb("a@example.com", "a", "a1@example.com", "a2@example.org"),
+			skipped: []sdk.SkippedAddress{sk("\uFFFD\uFFFD@example.com", "invalid UTF-8 from the directory")}},
+		{name: "raw bytes that are not UTF-8 count as U+FFFD",
+			entry:   user("r", "SMTP:r@example.com", "smtp:r\xe9@example.com"),
+			kind:    sdk.IntentMailbox,
+			mailbox: mb("r@example.com", "r"),
+			skipped: []sdk.SkippedAddress{sk("r\uFFFD@example.com", "invalid UTF-8 from the directory")}},
+		{name: "bad primary only: held",
+			entry:   user("p", "SMTP:p\uFFFD@example.com"),
+			kind:    sdk.IntentHold,
+			reason:  "primary address \"p\uFFFD@example.com\" is not usable: invalid UTF-8 from the directory",
+			skipped: []sdk.SkippedAddress{sk("p\uFFFD@example.com", "invalid UTF-8 from the directory")}},
+		{name: "bad primary with good aliases: held, no alias promoted",
+			entry:   user("p", "smtp:p1@example.com", "SMTP:p\uFFFD@example.com", "smtp:p2@example.com"),
+			kind:    sdk.IntentHold,
+			reason:  "invalid UTF-8 from the directory",
+			skipped: []sdk.SkippedAddress{sk("p\uFFFD@example.com", "invalid UTF-8")}},
+		{name: "bad mail primary: held",
+			entry:   mail("m", "m@exa mple.com", "m2@example.com"),
+			kind:    sdk.IntentHold,
+			reason:  `primary address "m@exa mple.com" is not usable: not a valid address: white space`,
+			skipped: []sdk.SkippedAddress{sk("m@exa mple.com", "white space")}},
+		{name: "bad alias only, primary outside the domain: held",
+			entry:   user("o", "SMTP:o@example.net", "smtp:o@@example.com"),
+			kind:    sdk.IntentHold,
+			reason:  `no usable address: "o@@example.com": not a valid address: more than one '@'`,
+			skipped: []sdk.SkippedAddress{sk("o@example.net", "outside domain"), sk("o@@example.com", "more than one '@'")}},
+		{name: "bad primary clearly outside the domain: the alias is promoted as for any outside primary",
+			entry:   user("q", "SMTP:q\uFFFD@example.net", "smtp:q@example.com"),
+			kind:    sdk.IntentMailbox,
+			mailbox: mb("q@example.com", "q"),
+			skipped: []sdk.SkippedAddress{sk("q\uFFFD@example.net", "invalid UTF-8")}},
+		{name: "only addresses outside the domain: skipped as before",
+			entry:   user("far", "SMTP:far@example.net", "smtp:f\uFFFDr@example.net"),
+			kind:    sdk.IntentSkip,
+			reason:  "no address in domain example.com",
+			skipped: []sdk.SkippedAddress{sk("far@example.net", "outside domain"), sk("f\uFFFDr@example.net", "invalid UTF-8")}},
+		{name: "no mail attributes: skipped as before",
+			entry:  sdk.Entry{ID: "n", Attributes: attrs{"objectclass": {"user"}, "cn": {"n"}}},
+			kind:   sdk.IntentSkip,
+			reason: "no mail address"},
+		{name: "two SMTP: the first is kept, the second dropped",
+			entry:   user("t", "SMTP:t1@example.com", "SMTP:t2@example.com", "smtp:t3@example.com"),
+			kind:    sdk.IntentMailbox,
+			mailbox: mb("t1@example.com", "t", "t3@example.com"),
+			skipped: []sdk.SkippedAddress{sk("t2@example.com", "a second SMTP: (primary) value; the first, t1@example.com, stays the primary")}},
+		{name: "two SMTP of the same address: no note",
+			entry:   user("t", "SMTP:t1@example.com", "SMTP:T1@Example.com"),
+			kind:    sdk.IntentMailbox,
+			mailbox: mb("t1@example.com", "t")},
+		{name: "65-octet local part dropped, 64 kept",
+			entry:   user("l", "SMTP:l@example.com", "smtp:"+local65+"@example.com", "smtp:"+local64+"@example.com"),
+			kind:    sdk.IntentMailbox,
+			mailbox: mb("l@example.com", "l", local64+"@example.com"),
+			skipped: []sdk.SkippedAddress{sk(local65+"@example.com", "not a valid address: local part of 65 octets, more than 64 (RFC 5321)")}},
+		{name: "65-octet local part of the primary: held",
+			entry:   user("l", "SMTP:"+local65+"@example.com"),
+			kind:    sdk.IntentHold,
+			reason:  "more than 64",
+			skipped: []sdk.SkippedAddress{sk(local65+"@example.com", "more than 64")}},
+		{name: "proxyAddresses value without a prefix is bad data",
+			entry:   user("np", "SMTP:np@example.net", "np@example.com"),
+			kind:    sdk.IntentHold,
+			reason:  "without an address type prefix",
+			skipped: []sdk.SkippedAddress{sk("np@example.net", "outside domain"), sk("np@example.com", "without an address type prefix")}},
+		{name: "displayName with U+FFFD kept, with a note",
+			entry:   withDisplay(user("d", "SMTP:d@example.com"), "J\uFFFDrgen"),
+			kind:    sdk.IntentMailbox,
+			mailbox: mb("d@example.com", "J\uFFFDrgen"),
+			skipped: []sdk.SkippedAddress{sk("J\uFFFDrgen", "displayName has invalid UTF-8 from the directory")}},
+		{name: "cn with raw bytes as display name: made valid, with a note",
+			entry:   user("c\xfc", "SMTP:c@example.com"),
+			kind:    sdk.IntentMailbox,
+			mailbox: mb("c@example.com", "c\uFFFD"),
+			skipped: []sdk.SkippedAddress{sk("c\uFFFD", "cn has invalid UTF-8")}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mapOne(t, configured(t, nil), tc.entry)
+			if got.Kind != tc.kind || !strings.Contains(got.Reason, tc.reason) {
+				t.Errorf("kind %d, reason %q; want kind %d, reason containing %q", got.Kind, got.Reason, tc.kind, tc.reason)
+			}
+			if (got.Kind == sdk.IntentSkip || got.Kind == sdk.IntentHold) && got.Reason == "" {
+				t.Error("no reason")
+			}
+			if !reflect.DeepEqual(got.Mailbox, tc.mailbox) {
+				t.Errorf("mailbox %+v, want %+v", got.Mailbox, tc.mailbox)
+			}
+			ok := len(got.Skipped) == len(tc.skipped)
+			for i := 0; ok && i < len(tc.skipped); i++ {
+				ok = got.Skipped[i].Address == tc.skipped[i].Address && strings.Contains(got.Skipped[i].Reason, tc.skipped[i].Reason)
+			}
+			if !ok {
+				t.Errorf("skipped %+v, want %+v", got.Skipped, tc.skipped)
+			}
+			for _, s := range got.Skipped {
+				if !utf8.ValidString(s.Address) || !utf8.ValidString(s.Reason) {
+					t.Errorf("skipped %q (%q) is not valid UTF-8: it cannot cross the ABI", s.Address, s.Reason)
 				}
 			}
 		})

@@ -102,11 +102,36 @@ func TestMapResponse(t *testing.T) {
 				DisplayName: "Ann", MemberOf: []string{"CN=Sales,DC=example,DC=com"}}},
 			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Sales", Target: "Sales", Members: []string{"CN=Ann,DC=example,DC=com"}}},
 			{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{}},
+			{Kind: sdk.IntentHold, Reason: "primary address \"a\uFFFD@example.com\" is not usable",
+				Skipped: []sdk.SkippedAddress{{Address: "a\uFFFD@example.com", Reason: "invalid UTF-8 from the directory"}}},
 			{Kind: sdk.IntentKind(42), Mailbox: &sdk.MailboxIntent{}, Group: &sdk.GroupIntent{Name: "both set"}},
 			{},
 		}}},
 	} {
 		check(t, tc.name, roundTrip(t, tc.in, abi.MapResponseToProto, abi.MapResponseFromProto, &pb.MapResponse{}), tc.in)
+	}
+}
+
+// TestIntentKinds checks that the sdk's intent kinds are the schema's, by
+// number and in full: a kind the schema lacks, or the other way round,
+// fails.
+func TestIntentKinds(t *testing.T) {
+	kinds := map[sdk.IntentKind]string{
+		sdk.IntentSkip:    "INTENT_KIND_SKIP",
+		sdk.IntentMailbox: "INTENT_KIND_MAILBOX",
+		sdk.IntentGroup:   "INTENT_KIND_GROUP",
+		sdk.IntentHold:    "INTENT_KIND_HOLD",
+	}
+	for k, name := range kinds {
+		if got := abi.IntentToProto(&sdk.Intent{Kind: k}).GetKind(); got.String() != name || int32(got) != int32(k) {
+			t.Errorf("sdk kind %d is %v (%d) in the schema, want %s", k, got, got, name)
+		}
+	}
+	if len(pb.IntentKind_name) != len(kinds) {
+		t.Errorf("the schema has %d intent kinds (%v), the sdk %d", len(pb.IntentKind_name), pb.IntentKind_name, len(kinds))
+	}
+	if sdk.IntentHold != 3 || pb.IntentKind_INTENT_KIND_HOLD != 3 {
+		t.Error("IntentHold is not 3")
 	}
 }
 

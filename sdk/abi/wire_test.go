@@ -372,6 +372,10 @@ func allKinds(members int) sdk.MapResponse {
 		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "All Staff", Target: "All Staff", Members: fixture.Values(members), Nested: true}},
 		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Nested: true}},
 		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{}},
+		{Kind: sdk.IntentHold, Reason: "primary address \"j\uFFFDrgen@example.com\" is not usable: invalid UTF-8 from the directory",
+			Skipped: []sdk.SkippedAddress{{Address: "j\uFFFDrgen@example.com", Reason: "invalid UTF-8 from the directory"},
+				{Address: "J\uFFFDrgen", Reason: "displayName has invalid UTF-8 from the directory"}}},
+		{Kind: sdk.IntentHold},
 		{Kind: sdk.IntentKind(42), Mailbox: &sdk.MailboxIntent{Primary: "both@example.com"}, Group: &sdk.GroupIntent{Name: "both set"}},
 		{Kind: sdk.IntentKind(-3), Reason: strings.Repeat("r", 300)},
 		{},
@@ -494,6 +498,8 @@ func TestDecodeMapReply(t *testing.T) {
 			fvarint(1, 1), fstr(2, "x"), protowire.AppendTag(nil, 7, protowire.EndGroupType)))),
 			&sdk.MapResponse{Intents: []sdk.Intent{{Reason: "r"}}}, nil},
 		{"big kind", fbytes(1, fbytes(1, fvarint(1, 1<<32+2))), &sdk.MapResponse{Intents: []sdk.Intent{{Kind: sdk.IntentGroup}}}, nil},
+		{"hold (ABI 1.2)", fbytes(1, fbytes(1, fvarint(1, 3), fstr(2, "bad data"))),
+			&sdk.MapResponse{Intents: []sdk.Intent{{Kind: sdk.IntentHold, Reason: "bad data"}}}, nil},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
 			resp, flagged, err := checkReply(t, tc.reply)

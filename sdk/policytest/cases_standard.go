@@ -73,6 +73,12 @@ func skip(reason string, skipped ...sdk.SkippedAddress) sdk.Intent {
 	return sdk.Intent{Kind: sdk.IntentSkip, Reason: reason, Skipped: skipped}
 }
 
+// hold is an intent of an entry that bad data keeps from mapping: its
+// mailbox, if any, stays as it is.
+func hold(reason string, skipped ...sdk.SkippedAddress) sdk.Intent {
+	return sdk.Intent{Kind: sdk.IntentHold, Reason: reason, Skipped: skipped}
+}
+
 func skipped(in sdk.Intent, s ...sdk.SkippedAddress) sdk.Intent {
 	in.Skipped = s
 	return in
@@ -199,9 +205,9 @@ func standardMapCases() []MapCase {
 		one("prefix case: only SMTP marks the primary", "R7",
 			adUser("x", "Smtp:x@example.com", "SMTP:y@example.com", "sMTP:w@example.com"),
 			user("y@example.com", "x", "w@example.com", "x@example.com")),
-		one("several SMTP values: first is primary", "R7",
-			adUser("two", "SMTP:one@example.com", "SMTP:two@example.com"),
-			user("one@example.com", "two", "two@example.com")),
+		one("several SMTP values: first is primary, the others dropped", "R7",
+			adUser("two", "SMTP:one@example.com", "smtp:also@example.com", "SMTP:two@example.com", "SMTP:ONE@example.com"),
+			skipped(user("one@example.com", "two", "also@example.com"), sk("two@example.com", "second SMTP:"))),
 		one("duplicates removed, primary never an alias", "R7",
 			adUser("d", "SMTP:d@example.com", "smtp:D@Example.com", "smtp:e@example.com", "smtp:E@example.com "),
 			user("d@example.com", "d", "e@example.com")),
@@ -211,10 +217,48 @@ func standardMapCases() []MapCase {
 		one("subdomain is outside the domain", "R7",
 			adUser("sub", "SMTP:sub@example.com", "smtp:sub@mail.example.com"),
 			skipped(user("sub@example.com", "sub"), sk("sub@mail.example.com", outside))),
-		one("invalid address skipped", "R7",
-			adUser("inv", "SMTP:not-an-address", "smtp:ok@example.com", "smtp:two@@example.com", "smtp:x@example..com"),
+		one("invalid alias skipped", "R7",
+			adUser("inv", "SMTP:ok@example.com", "smtp:not-an-address", "smtp:two@@example.com", "smtp:x@example..com", "smtp:y@example.com."),
 			skipped(user("ok@example.com", "inv"),
-				sk("not-an-address", "not a valid address"), sk("two@@example.com", "not a valid address"), sk("x@example..com", "not a valid address"))),
+				sk("not-an-address", "not a valid address"), sk("two@@example.com", "not a valid address"),
+				sk("x@example..com", "not a valid address"), sk("y@example.com.", "not a valid address"))),
+		one("alias with invalid UTF-8 dropped alone", "R7",
+			adUser("bad", "SMTP:bad@example.com", "smtp:b�d@example.com", "smtp:bad@example.org"),
+			skipped(user("bad@example.com", "bad", "bad@example.org"), sk("b�d@example.com", "invalid UTF-8 from the directory"))),
+		one("alias with a 65-octet local part dropped", "R7",
+			adUser("long", "SMTP:long@example.com", "smtp:"+strings.Repeat("l", 65)+"@example.com", "smtp:"+strings.Repeat("l", 64)+"@example.com"),
+			skipped(user("long@example.com", "long", strings.Repeat("l", 64)+"@example.com"),
+				sk(strings.Repeat("l", 65)+"@example.com", "more than 64"))),
+		one("alias of more than 254 octets dropped", "R7",
+			adUser("huge", "SMTP:huge@example.com", "smtp:h@"+strings.Repeat("d", 60)+"."+strings.Repeat("d", 60)+"."+strings.Repeat("d", 60)+"."+strings.Repeat("d", 60)+".example.com"),
+			skipped(user("huge@example.com", "huge"),
+				sk("h@"+strings.Repeat("d", 60)+"."+strings.Repeat("d", 60)+"."+strings.Repeat("d", 60)+"."+strings.Repeat("d", 60)+".example.com", "more than 254"))),
+
+		// Bad data never makes a mailbox go: an entry whose primary address,
+		// or whose only address, is bad data is held, not skipped.
+		one("primary with invalid UTF-8: held", "R7",
+			adUser("jm", "SMTP:j�rgen@example.com", "smtp:jm@example.com"),
+			hold("invalid UTF-8 from the directory", sk("j�rgen@example.com", "invalid UTF-8 from the directory"))),
+		one("invalid primary: held", "R7",
+			adUser("inv", "SMTP:not-an-address", "smtp:ok@example.com"),
+			hold("not a valid address", sk("not-an-address", "not a valid address"))),
+		one("mail primary with invalid UTF-8: held", "R7",
+			sdk.Entry{ID: "mu", DN: "uid=mu,dc=example,dc=com", Attributes: attrs{
+				"objectclass": {"inetOrgPerson"}, "cn": {"Mu"}, "mail": {"m�@example.com"},
+			}},
+			hold("invalid UTF-8 from the directory", sk("m�@example.com", "invalid UTF-8 from the directory"))),
+		one("primary outside the domain and the only alias invalid: held", "R7",
+			adUser("oh", "SMTP:oh@elsewhere.net", "smtp:o�h@example.com"),
+			hold("no usable address", sk("oh@elsewhere.net", outside), sk("o�h@example.com", "invalid UTF-8"))),
+		one("second SMTP value the only one in the domain: held", "R7",
+			adUser("two", "SMTP:two@elsewhere.net", "SMTP:two@example.com"),
+			hold("second SMTP:", sk("two@elsewhere.net", outside), sk("two@example.com", "second SMTP:"))),
+		one("invalid address clearly outside the domain: skipped", "R3",
+			adUser("far", "SMTP:f�r@elsewhere.net"),
+			skip("no address in domain example.com", sk("f�r@elsewhere.net", "invalid UTF-8"))),
+		one("display name with invalid UTF-8 kept, with a note", "R3",
+			with(adUser("dn", "SMTP:dn@example.com"), attrs{"displayname": {"J�rgen M��ller"}}),
+			skipped(user("dn@example.com", "J�rgen M��ller"), sk("J�rgen M��ller", "displayName has invalid UTF-8"))),
 		one("proxyAddresses value without prefix skipped", "R7",
 			adUser("np", "SMTP:np@example.com", "np2@example.com"),
 			skipped(user("np@example.com", "np"), sk("np2@example.com", "prefix"))),

@@ -46,7 +46,8 @@ type MapCase struct {
 	Request sdk.MapRequest
 	// Want are the expected intents, in order. Reasons (Intent.Reason and
 	// SkippedAddress.Reason) match when the policy's reason contains them; a
-	// skip must always have a reason. Nil and empty slices are equal.
+	// skip or a hold must always have a reason. Nil and empty slices are
+	// equal.
 	Want []sdk.Intent
 }
 
@@ -126,6 +127,9 @@ func runCases(t *testing.T, prefix string, p sdk.Policy, cs Cases, exact bool) {
 			for i, in := range got.Intents {
 				if in.Kind == sdk.IntentSkip && in.Reason == "" {
 					t.Errorf("intent %d (entry %q): skip without a reason", i, c.Request.Entries[i].ID)
+				}
+				if in.Kind == sdk.IntentHold && in.Reason == "" {
+					t.Errorf("intent %d (entry %q): hold without a reason", i, c.Request.Entries[i].ID)
 				}
 			}
 			if exact {

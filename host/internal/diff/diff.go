@@ -3,11 +3,17 @@
 // bring the store in step: create, update, delete, add and remove
 // memberships. It touches only mailboxes that an LDAP sync of the domain
 // made (R5, R6); everything else is read, never changed.
+//
+// A skipped entry is out of scope: its mailbox goes like that of an entry
+// the directory no longer returns. A held entry (sdk.IntentHold) is one the
+// policy could not map because of bad data: its mailbox stays exactly as it
+// is, addresses and memberships included.
 package diff
 
 import (
 	"slices"
 	"sort"
+	"strconv"
 	"strings"
 
 	"github.com/dirsync/dirsync/host/store"
@@ -45,6 +51,11 @@ type Result struct {
 	Groups    []Group
 	Unmatched []string
 	Skipped   []Skip
+	// Held are the entries the policy held (sdk.IntentHold, or an intent
+	// kind this host does not know), with the policy's reasons, in the
+	// order of the intents: their mailboxes, if any, are left as they are.
+	// The values a held entry's intent lists as skipped are in Skipped.
+	Held []Skip
 	// Changes are the proposed changes, in a stable order.
 	Changes []sdk.Change
 }
@@ -94,12 +105,14 @@ func NormDN(dn string) string {
 
 func isSep(c byte) bool { return c == ',' || c == '=' || c == '+' }
 
-// want is a mailbox the directory asks for.
+// want is a mailbox the directory asks for, or (held set) the mailbox of a
+// held entry, which keeps its addresses.
 type want struct {
 	ref    Ref
 	intent *sdk.MailboxIntent
 	addrs  []string // primary first
 	groups []string // gateway groups, deduplicated by addGroup
+	held   bool
 }
 
 // addGroup adds a gateway group once.
@@ -123,6 +136,7 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 	}
 	groupByDN := map[string]dgroup{}
 	unmatched := map[string]bool{}
+	var held []Ref
 	for i := range intents {
 		it := &intents[i]
 		ref := refs[i]
@@ -152,12 +166,24 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 				unmatched[it.Group.Name] = true
 			}
 			groupByDN[NormDN(ref.DN)] = dgroup{ref, it.Group} // unmatched ones too: nested groups pass through them
-		default:
+		case sdk.IntentSkip:
 			reason := it.Reason
 			if reason == "" {
 				reason = "skipped by the policy"
 			}
 			res.Skipped = append(res.Skipped, Skip{DN: ref.DN, Reason: reason})
+		default:
+			// IntentHold, and a kind of a newer ABI that this host does
+			// not know: when in doubt, nothing is deleted.
+			reason := it.Reason
+			switch {
+			case it.Kind != sdk.IntentHold:
+				reason = "the policy gave intent kind " + strconv.Itoa(int(it.Kind)) + ", unknown to this host: held" + suffix(reason)
+			case reason == "":
+				reason = "held by the policy"
+			}
+			res.Held = append(res.Held, Skip{DN: ref.DN, Reason: reason})
+			held = append(held, ref)
 		}
 	}
 
@@ -190,16 +216,6 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 			}
 		}
 	}
-	// Count members per group once both sources are in.
-	count := map[string]int{}
-	for _, w := range wants {
-		for _, g := range w.groups {
-			count[g]++
-		}
-	}
-	for i := range res.Groups {
-		res.Groups[i].Members = count[res.Groups[i].Target]
-	}
 	sort.Slice(res.Groups, func(i, j int) bool {
 		if res.Groups[i].Name != res.Groups[j].Name {
 			return res.Groups[i].Name < res.Groups[j].Name
@@ -225,13 +241,36 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		}
 	}
 
-	// One owner per address (R7), deterministic and stable across runs:
-	// the entry whose mailbox already owns it, else the smallest id.
-	sort.Slice(wants, func(i, j int) bool { return wants[i].ref.ID < wants[j].ref.ID })
+	// The mailboxes of held entries stay as they are: matched (never
+	// deleted), their memberships kept, and every address they own theirs
+	// alone for this run.
+	matched := map[int64]bool{}
 	claim := map[string]*want{}
+	seenID := map[string]bool{}
+	var heldBoxes []*sdk.Mailbox
+	for _, ref := range held {
+		seenID[ref.ID] = true // a mailbox intent of the same id does not take the mailbox over
+		m := existing[ref.ID]
+		if m == nil || matched[m.ID] {
+			continue
+		}
+		matched[m.ID] = true
+		hw := &want{ref: ref, held: true}
+		for _, a := range append([]string{m.Primary}, m.Aliases...) {
+			if snap.Owners[a] == m.ID {
+				claim[a] = hw
+			}
+		}
+		heldBoxes = append(heldBoxes, m)
+	}
+
+	// One owner per address (R7), deterministic and stable across runs:
+	// the held entry whose mailbox owns it, else the entry whose mailbox
+	// already owns it, else the smallest id.
+	sort.Slice(wants, func(i, j int) bool { return wants[i].ref.ID < wants[j].ref.ID })
 	for _, w := range wants {
 		m := existing[w.ref.ID]
-		if m == nil {
+		if m == nil || seenID[w.ref.ID] {
 			continue
 		}
 		for _, a := range w.addrs {
@@ -241,6 +280,9 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		}
 	}
 	for _, w := range wants {
+		if seenID[w.ref.ID] {
+			continue // of a held entry's id: skipped below
+		}
 		for _, a := range w.addrs {
 			if _, ok := claim[a]; !ok {
 				claim[a] = w
@@ -248,7 +290,6 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		}
 	}
 	kept := wants[:0]
-	seenID := map[string]bool{}
 	for _, w := range wants {
 		if seenID[w.ref.ID] {
 			res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Reason: "another entry has the same directory id " + w.ref.ID})
@@ -257,13 +298,13 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		seenID[w.ref.ID] = true
 		if owner := claim[w.addrs[0]]; owner != w {
 			res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: w.addrs[0],
-				Reason: "primary address also claimed by " + owner.ref.DN})
+				Reason: "primary address also claimed by " + owner.describe()})
 			continue
 		}
 		addrs := w.addrs[:1]
 		for _, a := range w.addrs[1:] {
 			if owner := claim[a]; owner != w {
-				res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: a, Reason: "alias also claimed by " + owner.ref.DN})
+				res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: a, Reason: "alias also claimed by " + owner.describe()})
 				continue
 			}
 			addrs = append(addrs, a)
@@ -273,8 +314,24 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 	}
 	wants = kept
 
+	// Members per group: the mailboxes that will be in it, the held ones
+	// (whose memberships are kept) included.
+	count := map[string]int{}
+	for _, w := range wants {
+		for _, g := range w.groups {
+			count[g]++
+		}
+	}
+	for _, m := range heldBoxes {
+		for _, g := range m.Groups {
+			count[g]++
+		}
+	}
+	for i := range res.Groups {
+		res.Groups[i].Members = count[res.Groups[i].Target]
+	}
+
 	// Compare.
-	matched := map[int64]bool{}
 	for _, w := range wants {
 		after := sdk.Mailbox{
 			DirID:       w.ref.ID,
@@ -357,6 +414,22 @@ func primary(c *sdk.Change) string {
 		return c.After.Primary
 	}
 	return c.Before.Primary
+}
+
+// describe names the entry of w in a reason.
+func (w *want) describe() string {
+	if w.held {
+		return w.ref.DN + ", which is held (its mailbox keeps its addresses)"
+	}
+	return w.ref.DN
+}
+
+// suffix returns ": "+reason, or "" for no reason.
+func suffix(reason string) string {
+	if reason == "" {
+		return ""
+	}
+	return ": " + reason
 }
 
 func foreign(snap *store.Snapshot, id int64) bool {

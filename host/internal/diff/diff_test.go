@@ -2,6 +2,7 @@ package diff
 
 import (
 	"fmt"
+	"reflect"
 	"strings"
 	"testing"
 
@@ -87,6 +88,7 @@ func TestCompute(t *testing.T) {
 		want      string
 		unmatched string
 		skipped   int
+		held      int
 	}{
 		{
 			name:    "empty store: creates with groups from member and memberOf",
@@ -146,6 +148,81 @@ func TestCompute(t *testing.T) {
 			skipped: 1,
 		},
 	}
+	hold := func(id, reason string) in {
+		return in{Ref{ID: id, DN: "cn=" + id + ",ou=people,dc=example,dc=com"}, sdk.Intent{Kind: sdk.IntentHold, Reason: reason,
+			Skipped: []sdk.SkippedAddress{{Address: id + "\uFFFD@example.com", Reason: "invalid UTF-8 from the directory"}}}}
+	}
+	skipOf := func(id, reason string) in {
+		return in{Ref{ID: id, DN: "cn=" + id + ",ou=people,dc=example,dc=com"}, sdk.Intent{Kind: sdk.IntentSkip, Reason: reason}}
+	}
+	withAliases := func(m sdk.Mailbox, aliases ...string) sdk.Mailbox { m.Aliases = aliases; return m }
+	tests = append(tests, []struct {
+		name      string
+		entries   []in
+		snap      *store.Snapshot
+		want      string
+		unmatched string
+		skipped   int
+		held      int
+	}{
+		{
+			name: "held entry with a mailbox in groups: no change at all",
+			entries: []in{hold("a", "primary address not usable"), mk(user("b", "b@example.com", nil, salesDN)),
+				mk(group("g1", "Sales", "Sales")), mk(group("g2", "Eng", "Eng", "cn=b,ou=people,dc=example,dc=com"))},
+			snap: snapOf(withAliases(ldap(1, "a", "a@example.com", "Eng", "Sales"), "a2@example.com"),
+				ldap(2, "b", "b@example.com", "Eng", "Sales")),
+			want:    "",
+			skipped: 1, // the held entry's bad address
+			held:    1,
+		},
+		{
+			name: "held entry's addresses stay its own: no other entry takes them",
+			entries: []in{hold("a", "bad"), mk(user("b", "a@example.com", nil)),
+				mk(user("c", "c@example.com", []string{"a2@example.com", "c2@example.com"}))},
+			snap:    snapOf(withAliases(ldap(1, "a", "a@example.com"), "a2@example.com")),
+			want:    "create c@example.com",
+			skipped: 3, // the held entry's bad address, b's primary, c's alias
+			held:    1,
+		},
+		{
+			name:    "held entry and a mailbox intent of the same directory id: the mailbox stays as it is",
+			entries: []in{mk(user("a", "new@example.com", nil)), hold("a", "bad"), mk(user("c", "c@example.com", []string{"new@example.com"}))},
+			snap:    snapOf(ldap(1, "a", "a@example.com", "Eng")),
+			want:    "create c@example.com",
+			skipped: 2, // the held entry's bad address, the duplicate id (c keeps its alias)
+			held:    1,
+		},
+		{
+			name:    "held entry without a mailbox: nothing",
+			entries: []in{hold("a", "bad"), mk(group("g1", "Sales", "Sales", "cn=a,ou=people,dc=example,dc=com"))},
+			snap:    snapOf(),
+			want:    "",
+			skipped: 1,
+			held:    1,
+		},
+		{
+			name:    "held entry without a mailbox, a manual mailbox with its address untouched",
+			entries: []in{hold("a", "bad")},
+			snap:    snapOf(manual(3, "a@example.com", "Sales")),
+			want:    "",
+			skipped: 1,
+			held:    1,
+		},
+		{
+			name:    "skipped entry (out of scope) with a mailbox: deleted as before",
+			entries: []in{skipOf("a", "no address in domain example.com"), mk(group("g1", "Sales", "Sales", "cn=a,ou=people,dc=example,dc=com"))},
+			snap:    snapOf(ldap(1, "a", "a@example.com", "Sales")),
+			want:    "delete a@example.com",
+			skipped: 1,
+		},
+		{
+			name:    "unknown intent kind: held, not deleted",
+			entries: []in{{Ref{ID: "a", DN: "cn=a,ou=people,dc=example,dc=com"}, sdk.Intent{Kind: 42, Reason: "future"}}},
+			snap:    snapOf(ldap(1, "a", "a@example.com", "Eng")),
+			want:    "",
+			held:    1,
+		},
+	}...)
 	nested := func(r Ref, it sdk.Intent) in { it.Group.Nested = true; return in{r, it} }
 	innerDN := "cn=Inner,ou=groups,dc=example,dc=com"
 	tests = append(tests, []struct {
@@ -155,6 +232,7 @@ func TestCompute(t *testing.T) {
 		want      string
 		unmatched string
 		skipped   int
+		held      int
 	}{
 		{
 			name:      "nested group: members of an unmatched inner group count when Nested",
@@ -198,7 +276,48 @@ func TestCompute(t *testing.T) {
 			if len(res.Skipped) != tc.skipped {
 				t.Errorf("skipped = %v, want %d", res.Skipped, tc.skipped)
 			}
+			if len(res.Held) != tc.held {
+				t.Errorf("held = %v, want %d", res.Held, tc.held)
+			}
 		})
+	}
+}
+
+// TestComputeHeld checks what a run reports of a held entry: the entry and
+// its reason in Held (not in Skipped), the memberships of its mailbox
+// counted as kept, and the entries that wanted its addresses told why.
+func TestComputeHeld(t *testing.T) {
+	heldRef := Ref{ID: "a", DN: "cn=a,ou=people,dc=example,dc=com"}
+	bRef, bIntent := user("b", "a2@example.com", []string{"b@example.com"})
+	gRef, gIntent := group("g1", "Sales", "Sales", "cn=a,ou=people,dc=example,dc=com", bRef.DN)
+	refs := []Ref{heldRef, bRef, gRef, {ID: "c", DN: "cn=c,dc=example,dc=com"}}
+	intents := []sdk.Intent{
+		{Kind: sdk.IntentHold, Reason: `primary address "a\uFFFD@example.com" is not usable: invalid UTF-8 from the directory`},
+		bIntent, gIntent,
+		{Kind: sdk.IntentHold},
+	}
+	snap := &store.Snapshot{Domain: "example.com", Groups: []store.Group{{Name: "Sales"}},
+		Owners: map[string]int64{"a@example.com": 1, "a2@example.com": 1},
+		Mailboxes: []sdk.Mailbox{{ID: 1, DirID: "a", DN: heldRef.DN, Kind: sdk.KindUser, Primary: "a@example.com",
+			Aliases: []string{"a2@example.com"}, Source: sdk.SourceLDAP, Groups: []string{"Sales"}}}}
+	res := Compute(sdk.Domain{Name: "example.com", Groups: []string{"Sales"}}, refs, intents, snap)
+	wantHeld := []Skip{
+		{DN: heldRef.DN, Reason: `primary address "a\uFFFD@example.com" is not usable: invalid UTF-8 from the directory`},
+		{DN: "cn=c,dc=example,dc=com", Reason: "held by the policy"},
+	}
+	if !reflect.DeepEqual(res.Held, wantHeld) {
+		t.Errorf("Held = %+v, want %+v", res.Held, wantHeld)
+	}
+	wantSkipped := []Skip{{DN: bRef.DN, Address: "a2@example.com",
+		Reason: "primary address also claimed by cn=a,ou=people,dc=example,dc=com, which is held (its mailbox keeps its addresses)"}}
+	if !reflect.DeepEqual(res.Skipped, wantSkipped) {
+		t.Errorf("Skipped = %+v, want %+v", res.Skipped, wantSkipped)
+	}
+	if len(res.Changes) != 0 || len(res.Mailboxes) != 0 {
+		t.Errorf("changes %s, mailboxes %+v; want none", summary(res), res.Mailboxes)
+	}
+	if len(res.Groups) != 1 || res.Groups[0].Members != 1 {
+		t.Errorf("groups %+v, want Sales with 1 member (the held entry's mailbox)", res.Groups)
 	}
 }
 

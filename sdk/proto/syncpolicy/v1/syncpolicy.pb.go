@@ -37,9 +37,13 @@ const (
 type IntentKind int32
 
 const (
+	// The entry is out of scope: an existing LDAP mailbox of it is deleted.
 	IntentKind_INTENT_KIND_SKIP    IntentKind = 0
 	IntentKind_INTENT_KIND_MAILBOX IntentKind = 1
 	IntentKind_INTENT_KIND_GROUP   IntentKind = 2
+	// ABI 1.2: the entry cannot be mapped because of bad data; an existing
+	// mailbox of it is kept exactly as it is.
+	IntentKind_INTENT_KIND_HOLD IntentKind = 3
 )
 
 // Enum value maps for IntentKind.
@@ -48,11 +52,13 @@ var (
 		0: "INTENT_KIND_SKIP",
 		1: "INTENT_KIND_MAILBOX",
 		2: "INTENT_KIND_GROUP",
+		3: "INTENT_KIND_HOLD",
 	}
 	IntentKind_value = map[string]int32{
 		"INTENT_KIND_SKIP":    0,
 		"INTENT_KIND_MAILBOX": 1,
 		"INTENT_KIND_GROUP":   2,
+		"INTENT_KIND_HOLD":    3,
 	}
 )
 
@@ -2118,12 +2124,13 @@ const file_syncpolicy_v1_syncpolicy_proto_rawDesc = "" +
 	"\x0eReconcileReply\x12:\n" +
 	"\x06result\x18\x01 \x01(\v2 .syncpolicy.v1.ReconcileResponseH\x00R\x06result\x12,\n" +
 	"\x05error\x18\x02 \x01(\v2\x14.syncpolicy.v1.ErrorH\x00R\x05errorB\t\n" +
-	"\aoutcome*R\n" +
+	"\aoutcome*h\n" +
 	"\n" +
 	"IntentKind\x12\x14\n" +
 	"\x10INTENT_KIND_SKIP\x10\x00\x12\x17\n" +
 	"\x13INTENT_KIND_MAILBOX\x10\x01\x12\x15\n" +
-	"\x11INTENT_KIND_GROUP\x10\x02*\xc3\x01\n" +
+	"\x11INTENT_KIND_GROUP\x10\x02\x12\x14\n" +
+	"\x10INTENT_KIND_HOLD\x10\x03*\xc3\x01\n" +
 	"\n" +
 	"ChangeKind\x12\x1b\n" +
 	"\x17CHANGE_KIND_UNSPECIFIED\x10\x00\x12\x16\n" +
