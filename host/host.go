@@ -31,12 +31,18 @@ import (
 // Options configure a Host.
 type Options struct {
 	Config *config.Config
-	Store  store.Store
+	// Store is the mailbox store runs read and write. It may be nil for a
+	// Host that only checks filters (CheckFilter); Run and Preview then fail.
+	Store store.Store
 	// Builtins are the policies linked into the program, by name; a manifest
 	// entry with runtime = "builtin" names one of them.
 	Builtins map[string]func() sdk.Policy
 	// Logger receives progress and diagnostics; nil discards them.
 	Logger *slog.Logger
+	// LeaseTTL is how long a run's lease on its domain lasts unless renewed
+	// (default: the config's [serve] lease_ttl, else DefaultLeaseTTL): a
+	// crashed holder frees the domain after it.
+	LeaseTTL time.Duration
 }
 
 // Host runs syncs for the domains of one config.
@@ -45,6 +51,7 @@ type Host struct {
 	store    store.Store
 	builtins map[string]func() sdk.Policy
 	log      *slog.Logger
+	leaseTTL time.Duration
 
 	mu       sync.Mutex
 	policies map[string]policy.Runtime
@@ -56,14 +63,21 @@ var ErrUnknownDomain = config.ErrUnknownDomain
 
 // New makes a Host. It loads no policy yet: each is loaded on first use.
 func New(o Options) (*Host, error) {
-	if o.Config == nil || o.Store == nil {
-		return nil, errors.New("host: Config and Store are required")
+	if o.Config == nil {
+		return nil, errors.New("host: Config is required")
 	}
 	log := o.Logger
 	if log == nil {
 		log = slog.New(slog.DiscardHandler)
 	}
-	return &Host{cfg: o.Config, store: o.Store, builtins: o.Builtins, log: log,
+	ttl := o.LeaseTTL
+	if ttl <= 0 {
+		ttl = o.Config.Serve.LeaseTTL.Duration
+	}
+	if ttl <= 0 {
+		ttl = DefaultLeaseTTL
+	}
+	return &Host{cfg: o.Config, store: o.Store, builtins: o.Builtins, log: log, leaseTTL: ttl,
 		policies: map[string]policy.Runtime{}, modules: map[string][]byte{}}, nil
 }
 

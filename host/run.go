@@ -23,8 +23,13 @@ import (
 type RunOptions struct {
 	// DryRun runs every stage but the write (and records nothing).
 	DryRun bool
-	// ConfirmDeletes lets this one run past the deletion guard (S2).
+	// ConfirmDeletes lets this one run past the deletion limits (S2). It
+	// never lets a run whose directory read came back empty delete.
 	ConfirmDeletes bool
+	// Wait is how long a sync waits for a domain that another run holds
+	// (in this process or another sharing the store) before it fails with
+	// ErrDomainBusy; 0 fails at once.
+	Wait time.Duration
 }
 
 // Report is what a run or a preview found and did.
@@ -39,14 +44,25 @@ type Report struct {
 	Filter     string   `json:"filter"`
 	Policy     string   `json:"policy"`
 	// Error says why a run failed or stopped.
-	Error  string       `json:"error,omitempty"`
+	Error string `json:"error,omitempty"`
+	// Counts are what the run read and, for a sync, applied: a sync that
+	// did not apply counts no change here but in Intended.
 	Counts store.Counts `json:"counts"`
+	// Intended are the change counts a sync that did not apply (stopped,
+	// failed) would have made.
+	Intended *store.Counts `json:"intended,omitempty"`
+	// References are the continuation references the directory returned:
+	// parts of the tree held by other servers, which were not read.
+	References []string `json:"references,omitempty"`
 	// Mailboxes are the valid users and public folders the directory yields.
-	Mailboxes []sdk.Mailbox     `json:"-"`
-	Users     []ReportUser      `json:"users"`
-	Groups    []diff.Group      `json:"groups"`
-	Unmatched []string          `json:"unmatched_groups"`
-	Skipped   []diff.Skip       `json:"skipped"`
+	Mailboxes []sdk.Mailbox `json:"-"`
+	Users     []ReportUser  `json:"users"`
+	Groups    []diff.Group  `json:"groups"`
+	Unmatched []string      `json:"unmatched_groups"`
+	Skipped   []diff.Skip   `json:"skipped"`
+	// Held are entries the directory returned that the policy could not
+	// map (bad data); their mailboxes were kept as they were.
+	Held      []diff.Skip       `json:"held"`
 	Conflicts []Conflict        `json:"conflicts"`
 	Vetoed    []Vetoed          `json:"vetoed"`
 	Changes   []store.RunChange `json:"changes"`
@@ -88,7 +104,11 @@ type Timings struct {
 }
 
 // RunError is a run that failed or stopped before writing. Stage names the
-// stage: "config", "filter", "fetch", "policy", "guard", "apply".
+// stage: "config" (the config or policy manifest is wrong: a policy that
+// will not load or refuses its config, a password that cannot be read),
+// "switch" (sync is off), "lease" (another run holds the domain), "store",
+// "filter", "fetch", "policy", "guard", "apply", "record" (the run could
+// not be recorded).
 type RunError struct {
 	Domain string
 	Stage  string
@@ -103,6 +123,11 @@ func (e *RunError) Unwrap() error { return e.Err }
 
 // ErrSyncOff is returned by Run for a domain whose sync switch is off (R1).
 var ErrSyncOff = errors.New("sync is switched off for this domain (sync = false); preview still works")
+
+// ErrDomainBusy is returned (inside a *RunError, with the store's
+// *store.BusyError naming the holder) by a sync of a domain that another
+// run holds.
+var ErrDomainBusy = store.ErrDomainBusy
 
 // Run syncs a domain: fetch, map, diff, reconcile, guard, apply. A run that
 // fails after it started is recorded (S5) and changes nothing else.
@@ -121,33 +146,41 @@ func (h *Host) Preview(ctx context.Context, domain string) (*Report, error) {
 	return h.run(ctx, domain, "preview", RunOptions{DryRun: true})
 }
 
-func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Report, error) {
+func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (rep *Report, rerr error) {
 	d, err := h.cfg.Lookup(name)
 	if err != nil {
 		return nil, err
 	}
+	if h.store == nil {
+		return nil, errors.New("host: this Host has no Store")
+	}
 	started := time.Now()
-	rep := &Report{Domain: d.Name, Mode: mode, Policy: d.Policy}
-	fail := func(stage string, err error) (*Report, error) {
-		rep.Outcome = store.OutcomeFailed
-		var stop *guard.StopError
-		if errors.As(err, &stop) {
-			rep.Outcome = store.OutcomeStopped
-		}
-		rep.Error = err.Error()
-		rep.Timings.Total = time.Since(started)
-		if mode == "sync" && stage != "config" && stage != "filter" {
-			run := &store.Run{Domain: d.Name, Started: started, Ended: time.Now(), Outcome: rep.Outcome,
-				Error: rep.Error, Server: rep.Server, Counts: rep.Counts}
-			if rerr := h.store.RecordRun(context.WithoutCancel(ctx), run); rerr != nil {
-				h.log.Error("recording the failed run", "domain", d.Name, "err", rerr)
+	rep = &Report{Domain: d.Name, Mode: mode, Policy: d.Policy}
+	// A sync is recorded from its start (S5): a "running" row, finished
+	// whatever happens; a process that dies leaves the row for the next run
+	// of the domain to mark abandoned.
+	var run *store.Run
+	if mode == "sync" {
+		run = &store.Run{Domain: d.Name, Started: started, Outcome: store.OutcomeRunning, Holder: h.holder(),
+			Settings: settingsJSON(d)}
+		var release func()
+		ctx, release, err = h.lease(ctx, run, o.Wait)
+		if err != nil {
+			rep, err = h.fail(ctx, rep, run, "lease", err)
+			if run.ID == 0 {
+				// Not even the attempt could be recorded: say so, with why.
+				h.log.Error("the run could not be recorded", "domain", d.Name, "err", err)
 			}
-			rep.RunID = run.ID
+			return rep, err
 		}
-		return rep, &RunError{Domain: d.Name, Stage: stage, Err: err}
+		defer release()
+	}
+	fail := func(stage string, err error) (*Report, error) {
+		rep.Timings.Total = time.Since(started)
+		return h.fail(ctx, rep, run, stage, err)
 	}
 	if mode == "sync" && !d.Sync {
-		return fail("config", ErrSyncOff)
+		return fail("switch", ErrSyncOff)
 	}
 
 	p, err := h.Policy(ctx, d.Policy)
@@ -163,8 +196,10 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 	if err != nil {
 		return fail("config", err)
 	}
-	if err := h.store.EnsureDomain(ctx, d.Name); err != nil {
-		return fail("store", err)
+	if run == nil { // a sync made the domain when it recorded its start
+		if err := h.store.EnsureDomain(ctx, d.Name); err != nil {
+			return fail("store", err)
+		}
 	}
 	snap, err := h.store.Snapshot(ctx, d.Name, d.AliasDomains)
 	if err != nil {
@@ -178,14 +213,19 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 	// Fetch and map, overlapped: the policy maps one batch while the next
 	// page is read.
 	cache := h.mapCache(ctx, d, p, sd)
-	refs, intents, server, err := h.fetchAndMap(ctx, d, password, rep, p, sd, cache)
-	rep.Server = server
-	if i := slices.Index(d.LDAP.URLs, server); i > 0 {
+	refs, intents, res, err := h.fetchAndMap(ctx, d, password, rep, p, sd, cache)
+	rep.Server = res.URL
+	rep.References = res.References
+	if i := slices.Index(d.LDAP.URLs, res.URL); i > 0 {
 		rep.FailedOver = d.LDAP.URLs[:i]
-		h.log.Warn("failed over to another directory server", "domain", d.Name, "server", server, "unreachable", rep.FailedOver)
+		h.log.Warn("failed over to another directory server", "domain", d.Name, "server", res.URL, "unreachable", rep.FailedOver)
 	}
 	if err != nil {
 		return fail(stageOf(err), err)
+	}
+	if len(rep.References) > 0 {
+		h.log.Warn("the directory referred parts of the tree to other servers; they were not read",
+			"domain", d.Name, "references", rep.References)
 	}
 	rep.Counts.Entries = len(refs)
 	if cache != nil {
@@ -195,8 +235,8 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 		}
 	}
 
-	var res *diff.Result
-	rep.Timings.Diff = timed(func() { res = diff.Compute(sd, refs, intents, snap) })
+	var dres *diff.Result
+	rep.Timings.Diff = timed(func() { dres = diff.Compute(sd, refs, intents, snap) })
 	refs, intents = nil, nil
 
 	ldapTotal := 0
@@ -206,36 +246,36 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 		}
 	}
 	var rresp sdk.ReconcileResponse
-	var rerr error
+	var perr error
 	rep.Timings.Policy += timed(func() {
-		rresp, rerr = p.Reconcile(ctx, sdk.ReconcileRequest{Domain: sd, Changes: res.Changes, LDAPMailboxes: ldapTotal})
+		rresp, perr = p.Reconcile(ctx, sdk.ReconcileRequest{Domain: sd, Changes: dres.Changes, LDAPMailboxes: ldapTotal})
 	})
-	if rerr != nil {
-		return fail("policy", fmt.Errorf("policy %q: reconcile: %w", d.Policy, rerr))
+	if perr != nil {
+		return fail("policy", fmt.Errorf("policy %q: reconcile: %w", d.Policy, perr))
 	}
-	final, vetoed, err := guard.Decide(d.Policy, sd, snap, res.Changes, rresp)
+	final, vetoed, err := guard.Decide(d.Policy, sd, snap, dres.Changes, rresp)
 	if err != nil {
 		return fail("policy", err)
 	}
-	h.fill(rep, res, final, vetoed)
+	h.fill(rep, dres, final, vetoed)
 
-	if !o.ConfirmDeletes {
-		if err := guard.Deletes(rep.Counts.Deleted, ldapTotal, len(res.Mailboxes), limits(d)); err != nil {
-			if mode == "preview" { // a preview shows what a sync would do, stop included
-				rep.Outcome, rep.Error = store.OutcomeStopped, "a sync would stop: "+err.Error()
-				rep.Timings.Total = time.Since(started)
-				return rep, nil
-			}
-			return fail("guard", err)
+	kept := len(dres.Mailboxes) + len(dres.Held)
+	if err := guard.Deletes(rep.Counts.Deleted, ldapTotal, kept, limits(d), o.ConfirmDeletes); err != nil {
+		if mode == "preview" { // a preview shows what a sync would do, stop included
+			rep.Outcome, rep.Error = store.OutcomeStopped, "a sync would stop: "+err.Error()
+			rep.Timings.Total = time.Since(started)
+			return rep, nil
 		}
+		return fail("guard", err)
 	}
 	if o.DryRun {
 		rep.Outcome = store.OutcomeOK
 		rep.Timings.Total = time.Since(started)
 		return rep, nil
 	}
-	run := &store.Run{Domain: d.Name, Started: started, Outcome: store.OutcomeOK, Server: rep.Server,
-		Counts: rep.Counts, Changes: rep.Changes}
+	run.Outcome, run.Server, run.Counts, run.Changes = store.OutcomeOK, rep.Server, rep.Counts, rep.Changes
+	run.References, run.Generation = rep.References, snap.Generation
+	h.log.Info("writing to the store", "domain", d.Name, "run", run.ID, "changes", len(final))
 	var aerr error
 	rep.Timings.Apply = timed(func() {
 		run.Ended = time.Now()
@@ -252,6 +292,48 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 		"deleted", rep.Counts.Deleted, "took", ms(rep.Timings.Total), "fetch", ms(rep.Timings.Fetch),
 		"policy", ms(rep.Timings.Policy), "diff", ms(rep.Timings.Diff), "apply", ms(rep.Timings.Apply))
 	return rep, nil
+}
+
+// fail finishes a run that did not apply: the report says why, and a sync
+// (run != nil) is recorded with its stage, error and what it read; the
+// changes it would have made are counted apart, as intended. A record that
+// cannot be written fails the run as well.
+func (h *Host) fail(ctx context.Context, rep *Report, run *store.Run, stage string, err error) (*Report, error) {
+	rep.Outcome = store.OutcomeFailed
+	var stop *guard.StopError
+	switch {
+	case errors.As(err, &stop):
+		rep.Outcome = store.OutcomeStopped
+	case ctx.Err() != nil && context.Cause(ctx) == context.Canceled:
+		rep.Outcome = store.OutcomeCancelled
+	}
+	rep.Error = err.Error()
+	if run != nil && rep.Mode == "sync" {
+		if n := rep.Counts; changed(n) {
+			rep.Intended = &n
+			rep.Counts = readCounts(n)
+		}
+		run.Ended, run.Outcome, run.Stage, run.Error = time.Now(), rep.Outcome, stage, rep.Error
+		run.Server, run.Counts, run.Intended, run.References, run.Changes = rep.Server, rep.Counts, rep.Intended, rep.References, rep.Changes
+		if rerr := h.store.RecordRun(context.WithoutCancel(ctx), run); rerr != nil {
+			err = fmt.Errorf("%w; and the run could not be recorded: %w", err, rerr)
+			stage = "record"
+		}
+		rep.RunID = run.ID
+		h.log.Debug("sync "+rep.Outcome, "domain", rep.Domain, "run", run.ID, "stage", stage, "err", err)
+	}
+	return rep, &RunError{Domain: rep.Domain, Stage: stage, Err: err}
+}
+
+// changed reports whether counts hold any change.
+func changed(c store.Counts) bool {
+	return c.Created+c.Updated+c.Deleted+c.Adopted+c.MembersAdded+c.MembersRemoved > 0
+}
+
+// readCounts keeps what a run read and found, without the changes.
+func readCounts(c store.Counts) store.Counts {
+	c.Created, c.Updated, c.Deleted, c.Adopted, c.MembersAdded, c.MembersRemoved = 0, 0, 0, 0, 0, 0
+	return c
 }
 
 func limits(d *config.Domain) guard.Limits {
@@ -281,7 +363,7 @@ const (
 	progressEvery = 10000 // entries between progress lines
 )
 
-func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password string, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache) ([]diff.Ref, []sdk.Intent, string, error) {
+func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password string, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache) ([]diff.Ref, []sdk.Intent, ldapfetch.Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -337,6 +419,8 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 		PageSize:           d.LDAP.PageSize,
 		Timeout:            d.LDAP.Timeout.Duration,
 		ConnectTimeout:     d.LDAP.ConnectTimeout.Duration,
+		MaxEntries:         d.LDAP.MaxEntries,
+		AllowCleartextBind: d.LDAP.AllowCleartextBind,
 	}
 	batch := make([]sdk.Entry, 0, batchSize)
 	start := time.Now()
@@ -363,12 +447,12 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 	rep.Timings.Fetch = time.Since(start)
 	wg.Wait()
 	if mapErr != nil {
-		return nil, nil, res.URL, mapErr
+		return nil, nil, res, mapErr
 	}
 	if ferr != nil {
-		return nil, nil, res.URL, &stageError{"fetch", ferr}
+		return nil, nil, res, &stageError{"fetch", ferr}
 	}
-	return refs, intents, res.URL, nil
+	return refs, intents, res, nil
 }
 
 // mapBatch maps one batch of entries, asking the policy only for those the
@@ -443,7 +527,7 @@ func cloneAll(s []string) {
 
 // fill puts the outcome of diff and reconcile into the report.
 func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []guard.Vetoed) {
-	rep.Groups, rep.Unmatched, rep.Skipped = res.Groups, res.Unmatched, res.Skipped
+	rep.Groups, rep.Unmatched, rep.Skipped, rep.Held = res.Groups, res.Unmatched, res.Skipped, res.Held
 	if rep.Groups == nil {
 		rep.Groups = []diff.Group{}
 	}
@@ -453,6 +537,10 @@ func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []
 	if rep.Skipped == nil {
 		rep.Skipped = []diff.Skip{}
 	}
+	if rep.Held == nil {
+		rep.Held = []diff.Skip{}
+	}
+	rep.Counts.Held = len(res.Held)
 	rep.Counts.Skipped = len(res.Skipped)
 	rep.Counts.Unmatched = len(res.Unmatched)
 	vetoedDir := map[string]bool{}

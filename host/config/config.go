@@ -26,6 +26,7 @@ type Config struct {
 	Path    string   `toml:"-"`
 	Store   Store    `toml:"store"`
 	Plugins Plugins  `toml:"plugins"`
+	Serve   Serve    `toml:"serve"`
 	Domains []Domain `toml:"domain"`
 	// Manifest is the policy manifest named by [plugins] manifest.
 	Manifest *Manifest `toml:"-"`
@@ -42,6 +43,14 @@ type Plugins struct {
 	Manifest string `toml:"manifest"`
 	// CacheDir holds compiled wasm modules; default: the user cache dir.
 	CacheDir string `toml:"cache_dir"`
+}
+
+// Serve holds the settings of running syncs.
+type Serve struct {
+	// LeaseTTL is how long a run's lease on its domain lasts unless the run
+	// renews it (default 30s): the time a domain stays blocked after the
+	// process running it died.
+	LeaseTTL Duration `toml:"lease_ttl"`
 }
 
 // Domain is one [[domain]] table.
@@ -155,6 +164,7 @@ const (
 	DefaultPageSize         = 1000
 	DefaultConnectTimeout   = 10 * time.Second
 	DefaultMaxEntries       = 5_000_000
+	DefaultLeaseTTL         = 30 * time.Second
 )
 
 // Load reads a dirsync.toml and the manifest it names.
@@ -343,6 +353,12 @@ func (c *Config) check(data []byte) error {
 	}
 	if c.Plugins.CacheDir != "" {
 		c.Plugins.CacheDir = c.Rel(c.Plugins.CacheDir)
+	}
+	if ttl := c.Serve.LeaseTTL.Duration; ttl < 0 || (ttl > 0 && ttl < time.Second) {
+		return &Error{File: c.Path, Line: findLine(data, "serve.lease_ttl"), Key: "serve.lease_ttl", Msg: "must be 1s or more"}
+	}
+	if c.Serve.LeaseTTL.Duration == 0 {
+		c.Serve.LeaseTTL.Duration = DefaultLeaseTTL
 	}
 	seen := map[string]bool{}
 	raw := domainKeys(data)

@@ -24,23 +24,35 @@ type StopError struct {
 	Deletes int
 	Total   int
 	Reason  string
+	// Empty: the directory yielded nothing; no confirmation lets such a
+	// run delete.
+	Empty bool
 }
 
 func (e *StopError) Error() string {
+	if e.Empty {
+		return fmt.Sprintf("stopped before writing: the directory returned no valid entry while the store holds %d LDAP mailboxes, and an empty read never deletes, confirmed or not; nothing was changed — check base_dn, the filter and the reader's rights", e.Total)
+	}
 	return fmt.Sprintf("stopped before writing: the run would delete %d of %d LDAP mailboxes (%s); nothing was changed — check the directory and the filter, then confirm this one run with --confirm-deletes",
 		e.Deletes, e.Total, e.Reason)
 }
 
 // Deletes applies S2 to a run that would delete n of the domain's total LDAP
-// mailboxes while the directory yielded mailboxes valid entries.
-func Deletes(n, total, mailboxes int, l Limits) error {
+// mailboxes while the directory yielded kept entries that keep or make a
+// mailbox (valid ones and held ones). An empty yield while the store holds
+// LDAP mailboxes always stops; confirmed lets a run past the limits only.
+// A limit of 0 is strict: max_deletes = 0 stops at the first delete,
+// percent_floor = 0 applies the share from the first delete.
+func Deletes(n, total, kept int, l Limits, confirmed bool) error {
 	switch {
-	case total > 0 && mailboxes == 0:
-		return &StopError{n, total, "the directory returned no valid entry"}
+	case total > 0 && kept == 0:
+		return &StopError{Deletes: n, Total: total, Reason: "the directory returned no valid entry", Empty: true}
+	case confirmed:
+		return nil
 	case n > l.MaxDeletes:
-		return &StopError{n, total, fmt.Sprintf("more than max_deletes = %d", l.MaxDeletes)}
+		return &StopError{Deletes: n, Total: total, Reason: fmt.Sprintf("more than max_deletes = %d", l.MaxDeletes)}
 	case n > l.PercentFloor && total > 0 && float64(n)*100 > l.MaxDeletePercent*float64(total):
-		return &StopError{n, total, fmt.Sprintf("more than max_delete_percent = %g%% while deleting more than %d", l.MaxDeletePercent, l.PercentFloor)}
+		return &StopError{Deletes: n, Total: total, Reason: fmt.Sprintf("more than max_delete_percent = %g%% while deleting more than %d", l.MaxDeletePercent, l.PercentFloor)}
 	}
 	return nil
 }

@@ -9,30 +9,43 @@ import (
 )
 
 func TestDeletes(t *testing.T) {
-	l := Limits{MaxDeletes: 500, MaxDeletePercent: 10, PercentFloor: 10}
+	def := Limits{MaxDeletes: 500, MaxDeletePercent: 10, PercentFloor: 10}
+	zero := Limits{}
 	for _, tc := range []struct {
-		name                string
-		n, total, mailboxes int
-		stop                string // part of the reason, "" = passes
+		name           string
+		l              Limits
+		n, total, kept int
+		confirmed      bool
+		stop           string // part of the reason, "" = passes
+		advice         string // part of the message saying what to do
 	}{
-		{"nothing to delete", 0, 100, 100, ""},
-		{"few deletes above percent but under floor", 10, 20, 10, ""},
-		{"above floor and percent", 11, 100, 89, "max_delete_percent"},
-		{"above floor, under percent", 11, 1000, 989, ""},
-		{"above max deletes", 501, 100000, 99499, "max_deletes"},
-		{"empty result with LDAP mailboxes", 1, 1, 0, "no valid entry"},
-		{"empty result, empty store", 0, 0, 0, ""},
+		{"nothing to delete", def, 0, 100, 100, false, "", ""},
+		{"few deletes above percent but under floor", def, 10, 20, 10, false, "", ""},
+		{"above floor and percent", def, 11, 100, 89, false, "max_delete_percent", "--confirm-deletes"},
+		{"above floor and percent, confirmed", def, 11, 100, 89, true, "", ""},
+		{"above floor, under percent", def, 11, 1000, 989, false, "", ""},
+		{"above max deletes", def, 501, 100000, 99499, false, "max_deletes", "--confirm-deletes"},
+		{"above max deletes, confirmed", def, 501, 100000, 99499, true, "", ""},
+		{"empty result with LDAP mailboxes", def, 1, 1, 0, false, "no valid entry", "never deletes"},
+		{"empty result with LDAP mailboxes, confirmed", def, 6, 6, 0, true, "no valid entry", "never deletes"},
+		{"empty result, limits 0, confirmed", zero, 6, 6, 0, true, "no valid entry", "never deletes"},
+		{"empty result, empty store", def, 0, 0, 0, false, "", ""},
+		{"max_deletes 0 stops the first delete", Limits{MaxDeletes: 0, MaxDeletePercent: 100, PercentFloor: 1000}, 1, 1000, 999, false, "max_deletes = 0", "--confirm-deletes"},
+		{"max_deletes 0, nothing to delete", zero, 0, 1000, 1000, false, "", ""},
+		{"percent 0 and floor 0 stop the first delete", Limits{MaxDeletes: 1000, MaxDeletePercent: 0, PercentFloor: 0}, 1, 1000, 999, false, "max_delete_percent = 0%", "--confirm-deletes"},
+		{"floor 0 applies the share from the first delete", Limits{MaxDeletes: 1000, MaxDeletePercent: 10, PercentFloor: 0}, 2, 10, 8, false, "max_delete_percent = 10%", "--confirm-deletes"},
+		{"all limits 0, confirmed", zero, 3, 10, 7, true, "", ""},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			err := Deletes(tc.n, tc.total, tc.mailboxes, l)
+			err := Deletes(tc.n, tc.total, tc.kept, tc.l, tc.confirmed)
 			if tc.stop == "" {
 				if err != nil {
 					t.Fatalf("stopped: %v", err)
 				}
 				return
 			}
-			if err == nil || !strings.Contains(err.Error(), tc.stop) || !strings.Contains(err.Error(), "--confirm-deletes") {
-				t.Fatalf("err = %v, want a stop naming %q and --confirm-deletes", err, tc.stop)
+			if err == nil || !strings.Contains(err.Error(), tc.stop) || !strings.Contains(err.Error(), tc.advice) {
+				t.Fatalf("err = %v, want a stop naming %q and %q", err, tc.stop, tc.advice)
 			}
 		})
 	}

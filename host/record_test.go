@@ -1,0 +1,57 @@
+package host_test
+
+import (
+	"context"
+	"errors"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"github.com/dirsync/dirsync/host"
+	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/host/store/sqlite"
+	"github.com/dirsync/dirsync/plugins/standard"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// unrecordable is a store whose run records cannot be written, as when the
+// database stays locked past its busy timeout.
+type unrecordable struct{ store.Store }
+
+var errLocked = errors.New("database is locked (SQLITE_BUSY)")
+
+func (unrecordable) RecordRun(context.Context, *store.Run) error { return errLocked }
+
+// TestUnrecordedRunFails protects S5: a run whose record cannot be written
+// does not pass as a mere log line; Run fails naming both the run's own
+// failure and the record's.
+func TestUnrecordedRunFails(t *testing.T) {
+	st, err := sqlite.Open(filepath.Join(t.TempDir(), "dirsync.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer st.Close()
+	cfg := &config.Config{
+		Path:     filepath.Join(t.TempDir(), "dirsync.toml"),
+		Manifest: &config.Manifest{Policies: []config.Policy{{Name: "standard", Runtime: "builtin"}}},
+		Domains: []config.Domain{{Name: "example.com", Sync: true, Policy: "standard",
+			LDAP: config.LDAP{URLs: []string{"ldap://127.0.0.1:1"}, BaseDN: "dc=example,dc=com"}}},
+	}
+	h, err := host.New(host.Options{Config: cfg, Store: unrecordable{st}, Builtins: map[string]func() sdk.Policy{"standard": standard.New}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer h.Close()
+	_, err = h.Run(context.Background(), "example.com", host.RunOptions{})
+	var re *host.RunError
+	if !errors.As(err, &re) || re.Stage != "record" || !errors.Is(err, errLocked) || !strings.Contains(err.Error(), "ldap://127.0.0.1:1") {
+		t.Fatalf("Run = %v, want a failure at stage record naming the unreachable server and the locked store", err)
+	}
+	// The run's start row is there, still running: the next run of the
+	// domain marks it abandoned once the lease has gone.
+	runs, err := st.Runs(context.Background(), "example.com")
+	if err != nil || len(runs) != 1 || runs[0].Outcome != store.OutcomeRunning {
+		t.Fatalf("runs = %+v, %v; want the one started row", runs, err)
+	}
+}
