@@ -32,7 +32,7 @@ const (
 
 const usage = `usage: dirsync [--config FILE] COMMAND [ARGS]
 
-  sync    --domain D [--dry-run] [--confirm-deletes] [--json]
+  sync    --domain D [--dry-run] [--confirm-deletes] [--wait DURATION] [--json]
   preview --domain D [--json]
   filter  check [--policy P] 'FILTER'
   group   add|remove|list --domain D [NAME] [--json]
@@ -67,6 +67,12 @@ type cli struct {
 
 // Main runs the command line and returns the exit status.
 func Main(args []string, stdout, stderr io.Writer) int {
+	// Text from the directory reaches the terminal escaped: a DN or a
+	// display name cannot carry an escape sequence to it.
+	out, errw := newEscaper(stdout), newEscaper(stderr)
+	defer out.Flush()
+	defer errw.Flush()
+	stdout, stderr = out, errw
 	c := &cli{stdout: stdout, stderr: stderr}
 	level := slog.LevelInfo
 	if os.Getenv("DIRSYNC_LOG") == "debug" {
@@ -93,6 +99,7 @@ func (c *cli) exit(err error) int {
 	var ue usageError
 	var ce *config.Error
 	var re *host.RunError
+	var se storeOpenError
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	switch {
 	case errors.As(err, &ue):
@@ -104,9 +111,15 @@ func (c *cli) exit(err error) int {
 	case errors.Is(err, config.ErrUnknownDomain):
 		fmt.Fprintf(c.stderr, "dirsync: %s\n", msg)
 		return exitUsage
+	case errors.As(err, &re) && re.Stage == "config":
+		fmt.Fprintf(c.stderr, "dirsync: config: %s\n", msg)
+		return exitUsage
 	case errors.As(err, &re):
 		fmt.Fprintf(c.stderr, "dirsync: %s\n", msg)
 		return exitFail
+	case errors.As(err, &se):
+		fmt.Fprintf(c.stderr, "dirsync: config: %s\n", msg)
+		return exitUsage
 	}
 	fmt.Fprintf(c.stderr, "dirsync: %s\n", msg)
 	return exitFail
@@ -193,8 +206,22 @@ func (f *flags) parse(args []string, minArgs, maxArgs int, names string) ([]stri
 	return pos, nil
 }
 
-// open loads the config and opens the store (and the host when withHost).
-func (c *cli) open(withHost bool) error {
+// storeOpenError is a store that will not open: a config error (exit 2).
+type storeOpenError struct{ err error }
+
+func (e storeOpenError) Error() string { return e.err.Error() }
+func (e storeOpenError) Unwrap() error { return e.err }
+
+// Ways to open the store.
+const (
+	noStore   = iota // the command needs no store (filter check)
+	readStore        // read only: never created, never written
+	writeStore
+)
+
+// open loads the config, opens the store as mode says, and makes the host
+// when withHost.
+func (c *cli) open(mode int, withHost bool) error {
 	path := c.configPath
 	if path == "" {
 		path = os.Getenv("DIRSYNC_CONFIG")
@@ -207,13 +234,29 @@ func (c *cli) open(withHost bool) error {
 		return err
 	}
 	c.cfg = cfg
-	st, err := sqlite.Open(cfg.Store.DSN)
-	if err != nil {
-		return fmt.Errorf("opening the store %s: %w", cfg.Store.DSN, err)
+	switch mode {
+	case readStore:
+		st, err := sqlite.OpenReadOnly(cfg.Store.DSN)
+		if errors.Is(err, store.ErrNoStore) {
+			return err // nothing synced or added yet: not a config error
+		}
+		if err != nil {
+			return storeOpenError{fmt.Errorf("opening the store %s: %w", cfg.Store.DSN, err)}
+		}
+		c.st = st
+	case writeStore:
+		st, err := sqlite.Open(cfg.Store.DSN)
+		if err != nil {
+			return storeOpenError{fmt.Errorf("opening the store %s: %w", cfg.Store.DSN, err)}
+		}
+		c.st = st
 	}
-	c.st = st
 	if withHost {
-		h, err := host.New(host.Options{Config: cfg, Store: st, Builtins: builtins, Logger: c.log})
+		opts := host.Options{Config: cfg, Builtins: builtins, Logger: c.log}
+		if c.st != nil {
+			opts.Store = c.st
+		}
+		h, err := host.New(opts)
 		if err != nil {
 			return err
 		}
@@ -223,14 +266,22 @@ func (c *cli) open(withHost bool) error {
 }
 
 // openDomain loads the config and opens the store for a command on one
-// domain, which the config must declare; the store learns the domain.
-func (c *cli) openDomain(ctx context.Context, name string) (*config.Domain, error) {
-	if err := c.open(false); err != nil {
+// domain, which the config must declare. A command that writes makes the
+// domain in the store; one that reads (write false) changes nothing.
+func (c *cli) openDomain(ctx context.Context, name string, write bool) (*config.Domain, error) {
+	mode := readStore
+	if write {
+		mode = writeStore
+	}
+	if err := c.open(mode, false); err != nil {
 		return nil, err
 	}
 	d, err := c.cfg.Lookup(name)
 	if err != nil {
 		return nil, err
+	}
+	if !write {
+		return d, nil
 	}
 	return d, c.st.EnsureDomain(ctx, d.Name)
 }
@@ -245,13 +296,17 @@ func (c *cli) sync(ctx context.Context, args []string) error {
 	f := newFlags("sync", true, true)
 	dry := f.Bool("dry-run", false, "")
 	confirm := f.Bool("confirm-deletes", false, "")
+	wait := f.Duration("wait", 0, "")
 	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	if err := c.open(true); err != nil {
+	if *wait < 0 {
+		return usagef("sync: --wait must be 0 or more")
+	}
+	if err := c.open(writeStore, true); err != nil {
 		return err
 	}
-	rep, err := c.h.Run(ctx, f.domain, host.RunOptions{DryRun: *dry, ConfirmDeletes: *confirm})
+	rep, err := c.h.Run(ctx, f.domain, host.RunOptions{DryRun: *dry, ConfirmDeletes: *confirm, Wait: *wait})
 	return c.report(rep, err, f.json, false)
 }
 
@@ -260,7 +315,9 @@ func (c *cli) preview(ctx context.Context, args []string) error {
 	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	if err := c.open(true); err != nil {
+	// A preview writes nothing but the domain's name (its snapshot needs
+	// the domain), so it opens the store to write.
+	if err := c.open(writeStore, true); err != nil {
 		return err
 	}
 	rep, err := c.h.Preview(ctx, f.domain)
@@ -312,6 +369,19 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 			}
 		}
 	}
+	if len(rep.Held) > 0 {
+		fmt.Fprintf(w, "\nheld, mailbox kept unchanged (%d):\n", len(rep.Held))
+		for i, s := range rep.Held {
+			if i == 50 && !preview {
+				fmt.Fprintf(w, "  … and %d more (see --json)\n", len(rep.Held)-50)
+				break
+			}
+			fmt.Fprintf(w, "  %s: %s\n", s.DN, s.Reason)
+		}
+	}
+	if len(rep.References) > 0 {
+		fmt.Fprintf(w, "\nreferred to other servers, not read (%d): %s\n", len(rep.References), strings.Join(rep.References, ", "))
+	}
 	if len(rep.Conflicts) > 0 {
 		fmt.Fprintf(w, "\nconflicts, not imported (%d):\n", len(rep.Conflicts))
 		for _, x := range rep.Conflicts {
@@ -342,13 +412,23 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 	case rep.Mode != "sync":
 		verb = rep.Mode
 	}
-	fmt.Fprintf(w, "\n%s %s: %d entries read; created %d, updated %d, deleted %d, memberships added %d, removed %d; skipped %d, unmatched groups %d, conflicts %d",
-		rep.Domain, verb, k.Entries, k.Created, k.Updated, k.Deleted, k.MembersAdded, k.MembersRemoved, k.Skipped, k.Unmatched, k.Conflicts)
+	fmt.Fprintf(w, "\n%s %s: %d entries read; ", rep.Domain, verb, k.Entries)
+	if i := rep.Intended; i != nil {
+		fmt.Fprintf(w, "nothing changed (it would have created %d, updated %d, deleted %d, memberships added %d, removed %d)",
+			i.Created, i.Updated, i.Deleted, i.MembersAdded, i.MembersRemoved)
+	} else {
+		fmt.Fprintf(w, "created %d, updated %d, deleted %d, memberships added %d, removed %d",
+			k.Created, k.Updated, k.Deleted, k.MembersAdded, k.MembersRemoved)
+	}
+	fmt.Fprintf(w, "; skipped %d, unmatched groups %d, conflicts %d", k.Skipped, k.Unmatched, k.Conflicts)
+	if k.Held > 0 {
+		fmt.Fprintf(w, ", held %d", k.Held)
+	}
 	if k.Vetoed > 0 {
 		fmt.Fprintf(w, ", vetoed %d", k.Vetoed)
 	}
 	if k.Cached > 0 {
-		fmt.Fprintf(w, "; %d entries unchanged since the last run, not mapped again", k.Cached)
+		fmt.Fprintf(w, "; %d entries unchanged since the directory was last read, taken from the map cache", k.Cached)
 	}
 	if rep.Server != "" {
 		fmt.Fprintf(w, " (server %s, %s)", rep.Server, rep.Timings.Total.Round(time.Millisecond))
@@ -380,7 +460,7 @@ func (c *cli) filter(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.open(true); err != nil {
+	if err := c.open(noStore, true); err != nil {
 		return err
 	}
 	norm, err := c.h.CheckFilter(ctx, *pol, pos[0])
@@ -412,7 +492,7 @@ func (c *cli) group(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := c.openDomain(ctx, f.domain)
+	d, err := c.openDomain(ctx, f.domain, sub != "list")
 	if err != nil {
 		return err
 	}
@@ -509,13 +589,16 @@ func (c *cli) mailbox(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	d, err := c.openDomain(ctx, f.domain)
+	d, err := c.openDomain(ctx, f.domain, sub != "list")
 	if err != nil {
 		return err
 	}
 	switch sub {
 	case "add":
 		addr := strings.ToLower(pos[0])
+		if err := sdk.CheckAddress(addr); err != nil {
+			return usagef("mailbox add: %q: %v", pos[0], err)
+		}
 		if !d.Owns(addr) {
 			return usagef("mailbox add: %s is not an address of %s or its alias domains", pos[0], d.Name)
 		}
@@ -569,7 +652,7 @@ func (c *cli) runs(ctx context.Context, args []string) error {
 	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	d, err := c.openDomain(ctx, f.domain)
+	d, err := c.openDomain(ctx, f.domain, false)
 	if err != nil {
 		return err
 	}
@@ -584,11 +667,26 @@ func (c *cli) runs(ctx context.Context, args []string) error {
 		return c.printJSON(runs)
 	}
 	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "RUN\tSTARTED\tTOOK\tOUTCOME\tCREATED\tUPDATED\tDELETED\t+MEMBER\t-MEMBER\tERROR")
+	fmt.Fprintln(tw, "RUN\tSTARTED\tTOOK\tOUTCOME\tREAD\tCREATED\tUPDATED\tDELETED\t+MEMBER\t-MEMBER\tERROR")
 	for _, r := range runs {
 		k := r.Counts
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%d\t%d\t%d\t%d\t%s\n", r.ID, r.Started.Local().Format(time.DateTime),
-			r.Ended.Sub(r.Started).Round(time.Millisecond), r.Outcome, k.Created, k.Updated, k.Deleted, k.MembersAdded, k.MembersRemoved, r.Error)
+		took := "-"
+		if !r.Ended.IsZero() {
+			took = r.Ended.Sub(r.Started).Round(time.Millisecond).String()
+		}
+		outcome := r.Outcome
+		if r.Stage != "" {
+			outcome += " at " + r.Stage
+		}
+		// A run that did not apply changed nothing: its counts are zero and
+		// what it would have done follows, marked as such.
+		counts := fmt.Sprintf("%d\t%d\t%d\t%d\t%d", k.Created, k.Updated, k.Deleted, k.MembersAdded, k.MembersRemoved)
+		errText := r.Error
+		if w := r.Intended; w != nil {
+			errText = fmt.Sprintf("(nothing applied; it would have created %d, updated %d, deleted %d) %s", w.Created, w.Updated, w.Deleted, errText)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Started.Local().Format(time.DateTime),
+			took, outcome, k.Entries, counts, errText)
 	}
 	return tw.Flush()
 }
@@ -598,7 +696,7 @@ func (c *cli) recipients(ctx context.Context, args []string) error {
 	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
-	d, err := c.openDomain(ctx, f.domain)
+	d, err := c.openDomain(ctx, f.domain, false)
 	if err != nil {
 		return err
 	}
@@ -629,7 +727,7 @@ func (c *cli) resolve(ctx context.Context, args []string) error {
 	if err != nil {
 		return err
 	}
-	if err := c.open(false); err != nil {
+	if err := c.open(readStore, false); err != nil {
 		return err
 	}
 	p, err := c.st.Resolve(ctx, strings.ToLower(pos[0]))

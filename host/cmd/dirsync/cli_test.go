@@ -414,14 +414,14 @@ func TestBadInput(t *testing.T) {
 		}, args: []string{"sync", "--domain", D}, code: 2, want: `key "domain.ldap.colour"`},
 		{name: "missing wasm", setup: func() {
 			e.write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = \"missing.wasm\"\n")
-		}, args: []string{"sync", "--domain", D}, code: 1, want: "missing.wasm"},
+		}, args: []string{"sync", "--domain", D}, code: 2, want: "missing.wasm"},
 		{name: "corrupt wasm", setup: func() {
 			e.write("corrupt.wasm", "\x00asm garbage")
 			e.write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"wasm\"\npath = \"corrupt.wasm\"\n")
-		}, args: []string{"sync", "--domain", D}, code: 1, want: "corrupt.wasm"},
+		}, args: []string{"sync", "--domain", D}, code: 2, want: "corrupt.wasm"},
 		{name: "plugin refuses its config", setup: func() {
 			e.write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n[policy.config]\nnested = 1\n")
-		}, args: []string{"sync", "--domain", D}, code: 1, want: "nested"},
+		}, args: []string{"sync", "--domain", D}, code: 2, want: "nested"},
 		{name: "usage", args: []string{"sync"}, code: 2, want: "--domain is required"},
 	}
 	for _, tc := range tests {
