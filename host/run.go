@@ -275,7 +275,9 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (rep *R
 	}
 	run.Outcome, run.Server, run.Counts, run.Changes = store.OutcomeOK, rep.Server, rep.Counts, rep.Changes
 	run.References, run.Generation = rep.References, snap.Generation
-	h.log.Info("writing to the store", "domain", d.Name, "run", run.ID, "changes", len(final))
+	if len(final) > 0 {
+		h.log.Info("writing to the store", "domain", d.Name, "run", run.ID, "changes", len(final))
+	}
 	var aerr error
 	rep.Timings.Apply = timed(func() {
 		run.Ended = time.Now()

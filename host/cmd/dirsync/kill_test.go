@@ -38,12 +38,7 @@ func TestKilledSyncLeavesTheStoreAsItWas(t *testing.T) {
 	pw := filepath.Join(dir, "admin.pw")
 	os.WriteFile(pw, []byte(srv.AdminPassword), 0o600)
 
-	bin := filepath.Join(dir, "dirsync")
-	build := exec.Command("go", "build", "-o", bin, "./host/cmd/dirsync")
-	build.Dir = repoRoot(t)
-	if out, err := build.CombinedOutput(); err != nil {
-		t.Fatalf("building dirsync: %v\n%s", err, out)
-	}
+	bin := dirsyncBinary(t)
 
 	// One deployment folder per store: the one killed, and a clean one.
 	deployment := func(name string) string {
@@ -183,4 +178,33 @@ func (b *syncBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+var (
+	binOnce sync.Once
+	binPath string
+	binErr  error
+)
+
+// dirsyncBinary builds the dirsync program once for the tests that run it
+// as a process of its own.
+func dirsyncBinary(t *testing.T) string {
+	t.Helper()
+	binOnce.Do(func() {
+		dir, err := os.MkdirTemp("", "dirsync-bin-")
+		if err != nil {
+			binErr = err
+			return
+		}
+		binPath = filepath.Join(dir, "dirsync")
+		build := exec.Command("go", "build", "-o", binPath, "./host/cmd/dirsync")
+		build.Dir = repoRoot(t)
+		if out, err := build.CombinedOutput(); err != nil {
+			binErr = fmt.Errorf("building dirsync: %v\n%s", err, out)
+		}
+	})
+	if binErr != nil {
+		t.Fatal(binErr)
+	}
+	return binPath
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
 	"sync"
@@ -325,5 +326,46 @@ func TestReadOnlyCommandsNeverWrite(t *testing.T) {
 	for _, args := range readers {
 		e.run(args...)
 		want(t, "store after dirsync "+strings.Join(args, " "), sum(), before)
+	}
+}
+
+// TestTwoProcessesOneDomain protects the one-run-per-domain rule between
+// programs: two dirsync processes started together on one domain both
+// finish (the second waits with --wait), one creates the mailboxes, the
+// other finds nothing to do, and the store is that of one sync.
+func TestTwoProcessesOneDomain(t *testing.T) {
+	e := newEnv(t)
+	const D = "example.com"
+	bin := dirsyncBinary(t)
+	e.ok("group", "add", "--domain", D, "Sales")
+	type result struct {
+		out string
+		err error
+	}
+	results := make(chan result, 2)
+	for range 2 {
+		go func() {
+			out, err := exec.Command(bin, "--config", e.config, "sync", "--domain", D, "--wait", "1m").CombinedOutput()
+			results <- result{string(out), err}
+		}()
+	}
+	created := 0
+	for range 2 {
+		r := <-results
+		if r.err != nil {
+			t.Fatalf("a sync failed: %v\n%s", r.err, r.out)
+		}
+		switch {
+		case strings.Contains(r.out, "created 9,"):
+			created++
+		case !strings.Contains(r.out, "created 0,"):
+			t.Errorf("unexpected sync output:\n%s", r.out)
+		}
+	}
+	if created != 1 {
+		t.Errorf("%d syncs created the mailboxes, want exactly 1", created)
+	}
+	if n := len(e.mailboxes()); n != 9 {
+		t.Errorf("%d mailboxes, want 9", n)
 	}
 }
