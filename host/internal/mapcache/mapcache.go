@@ -10,6 +10,25 @@
 //
 // The cache matters for policies that are slow to call (a wasm module, a
 // plugin process); for a linked-in policy mapping is cheaper than hashing.
+//
+// The file is checked before anything in it is used. Its folder must be
+// the host's own (package cachedir: owned by the process's user, writable
+// by nobody else; a missing one is made with mode 0700), or there is no
+// cache. Its header carries the length and a CRC-32C of everything after
+// the header, so a damaged, truncated or edited file is an empty cache,
+// never an intent read from garbage:
+//
+//	magic "dirsync-mapcache-2\n"
+//	context       32 bytes
+//	body length   8 bytes, big-endian
+//	body CRC-32C  4 bytes, big-endian (Castagnoli)
+//	body          records: key (16 bytes), uvarint length, encoded pb.Intent
+//
+// (CRC-32C rather than a cryptographic hash: it guards against damage, and
+// runs at memory speed where SHA-256 would add half to the time Open
+// takes; what only the host's user can write needs no guard against
+// forgery. It finds every error burst of up to 32 bits, so every flipped
+// byte, and the length finds every truncation.)
 package mapcache
 
 import (
@@ -19,6 +38,8 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
@@ -26,6 +47,7 @@ import (
 
 	"google.golang.org/protobuf/proto"
 
+	"github.com/dirsync/dirsync/host/internal/cachedir"
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
 )
@@ -37,12 +59,21 @@ type Key [16]byte
 // depends on.
 type Context [32]byte
 
-const magic = "dirsync-mapcache-1\n"
+// magic starts a cache file; its number is the file format's version. A
+// file of another version is an empty cache.
+const magic = "dirsync-mapcache-2\n"
+
+// headerSize is the size of the header: magic, context, body length and
+// body checksum.
+const headerSize = len(magic) + len(Context{}) + 8 + 4
+
+var castagnoli = crc32.MakeTable(crc32.Castagnoli)
 
 // Cache maps entry keys to intents. It is safe for concurrent use.
 type Cache struct {
 	path string
 	ctx  Context
+	err  error // the folder was refused: nothing is read or written
 
 	mu   sync.Mutex
 	old  map[Key][]byte // from the file: encoded pb.Intent (abi.AppendIntent)
@@ -78,34 +109,64 @@ func NewContext(module []byte, info sdk.Info, config map[string]any, domain sdk.
 }
 
 // Open reads the cache file at path if it was written under the same
-// context; a missing, foreign or damaged file gives an empty cache (the
-// cache is only ever a shortcut).
+// context and its checksum holds; a missing, foreign, damaged or truncated
+// file gives an empty cache (the cache is only ever a shortcut).
+//
+// The file's folder is checked first (and made, with mode 0700, when it is
+// missing): one that another user owns or that group or others may write
+// to is refused. Then the cache is empty and stays so, Err says why and
+// Save returns that error without writing: the run maps every entry.
 func Open(path string, ctx Context) *Cache {
 	c := &Cache{path: path, ctx: ctx, old: map[Key][]byte{}, seen: map[Key][]byte{}}
-	b, err := os.ReadFile(path)
-	if err != nil || len(b) < len(magic)+len(ctx) || string(b[:len(magic)]) != magic ||
-		!bytes.Equal(b[len(magic):len(magic)+len(ctx)], ctx[:]) {
+	if err := cachedir.Ensure(filepath.Dir(path)); err != nil {
+		c.err = fmt.Errorf("map cache not used: %w", err)
 		return c
 	}
-	b = b[len(magic)+len(ctx):]
-	old := map[Key][]byte{}
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return c
+	}
+	if old, ok := parse(b, ctx); ok {
+		c.old = old
+	}
+	return c
+}
+
+// parse checks a cache file's header and checksum and reads its records;
+// ok is false when the file cannot be used as a whole.
+func parse(b []byte, ctx Context) (old map[Key][]byte, ok bool) {
+	if len(b) < headerSize || string(b[:len(magic)]) != magic {
+		return nil, false
+	}
+	h := b[len(magic):headerSize]
+	if !bytes.Equal(h[:len(ctx)], ctx[:]) {
+		return nil, false
+	}
+	size, sum := binary.BigEndian.Uint64(h[len(ctx):]), binary.BigEndian.Uint32(h[len(ctx)+8:])
+	b = b[headerSize:]
+	if uint64(len(b)) != size || crc32.Checksum(b, castagnoli) != sum {
+		return nil, false
+	}
+	old = map[Key][]byte{}
 	for len(b) > 0 {
 		if len(b) < len(Key{}) {
-			return c
+			return nil, false
 		}
 		var k Key
 		copy(k[:], b)
 		b = b[len(k):]
 		n, w := binary.Uvarint(b)
 		if w <= 0 || uint64(len(b)-w) < n {
-			return c
+			return nil, false
 		}
 		old[k] = b[w : w+int(n)]
 		b = b[w+int(n):]
 	}
-	c.old = old
-	return c
+	return old, true
 }
+
+// Err is why the cache is not used (its folder was refused), or nil.
+func (c *Cache) Err() error { return c.err }
 
 // EntryKey hashes what a policy sees of an entry: its id, its DN, and its
 // attributes in name order, each part length-prefixed. The parts go into
@@ -168,6 +229,9 @@ const putChunk = 1 << 20
 
 // Put records the intent the policy gave for k.
 func (c *Cache) Put(k Key, in *sdk.Intent) {
+	if c.err != nil {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if cap(c.buf)-len(c.buf) < putChunk/16 {
@@ -190,29 +254,64 @@ func (c *Cache) Hits() int {
 }
 
 // Save writes the entries of this run (and only those) to the file,
-// atomically.
+// atomically. When Open refused the folder, Save writes nothing and
+// returns that error.
 func (c *Cache) Save() error {
+	if c.err != nil {
+		return c.err
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if err := os.MkdirAll(filepath.Dir(c.path), 0o755); err != nil {
+	dir := filepath.Dir(c.path)
+	if err := cachedir.Ensure(dir); err != nil {
 		return err
 	}
-	tmp, err := os.CreateTemp(filepath.Dir(c.path), ".mapcache-*")
+	tmp, err := os.CreateTemp(dir, ".mapcache-*")
 	if err != nil {
 		return err
 	}
 	defer os.Remove(tmp.Name())
-	w := bufio.NewWriterSize(tmp, 1<<20)
-	w.WriteString(magic)
-	w.Write(c.ctx[:])
+	// The header goes in last, once the body's length and checksum are
+	// known; the body is checksummed as it is written.
+	body := &crcWriter{w: tmp}
+	w := bufio.NewWriterSize(body, 1<<20)
+	w.Write(make([]byte, headerSize))
 	var n [binary.MaxVarintLen64]byte
 	for k, b := range c.seen {
 		w.Write(k[:])
 		w.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
 		w.Write(b)
 	}
-	if err := errors.Join(w.Flush(), tmp.Close()); err != nil {
+	err = w.Flush()
+	if err == nil {
+		h := make([]byte, 0, headerSize)
+		h = append(h, magic...)
+		h = append(h, c.ctx[:]...)
+		h = binary.BigEndian.AppendUint64(h, uint64(body.n-int64(headerSize)))
+		h = binary.BigEndian.AppendUint32(h, body.sum)
+		_, err = tmp.WriteAt(h, 0)
+	}
+	if err := errors.Join(err, tmp.Close()); err != nil {
 		return fmt.Errorf("writing the map cache: %w", err)
 	}
 	return os.Rename(tmp.Name(), c.path)
+}
+
+// crcWriter writes to w and keeps the CRC-32C of what it wrote after the
+// first headerSize bytes (the header's place).
+type crcWriter struct {
+	w   io.Writer
+	n   int64
+	sum uint32
+}
+
+func (c *crcWriter) Write(p []byte) (int, error) {
+	n, err := c.w.Write(p)
+	q := p[:n]
+	if skip := int64(headerSize) - c.n; skip > 0 {
+		q = q[min(skip, int64(len(q))):]
+	}
+	c.sum = crc32.Update(c.sum, castagnoli, q)
+	c.n += int64(n)
+	return n, err
 }

@@ -1,8 +1,12 @@
 package mapcache
 
 import (
+	"bytes"
+	"fmt"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
 	"testing"
 
 	"github.com/dirsync/dirsync/sdk"
@@ -104,6 +108,176 @@ func TestSaveOpen(t *testing.T) {
 	}
 }
 
+// saved writes a cache of n mailbox intents under ctx and returns the path
+// and the keys.
+func saved(t *testing.T, dir string, n int) (string, Context, []Key) {
+	t.Helper()
+	path := filepath.Join(dir, "example.com.bin")
+	ctx := Context{7}
+	c := Open(path, ctx)
+	if err := c.Err(); err != nil {
+		t.Fatal(err)
+	}
+	keys := make([]Key, n)
+	for i := range keys {
+		e := entry()
+		e.ID = fmt.Sprint("id-", i)
+		keys[i] = EntryKey(&e)
+		c.Put(keys[i], &sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: fmt.Sprintf("user%d@example.com", i)}})
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	return path, ctx, keys
+}
+
+// hits opens the cache at path and looks every key up.
+func hits(path string, ctx Context, keys []Key) int {
+	c := Open(path, ctx)
+	for _, k := range keys {
+		c.Get(k)
+	}
+	return c.Hits()
+}
+
+// TestDamagedFile checks that a cache file is used only when its checksum
+// holds: a flipped byte, a truncation, an edit or a file of the former
+// format is an empty cache, and no panic.
+func TestDamagedFile(t *testing.T) {
+	path, ctx, keys := saved(t, t.TempDir(), 1000)
+	good, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := hits(path, ctx, keys); n != len(keys) {
+		t.Fatalf("the intact file gives %d hits, want %d", n, len(keys))
+	}
+	damaged := func(name string, b []byte) {
+		t.Helper()
+		if err := os.WriteFile(path, b, 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if n := hits(path, ctx, keys); n != 0 {
+			t.Errorf("%s: %d hits, want none", name, n)
+		}
+	}
+	flip := func(i int) []byte {
+		b := bytes.Clone(good)
+		b[i] ^= 0x01
+		return b
+	}
+	damaged("a bit flipped in the middle", flip(len(good)/2))
+	damaged("a byte changed in the middle", func() []byte { b := bytes.Clone(good); b[len(b)/2] = ^b[len(b)/2]; return b }())
+	damaged("the last byte flipped", flip(len(good)-1))
+	damaged("truncated by one byte", good[:len(good)-1])
+	damaged("truncated in the middle", good[:len(good)/2])
+	damaged("truncated in the header", good[:headerSize-1])
+	damaged("a byte appended", append(bytes.Clone(good), 0))
+	damaged("empty", nil)
+	// An edited record with a length that still parses.
+	edited := bytes.Replace(good, []byte("user500@"), []byte("admin00@"), 1)
+	if bytes.Equal(edited, good) {
+		t.Fatal("no user500@ in the file")
+	}
+	damaged("a record's value edited", edited)
+	// The same records under the format before the checksum.
+	v1 := append([]byte("dirsync-mapcache-1\n"), ctx[:]...)
+	damaged("format 1", append(v1, good[headerSize:]...))
+
+	// Every single byte of a small file matters.
+	path, ctx, keys = saved(t, t.TempDir(), 3)
+	good, _ = os.ReadFile(path)
+	for i := range good {
+		damaged(fmt.Sprintf("byte %d of %d flipped", i, len(good)), flip(i))
+	}
+	for i := range good {
+		damaged(fmt.Sprintf("truncated to %d of %d bytes", i, len(good)), good[:i])
+	}
+	if err := os.WriteFile(path, good, 0o600); err != nil {
+		t.Fatal(err)
+	}
+	if n := hits(path, ctx, keys); n != len(keys) {
+		t.Errorf("the restored file gives %d hits, want %d", n, len(keys))
+	}
+}
+
+// TestFolder checks the map cache's folder: made with mode 0700 when
+// missing, refused when others may write to it or another user owns it.
+// A refused folder is no cache: nothing read, nothing written, and the
+// error (from Err and Save) names the folder and the fix.
+func TestFolder(t *testing.T) {
+	if runtime.GOOS == "windows" {
+		t.Skip("no Unix modes")
+	}
+	t.Run("created 0700", func(t *testing.T) {
+		dir := filepath.Join(t.TempDir(), "cache", "mapcache")
+		path, ctx, keys := saved(t, dir, 10)
+		for _, d := range []string{dir, filepath.Dir(dir)} {
+			if st, err := os.Stat(d); err != nil || st.Mode().Perm() != 0o700 {
+				t.Errorf("%s: %v, %v; want mode 0700", d, st.Mode(), err)
+			}
+		}
+		if st, err := os.Stat(path); err != nil || st.Mode().Perm() != 0o600 {
+			t.Errorf("%s: %v, %v; want mode 0600", path, st.Mode(), err)
+		}
+		if n := hits(path, ctx, keys); n != len(keys) {
+			t.Errorf("%d hits, want %d", n, len(keys))
+		}
+	})
+	refused := func(t *testing.T, dir string, says ...string) {
+		t.Helper()
+		path := filepath.Join(dir, "example.com.bin")
+		before, _ := os.ReadFile(path)
+		c := Open(path, Context{7})
+		err := c.Err()
+		if err == nil {
+			t.Fatal("the folder is used")
+		}
+		for _, s := range says {
+			if !strings.Contains(err.Error(), s) {
+				t.Errorf("Err() = %v\nwant it to say %q", err, s)
+			}
+		}
+		k := EntryKey(ptr(entry()))
+		if _, ok := c.Get(k); ok || c.Hits() != 0 {
+			t.Error("a refused folder's file was read")
+		}
+		c.Put(k, &sdk.Intent{Kind: sdk.IntentSkip, Reason: "x"})
+		if serr := c.Save(); serr == nil || serr.Error() != err.Error() {
+			t.Errorf("Save() = %v, want %v", serr, err)
+		}
+		if after, _ := os.ReadFile(path); !bytes.Equal(before, after) {
+			t.Error("Save wrote to a refused folder")
+		}
+	}
+	t.Run("writable by others", func(t *testing.T) {
+		dir := t.TempDir()
+		saved(t, dir, 10) // a valid file: refused all the same
+		if err := os.Chmod(dir, 0o777); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, dir, "map cache not used: cache directory "+dir+" is writable by group and others (mode 0777)", "chmod go-w "+dir)
+	})
+	t.Run("writable by group", func(t *testing.T) {
+		dir := t.TempDir()
+		if err := os.Chmod(dir, 0o770); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, dir, "cache directory "+dir+" is writable by its group", "chmod go-w "+dir)
+	})
+	t.Run("another owner", func(t *testing.T) {
+		if os.Geteuid() != 0 {
+			t.Skip("only root can give a directory away")
+		}
+		dir := t.TempDir()
+		saved(t, dir, 10)
+		if err := os.Chown(dir, 65534, 65534); err != nil {
+			t.Fatal(err)
+		}
+		refused(t, dir, "cache directory "+dir+" is owned by uid 65534", "chown 0 "+dir)
+	})
+}
+
 // BenchmarkEntryKey hashes an entry of 10 attributes, as the test
 // directories have them.
 //
@@ -131,6 +305,60 @@ func BenchmarkPutGet(b *testing.B) {
 		c.old[k] = c.seen[k]
 		if _, ok := c.Get(k); !ok {
 			b.Fatal("no intent")
+		}
+	}
+}
+
+// benchCache saves a cache of n mailbox intents, as a run over n entries
+// leaves it, and returns its path and context.
+func benchCache(b *testing.B, n int) (string, Context, []Key) {
+	b.Helper()
+	path := filepath.Join(b.TempDir(), "mapcache", "example.com.bin")
+	ctx := Context{1}
+	c := Open(path, ctx)
+	keys := make([]Key, n)
+	for i := range keys {
+		e := entry()
+		e.ID = fmt.Sprintf("id-%d", i)
+		keys[i] = EntryKey(&e)
+		in := sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: fmt.Sprintf("user%d@example.com", i),
+			Aliases: []string{fmt.Sprintf("u%d@example.org", i)}, DisplayName: fmt.Sprintf("User %d", i), MemberOf: []string{"CN=Sales,DC=example,DC=com", "CN=All,DC=example,DC=com"}}}
+		c.Put(keys[i], &in)
+	}
+	if err := c.Save(); err != nil {
+		b.Fatal(err)
+	}
+	return path, ctx, keys
+}
+
+// BenchmarkOpen reads a cache file of 100,000 intents, as a run starts.
+//
+//	go test -run '^$' -bench Open ./host/internal/mapcache
+func BenchmarkOpen(b *testing.B) {
+	path, ctx, keys := benchCache(b, 100_000)
+	if st, err := os.Stat(path); err == nil {
+		b.SetBytes(st.Size())
+	}
+	for b.Loop() {
+		c := Open(path, ctx)
+		if _, ok := c.Get(keys[len(keys)/2]); !ok {
+			b.Fatal("no intent")
+		}
+	}
+}
+
+// BenchmarkSave writes a cache file of 100,000 intents, as a run ends.
+//
+//	go test -run '^$' -bench Save ./host/internal/mapcache
+func BenchmarkSave(b *testing.B) {
+	path, ctx, keys := benchCache(b, 100_000)
+	c := Open(path, ctx)
+	for _, k := range keys {
+		c.Get(k)
+	}
+	for b.Loop() {
+		if err := c.Save(); err != nil {
+			b.Fatal(err)
 		}
 	}
 }

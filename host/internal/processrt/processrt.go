@@ -27,11 +27,17 @@
 // sdk recovers it and the process carries on. Close shuts the process down.
 //
 // No process is left behind: every failure kills the plugin's process
-// group, reaps it and removes its socket's directory; on Linux the kernel kills the plugin when the host
-// dies (Pdeathsig), and the sdk's plugin side exits when its parent
-// changes. The plugin gets a minimal environment (PATH, HOME, TMPDIR, the
-// locale, and Go's runtime settings), not the host's: the host's may hold
-// secrets (password_env).
+// group, reaps it and removes its socket's directory. On Linux the host is
+// a child subreaper, and when a plugin process stops (killed, closed or
+// ended by itself) the host also kills and reaps what it started outside
+// its process group, in sessions of their own too (descendants_linux.go).
+// The kernel kills the plugin when the host dies (Pdeathsig), and the
+// sdk's plugin side exits when its parent changes.
+//
+// The plugin gets a minimal environment (PATH, HOME, TMPDIR, the locale,
+// and Go's runtime settings, plus DIRSYNC_PLUGIN_TAG, which marks the
+// processes it starts), not the host's: the host's may hold secrets
+// (password_env).
 //
 // Logging: what the plugin writes to stdout and stderr, its go-plugin log
 // lines and a crash's output go to Options.Logger (see log.go).
@@ -55,6 +61,7 @@ package processrt
 import (
 	"bytes"
 	"context"
+	"crypto/rand"
 	"crypto/sha256"
 	"encoding/hex"
 	"errors"
@@ -251,6 +258,8 @@ type proc struct {
 	stopped  chan struct{} // closed when stop or shutdown is done
 	reaped   bool          // go-plugin reaped the process (set before stopped is closed)
 	sockDir  string        // the directory of the plugin's socket, removed by stop
+	tag      string        // tagEnv's value in its environment
+	family   family        // its descendants, gathered when it stops
 	mu       sync.Mutex
 	reason   string // why the host stopped it; "" if it ended by itself
 }
@@ -274,7 +283,13 @@ func (r *runtime) start(ctx context.Context) (*proc, error) {
 		cmd.Env = append(cmd.Env, fmt.Sprintf("GOMEMLIMIT=%dMiB", mb-mb/8))
 	}
 	cmd.SysProcAttr = sysProcAttr()
-	p := &proc{cmd: cmd, stderr: &stderrHead{}, log: r.log, stopped: make(chan struct{})}
+	p := &proc{cmd: cmd, stderr: &stderrHead{}, log: r.log, stopped: make(chan struct{}), tag: rand.Text(), family: family{}}
+	cmd.Env = append(cmd.Env, tagEnv+"="+p.tag)
+	if err := becomeSubreaper(); err != nil {
+		subreaperWarning.Do(func() {
+			r.log.Warn("processes that a plugin starts in a session of their own may outlive it", "err", err)
+		})
+	}
 	if goruntime.GOOS != "windows" {
 		// The plugin's socket goes in a directory of its own, which stop
 		// removes: a killed plugin cannot remove its socket itself.
@@ -340,6 +355,9 @@ func (r *runtime) start(ctx context.Context) (*proc, error) {
 	r.log.Debug("plugin process started", "pid", p.pid(), "path", r.path)
 	return p, nil
 }
+
+// subreaperWarning logs a failure to become a subreaper once.
+var subreaperWarning sync.Once
 
 func abiError(version string) error {
 	return fmt.Errorf("ABI version %s is not supported by this host (ABI %d.%d): rebuild the policy with a matching dirsync sdk",
@@ -495,9 +513,14 @@ func (p *proc) stop(reason string) string {
 		p.mu.Lock()
 		p.reason = reason
 		p.mu.Unlock()
-		if pid := p.pid(); pid > 0 && !p.client.Exited() {
-			killGroup(pid)
-			_ = p.cmd.Process.Kill()
+		if pid := p.pid(); pid > 0 {
+			alive := !p.client.Exited()
+			p.family.gather(pid, alive, p.tag)
+			p.family.kill()
+			if alive {
+				killGroup(pid)
+				_ = p.cmd.Process.Kill()
+			}
 		}
 		p.finish(false)
 	})
@@ -514,20 +537,24 @@ func (p *proc) shutdown() {
 		p.mu.Lock()
 		p.reason = "the runtime was closed"
 		p.mu.Unlock()
+		// Its descendants are known before it goes, and killed after.
+		p.family.gather(p.pid(), !p.client.Exited(), p.tag)
 		p.finish(true)
 	})
 	<-p.stopped
 }
 
-// finish runs go-plugin's Kill, which reaps the process, and closes
-// p.stopped. A plugin whose children hold its output open keeps Kill
-// waiting: after stopWait the whole process group is killed, and after
-// another stopWait finish gives up.
+// finish runs go-plugin's Kill, which reaps the process, then kills and
+// reaps the plugin's descendants, and closes p.stopped. A plugin whose
+// children hold its output open keeps Kill waiting: after stopWait the
+// whole process group is killed, and after another stopWait finish gives
+// up.
 func (p *proc) finish(graceful bool) {
 	defer close(p.stopped)
 	if p.sockDir != "" {
 		defer os.RemoveAll(p.sockDir)
 	}
+	defer p.endFamily()
 	done := make(chan struct{})
 	go func() {
 		p.client.Kill()
@@ -551,6 +578,20 @@ func (p *proc) finish(graceful bool) {
 		p.reaped = true
 	case <-time.After(stopWait):
 		p.log.Warn("gave up waiting for the plugin process to go away", "pid", p.pid())
+	}
+}
+
+// endFamily kills the plugin's descendants, those gathered before it went
+// and those adopted by the host since, and reaps them.
+func (p *proc) endFamily() {
+	pid := p.pid()
+	if pid <= 0 {
+		return
+	}
+	p.family.gather(pid, !p.reaped && !p.client.Exited(), p.tag)
+	p.family.kill()
+	if left := p.family.reap(time.Now().Add(stopWait)); len(left) > 0 {
+		p.log.Warn("gave up waiting for processes the plugin started to go away", "pid", pid, "pids", left)
 	}
 }
 

@@ -93,7 +93,10 @@ type Options struct {
 	Name string
 	// CacheDir, when set, is a directory for wazero's compilation cache:
 	// a module is compiled to machine code once and loaded from there
-	// afterwards, also by later processes.
+	// afterwards, also by later processes. The host runs that code, so the
+	// directory must be its own: a missing one is created with mode 0700,
+	// and one that another user owns or that group or others may write to
+	// fails the load (package cachedir).
 	CacheDir string
 	// MemoryLimitMB caps the guest's memory (at most 4096; 0 means 4096,
 	// the most a 32-bit guest can address).
@@ -267,7 +270,7 @@ func (m *module) load(ctx context.Context, path string) error {
 		cfg = cfg.WithMemoryLimitPages(m.opts.MemoryLimitMB * 16) // 64 KiB pages
 	}
 	if m.opts.CacheDir != "" {
-		if m.cache, err = wazero.NewCompilationCacheWithDir(m.opts.CacheDir); err != nil {
+		if m.cache, err = openCompilationCache(m.opts.CacheDir); err != nil {
 			return fmt.Errorf("compilation cache: %w", err)
 		}
 		cfg = cfg.WithCompilationCache(m.cache)
