@@ -147,7 +147,11 @@ func (h *Host) mapCache(ctx context.Context, d *config.Domain, p policy.Runtime,
 		h.log.Warn("no map cache", "domain", d.Name, "err", err)
 		return nil
 	}
-	return mapcache.Open(filepath.Join(dir, "mapcache", d.Name+".bin"), mc)
+	c := mapcache.Open(filepath.Join(dir, "mapcache", d.Name+".bin"), mc)
+	if err := c.Err(); err != nil {
+		h.log.Warn("every entry is mapped again", "domain", d.Name, "err", err)
+	}
+	return c
 }
 
 func (h *Host) load(ctx context.Context, spec *config.Policy) (policy.Runtime, error) {

@@ -230,7 +230,7 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (rep *R
 	rep.Counts.Entries = len(refs)
 	if cache != nil {
 		rep.Counts.Cached = cache.Hits()
-		if err := cache.Save(); err != nil {
+		if err := cache.Save(); err != nil && cache.Err() == nil {
 			h.log.Warn("the map cache was not saved; the next run maps every entry", "domain", d.Name, "err", err)
 		}
 	}
