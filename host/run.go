@@ -146,7 +146,7 @@ func (h *Host) Preview(ctx context.Context, domain string) (*Report, error) {
 	return h.run(ctx, domain, "preview", RunOptions{DryRun: true})
 }
 
-func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (rep *Report, rerr error) {
+func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Report, error) {
 	d, err := h.cfg.Lookup(name)
 	if err != nil {
 		return nil, err
@@ -155,7 +155,7 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (rep *R
 		return nil, errors.New("host: this Host has no Store")
 	}
 	started := time.Now()
-	rep = &Report{Domain: d.Name, Mode: mode, Policy: d.Policy}
+	rep := &Report{Domain: d.Name, Mode: mode, Policy: d.Policy}
 	// A sync is recorded from its start (S5): a "running" row, finished
 	// whatever happens; a process that dies leaves the row for the next run
 	// of the domain to mark abandoned.
@@ -166,12 +166,7 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (rep *R
 		var release func()
 		ctx, release, err = h.lease(ctx, run, o.Wait)
 		if err != nil {
-			rep, err = h.fail(ctx, rep, run, "lease", err)
-			if run.ID == 0 {
-				// Not even the attempt could be recorded: say so, with why.
-				h.log.Error("the run could not be recorded", "domain", d.Name, "err", err)
-			}
-			return rep, err
+			return h.fail(ctx, rep, run, "lease", err)
 		}
 		defer release()
 	}
@@ -306,7 +301,8 @@ func (h *Host) fail(ctx context.Context, rep *Report, run *store.Run, stage stri
 	switch {
 	case errors.As(err, &stop):
 		rep.Outcome = store.OutcomeStopped
-	case ctx.Err() != nil && context.Cause(ctx) == context.Canceled:
+	case errors.Is(ctx.Err(), context.Canceled) && !errors.Is(context.Cause(ctx), store.ErrLeaseLost):
+		// Cancelled by the caller (a signal, a shutdown), not by a lost lease.
 		rep.Outcome = store.OutcomeCancelled
 	}
 	rep.Error = err.Error()

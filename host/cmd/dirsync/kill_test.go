@@ -108,11 +108,15 @@ policy = "standard"
 		name  string
 		after string  // the log line to wait for
 		share float64 // then wait this share of the apply time
+		sig   syscall.Signal
 	}{
-		{"while reading", "reading the directory", 0},
-		{"as the apply starts", "writing to the store", 0},
-		{"early in the apply", "writing to the store", 0.2},
-		{"mid-apply", "writing to the store", 0.5},
+		{"while reading", "reading the directory", 0, syscall.SIGKILL},
+		{"as the apply starts", "writing to the store", 0, syscall.SIGKILL},
+		{"early in the apply", "writing to the store", 0.2, syscall.SIGKILL},
+		{"mid-apply", "writing to the store", 0.5, syscall.SIGKILL},
+		// An interrupt is no kill: the run rolls back, says so and is
+		// recorded as cancelled.
+		{"interrupted mid-apply", "writing to the store", 0.5, syscall.SIGINT},
 	}
 	for _, p := range points {
 		cmd := exec.Command(bin, "--config", killed, "sync", "--domain", "example.com", "--wait", "10s")
@@ -135,7 +139,7 @@ policy = "standard"
 			}
 		}
 		time.Sleep(time.Duration(p.share * float64(apply)))
-		cmd.Process.Signal(syscall.SIGKILL)
+		cmd.Process.Signal(p.sig)
 		if err := <-done; err == nil || strings.Contains(stderr.String(), "sync done") {
 			t.Fatalf("%s: the sync finished before it was killed:\n%s", p.name, stderr.String())
 		}
@@ -151,8 +155,11 @@ policy = "standard"
 		t.Fatalf("the sync after the kills: %v\n%s", err, out)
 	}
 	runs, _ := dirsync(killed, "runs", "--domain", "example.com", "--json")
-	if n := strings.Count(runs, `"outcome": "abandoned"`); n != len(points) {
-		t.Errorf("%d killed runs are marked abandoned, want %d", n, len(points))
+	if n := strings.Count(runs, `"outcome": "abandoned"`); n != len(points)-1 {
+		t.Errorf("%d killed runs are marked abandoned, want %d", n, len(points)-1)
+	}
+	if n := strings.Count(runs, `"outcome": "cancelled"`); n != 1 {
+		t.Errorf("%d interrupted runs are recorded as cancelled, want 1", n)
 	}
 
 	a, _ := dirsync(killed, "mailbox", "list", "--domain", "example.com", "--json")
