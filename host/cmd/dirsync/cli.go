@@ -238,7 +238,7 @@ func (c *cli) open(mode int, withHost bool) error {
 	case readStore:
 		st, err := sqlite.OpenReadOnly(cfg.Store.DSN)
 		if errors.Is(err, store.ErrNoStore) {
-			return err // nothing synced or added yet: not a config error
+			return fmt.Errorf("%w (nothing was synced or added yet)", err) // not a config error
 		}
 		if err != nil {
 			return storeOpenError{fmt.Errorf("opening the store %s: %w", cfg.Store.DSN, err)}
@@ -252,11 +252,7 @@ func (c *cli) open(mode int, withHost bool) error {
 		c.st = st
 	}
 	if withHost {
-		opts := host.Options{Config: cfg, Builtins: builtins, Logger: c.log}
-		if c.st != nil {
-			opts.Store = c.st
-		}
-		h, err := host.New(opts)
+		h, err := host.New(host.Options{Config: cfg, Store: c.st, Builtins: builtins, Logger: c.log})
 		if err != nil {
 			return err
 		}
