@@ -22,7 +22,10 @@ func TestEscaperKeepsEscapeSequencesFromTheTerminal(t *testing.T) {
 		{"C1 CSI", []string{"a\u009b2Jb"}, `a\u009b2Jb`},
 		{"C1 split across writes", []string{"a\xc2", "\x9bb"}, `a\u009bb`},
 		{"Â is not a control", []string{"\u00c2\u00a0x"}, "\u00c2\u00a0x"},
-		{"lone lead byte at the end", []string{"x\xc2"}, "x\xc2"},
+		{"lone lead byte at the end", []string{"x\xc2"}, `x\xc2`},
+		{"raw 0x9b, CSI in 8-bit mode", []string{"a\x9b2Jb"}, `a\x9b2Jb`},
+		{"Latin-1 byte", []string{"J\xfcrgen"}, `J\xfcrgen`},
+		{"four-byte rune split in three writes", []string{"a\xf0\x9f", "\x98", "\x80b"}, "a\U0001F600b"},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {

@@ -6,6 +6,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dirsync/dirsync/host/internal/ldaptest"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -57,7 +58,7 @@ func TestCleartextRefused(t *testing.T) {
 }
 
 func TestFetchCleartextBind(t *testing.T) {
-	fake := startFake(t, func(w *fakeConn, n int) { adUser(w, 1); w.done(0, cookie("")) })
+	fake := startFake(t, func(w *ldaptest.Conn, n int) { adUser(w, 1); w.Done(0, ldaptest.Cookie("")) })
 	const remote = "ldap://dc1.example.com:389"
 	down := closedURL(t)
 	tests := []struct {

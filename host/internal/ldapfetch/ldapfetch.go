@@ -24,7 +24,9 @@
 // U+FFFD (strings.ToValidUTF8); that value alone, the other values of its
 // attribute stay as sent. So a value that holds U+FFFD may be damaged: a
 // policy that needs it exactly (an address, a name to match) should drop it
-// with a reason rather than use it. The entry's DN is passed as sent.
+// with a reason rather than use it. The entry's DN is repaired the same
+// way, so that it still matches the member and memberOf values that name
+// it, and one bad DN cannot stop a policy runtime whose ABI carries UTF-8.
 //
 // A simple bind sends its password as it is. Fetch refuses, before
 // connecting, to send it over ldap:// without StartTLS to a host that is
@@ -805,6 +807,9 @@ func (c *converter) lower(name string) string {
 // stay as sent: one damaged alias does not hide the others, and the policy
 // can see the damage (U+FFFD) and drop the value with a reason.
 func (c *converter) entry(dn string, attrs []rawAttr) (sdk.Entry, error) {
+	if !utf8.ValidString(dn) {
+		dn = strings.ToValidUTF8(dn, "\uFFFD")
+	}
 	out := sdk.Entry{DN: dn, Attributes: make(map[string][]string, len(attrs))}
 	var guid, uuid string
 	var haveGUID bool

@@ -11,6 +11,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/dirsync/dirsync/host/internal/ldaptest"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -32,10 +33,10 @@ type rangedAD struct {
 	first map[string][]string
 	// fault, when it returns true, has answered the n-th range read
 	// (1-based) instead of the fake.
-	fault func(w *fakeConn, n int) bool
+	fault func(w *ldaptest.Conn, n int) bool
 
 	mu    sync.Mutex
-	reads []fakeSearch
+	reads []ldaptest.Request
 }
 
 const maxValRange = 1500
@@ -48,14 +49,14 @@ func newRangedAD(members int) *rangedAD {
 	return ad
 }
 
-func (ad *rangedAD) page(w *fakeConn, n int) {
-	if w.req.scope == int64(ldap.ScopeBaseObject) {
+func (ad *rangedAD) page(w *ldaptest.Conn, n int) {
+	if w.Request().Scope == ldap.ScopeBaseObject {
 		ad.read(w)
 		return
 	}
 	if n > 1 {
 		adUser(w, 3)
-		w.done(0, cookie(""))
+		w.Done(0, ldaptest.Cookie(""))
 		return
 	}
 	adUser(w, 1)
@@ -72,26 +73,26 @@ func (ad *rangedAD) page(w *fakeConn, n int) {
 	g := []byte(guidBytes)
 	g[15] = 0xb1
 	attrs["objectGUID"] = []string{string(g)}
-	w.entry(bigGroupDN, attrs)
+	w.Entry(bigGroupDN, attrs)
 	adUser(w, 2)
-	w.done(0, cookie("page2"))
+	w.Done(0, ldaptest.Cookie("page2"))
 }
 
-func (ad *rangedAD) read(w *fakeConn) {
+func (ad *rangedAD) read(w *ldaptest.Conn) {
 	ad.mu.Lock()
-	ad.reads = append(ad.reads, w.req)
+	ad.reads = append(ad.reads, w.Request())
 	n := len(ad.reads)
 	ad.mu.Unlock()
 	if ad.fault != nil && ad.fault(w, n) {
 		return
 	}
 	var low int
-	if len(w.req.attrs) != 1 || w.req.base != bigGroupDN {
-		w.done(ldap.LDAPResultProtocolError)
+	if len(w.Request().Attributes) != 1 || w.Request().BaseDN != bigGroupDN {
+		w.Done(ldap.LDAPResultProtocolError)
 		return
 	}
-	if _, err := fmt.Sscanf(w.req.attrs[0], "member;range=%d-*", &low); err != nil || low > len(ad.members) {
-		w.done(ldap.LDAPResultProtocolError)
+	if _, err := fmt.Sscanf(w.Request().Attributes[0], "member;range=%d-*", &low); err != nil || low > len(ad.members) {
+		w.Done(ldap.LDAPResultProtocolError)
 		return
 	}
 	high := min(low+maxValRange, len(ad.members))
@@ -99,8 +100,8 @@ func (ad *rangedAD) read(w *fakeConn) {
 	if high == len(ad.members) {
 		name = fmt.Sprintf("member;range=%d-*", low)
 	}
-	w.entry(bigGroupDN, map[string][]string{name: ad.members[low:high]})
-	w.done(0)
+	w.Entry(bigGroupDN, map[string][]string{name: ad.members[low:high]})
+	w.Done(0)
 }
 
 func (ad *rangedAD) fetch(t *testing.T, timeout time.Duration) ([]sdk.Entry, Result, error, string) {
@@ -150,12 +151,12 @@ func TestFetchRanges(t *testing.T) {
 			}
 			if tt.members == 3000 {
 				// 0-1499, 1500-2999, then AD answers 3000-* without values.
-				ad.fault = func(w *fakeConn, n int) bool {
+				ad.fault = func(w *ldaptest.Conn, n int) bool {
 					if n != 1 {
 						return false
 					}
-					w.entry(bigGroupDN, map[string][]string{"member;range=1500-2999": ad.members[1500:3000]})
-					w.done(0)
+					w.Entry(bigGroupDN, map[string][]string{"member;range=1500-2999": ad.members[1500:3000]})
+					w.Done(0)
 					return true
 				}
 			}
@@ -181,10 +182,10 @@ func TestFetchRanges(t *testing.T) {
 			}
 			var asked []string
 			for _, r := range ad.reads {
-				if r.base != bigGroupDN || r.scope != int64(ldap.ScopeBaseObject) || len(r.attrs) != 1 {
+				if r.BaseDN != bigGroupDN || r.Scope != ldap.ScopeBaseObject || len(r.Attributes) != 1 {
 					t.Errorf("range read %+v, want a base-scope read of %s for one attribute", r, bigGroupDN)
 				}
-				asked = append(asked, r.attrs...)
+				asked = append(asked, r.Attributes...)
 			}
 			if !slices.Equal(asked, tt.reads) {
 				t.Errorf("range reads asked for %q, want %q", asked, tt.reads)
@@ -200,27 +201,27 @@ func TestFetchRanges(t *testing.T) {
 // attribute fails (S1), and the incomplete entry never reaches the
 // callback.
 func TestFetchRangeFailures(t *testing.T) {
-	entry := func(attrs map[string][]string) func(*fakeConn) {
-		return func(w *fakeConn) { w.entry(bigGroupDN, attrs); w.done(0) }
+	entry := func(attrs map[string][]string) func(*ldaptest.Conn) {
+		return func(w *ldaptest.Conn) { w.Entry(bigGroupDN, attrs); w.Done(0) }
 	}
 	tests := []struct {
 		name   string
-		read   int                 // the range read that fails (1 = 1500-2999, 2 = 3000-*)
-		answer func(w *fakeConn)   // its answer
-		first  map[string][]string // instead: Big's attributes in the paged search
+		read   int                    // the range read that fails (1 = 1500-2999, 2 = 3000-*)
+		answer func(w *ldaptest.Conn) // its answer
+		first  map[string][]string    // instead: Big's attributes in the paged search
 		want   []string
 	}{
-		{name: "busy in the middle range", read: 1, answer: func(w *fakeConn) { w.done(ldap.LDAPResultBusy) },
+		{name: "busy in the middle range", read: 1, answer: func(w *ldaptest.Conn) { w.Done(ldap.LDAPResultBusy) },
 			want: []string{"reading member;range=1500-*", "LDAP result 51 (Busy)"}},
-		{name: "busy in the last range", read: 2, answer: func(w *fakeConn) { w.done(ldap.LDAPResultBusy) },
+		{name: "busy in the last range", read: 2, answer: func(w *ldaptest.Conn) { w.Done(ldap.LDAPResultBusy) },
 			want: []string{"reading member;range=3000-*", "LDAP result 51 (Busy)"}},
-		{name: "connection dropped in the middle range", read: 1, answer: func(w *fakeConn) { w.c.Close() },
+		{name: "connection dropped in the middle range", read: 1, answer: func(w *ldaptest.Conn) { w.Close() },
 			want: []string{"reading member;range=1500-*", "closed the connection"}},
-		{name: "no answer to the middle range", read: 1, answer: func(w *fakeConn) {},
+		{name: "no answer to the middle range", read: 1, answer: func(w *ldaptest.Conn) {},
 			want: []string{"reading member;range=1500-*", "no complete answer within"}},
-		{name: "entry gone", read: 1, answer: func(w *fakeConn) { w.done(ldap.LDAPResultNoSuchObject) },
+		{name: "entry gone", read: 1, answer: func(w *ldaptest.Conn) { w.Done(ldap.LDAPResultNoSuchObject) },
 			want: []string{"reading member;range=1500-*", "LDAP result 32 (No Such Object)"}},
-		{name: "entry not returned", read: 1, answer: func(w *fakeConn) { w.done(0) },
+		{name: "entry not returned", read: 1, answer: func(w *ldaptest.Conn) { w.Done(0) },
 			want: []string{"the entry was not returned"}},
 		{name: "answer without the range", read: 1, answer: entry(map[string][]string{"cn": {"Big"}}),
 			want: []string{"holds no range of member"}},
@@ -247,7 +248,7 @@ func TestFetchRangeFailures(t *testing.T) {
 			if tt.first != nil {
 				ad.first = tt.first
 			}
-			ad.fault = func(w *fakeConn, n int) bool {
+			ad.fault = func(w *ldaptest.Conn, n int) bool {
 				if n != tt.read {
 					return false
 				}

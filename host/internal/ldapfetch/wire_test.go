@@ -14,14 +14,13 @@ import (
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
+	"github.com/dirsync/dirsync/host/internal/ldaptest"
 	"github.com/dirsync/dirsync/host/internal/slapd"
 )
 
 // messages returns LDAP messages as a server would send them.
-func messages(write func(w *fakeConn)) []byte {
-	var b bytes.Buffer
-	write(&fakeConn{w: &b, id: 2})
-	return b.Bytes()
+func messages(write func(w *ldaptest.Conn)) []byte {
+	return ldaptest.Messages(2, write)
 }
 
 // decodeAll runs every decoder of this package over an input stream.
@@ -60,7 +59,7 @@ func decodeAll(data []byte) (entries int, err error) {
 }
 
 func TestDecodeMalformed(t *testing.T) {
-	good := messages(func(w *fakeConn) { adUser(w, 1) })
+	good := messages(func(w *ldaptest.Conn) { adUser(w, 1) })
 	tests := []struct {
 		name string
 		in   []byte
@@ -72,7 +71,7 @@ func TestDecodeMalformed(t *testing.T) {
 		{"huge length", []byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff}, "exceeds the limit"},
 		{"element longer than message", []byte{0x30, 0x05, 0x02, 0x01, 0x01, 0x64, 0x09}, "element of 9 bytes in 0"},
 		{"value not an octet string", []byte{0x30, 0x0e, 0x02, 0x01, 0x02, 0x64, 0x09, 0x04, 0x01, 'x', 0x30, 0x04, 0x30, 0x02, 0x02, 0x00}, "attribute type has tag 0x02"},
-		{"bad result code", messages(func(w *fakeConn) { w.done(300) }), "result code 300"},
+		{"bad result code", messages(func(w *ldaptest.Conn) { w.Done(300) }), "result code 300"},
 		{"referral URI not an octet string", badReferral(), "referral URI has tag 0x02"},
 	}
 	for _, tt := range tests {
@@ -90,17 +89,20 @@ func TestDecodeMalformed(t *testing.T) {
 
 // badReferral is a SearchResultDone whose referral holds an integer.
 func badReferral() []byte {
-	return messages(func(w *fakeConn) {
-		op := result(ldap.ApplicationSearchResultDone, ldap.LDAPResultReferral)
+	return messages(func(w *ldaptest.Conn) {
+		op := ber.Encode(ber.ClassApplication, ber.TypeConstructed, ldap.ApplicationSearchResultDone, nil, "Result")
+		op.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagEnumerated, ldap.LDAPResultReferral, "resultCode"))
+		op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", "matchedDN"))
+		op.AppendChild(ber.NewString(ber.ClassUniversal, ber.TypePrimitive, ber.TagOctetString, "", "diagnosticMessage"))
 		ref := ber.Encode(ber.ClassContext, ber.TypeConstructed, 3, nil, "Referral")
 		ref.AppendChild(ber.NewInteger(ber.ClassUniversal, ber.TypePrimitive, ber.TagInteger, 7, "URI"))
 		op.AppendChild(ref)
-		w.send(op)
+		w.Send(op)
 	})
 }
 
 func TestParseResultReferral(t *testing.T) {
-	data := messages(func(w *fakeConn) { w.referral("ldap://a.test/dc=x", "ldap://b.test/dc=x") })
+	data := messages(func(w *ldaptest.Conn) { w.Referral("ldap://a.test/dc=x", "ldap://b.test/dc=x") })
 	c := &client{br: bufio.NewReader(bytes.NewReader(data))}
 	m, err := c.read()
 	if err != nil {
@@ -116,7 +118,7 @@ func TestParseResultReferral(t *testing.T) {
 }
 
 func TestDecodeReference(t *testing.T) {
-	data := messages(func(w *fakeConn) { w.reference("ldap://a.test/dc=x??sub", "ldap://b.test/dc=x??sub") })
+	data := messages(func(w *ldaptest.Conn) { w.Reference("ldap://a.test/dc=x??sub", "ldap://b.test/dc=x??sub") })
 	c := &client{br: bufio.NewReader(bytes.NewReader(data))}
 	m, err := c.read()
 	if err != nil {
@@ -132,15 +134,15 @@ func TestDecodeReference(t *testing.T) {
 }
 
 func FuzzDecode(f *testing.F) {
-	f.Add(messages(func(w *fakeConn) {
+	f.Add(messages(func(w *ldaptest.Conn) {
 		adUser(w, 1)
-		w.reference("ldap://x/dc=x")
-		w.done(0, cookie("abc"))
+		w.Reference("ldap://x/dc=x")
+		w.Done(0, ldaptest.Cookie("abc"))
 	}))
-	f.Add(messages(func(w *fakeConn) { w.done(4, garbledPaging{}) }))
-	f.Add(messages(func(w *fakeConn) { w.referral("ldap://a/dc=x", "ldap://b/dc=x") }))
-	f.Add(messages(func(w *fakeConn) {
-		w.entry("cn=a", map[string][]string{"cn": {"a"}, "member;range=0-1": {"x"}, "jpegPhoto": {"\xff\xd8"}})
+	f.Add(messages(func(w *ldaptest.Conn) { w.Done(4, ldaptest.GarbledPaging()) }))
+	f.Add(messages(func(w *ldaptest.Conn) { w.Referral("ldap://a/dc=x", "ldap://b/dc=x") }))
+	f.Add(messages(func(w *ldaptest.Conn) {
+		w.Entry("cn=a", map[string][]string{"cn": {"a"}, "member;range=0-1": {"x"}, "jpegPhoto": {"\xff\xd8"}})
 	}))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		_, _ = decodeAll(data) // must not panic or hang
