@@ -27,6 +27,8 @@ type Config struct {
 	Store   Store    `toml:"store"`
 	Plugins Plugins  `toml:"plugins"`
 	Serve   Serve    `toml:"serve"`
+	API     API      `toml:"api"`
+	Secrets Secrets  `toml:"secrets"`
 	Domains []Domain `toml:"domain"`
 	// Manifest is the policy manifest named by [plugins] manifest.
 	Manifest *Manifest `toml:"-"`
@@ -45,12 +47,46 @@ type Plugins struct {
 	CacheDir string `toml:"cache_dir"`
 }
 
-// Serve holds the settings of running syncs.
+// Serve holds the settings of running syncs: the lease every run takes,
+// and the schedule of `dirsync serve`.
 type Serve struct {
 	// LeaseTTL is how long a run's lease on its domain lasts unless the run
 	// renews it (default 30s): the time a domain stays blocked after the
 	// process running it died.
 	LeaseTTL Duration `toml:"lease_ttl"`
+	// MaxConcurrentRuns is how many runs dirsync serve starts at once
+	// (default 2).
+	MaxConcurrentRuns int `toml:"max_concurrent_runs"`
+	// KeepRuns is how long run records are kept (default 90 days).
+	KeepRuns Duration `toml:"keep_runs"`
+}
+
+// API is the [api] table of dirsync serve's HTTP listener.
+type API struct {
+	// Listen is the address (default 127.0.0.1:8425).
+	Listen string `toml:"listen"`
+	// CertFile and KeyFile turn TLS on (both or neither).
+	CertFile string `toml:"cert_file"`
+	KeyFile  string `toml:"key_file"`
+	// Tokens are the API tokens.
+	Tokens []Token `toml:"token"`
+}
+
+// Token is one [[api.token]]: the SHA-256 of a bearer token (the token
+// itself is never stored), its role and the domains it may see.
+type Token struct {
+	Name    string   `toml:"name"`
+	SHA256  string   `toml:"sha256"`  // hex
+	Role    string   `toml:"role"`    // "admin" | "viewer"
+	Domains []string `toml:"domains"` // ["*"] or names
+}
+
+// Secrets is the [secrets] table.
+type Secrets struct {
+	// KeyFile holds the 32-byte key (64 hex digits) that encrypts the bind
+	// passwords of store-kept domains; without it the API refuses to store
+	// passwords.
+	KeyFile string `toml:"key_file"`
 }
 
 // Domain is one [[domain]] table.
@@ -59,8 +95,10 @@ type Domain struct {
 	Sync         bool     `toml:"sync"`
 	Policy       string   `toml:"policy"`
 	AliasDomains []string `toml:"alias_domains"`
-	LDAP         LDAP     `toml:"ldap"`
-	Safety       Safety   `toml:"safety"`
+	// Interval is how often dirsync serve syncs the domain (default 1h).
+	Interval Duration `toml:"interval"`
+	LDAP     LDAP     `toml:"ldap"`
+	Safety   Safety   `toml:"safety"`
 }
 
 // LDAP is a domain's [domain.ldap] table.
@@ -122,14 +160,25 @@ type Policy struct {
 type Duration struct{ time.Duration }
 
 // UnmarshalText parses a Go duration string.
+// A whole number of days ("90d") is accepted too.
 func (d *Duration) UnmarshalText(b []byte) error {
-	v, err := time.ParseDuration(string(b))
+	s := string(b)
+	if days, ok := strings.CutSuffix(s, "d"); ok {
+		if n, err := strconv.Atoi(days); err == nil && n >= 0 && n <= 100000 {
+			d.Duration = time.Duration(n) * 24 * time.Hour
+			return nil
+		}
+	}
+	v, err := time.ParseDuration(s)
 	if err != nil {
-		return fmt.Errorf("invalid duration %q (use e.g. \"30s\", \"2m\")", b)
+		return fmt.Errorf("invalid duration %q (use e.g. \"30s\", \"2m\", \"90d\")", b)
 	}
 	d.Duration = v
 	return nil
 }
+
+// MarshalText writes the duration as UnmarshalText reads it.
+func (d Duration) MarshalText() ([]byte, error) { return []byte(d.String()), nil }
 
 // Error is a config error: the file, the line (0 if unknown), the key.
 type Error struct {
@@ -165,7 +214,68 @@ const (
 	DefaultConnectTimeout   = 10 * time.Second
 	DefaultMaxEntries       = 5_000_000
 	DefaultLeaseTTL         = 30 * time.Second
+	DefaultInterval         = time.Hour
+	DefaultMaxConcurrent    = 2
+	DefaultKeepRuns         = 90 * 24 * time.Hour
+	DefaultListen           = "127.0.0.1:8425"
 )
+
+var tokenHashRE = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+// checkServe checks [serve], [api] and [secrets] and fills their defaults.
+func (c *Config) checkServe(data []byte) error {
+	bad := func(key, msg string) error {
+		return &Error{File: c.Path, Line: findLine(data, key), Key: key, Msg: msg}
+	}
+	s := &c.Serve
+	switch {
+	case s.MaxConcurrentRuns < 0:
+		return bad("serve.max_concurrent_runs", "must be 1 or more")
+	case s.MaxConcurrentRuns == 0:
+		s.MaxConcurrentRuns = DefaultMaxConcurrent
+	}
+	switch {
+	case s.KeepRuns.Duration < 0:
+		return bad("serve.keep_runs", "must be positive")
+	case s.KeepRuns.Duration == 0:
+		s.KeepRuns.Duration = DefaultKeepRuns
+	}
+	a := &c.API
+	if a.Listen == "" {
+		a.Listen = DefaultListen
+	}
+	if (a.CertFile == "") != (a.KeyFile == "") {
+		return bad("api.cert_file", "set cert_file and key_file together")
+	}
+	a.CertFile, a.KeyFile = c.Rel(a.CertFile), c.Rel(a.KeyFile)
+	names := map[string]bool{}
+	for i := range a.Tokens {
+		t := &a.Tokens[i]
+		at := func(key string) string { return fmt.Sprintf("api.token[%d].%s", i, key) }
+		line := func(key string) int { return findLine(data, at(key)) }
+		switch {
+		case t.Name == "":
+			return &Error{File: c.Path, Line: line("name"), Key: "api.token.name", Msg: "required key is missing"}
+		case names[t.Name]:
+			return &Error{File: c.Path, Line: line("name"), Key: "api.token.name", Msg: fmt.Sprintf("token %q is declared twice", t.Name)}
+		case !tokenHashRE.MatchString(strings.ToLower(t.SHA256)):
+			// Not echoed: a token pasted here by mistake must not be logged.
+			return &Error{File: c.Path, Line: line("sha256"), Key: "api.token.sha256",
+				Msg: fmt.Sprintf("token %q: must be the 64 hex digits of the token's SHA-256 (sha256sum), never the token", t.Name)}
+		case t.Role != "admin" && t.Role != "viewer":
+			return &Error{File: c.Path, Line: line("role"), Key: "api.token.role", Msg: fmt.Sprintf("token %q: role must be \"admin\" or \"viewer\"", t.Name)}
+		case len(t.Domains) == 0:
+			return &Error{File: c.Path, Line: line("domains"), Key: "api.token.domains", Msg: fmt.Sprintf("token %q: list its domains, or [\"*\"] for all", t.Name)}
+		}
+		names[t.Name] = true
+		t.SHA256 = strings.ToLower(t.SHA256)
+		for j, d := range t.Domains {
+			t.Domains[j] = strings.ToLower(d)
+		}
+	}
+	c.Secrets.KeyFile = c.Rel(c.Secrets.KeyFile)
+	return nil
+}
 
 // Load reads a dirsync.toml and the manifest it names.
 func Load(path string) (*Config, error) {
@@ -360,6 +470,9 @@ func (c *Config) check(data []byte) error {
 	if c.Serve.LeaseTTL.Duration == 0 {
 		c.Serve.LeaseTTL.Duration = DefaultLeaseTTL
 	}
+	if err := c.checkServe(data); err != nil {
+		return err
+	}
 	seen := map[string]bool{}
 	raw := domainKeys(data)
 	for i := range c.Domains {
@@ -382,6 +495,12 @@ func (c *Config) check(data []byte) error {
 		}
 		if d.Policy == "" {
 			return missing("domain.policy", tbl)
+		}
+		if iv := d.Interval.Duration; iv < 0 || (iv > 0 && iv < time.Second) {
+			return &Error{File: c.Path, Line: findLine(data, tbl+".interval"), Key: "domain.interval", Msg: "must be 1s or more"}
+		}
+		if d.Interval.Duration == 0 {
+			d.Interval.Duration = DefaultInterval
 		}
 		l := &d.LDAP
 		ltbl := tbl + ".ldap"

@@ -490,3 +490,66 @@ policy = "standard"
 		})
 	}
 }
+
+// TestServeKeys checks the keys of dirsync serve: defaults, days in
+// durations, and tokens that must be hashes, never tokens.
+func TestServeKeys(t *testing.T) {
+	const head = "[store]\ndsn = \"x.db\"\n[plugins]\nmanifest = \"plugin.toml\"\n"
+	const domain = "[[domain]]\nname = \"example.com\"\npolicy = \"standard\"\n  [domain.ldap]\n  urls = [\"ldap://127.0.0.1:3890\"]\n  base_dn = \"dc=example,dc=com\"\n"
+	hash := strings.Repeat("ab", 32)
+	tests := []struct {
+		name, text string
+		key        string // "" = loads
+		check      func(*testing.T, *Config)
+	}{
+		{"defaults", head + domain, "", func(t *testing.T, c *Config) {
+			if c.Serve.MaxConcurrentRuns != 2 || c.Serve.KeepRuns.Duration != 90*24*time.Hour || c.API.Listen != "127.0.0.1:8425" ||
+				c.Domains[0].Interval.Duration != time.Hour || c.Serve.LeaseTTL.Duration != 30*time.Second {
+				t.Errorf("defaults: serve %+v api %+v interval %v", c.Serve, c.API, c.Domains[0].Interval)
+			}
+		}},
+		{"days and a token", head + "[serve]\nkeep_runs = \"7d\"\nmax_concurrent_runs = 8\n[[api.token]]\nname = \"panel\"\nsha256 = \"" + strings.ToUpper(hash) + "\"\nrole = \"admin\"\ndomains = [\"Example.com\"]\n" + domain + "interval = \"2s\"\n",
+			"", func(t *testing.T, c *Config) {
+				if c.Serve.KeepRuns.Duration != 7*24*time.Hour || c.Serve.MaxConcurrentRuns != 8 {
+					t.Errorf("serve = %+v", c.Serve)
+				}
+				if tok := c.API.Tokens[0]; tok.SHA256 != hash || tok.Domains[0] != "example.com" {
+					t.Errorf("token = %+v", tok)
+				}
+			}},
+		{"a token instead of its hash", head + "[[api.token]]\nname = \"panel\"\nsha256 = \"s3cret-token\"\nrole = \"admin\"\ndomains = [\"*\"]\n", "api.token.sha256", nil},
+		{"unknown role", head + "[[api.token]]\nname = \"panel\"\nsha256 = \"" + hash + "\"\nrole = \"root\"\ndomains = [\"*\"]\n", "api.token.role", nil},
+		{"no domains", head + "[[api.token]]\nname = \"panel\"\nsha256 = \"" + hash + "\"\nrole = \"viewer\"\n", "api.token.domains", nil},
+		{"cert without key", head + "[api]\ncert_file = \"c.pem\"\n", "api.cert_file", nil},
+		{"interval under a second", head + domain + "interval = \"10ms\"\n", "domain.interval", nil},
+		{"negative concurrency", head + "[serve]\nmax_concurrent_runs = -1\n", "serve.max_concurrent_runs", nil},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			dir := t.TempDir()
+			text := tc.text
+			if i := strings.Index(text, "interval = "); i > 0 && strings.Contains(text, "[domain.ldap]") && i > strings.Index(text, "[domain.ldap]") {
+				// interval belongs to [[domain]], before its [domain.ldap].
+				line := text[i:]
+				text = strings.Replace(text[:i], "  [domain.ldap]", line+"  [domain.ldap]", 1)
+			}
+			os.WriteFile(filepath.Join(dir, "dirsync.toml"), []byte(text), 0o644)
+			os.WriteFile(filepath.Join(dir, "plugin.toml"), []byte("[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n"), 0o644)
+			cfg, err := Load(filepath.Join(dir, "dirsync.toml"))
+			if tc.key == "" {
+				if err != nil {
+					t.Fatal(err)
+				}
+				tc.check(t, cfg)
+				return
+			}
+			var ce *Error
+			if !errors.As(err, &ce) || ce.Key != tc.key || ce.Line == 0 {
+				t.Fatalf("err = %v, want an error naming key %s and its line", err, tc.key)
+			}
+			if strings.Contains(err.Error(), "s3cret-token") {
+				t.Errorf("the error echoes what may be a token: %v", err)
+			}
+		})
+	}
+}
