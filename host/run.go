@@ -30,6 +30,10 @@ type RunOptions struct {
 	// (in this process or another sharing the store) before it fails with
 	// ErrDomainBusy; 0 fails at once.
 	Wait time.Duration
+	// OnStart, if set, is called with the run's id once the run holds its
+	// domain and its start is recorded (a sync only): a caller that starts
+	// runs in the background can answer with the id at once.
+	OnStart func(runID int64)
 }
 
 // Report is what a run or a preview found and did.
@@ -169,6 +173,10 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 			return h.fail(ctx, rep, run, "lease", err)
 		}
 		defer release()
+		rep.RunID = run.ID
+		if o.OnStart != nil {
+			o.OnStart(run.ID)
+		}
 	}
 	fail := func(stage string, err error) (*Report, error) {
 		rep.Timings.Total = time.Since(started)
