@@ -91,37 +91,37 @@ type Secrets struct {
 
 // Domain is one [[domain]] table.
 type Domain struct {
-	Name         string   `toml:"name"`
-	Sync         bool     `toml:"sync"`
-	Policy       string   `toml:"policy"`
-	AliasDomains []string `toml:"alias_domains"`
+	Name         string   `toml:"name" json:"name"`
+	Sync         bool     `toml:"sync" json:"sync"`
+	Policy       string   `toml:"policy" json:"policy"`
+	AliasDomains []string `toml:"alias_domains" json:"alias_domains,omitempty"`
 	// Interval is how often dirsync serve syncs the domain (default 1h).
-	Interval Duration `toml:"interval"`
-	LDAP     LDAP     `toml:"ldap"`
-	Safety   Safety   `toml:"safety"`
+	Interval Duration `toml:"interval" json:"interval"`
+	LDAP     LDAP     `toml:"ldap" json:"ldap"`
+	Safety   Safety   `toml:"safety" json:"safety"`
 }
 
 // LDAP is a domain's [domain.ldap] table.
 type LDAP struct {
-	URLs               []string `toml:"urls"`
-	BindDN             string   `toml:"bind_dn"`
-	PasswordFile       string   `toml:"password_file"`
-	PasswordEnv        string   `toml:"password_env"`
-	BaseDN             string   `toml:"base_dn"`
-	Filter             string   `toml:"filter"`
-	StartTLS           bool     `toml:"start_tls"`
-	CAFile             string   `toml:"ca_file"`
-	InsecureSkipVerify bool     `toml:"insecure_skip_verify"`
-	PageSize           int      `toml:"page_size"`
-	Timeout            Duration `toml:"timeout"`
+	URLs               []string `toml:"urls" json:"urls"`
+	BindDN             string   `toml:"bind_dn" json:"bind_dn,omitempty"`
+	PasswordFile       string   `toml:"password_file" json:"password_file,omitempty"`
+	PasswordEnv        string   `toml:"password_env" json:"password_env,omitempty"`
+	BaseDN             string   `toml:"base_dn" json:"base_dn"`
+	Filter             string   `toml:"filter" json:"filter"`
+	StartTLS           bool     `toml:"start_tls" json:"start_tls"`
+	CAFile             string   `toml:"ca_file" json:"ca_file,omitempty"`
+	InsecureSkipVerify bool     `toml:"insecure_skip_verify" json:"insecure_skip_verify"`
+	PageSize           int      `toml:"page_size" json:"page_size"`
+	Timeout            Duration `toml:"timeout" json:"timeout"`
 	// ConnectTimeout bounds connecting to one URL before the next is tried.
-	ConnectTimeout Duration `toml:"connect_timeout"`
+	ConnectTimeout Duration `toml:"connect_timeout" json:"connect_timeout"`
 	// MaxEntries fails a run whose result holds more entries (default
 	// 5,000,000): a server that streams without end stops there.
-	MaxEntries int `toml:"max_entries"`
+	MaxEntries int `toml:"max_entries" json:"max_entries"`
 	// AllowCleartextBind lets a simple bind send its password over ldap://
 	// without StartTLS to a server that is not on loopback.
-	AllowCleartextBind bool `toml:"allow_cleartext_bind"`
+	AllowCleartextBind bool `toml:"allow_cleartext_bind" json:"allow_cleartext_bind"`
 }
 
 // Safety holds the deletion limits of rule S2. Load puts in the defaults
@@ -130,13 +130,13 @@ type LDAP struct {
 type Safety struct {
 	// MaxDeletes stops a run that would delete more mailboxes (default 500;
 	// 0: every delete needs a confirmation).
-	MaxDeletes int `toml:"max_deletes"`
+	MaxDeletes int `toml:"max_deletes" json:"max_deletes"`
 	// MaxDeletePercent stops a run that would delete more than this share of
 	// the domain's LDAP mailboxes (default 10) ...
-	MaxDeletePercent float64 `toml:"max_delete_percent"`
+	MaxDeletePercent float64 `toml:"max_delete_percent" json:"max_delete_percent"`
 	// PercentFloor ... while deleting more than this many (default 10; 0:
 	// the share counts from the first delete).
-	PercentFloor int `toml:"percent_floor"`
+	PercentFloor int `toml:"percent_floor" json:"percent_floor"`
 }
 
 // Manifest is a parsed plugin.toml.
@@ -485,93 +485,130 @@ func (c *Config) check(data []byte) error {
 		if d.Name == "" {
 			return missing("domain.name", tbl)
 		}
-		d.Name = strings.ToLower(d.Name)
-		if seen[d.Name] {
-			return &Error{File: c.Path, Line: findLine(data, tbl+".name"), Key: "domain.name", Msg: fmt.Sprintf("domain %q is declared twice", d.Name)}
+		name := strings.ToLower(d.Name)
+		if seen[name] {
+			return &Error{File: c.Path, Line: findLine(data, tbl+".name"), Key: "domain.name", Msg: fmt.Sprintf("domain %q is declared twice", name)}
 		}
-		seen[d.Name] = true
-		for j, a := range d.AliasDomains {
-			d.AliasDomains[j] = strings.ToLower(a)
-		}
-		if d.Policy == "" {
-			return missing("domain.policy", tbl)
-		}
-		if iv := d.Interval.Duration; iv < 0 || (iv > 0 && iv < time.Second) {
-			return &Error{File: c.Path, Line: findLine(data, tbl+".interval"), Key: "domain.interval", Msg: "must be 1s or more"}
-		}
-		if d.Interval.Duration == 0 {
-			d.Interval.Duration = DefaultInterval
-		}
-		l := &d.LDAP
-		ltbl := tbl + ".ldap"
-		if len(l.URLs) == 0 {
-			return missing("domain.ldap.urls", ltbl)
-		}
-		for _, u := range l.URLs {
-			if !strings.HasPrefix(u, "ldap://") && !strings.HasPrefix(u, "ldaps://") {
-				return &Error{File: c.Path, Line: findLine(data, ltbl+".urls"), Key: "domain.ldap.urls",
-					Msg: fmt.Sprintf("%q is not an ldap:// or ldaps:// URL", u)}
+		seen[name] = true
+		if fe := d.check(func(path ...string) bool { return written(keys, path...) }); fe != nil {
+			line := findLine(data, tbl+"."+fe.path)
+			if fe.missing { // the line of the table that lacks it
+				table := tbl
+				if i := strings.LastIndexByte(fe.path, '.'); i > 0 {
+					table += "." + fe.path[:i]
+				}
+				line = findLine(data, table)
 			}
+			return &Error{File: c.Path, Line: line, Key: "domain." + fe.path, Msg: fe.msg}
 		}
-		if l.BaseDN == "" {
-			return missing("domain.ldap.base_dn", ltbl)
+	}
+	return nil
+}
+
+// fieldError is a domain key that check refused: its path below the
+// domain ("ldap.urls") and why; missing marks a required key left out.
+type fieldError struct {
+	path, msg string
+	missing   bool
+}
+
+// Check normalizes a domain built in code or read from the store, as Load
+// does for a [[domain]] of dirsync.toml: names lower case, defaults for
+// keys left zero, and the same checks. Unlike Load, it cannot tell a
+// safety number written as 0 from one left out: zero values stay zero
+// (the strictest limits). The error is an *Error whose Key names the key
+// ("domain.ldap.urls"); File and Line are empty.
+func (d *Domain) Check() error {
+	if fe := d.check(func(...string) bool { return true }); fe != nil {
+		return &Error{Key: "domain." + fe.path, Msg: fe.msg}
+	}
+	return nil
+}
+
+// check is Check with written telling which keys the source wrote.
+func (d *Domain) check(written func(path ...string) bool) *fieldError {
+	bad := func(path, msg string) *fieldError { return &fieldError{path: path, msg: msg} }
+	missing := func(path string) *fieldError {
+		return &fieldError{path: path, msg: "required key is missing", missing: true}
+	}
+	if d.Name == "" {
+		return missing("name")
+	}
+	d.Name = strings.ToLower(d.Name)
+	for j, a := range d.AliasDomains {
+		d.AliasDomains[j] = strings.ToLower(a)
+	}
+	if d.Policy == "" {
+		return missing("policy")
+	}
+	if iv := d.Interval.Duration; iv < 0 || (iv > 0 && iv < time.Second) {
+		return bad("interval", "must be 1s or more")
+	}
+	if d.Interval.Duration == 0 {
+		d.Interval.Duration = DefaultInterval
+	}
+	l := &d.LDAP
+	if len(l.URLs) == 0 {
+		return missing("ldap.urls")
+	}
+	for _, u := range l.URLs {
+		if !strings.HasPrefix(u, "ldap://") && !strings.HasPrefix(u, "ldaps://") {
+			return bad("ldap.urls", fmt.Sprintf("%q is not an ldap:// or ldaps:// URL", u))
 		}
-		if l.PasswordFile != "" && l.PasswordEnv != "" {
-			return &Error{File: c.Path, Line: findLine(data, ltbl+".password_env"), Key: "domain.ldap.password_env",
-				Msg: "set password_file or password_env, not both"}
-		}
-		if l.PasswordEnv != "" && !envNameRE.MatchString(l.PasswordEnv) {
-			// Not echoed: a password pasted here by mistake must not be logged.
-			return &Error{File: c.Path, Line: findLine(data, ltbl+".password_env"), Key: "domain.ldap.password_env",
-				Msg: "must name an environment variable (letters, digits and _), not hold the password"}
-		}
-		if l.PageSize < 0 {
-			return &Error{File: c.Path, Line: findLine(data, ltbl+".page_size"), Key: "domain.ldap.page_size", Msg: "must be positive"}
-		}
-		if l.PageSize == 0 {
-			l.PageSize = DefaultPageSize
-		}
-		if l.Timeout.Duration < 0 {
-			return &Error{File: c.Path, Line: findLine(data, ltbl+".timeout"), Key: "domain.ldap.timeout", Msg: "must be positive"}
-		}
-		if l.Timeout.Duration == 0 {
-			l.Timeout.Duration = DefaultLDAPTimeout
-		}
-		if l.ConnectTimeout.Duration < 0 {
-			return &Error{File: c.Path, Line: findLine(data, ltbl+".connect_timeout"), Key: "domain.ldap.connect_timeout", Msg: "must be positive"}
-		}
-		if l.ConnectTimeout.Duration == 0 {
-			l.ConnectTimeout.Duration = DefaultConnectTimeout
-		}
-		if l.MaxEntries < 0 {
-			return &Error{File: c.Path, Line: findLine(data, ltbl+".max_entries"), Key: "domain.ldap.max_entries", Msg: "must be positive"}
-		}
-		if l.MaxEntries == 0 {
-			l.MaxEntries = DefaultMaxEntries
-		}
-		// A safety number left out takes its default; one written as 0
-		// means 0: the strictest setting, never the default.
-		s := &d.Safety
-		if !written(keys, "safety", "max_deletes") {
-			s.MaxDeletes = DefaultMaxDeletes
-		}
-		if !written(keys, "safety", "max_delete_percent") {
-			s.MaxDeletePercent = DefaultMaxDeletePercent
-		}
-		if !written(keys, "safety", "percent_floor") {
-			s.PercentFloor = DefaultPercentFloor
-		}
-		bad := func(key, msg string) error {
-			return &Error{File: c.Path, Line: findLine(data, tbl+".safety."+key), Key: "domain.safety." + key, Msg: msg}
-		}
-		switch {
-		case s.MaxDeletes < 0:
-			return bad("max_deletes", "must be 0 or more (0: every delete needs --confirm-deletes)")
-		case s.MaxDeletePercent < 0 || s.MaxDeletePercent > 100:
-			return bad("max_delete_percent", "must be between 0 and 100")
-		case s.PercentFloor < 0:
-			return bad("percent_floor", "must be 0 or more")
-		}
+	}
+	if l.BaseDN == "" {
+		return missing("ldap.base_dn")
+	}
+	if l.PasswordFile != "" && l.PasswordEnv != "" {
+		return bad("ldap.password_env", "set password_file or password_env, not both")
+	}
+	if l.PasswordEnv != "" && !envNameRE.MatchString(l.PasswordEnv) {
+		// Not echoed: a password pasted here by mistake must not be logged.
+		return bad("ldap.password_env", "must name an environment variable (letters, digits and _), not hold the password")
+	}
+	if l.PageSize < 0 {
+		return bad("ldap.page_size", "must be positive")
+	}
+	if l.PageSize == 0 {
+		l.PageSize = DefaultPageSize
+	}
+	if l.Timeout.Duration < 0 {
+		return bad("ldap.timeout", "must be positive")
+	}
+	if l.Timeout.Duration == 0 {
+		l.Timeout.Duration = DefaultLDAPTimeout
+	}
+	if l.ConnectTimeout.Duration < 0 {
+		return bad("ldap.connect_timeout", "must be positive")
+	}
+	if l.ConnectTimeout.Duration == 0 {
+		l.ConnectTimeout.Duration = DefaultConnectTimeout
+	}
+	if l.MaxEntries < 0 {
+		return bad("ldap.max_entries", "must be positive")
+	}
+	if l.MaxEntries == 0 {
+		l.MaxEntries = DefaultMaxEntries
+	}
+	// A safety number left out takes its default; one written as 0 means
+	// 0: the strictest setting, never the default.
+	sf := &d.Safety
+	if !written("safety", "max_deletes") {
+		sf.MaxDeletes = DefaultMaxDeletes
+	}
+	if !written("safety", "max_delete_percent") {
+		sf.MaxDeletePercent = DefaultMaxDeletePercent
+	}
+	if !written("safety", "percent_floor") {
+		sf.PercentFloor = DefaultPercentFloor
+	}
+	switch {
+	case sf.MaxDeletes < 0:
+		return bad("safety.max_deletes", "must be 0 or more (0: every delete needs --confirm-deletes)")
+	case sf.MaxDeletePercent < 0 || sf.MaxDeletePercent > 100:
+		return bad("safety.max_delete_percent", "must be between 0 and 100")
+	case sf.PercentFloor < 0:
+		return bad("safety.percent_floor", "must be 0 or more")
 	}
 	return nil
 }

@@ -553,3 +553,41 @@ func TestServeKeys(t *testing.T) {
 		})
 	}
 }
+
+// TestDomainCheck checks a domain built in code or read from the store:
+// the same defaults and refusals as a [[domain]] of dirsync.toml, keys
+// named, zero safety numbers kept as the strictest.
+func TestDomainCheck(t *testing.T) {
+	good := func() Domain {
+		return Domain{Name: "Example.COM", Policy: "standard", AliasDomains: []string{"Example.ORG"},
+			LDAP: LDAP{URLs: []string{"ldap://127.0.0.1:3890"}, BaseDN: "dc=example,dc=com"}}
+	}
+	d := good()
+	if err := d.Check(); err != nil {
+		t.Fatal(err)
+	}
+	if d.Name != "example.com" || d.AliasDomains[0] != "example.org" || d.Interval.Duration != DefaultInterval ||
+		d.LDAP.PageSize != DefaultPageSize || d.LDAP.MaxEntries != DefaultMaxEntries || d.Safety != (Safety{}) {
+		t.Errorf("normalized = %+v", d)
+	}
+	for _, tc := range []struct {
+		key  string
+		edit func(*Domain)
+	}{
+		{"domain.name", func(d *Domain) { d.Name = "" }},
+		{"domain.policy", func(d *Domain) { d.Policy = "" }},
+		{"domain.ldap.urls", func(d *Domain) { d.LDAP.URLs = nil }},
+		{"domain.ldap.urls", func(d *Domain) { d.LDAP.URLs = []string{"http://x"} }},
+		{"domain.ldap.base_dn", func(d *Domain) { d.LDAP.BaseDN = "" }},
+		{"domain.interval", func(d *Domain) { d.Interval.Duration = time.Millisecond }},
+		{"domain.safety.max_deletes", func(d *Domain) { d.Safety.MaxDeletes = -1 }},
+		{"domain.ldap.password_env", func(d *Domain) { d.LDAP.PasswordEnv = "not a name" }},
+	} {
+		d := good()
+		tc.edit(&d)
+		var ce *Error
+		if err := d.Check(); !errors.As(err, &ce) || ce.Key != tc.key {
+			t.Errorf("Check = %v, want an error naming %s", err, tc.key)
+		}
+	}
+}
