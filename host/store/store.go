@@ -26,7 +26,31 @@ var (
 	ErrStoreChanged = errors.New("the domain changed in the store since the run read it; nothing was applied, run again")
 	// ErrNoStore: a read-only open found no store to read.
 	ErrNoStore = errors.New("no store")
+	// ErrConflict: PutSettings was given a stale expected version (the
+	// domain's settings were saved or removed since the caller read them);
+	// nothing was saved.
+	ErrConflict = errors.New("conflict")
 )
+
+// SettingsVersion is one saved version of a store-kept domain's settings:
+// a domain made and changed through the API, page or CLI rather than
+// declared in the config file. Versions are numbered 1, 2, … per domain and
+// kept: a change saves a new version, it never edits one.
+type SettingsVersion struct {
+	Domain  string `json:"domain"`
+	Version int64  `json:"version"` // 1, 2, … per domain, never reused
+	// Settings is the JSON of the domain's keys, as the host writes them;
+	// the store keeps the bytes and does not read them.
+	Settings []byte `json:"settings"`
+	// Secret is the sealed bind password (see host/internal/secrets), nil
+	// if none. It is never encoded as JSON.
+	Secret  []byte    `json:"-"`
+	Author  string    `json:"author"` // who saved it: an API token's name, "cli" …
+	Created time.Time `json:"created"`
+	// Removed marks the version that removed the domain. It carries the
+	// settings of the version it removed and no secret.
+	Removed bool `json:"removed,omitempty"`
+}
 
 // Lease is a domain's lease: while it lasts, only Holder runs a sync of the
 // domain, in this process or any other sharing the store.
@@ -137,6 +161,10 @@ type Run struct {
 	Server string `json:"server,omitempty"`
 	// Holder is the lease holder that ran it (host, pid and a sequence).
 	Holder string `json:"holder,omitempty"`
+	// SettingsVersion is the version of the store-kept settings the run
+	// used (see SettingsVersion); 0 for a domain declared in the config
+	// file. StartRun, RecordRun and Apply store it like the other fields.
+	SettingsVersion int64 `json:"settings_version,omitempty"`
 	// Settings are the domain's settings the run used, as JSON, without
 	// secrets.
 	Settings string `json:"settings,omitempty"`
@@ -227,6 +255,52 @@ type Store interface {
 	RecordRun(ctx context.Context, run *Run) error
 	// Runs lists a domain's runs, newest first, with their changes.
 	Runs(ctx context.Context, domain string) ([]Run, error)
+	// RunsPage lists a domain's runs newest first by id, without their
+	// Changes: at most limit of them (1 to 1000; 0 means 50), only those
+	// with an id below beforeID (0: from the newest). The next page starts
+	// before the last id of this one; a page shorter than limit is the
+	// last. A limit outside 0..1000 or a negative beforeID is an error.
+	RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]Run, error)
+	// Run returns run id of the domain with its changes; ErrNotFound if
+	// there is none, also when run id belongs to another domain.
+	Run(ctx context.Context, domain string, id int64) (*Run, error)
+	// PruneRuns deletes the finished runs of every domain that ended
+	// before before (a run recorded without an end time counts from its
+	// start), never a running one, and returns how many it deleted. Run ids
+	// are not reused. It may delete in several transactions; on an error
+	// the count is of the runs deleted before it.
+	PruneRuns(ctx context.Context, before time.Time) (int64, error)
+
+	// PutSettings saves v as the next version of v.Domain's settings, in
+	// one transaction, if the domain's current version is expect: its
+	// latest version, or 0 if it has none or its latest version removed
+	// it. Otherwise it returns ErrConflict (wrapped, naming the current
+	// version) and saves nothing. v.Settings must not be empty, v.Author
+	// not empty, and v.Removed false (RemoveSettings removes). PutSettings
+	// creates the domain if needed, fills v.Version and v.Created (the
+	// store's clock) and sets v.Domain to the name as the store keeps it.
+	// The version number is the domain's highest so far plus one, also
+	// after a removal: numbers are never reused.
+	PutSettings(ctx context.Context, v *SettingsVersion, expect int64) error
+	// Settings returns a version of a domain's settings with its secret;
+	// version 0 means the latest. ErrNotFound if there is no such version,
+	// or, for 0, if the domain has none or its latest version removed it.
+	// A version that removed the domain is returned with Removed set.
+	Settings(ctx context.Context, domain string, version int64) (*SettingsVersion, error)
+	// SettingsHistory lists every version of a domain's settings, newest
+	// first, removals included, with Secret nil (Settings has it); none
+	// (and no error) for a domain without settings.
+	SettingsHistory(ctx context.Context, domain string) ([]SettingsVersion, error)
+	// StoredDomains returns the latest version, with its secret, of every
+	// store-kept domain whose latest version did not remove it, sorted by
+	// domain name.
+	StoredDomains(ctx context.Context) ([]SettingsVersion, error)
+	// RemoveSettings saves, by author (not empty), a version that removes
+	// the domain: it is no longer store-kept (Settings with version 0 and
+	// StoredDomains no longer return it) and PutSettings with expect 0 may
+	// make it again. Its mailboxes, groups, runs and older versions stay.
+	// ErrNotFound if the domain has no settings or is removed already.
+	RemoveSettings(ctx context.Context, domain, author string) error
 
 	// AcquireLease takes the domain's lease for holder until now+ttl (and
 	// creates the domain if needed). If another holder's lease has not

@@ -105,17 +105,125 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	return nil
 }
 
-// Runs lists a domain's runs, newest first, with their changes.
+// Runs lists a domain's runs, newest first (by start time, then id), with
+// their changes.
 func (s *Store) Runs(ctx context.Context, domain string) ([]store.Run, error) {
 	domain, err := normDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	rows, err := s.db.QueryContext(ctx, `
-		SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings, counts, intended, refs, changes
-		FROM runs WHERE domain = ? ORDER BY started DESC, id DESC`, domain)
+	runs, err := s.queryRuns(ctx, true, `WHERE domain = ? ORDER BY started DESC, id DESC`, domain)
 	if err != nil {
 		return nil, fmt.Errorf("runs of %s: %w", domain, err)
+	}
+	return runs, nil
+}
+
+// Limits of RunsPage.
+const (
+	defaultRunsPage = 50
+	maxRunsPage     = 1000
+)
+
+// RunsPage lists at most limit (1 to 1000; 0 means 50) of a domain's runs
+// with ids below beforeID (0: from the newest), newest first by id, without
+// their changes.
+func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]store.Run, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case limit == 0:
+		limit = defaultRunsPage
+	case limit < 0 || limit > maxRunsPage:
+		return nil, fmt.Errorf("runs of %s: page size %d is not between 1 and %d", domain, limit, maxRunsPage)
+	}
+	if beforeID < 0 {
+		return nil, fmt.Errorf("runs of %s: run id %d to page before is negative", domain, beforeID)
+	}
+	var runs []store.Run
+	if beforeID == 0 {
+		runs, err = s.queryRuns(ctx, false, `WHERE domain = ? ORDER BY id DESC LIMIT ?`, domain, limit)
+	} else {
+		runs, err = s.queryRuns(ctx, false, `WHERE domain = ? AND id < ? ORDER BY id DESC LIMIT ?`, domain, beforeID, limit)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("runs of %s: %w", domain, err)
+	}
+	return runs, nil
+}
+
+// Run returns run id of domain with its changes; store.ErrNotFound if
+// domain has no such run.
+func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	runs, err := s.queryRuns(ctx, true, `WHERE id = ? AND domain = ?`, id, domain)
+	if err != nil {
+		return nil, fmt.Errorf("run %d of %s: %w", id, domain, err)
+	}
+	if len(runs) == 0 {
+		return nil, fmt.Errorf("run %d of %s: %w", id, domain, store.ErrNotFound)
+	}
+	return &runs[0], nil
+}
+
+// pruneBatch is how many runs PruneRuns deletes in one transaction, so that
+// a sync waiting to write waits for one batch, not for all of them.
+const pruneBatch = 500
+
+// PruneRuns deletes the finished runs that ended before before (those
+// recorded without an end time: that started before it), never a running
+// one, in transactions of at most pruneBatch runs, and returns how many it
+// deleted.
+func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int64, error) {
+	cut := formatTime(before)
+	var total int64
+	for {
+		var n int64
+		err := s.writeTx(ctx, func(tx *sql.Tx) error {
+			// ended is '' for a running run and for one recorded without an
+			// end time; '' sorts before every time, so the index on ended
+			// finds both.
+			res, err := tx.ExecContext(ctx, `
+				DELETE FROM runs WHERE id IN (
+					SELECT id FROM runs
+					WHERE ended < ? AND outcome <> ? AND (ended <> '' OR started < ?)
+					LIMIT ?)`,
+				cut, store.OutcomeRunning, cut, pruneBatch)
+			if err != nil {
+				return err
+			}
+			n, err = res.RowsAffected()
+			return err
+		})
+		if err != nil {
+			return total, fmt.Errorf("prune runs that ended before %s: %w", cut, err)
+		}
+		total += n
+		if n < pruneBatch {
+			return total, nil
+		}
+	}
+}
+
+// runSelect are the columns queryRuns reads, changes last.
+const runSelect = `SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
+	counts, intended, refs`
+
+// queryRuns reads the runs that where (the rest of the query after FROM
+// runs, with its arguments) selects, with their changes if withChanges.
+func (s *Store) queryRuns(ctx context.Context, withChanges bool, where string, args ...any) ([]store.Run, error) {
+	q := runSelect
+	if withChanges {
+		q += ", changes"
+	}
+	rows, err := s.db.QueryContext(ctx, q+" FROM runs "+where, args...)
+	if err != nil {
+		return nil, err
 	}
 	defer rows.Close()
 	var runs []store.Run
@@ -124,9 +232,13 @@ func (s *Store) Runs(ctx context.Context, domain string) ([]store.Run, error) {
 		var started, ended, counts string
 		var settings, intended, refs sql.NullString
 		var blob []byte
-		if err := rows.Scan(&r.ID, &r.Domain, &started, &ended, &r.Outcome, &r.Stage, &r.Error, &r.Server, &r.Holder,
-			&settings, &counts, &intended, &refs, &blob); err != nil {
-			return nil, fmt.Errorf("runs of %s: %w", domain, err)
+		dest := []any{&r.ID, &r.Domain, &started, &ended, &r.Outcome, &r.Stage, &r.Error, &r.Server, &r.Holder,
+			&r.SettingsVersion, &settings, &counts, &intended, &refs}
+		if withChanges {
+			dest = append(dest, &blob)
+		}
+		if err := rows.Scan(dest...); err != nil {
+			return nil, err
 		}
 		if r.Started, err = parseTime(started); err != nil {
 			return nil, fmt.Errorf("run %d: started: %w", r.ID, err)
@@ -157,7 +269,7 @@ func (s *Store) Runs(ctx context.Context, domain string) ([]store.Run, error) {
 		runs = append(runs, r)
 	}
 	if err := rows.Err(); err != nil {
-		return nil, fmt.Errorf("runs of %s: %w", domain, err)
+		return nil, err
 	}
 	return runs, nil
 }
@@ -188,10 +300,10 @@ func writeRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) (
 	}
 	res, err := tx.ExecContext(ctx, `
 		UPDATE runs SET ended = ?, outcome = ?, stage = ?, error = ?, server = ?, holder = ?,
-			settings = ?, counts = ?, intended = ?, refs = ?, changes = ?
+			settings_version = ?, settings = ?, counts = ?, intended = ?, refs = ?, changes = ?
 		WHERE id = ? AND domain = ?`,
 		endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		c.settings, c.counts, c.intended, c.refs, changes, run.ID, run.Domain)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes, run.ID, run.Domain)
 	if err != nil {
 		return 0, fmt.Errorf("record run %d: %w", run.ID, err)
 	}
@@ -208,10 +320,11 @@ func insertRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) 
 		return 0, err
 	}
 	res, err := tx.ExecContext(ctx, `
-		INSERT INTO runs (domain, started, ended, outcome, stage, error, server, holder, settings, counts, intended, refs, changes)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+		INSERT INTO runs (domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
+			counts, intended, refs, changes)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		run.Domain, formatTime(run.Started), endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		c.settings, c.counts, c.intended, c.refs, changes)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes)
 	if err != nil {
 		return 0, fmt.Errorf("record run: %w", err)
 	}

@@ -14,6 +14,11 @@
 // carries a generation that every write to it bumps (a sync's Apply and every
 // hand-made change), so that Apply can refuse a run computed from a state
 // that has changed since.
+//
+// The settings of store-kept domains are rows of the settings table, one per
+// version, written once and never updated; the latest row of a domain is its
+// current settings, unless it marks the domain removed. Runs are deleted only
+// by PruneRuns; AUTOINCREMENT keeps their ids from being reused.
 package sqlite
 
 import (
@@ -253,6 +258,26 @@ ALTER TABLE runs ADD COLUMN settings TEXT; -- JSON of the settings the run used;
 ALTER TABLE runs ADD COLUMN intended TEXT; -- JSON of store.Counts; NULL if none
 ALTER TABLE runs ADD COLUMN refs     TEXT; -- JSON array of continuation references; NULL if none
 CREATE INDEX runs_running ON runs(domain) WHERE outcome = 'running';
+`,
+	// 3: versioned settings of store-kept domains, the settings version a
+	// run used, and indexes for paging and pruning runs.
+	`
+-- Every saved version of a store-kept domain's settings; never updated.
+CREATE TABLE settings (
+	domain   TEXT NOT NULL REFERENCES domains(name),
+	version  INTEGER NOT NULL,           -- 1, 2, … per domain, never reused
+	settings BLOB NOT NULL,              -- the host's JSON, kept as given
+	secret   BLOB,                       -- the sealed bind password; NULL if none
+	author   TEXT NOT NULL,
+	created  TEXT NOT NULL,              -- UTC, fixed width, like run times
+	removed  INTEGER NOT NULL DEFAULT 0, -- 1: this version removed the domain
+	PRIMARY KEY (domain, version)
+) WITHOUT ROWID;
+
+-- The settings version a run used; 0 for a domain of the config file.
+ALTER TABLE runs ADD COLUMN settings_version INTEGER NOT NULL DEFAULT 0;
+CREATE INDEX runs_domain_id ON runs(domain, id);
+CREATE INDEX runs_ended ON runs(ended);
 `,
 }
 

@@ -360,6 +360,73 @@ func TestUpgradeFromV1(t *testing.T) {
 		len(runs[0].Changes) != 3 || runs[0].Holder != "host-a" {
 		t.Errorf("Runs after the sync = %+v, %v", runs, err)
 	}
+
+	// The tables, columns and indexes of later versions are there, and work
+	// on the old rows.
+	for _, name := range []string{"settings", "leases", "runs_domain_id", "runs_ended", "runs_running"} {
+		var n int
+		if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = ?`, name).Scan(&n); err != nil || n != 1 {
+			t.Errorf("%s after the upgrade: %d, %v; want it made", name, n, err)
+		}
+	}
+	var n int
+	if err := s.db.QueryRow(`SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'settings_version'`).Scan(&n); err != nil || n != 1 {
+		t.Errorf("runs.settings_version after the upgrade: %d, %v", n, err)
+	}
+	page, err := s.RunsPage(ctx, d, 2, 0)
+	if err != nil || len(page) != 2 || page[0].ID != 3 || page[1].ID != 2 || page[0].Changes != nil {
+		t.Errorf("RunsPage after the upgrade = %+v, %v; want runs 3 and 2 without changes", page, err)
+	}
+	first, err := s.Run(ctx, d, 1)
+	if err != nil || first.SettingsVersion != 0 || !reflect.DeepEqual(first.Changes, wantRuns[1].Changes) {
+		t.Errorf("Run(1) after the upgrade = %+v, %v; want settings version 0 and its changes", first, err)
+	}
+	v := &store.SettingsVersion{Domain: "new.example.com", Settings: []byte(`{"sync":true}`), Author: "cli"}
+	if err := s.PutSettings(ctx, v, 0); err != nil || v.Version != 1 {
+		t.Errorf("PutSettings after the upgrade: version %d, %v", v.Version, err)
+	}
+	if ds, err := s.StoredDomains(ctx); err != nil || len(ds) != 1 || ds[0].Domain != "new.example.com" {
+		t.Errorf("StoredDomains after the upgrade = %+v, %v; want new.example.com only", ds, err)
+	}
+	if n, err := s.PruneRuns(ctx, t0.Add(2*time.Hour)); err != nil || n != 2 {
+		t.Errorf("PruneRuns of the old runs after the upgrade = %d, %v; want 2", n, err)
+	}
+}
+
+// PruneRuns deletes more runs than fit in one of its transactions, and
+// keeps the running one among them.
+func TestPruneRunsInBatches(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	const old = 2*pruneBatch + 1
+	t0 := time.Date(2025, 3, 1, 10, 0, 0, 0, time.UTC)
+	tx, err := s.db.Begin()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(`INSERT INTO domains (name) VALUES ('example.com')`); err != nil {
+		t.Fatal(err)
+	}
+	for i := range old + 1 {
+		ended, outcome := formatTime(t0.Add(time.Duration(i)*time.Second)), store.OutcomeOK
+		if i == old/2 {
+			ended, outcome = "", store.OutcomeRunning
+		}
+		if _, err := tx.Exec(`INSERT INTO runs (domain, started, ended, outcome, counts) VALUES ('example.com', ?, ?, ?, '{}')`,
+			formatTime(t0), ended, outcome); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if err := tx.Commit(); err != nil {
+		t.Fatal(err)
+	}
+	n, err := s.PruneRuns(ctx, t0.Add(time.Hour))
+	if err != nil || n != old {
+		t.Errorf("PruneRuns = %d, %v; want %d", n, err, old)
+	}
+	if runs, err := s.Runs(ctx, "example.com"); err != nil || len(runs) != 1 || runs[0].Outcome != store.OutcomeRunning {
+		t.Errorf("Runs after pruning = %+v, %v; want the running one", runs, err)
+	}
 }
 
 func TestOpenReadOnlyMissing(t *testing.T) {
@@ -402,7 +469,11 @@ func TestOpenReadOnly(t *testing.T) {
 		t.Fatal(err)
 	}
 	if err := w.RecordRun(ctx, &store.Run{Domain: "example.com", Started: time.Now(), Ended: time.Now(),
-		Outcome: store.OutcomeFailed, Stage: "fetch"}); err != nil {
+		Outcome: store.OutcomeFailed, Stage: "fetch", SettingsVersion: 1}); err != nil {
+		t.Fatal(err)
+	}
+	if err := w.PutSettings(ctx, &store.SettingsVersion{Domain: "example.com", Settings: []byte(`{"sync":true}`),
+		Secret: []byte{1, 2, 3}, Author: "cli"}, 0); err != nil {
 		t.Fatal(err)
 	}
 
@@ -428,8 +499,20 @@ func TestOpenReadOnly(t *testing.T) {
 		if snap, err := r.Snapshot(ctx, "example.com", nil); err != nil || len(snap.Mailboxes) != 1 || snap.Generation == 0 {
 			t.Errorf("Snapshot = %+v, %v", snap, err)
 		}
+		if page, err := r.RunsPage(ctx, "example.com", 0, 0); err != nil || len(page) != 1 || page[0].SettingsVersion != 1 {
+			t.Errorf("RunsPage = %+v, %v", page, err)
+		}
+		if ds, err := r.StoredDomains(ctx); err != nil || len(ds) != 1 || !bytes.Equal(ds[0].Secret, []byte{1, 2, 3}) {
+			t.Errorf("StoredDomains = %+v, %v", ds, err)
+		}
 		if err := r.AddGroup(ctx, "example.com", "Support"); err == nil {
 			t.Error("AddGroup on a read-only store succeeded")
+		}
+		if err := r.PutSettings(ctx, &store.SettingsVersion{Domain: "example.com", Settings: []byte(`{}`), Author: "cli"}, 1); err == nil {
+			t.Error("PutSettings on a read-only store succeeded")
+		}
+		if _, err := r.PruneRuns(ctx, time.Now()); err == nil {
+			t.Error("PruneRuns on a read-only store succeeded")
 		}
 		if _, err := r.AcquireLease(ctx, "example.com", "host-a", time.Minute); err == nil {
 			t.Error("AcquireLease on a read-only store succeeded")

@@ -69,6 +69,18 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ApplyRefusesStaleGeneration", testStaleGeneration},
 		{"ApplyRaceSameGenerationOneWinner", testApplyRace},
 		{"RunFieldsRoundTrip", testRunFields},
+		{"RunsPageNewestFirstByIDWithoutChanges", testRunsPage},
+		{"RunsPageLimits", testRunsPageLimits},
+		{"RunOneWithChangesOfItsDomainOnly", testRunOne},
+		{"PruneRunsKeepsRunningAndRecent", testPruneRuns},
+		{"SettingsVersionsNumberedPerDomain", testSettingsVersions},
+		{"PutSettingsStaleExpectConflicts", testSettingsConflict},
+		{"PutSettingsRefusesInvalidInput", testPutSettingsInvalid},
+		{"PutSettingsRaceOneWinner", testSettingsRace},
+		{"SettingsNotFound", testSettingsNotFound},
+		{"SettingsHistoryNewestFirstWithoutSecrets", testSettingsHistory},
+		{"StoredDomainsLatestLiveSorted", testStoredDomains},
+		{"RemoveSettingsKeepsDataAndNumbers", testRemoveSettings},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -929,7 +941,8 @@ func testStartRunOneRow(t *testing.T, s store.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			acquire(t, s, tc.domain, "host-a", leaseTTL)
-			run := &store.Run{Domain: tc.domain, Started: time.Now(), Holder: "host-a", Server: "ldap://dc1.example.com"}
+			run := &store.Run{Domain: tc.domain, Started: time.Now(), Holder: "host-a", Server: "ldap://dc1.example.com",
+				SettingsVersion: 5}
 			if err := s.StartRun(ctx, run); err != nil {
 				t.Fatalf("StartRun: %v", err)
 			}
@@ -939,8 +952,8 @@ func testStartRunOneRow(t *testing.T, s store.Store) {
 			}
 			runs := runsOf(t, s, tc.domain)
 			if len(runs) != 1 || runs[0].ID != id || runs[0].Outcome != store.OutcomeRunning || !runs[0].Ended.IsZero() ||
-				runs[0].Holder != "host-a" {
-				t.Fatalf("Runs after StartRun = %+v, want run %d running, not ended, holder host-a", runs, id)
+				runs[0].Holder != "host-a" || runs[0].SettingsVersion != 5 {
+				t.Fatalf("Runs after StartRun = %+v, want run %d running, not ended, holder host-a, settings version 5", runs, id)
 			}
 
 			run.Ended = time.Now()
@@ -952,7 +965,8 @@ func testStartRunOneRow(t *testing.T, s store.Store) {
 			}
 			runs = runsOf(t, s, tc.domain)
 			if len(runs) != 1 || runs[0].ID != id || runs[0].Outcome != tc.outcome || !sameTime(runs[0].Ended, run.Ended) ||
-				runs[0].Stage != run.Stage || runs[0].Error != run.Error || runs[0].Server != run.Server {
+				runs[0].Stage != run.Stage || runs[0].Error != run.Error || runs[0].Server != run.Server ||
+				runs[0].SettingsVersion != 5 {
 				t.Errorf("Runs after finishing = %+v\nwant the one row %+v", runs, *run)
 			}
 		})
@@ -1123,7 +1137,7 @@ func testRunFields(t *testing.T, s store.Store) {
 		{"StoppedWithIntended", store.Run{
 			Domain: domain, Started: t0, Ended: t0.Add(2 * time.Second), Outcome: store.OutcomeStopped,
 			Stage: "guard", Error: "would delete 600 of 1000 LDAP mailboxes", Server: "ldap://dc1.example.com",
-			Holder: "gw1:4242:7", Settings: settings, Counts: store.Counts{Entries: 400, Held: 2},
+			Holder: "gw1:4242:7", SettingsVersion: 7, Settings: settings, Counts: store.Counts{Entries: 400, Held: 2},
 			Intended:   &store.Counts{Deleted: 600, MembersRemoved: 3},
 			References: refs,
 			Changes:    []store.RunChange{{Kind: "delete", Address: "bob@example.com", Before: bob}},
@@ -1134,7 +1148,7 @@ func testRunFields(t *testing.T, s store.Store) {
 		}, func(run *store.Run) error { return s.RecordRun(ctx, run) }},
 		{"CancelledAfterStartRun", store.Run{
 			Domain: domain, Started: t0.Add(2 * time.Hour), Ended: t0.Add(2*time.Hour + time.Second), Outcome: store.OutcomeCancelled,
-			Stage: "policy", Error: "context canceled", Holder: "gw2:99:1", Settings: settings,
+			Stage: "policy", Error: "context canceled", Holder: "gw2:99:1", SettingsVersion: 3, Settings: settings,
 			Intended: &store.Counts{}, References: refs[:1],
 		}, func(run *store.Run) error {
 			acquire(t, s, run.Domain, run.Holder, leaseTTL)
@@ -1148,7 +1162,8 @@ func testRunFields(t *testing.T, s store.Store) {
 		}},
 		{"Applied", store.Run{
 			Domain: domain, Started: t0.Add(3 * time.Hour), Ended: t0.Add(3*time.Hour + time.Second), Outcome: store.OutcomeOK,
-			Holder: "gw1:4242:9", Settings: settings, Counts: store.Counts{Created: 1, Entries: 1}, References: refs,
+			Holder: "gw1:4242:9", SettingsVersion: 12, Settings: settings, Counts: store.Counts{Created: 1, Entries: 1},
+			References: refs,
 		}, func(run *store.Run) error {
 			run.Generation = snapshot(t, s, domain).Generation
 			return s.Apply(ctx, domain, []store.Change{create("guid-c", "carol@example.com", nil)}, run)
