@@ -150,14 +150,46 @@ func (h *Host) Preview(ctx context.Context, domain string) (*Report, error) {
 	return h.run(ctx, domain, "preview", RunOptions{DryRun: true})
 }
 
-func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Report, error) {
-	d, err := h.cfg.Lookup(name)
-	if err != nil {
-		return nil, err
-	}
+// PreviewSettings is Preview of settings that are not saved (a form before
+// "Apply changes"): d is checked as SaveSettings checks it, and password
+// nil uses the bind password stored for the domain, if any.
+func (h *Host) PreviewSettings(ctx context.Context, d config.Domain, password *string) (*Report, error) {
 	if h.store == nil {
 		return nil, errors.New("host: this Host has no Store")
 	}
+	r := &resolved{d: &d, managedBy: ManagedByStore, unsaved: password}
+	if cur := h.cfg.Domain(strings.ToLower(d.Name)); cur != nil {
+		// A domain of the config previews with its own password source.
+		r.managedBy = ManagedByConfig
+		d.LDAP.PasswordFile, d.LDAP.PasswordEnv = cur.LDAP.PasswordFile, cur.LDAP.PasswordEnv
+		if err := d.Check(); err != nil {
+			return nil, err
+		}
+	} else if err := h.checkSettings(ctx, &d); err != nil {
+		return nil, err
+	}
+	if password == nil && r.managedBy == ManagedByStore {
+		if v, err := h.store.Settings(ctx, d.Name, 0); err == nil {
+			r.saved = v
+		}
+	}
+	return h.runResolved(ctx, r, "preview", RunOptions{DryRun: true})
+}
+
+func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Report, error) {
+	if h.store == nil {
+		return nil, errors.New("host: this Host has no Store")
+	}
+	r, err := h.resolve(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	return h.runResolved(ctx, r, mode, o)
+}
+
+func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunOptions) (*Report, error) {
+	d := r.d
+	var err error
 	started := time.Now()
 	rep := &Report{Domain: d.Name, Mode: mode, Policy: d.Policy}
 	// A sync is recorded from its start (S5): a "running" row, finished
@@ -166,7 +198,7 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 	var run *store.Run
 	if mode == "sync" {
 		run = &store.Run{Domain: d.Name, Started: started, Outcome: store.OutcomeRunning, Holder: h.holder(),
-			Settings: settingsJSON(d)}
+			Settings: settingsJSON(d), SettingsVersion: r.version}
 		var release func()
 		ctx, release, err = h.lease(ctx, run, o.Wait)
 		if err != nil {
@@ -195,7 +227,7 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 		return fail("filter", err)
 	}
 	rep.Filter = fresp.Filter
-	password, err := h.cfg.Password(d)
+	password, err := h.password(r)
 	if err != nil {
 		return fail("config", err)
 	}

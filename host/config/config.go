@@ -505,6 +505,15 @@ func (c *Config) check(data []byte) error {
 	return nil
 }
 
+// NewDomain returns a domain with the defaults that a [[domain]] table gets
+// for keys it leaves out, safety limits included, to be filled (say by
+// decoding JSON over it) and checked with Check.
+func NewDomain(name string) Domain {
+	return Domain{Name: name, Interval: Duration{DefaultInterval},
+		LDAP:   LDAP{PageSize: DefaultPageSize, Timeout: Duration{DefaultLDAPTimeout}, ConnectTimeout: Duration{DefaultConnectTimeout}, MaxEntries: DefaultMaxEntries},
+		Safety: Safety{MaxDeletes: DefaultMaxDeletes, MaxDeletePercent: DefaultMaxDeletePercent, PercentFloor: DefaultPercentFloor}}
+}
+
 // fieldError is a domain key that check refused: its path below the
 // domain ("ldap.urls") and why; missing marks a required key left out.
 type fieldError struct {

@@ -40,7 +40,12 @@ const usage = `usage: dirsync [--config FILE] COMMAND [ARGS]
   mailbox add --domain D ADDRESS [--group G]...
   mailbox remove --domain D ADDRESS
   mailbox list --domain D [--json]
-  runs    --domain D [--json]
+  runs    --domain D [--limit N] [--json]
+  runs    show --domain D ID [--json]
+  domain  list [--json]
+  domain  show NAME [--json]
+  domain  add|set NAME KEY=VALUE... [--password-stdin|--password-file F]
+  domain  remove NAME
   report-recipients --domain D [--json]
   resolve ADDRESS
 
@@ -154,6 +159,8 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		return c.mailbox(ctx, rest)
 	case "runs":
 		return c.runs(ctx, rest)
+	case "domain":
+		return c.domain(ctx, rest)
 	case "report-recipients":
 		return c.recipients(ctx, rest)
 	case "resolve":
@@ -269,13 +276,15 @@ func (c *cli) openDomain(ctx context.Context, name string, write bool) (*config.
 	if write {
 		mode = writeStore
 	}
-	if err := c.open(mode, false); err != nil {
+	if err := c.open(mode, true); err != nil {
 		return nil, err
 	}
-	d, err := c.cfg.Lookup(name)
+	// A domain of the config, or one kept in the store.
+	s, err := c.h.Settings(ctx, name)
 	if err != nil {
 		return nil, err
 	}
+	d := &s.Domain
 	if !write {
 		return d, nil
 	}
@@ -644,15 +653,22 @@ func (m *multi) String() string     { return strings.Join(*m, ",") }
 func (m *multi) Set(v string) error { *m = append(*m, v); return nil }
 
 func (c *cli) runs(ctx context.Context, args []string) error {
+	if len(args) > 0 && args[0] == "show" {
+		return c.runShow(ctx, args[1:])
+	}
 	f := newFlags("runs", true, true)
-	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
+	limit := f.Int("limit", 50, "")
+	if _, err := f.parse(args, 0, 0, "no arguments (or 'show ID')"); err != nil {
 		return err
+	}
+	if *limit < 1 || *limit > 1000 {
+		return usagef("runs: --limit must be between 1 and 1000")
 	}
 	d, err := c.openDomain(ctx, f.domain, false)
 	if err != nil {
 		return err
 	}
-	runs, err := c.st.Runs(ctx, d.Name)
+	runs, err := c.st.RunsPage(ctx, d.Name, *limit, 0)
 	if err != nil {
 		return err
 	}

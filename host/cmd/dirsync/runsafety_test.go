@@ -21,17 +21,18 @@ import (
 
 // runRecord is what these tests read of `dirsync runs --json`.
 type runRecord struct {
-	ID         int64             `json:"id"`
-	Outcome    string            `json:"outcome"`
-	Stage      string            `json:"stage"`
-	Error      string            `json:"error"`
-	Holder     string            `json:"holder"`
-	Settings   string            `json:"settings"`
-	Counts     store.Counts      `json:"counts"`
-	Intended   *store.Counts     `json:"intended"`
-	References []string          `json:"references"`
-	Ended      time.Time         `json:"ended"`
-	Changes    []store.RunChange `json:"changes"`
+	ID              int64             `json:"id"`
+	Outcome         string            `json:"outcome"`
+	Stage           string            `json:"stage"`
+	Error           string            `json:"error"`
+	Holder          string            `json:"holder"`
+	Settings        string            `json:"settings"`
+	Counts          store.Counts      `json:"counts"`
+	Intended        *store.Counts     `json:"intended"`
+	References      []string          `json:"references"`
+	SettingsVersion int64             `json:"settings_version"`
+	Ended           time.Time         `json:"ended"`
+	Changes         []store.RunChange `json:"changes"`
 }
 
 func (e *env) runs() []runRecord {
