@@ -218,6 +218,33 @@ func (h *Host) resolve(ctx context.Context, name string) (*resolved, error) {
 	return nil, err
 }
 
+// resolveUnsaved checks settings that are not saved (a form) and makes
+// them ready for a preview or a connection test. A domain of the config
+// keeps its own password source; password nil uses the stored password
+// of a store-kept domain.
+func (h *Host) resolveUnsaved(ctx context.Context, d config.Domain, password *string) (*resolved, error) {
+	r := &resolved{d: &d, managedBy: ManagedByStore, unsaved: password}
+	if cur := h.cfg.Domain(strings.ToLower(d.Name)); cur != nil {
+		r.managedBy = ManagedByConfig
+		d.LDAP.PasswordFile, d.LDAP.PasswordEnv = cur.LDAP.PasswordFile, cur.LDAP.PasswordEnv
+		if err := d.Check(); err != nil {
+			return nil, err
+		}
+	} else if err := h.checkSettings(ctx, &d); err != nil {
+		return nil, err
+	}
+	if password == nil && r.managedBy == ManagedByStore && h.store != nil {
+		v, err := h.store.Settings(ctx, d.Name, 0)
+		switch {
+		case err == nil:
+			r.saved = v
+		case !errors.Is(err, store.ErrNotFound):
+			return nil, err
+		}
+	}
+	return r, nil
+}
+
 // password returns the bind password of a resolved domain.
 func (h *Host) password(r *resolved) (string, error) {
 	switch {

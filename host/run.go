@@ -157,21 +157,9 @@ func (h *Host) PreviewSettings(ctx context.Context, d config.Domain, password *s
 	if h.store == nil {
 		return nil, errors.New("host: this Host has no Store")
 	}
-	r := &resolved{d: &d, managedBy: ManagedByStore, unsaved: password}
-	if cur := h.cfg.Domain(strings.ToLower(d.Name)); cur != nil {
-		// A domain of the config previews with its own password source.
-		r.managedBy = ManagedByConfig
-		d.LDAP.PasswordFile, d.LDAP.PasswordEnv = cur.LDAP.PasswordFile, cur.LDAP.PasswordEnv
-		if err := d.Check(); err != nil {
-			return nil, err
-		}
-	} else if err := h.checkSettings(ctx, &d); err != nil {
+	r, err := h.resolveUnsaved(ctx, d, password)
+	if err != nil {
 		return nil, err
-	}
-	if password == nil && r.managedBy == ManagedByStore {
-		if v, err := h.store.Settings(ctx, d.Name, 0); err == nil {
-			r.saved = v
-		}
 	}
 	return h.runResolved(ctx, r, "preview", RunOptions{DryRun: true})
 }
@@ -446,20 +434,7 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 	}
 
 	attrs := p.Info().Attributes
-	cfg := ldapfetch.Config{
-		URLs:               d.LDAP.URLs,
-		BindDN:             d.LDAP.BindDN,
-		Password:           password,
-		BaseDN:             d.LDAP.BaseDN,
-		StartTLS:           d.LDAP.StartTLS,
-		CAFile:             h.cfg.Rel(d.LDAP.CAFile),
-		InsecureSkipVerify: d.LDAP.InsecureSkipVerify,
-		PageSize:           d.LDAP.PageSize,
-		Timeout:            d.LDAP.Timeout.Duration,
-		ConnectTimeout:     d.LDAP.ConnectTimeout.Duration,
-		MaxEntries:         d.LDAP.MaxEntries,
-		AllowCleartextBind: d.LDAP.AllowCleartextBind,
-	}
+	cfg := h.fetchConfig(d, password)
 	batch := make([]sdk.Entry, 0, batchSize)
 	start := time.Now()
 	n := 0
@@ -491,6 +466,24 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 		return nil, nil, res, &stageError{"fetch", ferr}
 	}
 	return refs, intents, res, nil
+}
+
+// fetchConfig is the directory read of a domain's settings.
+func (h *Host) fetchConfig(d *config.Domain, password string) ldapfetch.Config {
+	return ldapfetch.Config{
+		URLs:               d.LDAP.URLs,
+		BindDN:             d.LDAP.BindDN,
+		Password:           password,
+		BaseDN:             d.LDAP.BaseDN,
+		StartTLS:           d.LDAP.StartTLS,
+		CAFile:             h.cfg.Rel(d.LDAP.CAFile),
+		InsecureSkipVerify: d.LDAP.InsecureSkipVerify,
+		PageSize:           d.LDAP.PageSize,
+		Timeout:            d.LDAP.Timeout.Duration,
+		ConnectTimeout:     d.LDAP.ConnectTimeout.Duration,
+		MaxEntries:         d.LDAP.MaxEntries,
+		AllowCleartextBind: d.LDAP.AllowCleartextBind,
+	}
 }
 
 // mapBatch maps one batch of entries, asking the policy only for those the
