@@ -5,7 +5,7 @@ WASM    := plugins/standard/standard.wasm
 N       ?= 100000
 ROUNDS  ?= 3
 
-.PHONY: all build deps deps-ldap test bench demo proto testdata vet fmt clean FORCE
+.PHONY: all build deps deps-ldap test bench demo proto generate testdata vet fmt clean FORCE
 
 all: build
 
@@ -48,6 +48,12 @@ bench: deps-ldap build
 # v1.36.12 and protoc-gen-go-grpc v1.6.2, installed with go install).
 proto:
 	bash sdk/proto/gen.sh
+
+# Regenerates the admin API's server code (host/api/internal/gen) from its
+# OpenAPI document host/api/openapi.yaml, with the oapi-codegen version that
+# go.mod pins as a tool.
+generate:
+	$(GO) generate ./host/api/...
 
 # The test modules of package interrupt, from their WebAssembly text
 # (wat2wasm: Debian's wabt package); the .wasm files are committed.
