@@ -48,6 +48,7 @@ const usage = `usage: dirsync [--config FILE] COMMAND [ARGS]
   domain  remove NAME
   report-recipients --domain D [--json]
   resolve ADDRESS
+  serve   [--log-format text|json]   # run the syncs by themselves; see the README
 
 The config is --config, else $DIRSYNC_CONFIG, else ./dirsync.toml.
 Exit status: 0 done, 1 the run or check failed, 2 usage or config error.
@@ -165,6 +166,8 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		return c.recipients(ctx, rest)
 	case "resolve":
 		return c.resolve(ctx, rest)
+	case "serve":
+		return c.serve(ctx, rest)
 	}
 	return usagef("unknown command %q", cmd)
 }
