@@ -189,6 +189,13 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 			Settings: settingsJSON(d), SettingsVersion: r.version}
 		var release func()
 		ctx, release, err = h.lease(ctx, run, o.Wait)
+		if errors.Is(err, store.ErrDomainBusy) {
+			// Not a run of its own but a turn another run has: the holder's
+			// run is the record (replicas racing for a domain would
+			// otherwise fill the runs with failures).
+			rep.Outcome, rep.Error = store.OutcomeFailed, err.Error()
+			return rep, &RunError{Domain: d.Name, Stage: "lease", Err: err}
+		}
 		if err != nil {
 			return h.fail(ctx, rep, run, "lease", err)
 		}

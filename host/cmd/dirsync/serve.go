@@ -19,6 +19,7 @@ import (
 	"time"
 
 	"github.com/dirsync/dirsync/host"
+	"github.com/dirsync/dirsync/host/api"
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/metrics"
 	"github.com/dirsync/dirsync/host/internal/schedule"
@@ -90,7 +91,8 @@ type server struct {
 type hostRef struct {
 	h       *host.Host
 	cfg     *config.Config
-	runs    int
+	api     http.Handler // the API over h and cfg
+	runs    int          // runs and API requests using h
 	retired bool
 }
 
@@ -144,7 +146,42 @@ func (s *server) newHost(ctx context.Context, cfg *config.Config) (*hostRef, err
 			return nil, &host.RunError{Domain: d.Name, Stage: "config", Err: err}
 		}
 	}
-	return &hostRef{h: h, cfg: cfg}, nil
+	a := api.New(api.Options{Host: h, Store: s.st, Config: cfg, Logger: s.log,
+		RunNow: func(ctx context.Context, domain string, o host.RunOptions) (int64, error) {
+			return s.sched.RunNow(ctx, domain, o)
+		},
+		NextRun: func(domain string) (time.Time, bool) { return s.sched.NextRun(domain) },
+	})
+	return &hostRef{h: h, cfg: cfg, api: a}, nil
+}
+
+// acquire takes the Host in use for a run or an API request; release gives
+// it back, closing a Host a reload retired once nothing uses it.
+func (s *server) acquire() *hostRef {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.cur.runs++
+	return s.cur
+}
+
+func (s *server) release(ref *hostRef) {
+	s.mu.Lock()
+	ref.runs--
+	done := ref.retired && ref.runs == 0
+	s.mu.Unlock()
+	if done {
+		ref.h.Close()
+	}
+}
+
+// apiHandler serves the API of the config in use: a reload swaps it (new
+// tokens included) for the requests that start after.
+func (s *server) apiHandler() http.Handler {
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ref := s.acquire()
+		defer s.release(ref)
+		ref.api.ServeHTTP(w, r)
+	})
 }
 
 // config returns the config in use.
@@ -155,12 +192,21 @@ func (s *server) config() *config.Config {
 }
 
 // domains is the scheduler's Source: the config's domains as they stand
-// after the last reload.
-func (s *server) domains(context.Context) ([]schedule.Domain, error) {
-	cfg := s.config()
-	out := make([]schedule.Domain, 0, len(cfg.Domains))
-	for _, d := range cfg.Domains {
-		out = append(out, schedule.Domain{Name: d.Name, Sync: d.Sync, Interval: d.Interval.Duration})
+// after the last reload, and the store's as they stand now (a settings
+// change through the API is seen at the next tick).
+func (s *server) domains(ctx context.Context) ([]schedule.Domain, error) {
+	ref := s.acquire()
+	defer s.release(ref)
+	list, err := ref.h.Domains(ctx)
+	if err != nil {
+		return nil, err
+	}
+	out := make([]schedule.Domain, 0, len(list))
+	for _, d := range list {
+		out = append(out, schedule.Domain{Name: d.Name, Sync: d.Sync, Interval: d.Interval})
+		if d.Sync && d.ManagedBy == host.ManagedByStore {
+			s.metrics.Domain(d.Name) // a config domain's series are made at start and reload
+		}
 	}
 	return out, nil
 }
@@ -197,19 +243,8 @@ func (s *server) lastStart(ctx context.Context, domain string) (time.Time, error
 // runDomain is the scheduler's Runner: a run on the Host in use as it
 // starts.
 func (s *server) runDomain(ctx context.Context, domain string, o host.RunOptions) (*host.Report, error) {
-	s.mu.Lock()
-	ref := s.cur
-	ref.runs++
-	s.mu.Unlock()
-	defer func() {
-		s.mu.Lock()
-		ref.runs--
-		done := ref.retired && ref.runs == 0
-		s.mu.Unlock()
-		if done {
-			ref.h.Close()
-		}
-	}()
+	ref := s.acquire()
+	defer s.release(ref)
 	return ref.h.Run(ctx, domain, o)
 }
 
@@ -222,7 +257,7 @@ func (s *server) run(ctx context.Context) error {
 		return fmt.Errorf("[api] listen: %w", err)
 	}
 	srv := &http.Server{
-		Handler:           serveMux(s, nil),
+		Handler:           serveMux(s, s.apiHandler()),
 		ReadHeaderTimeout: 10 * time.Second,
 		ReadTimeout:       time.Minute,
 		// A preview of a large directory through the API can take minutes.
