@@ -5,7 +5,7 @@ WASM    := plugins/standard/standard.wasm
 N       ?= 100000
 ROUNDS  ?= 3
 
-.PHONY: all build deps deps-ldap test bench demo proto generate testdata vet fmt clean FORCE
+.PHONY: all build deps deps-ldap test bench demo serve-demo proto generate testdata vet fmt clean FORCE
 
 all: build
 
@@ -38,6 +38,11 @@ test: deps build
 # into the embedded SQLite store and shows the result.
 demo: deps-ldap build
 	bash scripts/demo.sh
+
+# Starts the sample slapd and dirsync serve (interval 1m) with a demo admin
+# token printed on screen; Ctrl-C stops both.
+serve-demo: deps-ldap build
+	bash scripts/serve-demo.sh
 
 # Reads N users (default 100000) with ldapsearch and syncs them with dirsync
 # and each policy runtime, ROUNDS (default 3) times.
