@@ -167,8 +167,8 @@ func (h *Host) checkSettings(ctx context.Context, d *config.Domain) error {
 	if h.cfg.Domain(d.Name) != nil {
 		return ErrManagedByConfig
 	}
-	if h.cfg.Manifest == nil || h.cfg.Manifest.Policy(d.Policy) == nil {
-		return &config.Error{Key: "domain.policy", Msg: fmt.Sprintf("policy %q is not declared in the policy manifest", d.Policy)}
+	if err := h.checkPolicy(d); err != nil {
+		return err
 	}
 	p, err := h.Policy(ctx, d.Policy)
 	if err != nil {
@@ -176,6 +176,14 @@ func (h *Host) checkSettings(ctx context.Context, d *config.Domain) error {
 	}
 	_, err = checkFilter(ctx, p, d.LDAP.Filter)
 	return err
+}
+
+// checkPolicy refuses a policy the manifest does not declare.
+func (h *Host) checkPolicy(d *config.Domain) error {
+	if h.cfg.Manifest == nil || h.cfg.Manifest.Policy(d.Policy) == nil {
+		return &config.Error{Key: "domain.policy", Msg: fmt.Sprintf("policy %q is not declared in the policy manifest", d.Policy)}
+	}
+	return nil
 }
 
 func (h *Host) secretsKey() ([]byte, error) {
@@ -228,6 +236,9 @@ func (h *Host) resolveUnsaved(ctx context.Context, d config.Domain, password *st
 		r.managedBy = ManagedByConfig
 		d.LDAP.PasswordFile, d.LDAP.PasswordEnv = cur.LDAP.PasswordFile, cur.LDAP.PasswordEnv
 		if err := d.Check(); err != nil {
+			return nil, err
+		}
+		if err := h.checkPolicy(&d); err != nil {
 			return nil, err
 		}
 	} else if err := h.checkSettings(ctx, &d); err != nil {

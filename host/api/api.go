@@ -1,9 +1,9 @@
 // Package api is dirsync's admin API: JSON over HTTP for the domains of a
-// host, their gateway groups and hand-made mailboxes, filter checks,
-// previews and runs. New returns it as an http.Handler that serves the
-// paths under /api/v1/; `dirsync serve` mounts it at /api/, and a gateway
-// vendor can mount it in their own control panel behind their own
-// authentication (an Authorizer).
+// host, their settings, gateway groups and hand-made mailboxes, filter
+// checks, connection tests, previews and runs. New returns it as an
+// http.Handler that serves the paths under /api/v1/; `dirsync serve`
+// mounts it at /api/, and a gateway vendor can mount it in their own
+// control panel behind their own authentication (an Authorizer).
 //
 // The contract is the OpenAPI document openapi.yaml, served as JSON at
 // GET /api/v1/openapi.json. Errors are RFC 9457 problem details
@@ -58,9 +58,10 @@ type Options struct {
 	// not scheduled).
 	NextRun func(domain string) (time.Time, bool)
 	// Logger receives a line for every change made through the API (at
-	// Info, with the principal's name and the domain), for every request
-	// refused with 401 or 403 and for every one that failed (5xx); nil
-	// discards them. Tokens and passwords are never logged.
+	// Info, with the principal's name, the domain and what changed), for
+	// every request refused with 401 or 403 and for every one that failed
+	// (5xx); nil discards them. Tokens and passwords are never logged: a
+	// bind password's change is logged as password="changed" or "cleared".
 	Logger *slog.Logger
 	// MaxBodyBytes is the largest request body accepted; a larger one is
 	// answered with 413. 0 means DefaultMaxBodyBytes.
@@ -142,8 +143,9 @@ func (s *server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // readOnlyPosts are the operations sent with POST that only read: a
 // viewer may call them.
 var readOnlyPosts = map[string]bool{
-	"POST /api/v1/domains/{domain}/filter-check": true,
-	"POST /api/v1/domains/{domain}/preview":      true,
+	"POST /api/v1/domains/{domain}/filter-check":    true,
+	"POST /api/v1/domains/{domain}/connection-test": true,
+	"POST /api/v1/domains/{domain}/preview":         true,
 }
 
 // scope runs after routing, before the body is read: it checks that the
@@ -172,13 +174,13 @@ func (s *server) scope(next http.Handler) http.Handler {
 				s.responseError(w, r, err)
 				return
 			}
-			ctx = context.WithValue(ctx, domainKey, &set.Domain)
+			ctx = context.WithValue(ctx, domainKey, set)
 		}
 		if !p.mayWrite() && r.Method != http.MethodGet && r.Method != http.MethodHead && !readOnlyPosts[r.Pattern] {
 			s.log.Info("api: request refused: the principal may only read", "principal", p.Name,
 				"method", r.Method, "path", r.URL.Path)
 			writeProblem(w, &problem{Status: http.StatusForbidden,
-				Detail: "the token's role (" + string(p.Role) + ") may read, check filters and preview, not change anything"})
+				Detail: "the token's role (" + string(p.Role) + ") may read, check filters, test connections and preview, not change anything"})
 			return
 		}
 		next.ServeHTTP(w, r.WithContext(ctx))
@@ -214,11 +216,16 @@ func principal(ctx context.Context) *Principal {
 	return p
 }
 
-// domainOf returns the settings of the path's domain (scope put them
-// there).
+// settingsOf returns the settings of the path's domain as the request
+// found them (scope put them there).
+func settingsOf(ctx context.Context) *host.Settings {
+	s, _ := ctx.Value(domainKey).(*host.Settings)
+	return s
+}
+
+// domainOf returns the path's domain (scope put it there).
 func domainOf(ctx context.Context) *config.Domain {
-	d, _ := ctx.Value(domainKey).(*config.Domain)
-	return d
+	return &settingsOf(ctx).Domain
 }
 
 // audit logs a change made through the API.

@@ -93,6 +93,28 @@ func TestEveryPath(t *testing.T) {
 		t.Errorf("filter-check: %v", fc)
 	}
 
+	// Settings: a domain of dirsync.toml is shown and tested; a store-kept
+	// one is made, changed and removed (TestStoreKeptDomain has more).
+	var set settings
+	e.want(e.do("GET", ex+"/settings", adminToken, nil), 200).json(t, &set)
+	if set.Name != "example.com" || set.ManagedBy != "config" || !set.LDAP.PasswordSet {
+		t.Errorf("settings: %+v", set)
+	}
+	var conn connResult
+	e.want(e.do("POST", ex+"/connection-test", adminToken, nil), 200).json(t, &conn)
+	if conn.Entries == 0 {
+		t.Errorf("connection test: %+v", conn)
+	}
+	newTest := form(e.ldapURL, map[string]any{"name": "new.test", "sync": false})
+	e.want(e.do("POST", "/api/v1/domains", adminToken, newTest), 201).json(t, &set)
+	newTest["version"] = set.Version
+	newTest["alias_domains"] = []string{"new.example"}
+	e.want(e.do("PUT", "/api/v1/domains/new.test/settings", adminToken, newTest), 200).json(t, &set)
+	if set.Version != 2 || !slices.Equal(set.AliasDomains, []string{"new.example"}) {
+		t.Errorf("settings of new.test: %+v", set)
+	}
+	e.want(e.do("DELETE", "/api/v1/domains/new.test", adminToken, nil), 204)
+
 	// Groups: made by hand, never by a sync.
 	var g group
 	e.want(e.do("POST", ex+"/groups", adminToken, map[string]string{"name": "Sales"}), 201).json(t, &g)
@@ -291,13 +313,16 @@ func TestEveryPath(t *testing.T) {
 	e.want(e.do("GET", "/api/v1/nothing", adminToken, nil), 404)
 	e.want(e.do("GET", "/api/v2/domains", adminToken, nil), 404)
 	r := e.want(e.do("DELETE", "/api/v1/domains", adminToken, nil), 405)
-	if r.header.Get("Allow") != "GET" {
+	if r.header.Get("Allow") != "GET, POST" {
 		t.Errorf("Allow: %q", r.header.Get("Allow"))
 	}
 
 	// Every change was logged with who made it.
 	logs := e.logs.String()
 	for _, want := range []string{
+		`msg="api: domain created" principal=admin domain=new.test version=1`,
+		`msg="api: settings changed" principal=admin domain=new.test version=2 set.alias_domains=[new.example]`,
+		`msg="api: domain removed" principal=admin domain=new.test version=2`,
 		`msg="api: group added" principal=admin domain=example.com group=Sales`,
 		`msg="api: run started" principal=admin domain=example.com run=`,
 		`msg="api: mailbox added" principal=admin domain=example.com address=zed@example.com`,
@@ -311,6 +336,7 @@ func TestEveryPath(t *testing.T) {
 		}
 	}
 	noSecrets(t, logs)
+	noSecrets(t, e.bodies.String())
 }
 
 // noSecrets fails if text holds a token or the bind password.

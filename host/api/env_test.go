@@ -6,14 +6,17 @@ import (
 	"crypto/sha256"
 	"encoding/hex"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
+	"maps"
 	"net/http"
 	"net/http/httptest"
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -27,6 +30,7 @@ import (
 	"github.com/dirsync/dirsync/host"
 	"github.com/dirsync/dirsync/host/api"
 	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/secrets"
 	"github.com/dirsync/dirsync/host/internal/slapd"
 	"github.com/dirsync/dirsync/host/store/sqlite"
 	"github.com/dirsync/dirsync/plugins/standard"
@@ -86,12 +90,35 @@ type env struct {
 	router routers.Router
 	logs   *syncBuffer
 	runs   sync.WaitGroup
+	// ldapURL is the sample directory's server.
+	ldapURL string
+	// bodies holds every response body the test received.
+	bodies syncBuffer
+}
+
+// envSetup varies the environment of newEnvWith.
+type envSetup struct {
+	// api changes the handler's options.
+	api func(*api.Options)
+	// noExample leaves example.com out of dirsync.toml, so that a test can
+	// make it a store-kept domain.
+	noExample bool
+	// noSecretsKey leaves [secrets] key_file out: no bind password can be
+	// stored.
+	noSecretsKey bool
 }
 
 // newEnv starts slapd with the sample directory and serves the API over a
 // real SQLite store and host. Domains: example.com (the sample directory,
-// sync on) and other.test (sync off, an invalid saved filter).
+// sync on) and other.test (sync off, an invalid saved filter), both set in
+// dirsync.toml; [secrets] key_file is set.
 func newEnv(t *testing.T, tweak func(*api.Options)) *env {
+	t.Helper()
+	return newEnvWith(t, envSetup{api: tweak})
+}
+
+// newEnvWith is newEnv with the changes of setup.
+func newEnvWith(t *testing.T, setup envSetup) *env {
 	t.Helper()
 	srv := slapd.StartT(t, slapd.Options{LDIF: []string{filepath.Join(repoRoot(), "examples", "directory", "sample.ldif")}, LogLevel: "none"})
 	dir := t.TempDir()
@@ -102,7 +129,28 @@ func newEnv(t *testing.T, tweak func(*api.Options)) *env {
 	}
 	write("reader.pw", readerPassword+"\n")
 	write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n")
-	write("dirsync.toml", fmt.Sprintf(`
+	secretsTable := ""
+	if !setup.noSecretsKey {
+		write("secret.key", secrets.NewKey()+"\n")
+		secretsTable = "[secrets]\nkey_file = \"secret.key\"\n"
+	}
+	example := fmt.Sprintf(`
+[[domain]]
+name          = "example.com"
+sync          = true
+policy        = "standard"
+alias_domains = ["example.org"]
+  [domain.ldap]
+  urls          = [%q]
+  bind_dn       = "cn=reader,dc=example,dc=com"
+  password_file = "reader.pw"
+  base_dn       = "dc=example,dc=com"
+  timeout       = "20s"
+`, srv.URL)
+	if setup.noExample {
+		example = ""
+	}
+	write("dirsync.toml", secretsTable+example+fmt.Sprintf(`
 [store]
 driver = "sqlite"
 dsn    = "var/dirsync.db"
@@ -130,18 +178,6 @@ role    = "admin"
 domains = ["other.test"]
 
 [[domain]]
-name          = "example.com"
-sync          = true
-policy        = "standard"
-alias_domains = ["example.org"]
-  [domain.ldap]
-  urls          = [%q]
-  bind_dn       = "cn=reader,dc=example,dc=com"
-  password_file = "reader.pw"
-  base_dn       = "dc=example,dc=com"
-  timeout       = "20s"
-
-[[domain]]
 name   = "other.test"
 sync   = false
 policy = "standard"
@@ -151,7 +187,7 @@ policy = "standard"
   password_file = "reader.pw"
   base_dn       = "dc=example,dc=com"
   filter        = %q
-`, sum(adminToken), sum(viewerToken), sum(otherToken), srv.URL, srv.URL, badFilter))
+`, sum(adminToken), sum(viewerToken), sum(otherToken), srv.URL, badFilter))
 	if err := os.MkdirAll(filepath.Join(dir, "var"), 0o700); err != nil {
 		t.Fatal(err)
 	}
@@ -172,13 +208,13 @@ policy = "standard"
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { h.Close() })
-	e := &env{t: t, cfg: cfg, st: st, h: h, logs: logs}
+	e := &env{t: t, cfg: cfg, st: st, h: h, logs: logs, ldapURL: srv.URL}
 	// Runs started through the API end before the store closes.
 	t.Cleanup(e.runs.Wait)
 	o := api.Options{Host: h, Store: st, Config: cfg, RunNow: e.runNow, Logger: log,
 		NextRun: func(domain string) (time.Time, bool) { return nextRun, domain == "example.com" }}
-	if tweak != nil {
-		tweak(&o)
+	if setup.api != nil {
+		setup.api(&o)
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/api/", api.New(o))
@@ -260,12 +296,14 @@ func (r *response) json(t *testing.T, v any) {
 
 // problem is an RFC 9457 problem detail as the tests read it.
 type problem struct {
-	Type     string `json:"type"`
-	Title    string `json:"title"`
-	Status   int    `json:"status"`
-	Detail   string `json:"detail"`
-	Position *int   `json:"position"`
-	Reason   string `json:"reason"`
+	Type           string `json:"type"`
+	Title          string `json:"title"`
+	Status         int    `json:"status"`
+	Detail         string `json:"detail"`
+	Position       *int   `json:"position"`
+	Reason         string `json:"reason"`
+	Key            string `json:"key"`
+	CurrentVersion *int64 `json:"current_version"`
 }
 
 // do sends a request with token ("" for none) and a JSON body (nil for
@@ -313,6 +351,7 @@ func (e *env) send(req *http.Request) *response {
 		e.t.Fatal(err)
 	}
 	r := &response{status: resp.StatusCode, header: resp.Header, body: b}
+	e.bodies.Write(append(b, '\n'))
 	e.validate(req, r)
 	return r
 }
@@ -332,6 +371,11 @@ func (e *env) validate(req *http.Request, r *response) {
 		}
 	}
 	route, params, err := e.router.FindRoute(req)
+	if err == nil && slices.Contains(slices.Collect(maps.Values(params)), "") {
+		// The router matches /api/v1/domains to /api/v1/domains/{domain}
+		// with an empty domain; the server never does.
+		err = errors.New("an empty path parameter")
+	}
 	if err != nil {
 		switch r.status {
 		case http.StatusUnauthorized, http.StatusNotFound, http.StatusMethodNotAllowed:

@@ -73,14 +73,6 @@ func (s *server) CheckFilter(ctx context.Context, req gen.CheckFilterRequestObje
 	return gen.CheckFilter200JSONResponse{Normalized: norm}, nil
 }
 
-func (s *server) PreviewDomain(ctx context.Context, _ gen.PreviewDomainRequestObject) (gen.PreviewDomainResponseObject, error) {
-	rep, err := s.o.Host.Preview(ctx, domainOf(ctx).Name)
-	if err != nil {
-		return nil, err
-	}
-	return gen.PreviewDomain200JSONResponse(*rep), nil
-}
-
 func (s *server) StartRun(ctx context.Context, req gen.StartRunRequestObject) (gen.StartRunResponseObject, error) {
 	d := domainOf(ctx)
 	var o host.RunOptions

@@ -9,6 +9,7 @@ import (
 	"strconv"
 
 	"github.com/dirsync/dirsync/host"
+	"github.com/dirsync/dirsync/host/internal/ldapfetch"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -24,6 +25,11 @@ type problem struct {
 	// Position and Reason are those of an invalid filter.
 	Position *int   `json:"position,omitempty"`
 	Reason   string `json:"reason,omitempty"`
+	// Key names a refused setting as DomainSettings names it
+	// ("ldap.urls").
+	Key string `json:"key,omitempty"`
+	// CurrentVersion is, on a version conflict, the settings version now.
+	CurrentVersion *int64 `json:"current_version,omitempty"`
 }
 
 func (p *problem) Error() string { return strconv.Itoa(p.Status) + " " + p.Detail }
@@ -33,6 +39,10 @@ const (
 	typeInvalidFilter = "urn:dirsync:problem:invalid-filter"
 	typeDomainBusy    = "urn:dirsync:problem:domain-busy"
 	typeFromDirectory = "urn:dirsync:problem:from-directory"
+	typeSettings      = "urn:dirsync:problem:invalid-settings"
+	typeStale         = "urn:dirsync:problem:stale-version"
+	typeManagedConfig = "urn:dirsync:problem:managed-by-config"
+	typeDomainExists  = "urn:dirsync:problem:domain-exists"
 )
 
 func writeProblem(w http.ResponseWriter, p *problem) {
@@ -115,6 +125,7 @@ func (s *server) classify(err error) *problem {
 		p   *problem
 		fe  *sdk.FilterError
 		re  *host.RunError
+		le  *ldapfetch.Error
 		mbe *http.MaxBytesError
 	)
 	switch {
@@ -133,10 +144,38 @@ func (s *server) classify(err error) *problem {
 		// The host's run errors are written for operators and carry no
 		// secret.
 		return &problem{Status: http.StatusInternalServerError, Detail: err.Error()}
+	case errors.As(err, &le) && le.Op == "config":
+		// Settings the directory client refuses (a URL without a host).
+		return &problem{Type: typeSettings, Title: "Invalid settings", Status: http.StatusUnprocessableEntity,
+			Detail: le.Error()}
+	case errors.As(err, &le) && !errors.Is(err, context.Canceled):
+		// A connection test's: the message names the server and never
+		// holds the password.
+		return &problem{Type: typeFromDirectory, Title: "The directory could not be read", Status: http.StatusBadGateway,
+			Detail: le.Error()}
+	case errors.Is(err, host.ErrManagedByConfig):
+		return managedByConfig("")
 	case errors.Is(err, store.ErrNotFound):
 		return notFound("%v", err)
 	case errors.Is(err, store.ErrExists):
 		return conflict("%v", err)
 	}
 	return &problem{Status: http.StatusInternalServerError, Detail: "the server failed; its log says why"}
+}
+
+// invalidSetting is the answer for a refused setting, key named as
+// DomainSettings names it.
+func invalidSetting(key, format string, args ...any) *problem {
+	return &problem{Type: typeSettings, Title: "Invalid settings", Status: http.StatusUnprocessableEntity,
+		Detail: key + ": " + fmt.Sprintf(format, args...), Key: key}
+}
+
+// managedByConfig is the answer for a change of a domain of dirsync.toml.
+func managedByConfig(name string) *problem {
+	what := "the domain"
+	if name != "" {
+		what = "domain " + name
+	}
+	return &problem{Type: typeManagedConfig, Title: "Set in dirsync.toml", Status: http.StatusConflict,
+		Detail: what + " is set in dirsync.toml; change it there"}
 }

@@ -15,23 +15,43 @@ import (
 	"net/http"
 	"time"
 
+	stdjson "encoding/json"
+
 	"github.com/dirsync/dirsync/host"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/oapi-codegen/runtime"
 )
 
+// Defines values for DomainSettingsManagedBy.
+const (
+	DomainSettingsManagedByConfig DomainSettingsManagedBy = "config"
+	DomainSettingsManagedByStore  DomainSettingsManagedBy = "store"
+)
+
+// Valid indicates whether the value is a known member of the DomainSettingsManagedBy enum.
+func (e DomainSettingsManagedBy) Valid() bool {
+	switch e {
+	case DomainSettingsManagedByConfig:
+		return true
+	case DomainSettingsManagedByStore:
+		return true
+	default:
+		return false
+	}
+}
+
 // Defines values for DomainSummaryManagedBy.
 const (
-	Config DomainSummaryManagedBy = "config"
-	Store  DomainSummaryManagedBy = "store"
+	DomainSummaryManagedByConfig DomainSummaryManagedBy = "config"
+	DomainSummaryManagedByStore  DomainSummaryManagedBy = "store"
 )
 
 // Valid indicates whether the value is a known member of the DomainSummaryManagedBy enum.
 func (e DomainSummaryManagedBy) Valid() bool {
 	switch e {
-	case Config:
+	case DomainSummaryManagedByConfig:
 		return true
-	case Store:
+	case DomainSummaryManagedByStore:
 		return true
 	default:
 		return false
@@ -122,8 +142,60 @@ func (e Outcome) Valid() bool {
 	}
 }
 
+// ConnectionResult What a connection test found.
+type ConnectionResult = host.ConnectionResult
+
 // Counts defines model for Counts.
 type Counts = store.Counts
+
+// DomainCreate A new store-kept domain's settings, with its name.
+type DomainCreate = stdjson.RawMessage
+
+// DomainSettings A domain's settings as the host uses them, defaults filled in: the keys of a `[[domain]]` table of dirsync.toml, `ldap` and `safety` as objects, and where they live. Never a password.
+type DomainSettings struct {
+	// AliasDomains Further domains whose addresses the domain's mailboxes may have.
+	AliasDomains []string `json:"alias_domains"`
+
+	// Author Who saved this version (an API token's name, "cli"); store-kept domains only.
+	Author *string `json:"author,omitempty"`
+
+	// Interval How often `dirsync serve` syncs the domain, a Go duration ("1h0m0s").
+	Interval string `json:"interval"`
+
+	// Ldap The `[domain.ldap]` table. The bind password itself is never shown: `password_set` says whether there is one.
+	Ldap LDAPSettings `json:"ldap"`
+
+	// ManagedBy Where the settings live: "config" is dirsync.toml (shown here, changed only in the file), "store" is the store (changed here).
+	ManagedBy DomainSettingsManagedBy `json:"managed_by"`
+	Name      string                  `json:"name"`
+
+	// Policy The policy (of the policy manifest) that maps the directory's entries.
+	Policy string `json:"policy"`
+
+	// Safety The `[domain.safety]` table, the deletion limits of rule S2.
+	Safety SafetySettings `json:"safety"`
+
+	// Saved When this version was saved; store-kept domains only.
+	Saved *time.Time `json:"saved,omitempty"`
+
+	// Sync The "synchronize users and groups" switch.
+	Sync bool `json:"sync"`
+
+	// Version The settings version of a store-kept domain (1, 2, …), which a PUT sends back; 0 for a domain set in dirsync.toml.
+	Version int64 `json:"version"`
+}
+
+// DomainSettingsManagedBy Where the settings live: "config" is dirsync.toml (shown here, changed only in the file), "store" is the store (changed here).
+type DomainSettingsManagedBy string
+
+// DomainSettingsChange The settings that replace a store-kept domain's, with the version the client read.
+type DomainSettingsChange = stdjson.RawMessage
+
+// DomainSettingsDraft Settings of a form not saved yet, to test or preview: as a PUT sends them, without `version`.
+type DomainSettingsDraft = stdjson.RawMessage
+
+// DomainSettingsInput A domain's settings as a request sends them: the keys of DomainSettings. A key left out takes its default, as in dirsync.toml (not its current value): send every key. An unknown key is refused (422 naming it). The keys only answers carry (managed_by, author, saved, ldap.password_set, and version but on a PUT) are ignored, so that what a GET answered can be sent back, changed.
+type DomainSettingsInput = stdjson.RawMessage
 
 // DomainSummary defines model for DomainSummary.
 type DomainSummary struct {
@@ -183,6 +255,64 @@ type GroupSource string
 // GroupCreate defines model for GroupCreate.
 type GroupCreate struct {
 	Name string `json:"name"`
+}
+
+// LDAPSettings The `[domain.ldap]` table. The bind password itself is never shown: `password_set` says whether there is one.
+type LDAPSettings struct {
+	AllowCleartextBind bool   `json:"allow_cleartext_bind"`
+	BaseDn             string `json:"base_dn"`
+	BindDn             string `json:"bind_dn"`
+	CaFile             string `json:"ca_file"`
+
+	// ConnectTimeout A Go duration ("10s").
+	ConnectTimeout string `json:"connect_timeout"`
+
+	// Filter The LDAP filter as written; "" is the policy's default filter.
+	Filter             string `json:"filter"`
+	InsecureSkipVerify bool   `json:"insecure_skip_verify"`
+	MaxEntries         int    `json:"max_entries"`
+	PageSize           int    `json:"page_size"`
+
+	// PasswordEnv A domain of dirsync.toml only: the environment variable its bind password is read from (a name, not a secret); never present for a store-kept domain.
+	PasswordEnv *string `json:"password_env,omitempty"`
+
+	// PasswordFile A domain of dirsync.toml only: the file its bind password is read from. Shown, as it names a file and holds no secret; never present for a store-kept domain, whose password is stored (`password`).
+	PasswordFile *string `json:"password_file,omitempty"`
+
+	// PasswordSet Whether the domain has a bind password: a stored one (store-kept domains), or a password_file or password_env (dirsync.toml).
+	PasswordSet bool `json:"password_set"`
+	StartTls    bool `json:"start_tls"`
+
+	// Timeout A Go duration ("2m0s").
+	Timeout string `json:"timeout"`
+
+	// Urls The directory servers (ldap:// or ldaps://), tried in this order.
+	Urls []string `json:"urls"`
+}
+
+// LDAPSettingsInput The `[domain.ldap]` table as a request sends it.
+type LDAPSettingsInput struct {
+	AllowCleartextBind *bool   `json:"allow_cleartext_bind,omitempty"`
+	BaseDn             string  `json:"base_dn"`
+	BindDn             *string `json:"bind_dn,omitempty"`
+	CaFile             *string `json:"ca_file,omitempty"`
+	ConnectTimeout     *string `json:"connect_timeout,omitempty"`
+	Filter             *string `json:"filter,omitempty"`
+	InsecureSkipVerify *bool   `json:"insecure_skip_verify,omitempty"`
+	MaxEntries         *int    `json:"max_entries,omitempty"`
+	PageSize           *int    `json:"page_size,omitempty"`
+
+	// Password The bind password, stored encrypted (it needs [secrets] key_file; without one the request is refused with 422 naming ldap.password). On a PUT: left out or null keeps the stored password, "" clears it, anything else replaces it. On a connection test or preview: left out binds with the domain's own password. Never answered, never logged.
+	Password *string `json:"password,omitempty"`
+
+	// PasswordEnv As password_file.
+	PasswordEnv *string `json:"password_env,omitempty"`
+
+	// PasswordFile Refused for a store-kept domain (send `password`); in a test or preview of a domain of dirsync.toml, the file's own setting is used.
+	PasswordFile *string  `json:"password_file,omitempty"`
+	StartTls     *bool    `json:"start_tls,omitempty"`
+	Timeout      *string  `json:"timeout,omitempty"`
+	Urls         []string `json:"urls"`
 }
 
 // Mailbox defines model for Mailbox.
@@ -352,6 +482,42 @@ type RunSummary struct {
 	Started time.Time `json:"started"`
 }
 
+// SafetySettings The `[domain.safety]` table, the deletion limits of rule S2.
+type SafetySettings struct {
+	MaxDeletePercent float64 `json:"max_delete_percent"`
+	MaxDeletes       int     `json:"max_deletes"`
+	PercentFloor     int     `json:"percent_floor"`
+}
+
+// SafetySettingsInput The `[domain.safety]` table as a request sends it.
+type SafetySettingsInput struct {
+	MaxDeletePercent *float64 `json:"max_delete_percent,omitempty"`
+	MaxDeletes       *int     `json:"max_deletes,omitempty"`
+	PercentFloor     *int     `json:"percent_floor,omitempty"`
+}
+
+// SettingsProblem A problem detail of settings that are refused or in conflict.
+type SettingsProblem struct {
+	// CurrentVersion On a version conflict, the domain's settings version now.
+	CurrentVersion *int64  `json:"current_version,omitempty"`
+	Detail         *string `json:"detail,omitempty"`
+	Instance       *string `json:"instance,omitempty"`
+
+	// Key The refused key, as DomainSettings names it ("ldap.urls", "ldap.filter").
+	Key *string `json:"key,omitempty"`
+
+	// Position An invalid filter's 0-based byte offset of the mistake.
+	Position *int `json:"position,omitempty"`
+
+	// Reason What is wrong with an invalid filter.
+	Reason *string `json:"reason,omitempty"`
+	Status int     `json:"status"`
+	Title  string  `json:"title"`
+
+	// Type "about:blank" or a "urn:dirsync:problem:..." name.
+	Type string `json:"type"`
+}
+
 // Skip defines model for Skip.
 type Skip struct {
 	Address *string `json:"address,omitempty"`
@@ -377,11 +543,17 @@ type ContentTooLarge = Problem
 // DirectoryError An RFC 9457 problem detail.
 type DirectoryError = Problem
 
+// DraftForbidden An RFC 9457 problem detail.
+type DraftForbidden = Problem
+
 // Forbidden An RFC 9457 problem detail.
 type Forbidden = Problem
 
 // InternalError An RFC 9457 problem detail.
 type InternalError = Problem
+
+// InvalidSettings A problem detail of settings that are refused or in conflict.
+type InvalidSettings = SettingsProblem
 
 // NotFound An RFC 9457 problem detail.
 type NotFound = Problem
@@ -423,6 +595,12 @@ type ResolveAddressParams struct {
 	Address string `form:"address" json:"address"`
 }
 
+// CreateDomainJSONRequestBody defines body for CreateDomain for application/json ContentType.
+type CreateDomainJSONRequestBody = DomainCreate
+
+// TestConnectionJSONRequestBody defines body for TestConnection for application/json ContentType.
+type TestConnectionJSONRequestBody = DomainSettingsDraft
+
 // CheckFilterJSONRequestBody defines body for CheckFilter for application/json ContentType.
 type CheckFilterJSONRequestBody = FilterCheckRequest
 
@@ -432,14 +610,29 @@ type CreateGroupJSONRequestBody = GroupCreate
 // CreateMailboxJSONRequestBody defines body for CreateMailbox for application/json ContentType.
 type CreateMailboxJSONRequestBody = MailboxCreate
 
+// PreviewDomainJSONRequestBody defines body for PreviewDomain for application/json ContentType.
+type PreviewDomainJSONRequestBody = DomainSettingsDraft
+
 // StartRunJSONRequestBody defines body for StartRun for application/json ContentType.
 type StartRunJSONRequestBody = RunRequest
+
+// PutSettingsJSONRequestBody defines body for PutSettings for application/json ContentType.
+type PutSettingsJSONRequestBody = DomainSettingsChange
 
 // ServerInterface represents all server handlers.
 type ServerInterface interface {
 	// ListDomains The domains the token may see, sorted by name.
 	// (GET /api/v1/domains)
 	ListDomains(w http.ResponseWriter, r *http.Request)
+	// CreateDomain Makes a store-kept domain (settings version 1).
+	// (POST /api/v1/domains)
+	CreateDomain(w http.ResponseWriter, r *http.Request)
+	// DeleteDomain Stops keeping a domain's settings in the store: no run starts for it any more. Its mailboxes, groups and runs stay.
+	// (DELETE /api/v1/domains/{domain})
+	DeleteDomain(w http.ResponseWriter, r *http.Request, domain Domain)
+	// TestConnection Connects to the directory, binds and counts the entries the filter matches (up to 1000). Only reads.
+	// (POST /api/v1/domains/{domain}/connection-test)
+	TestConnection(w http.ResponseWriter, r *http.Request, domain Domain)
 	// CheckFilter Checks an LDAP filter with the domain's policy (R2). Only reads.
 	// (POST /api/v1/domains/{domain}/filter-check)
 	CheckFilter(w http.ResponseWriter, r *http.Request, domain Domain)
@@ -467,7 +660,7 @@ type ServerInterface interface {
 	// DeleteMailbox Deletes a hand-made mailbox. A mailbox from the directory is refused (409): the next sync would make it again.
 	// (DELETE /api/v1/domains/{domain}/mailboxes/{address})
 	DeleteMailbox(w http.ResponseWriter, r *http.Request, domain Domain, address string)
-	// PreviewDomain Runs every stage of a sync of the domain's saved settings but the write (R9). Only reads; works whether or not sync is switched on.
+	// PreviewDomain Runs every stage of a sync but the write (R9). Only reads; works whether or not sync is switched on.
 	// (POST /api/v1/domains/{domain}/preview)
 	PreviewDomain(w http.ResponseWriter, r *http.Request, domain Domain)
 	// ListReportRecipients The addresses quarantine reports go to (R8): one per mailbox, its primary address, with the aliases the report covers.
@@ -482,6 +675,12 @@ type ServerInterface interface {
 	// GetRun One run with its changes, paged.
 	// (GET /api/v1/domains/{domain}/runs/{id})
 	GetRun(w http.ResponseWriter, r *http.Request, domain Domain, id int64, params GetRunParams)
+	// GetSettings The domain's current settings and their version. Never a password.
+	// (GET /api/v1/domains/{domain}/settings)
+	GetSettings(w http.ResponseWriter, r *http.Request, domain Domain)
+	// PutSettings "Apply changes": checks the settings and saves them as a new version.
+	// (PUT /api/v1/domains/{domain}/settings)
+	PutSettings(w http.ResponseWriter, r *http.Request, domain Domain)
 	// GetOpenAPI This document, as JSON.
 	// (GET /api/v1/openapi.json)
 	GetOpenAPI(w http.ResponseWriter, r *http.Request)
@@ -504,6 +703,72 @@ func (siw *ServerInterfaceWrapper) ListDomains(w http.ResponseWriter, r *http.Re
 
 	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		siw.Handler.ListDomains(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// CreateDomain operation middleware
+func (siw *ServerInterfaceWrapper) CreateDomain(w http.ResponseWriter, r *http.Request) {
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.CreateDomain(w, r)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// DeleteDomain operation middleware
+func (siw *ServerInterfaceWrapper) DeleteDomain(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "domain" -------------
+	var domain Domain
+
+	err = runtime.BindStyledParameterWithOptions("simple", "domain", r.PathValue("domain"), &domain, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "domain", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.DeleteDomain(w, r, domain)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// TestConnection operation middleware
+func (siw *ServerInterfaceWrapper) TestConnection(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "domain" -------------
+	var domain Domain
+
+	err = runtime.BindStyledParameterWithOptions("simple", "domain", r.PathValue("domain"), &domain, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "domain", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.TestConnection(w, r, domain)
 	}))
 
 	for _, middleware := range siw.HandlerMiddlewares {
@@ -1040,6 +1305,58 @@ func (siw *ServerInterfaceWrapper) GetRun(w http.ResponseWriter, r *http.Request
 	handler.ServeHTTP(w, r)
 }
 
+// GetSettings operation middleware
+func (siw *ServerInterfaceWrapper) GetSettings(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "domain" -------------
+	var domain Domain
+
+	err = runtime.BindStyledParameterWithOptions("simple", "domain", r.PathValue("domain"), &domain, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "domain", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.GetSettings(w, r, domain)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
+// PutSettings operation middleware
+func (siw *ServerInterfaceWrapper) PutSettings(w http.ResponseWriter, r *http.Request) {
+
+	var err error
+	_ = err
+
+	// ------------- Path parameter "domain" -------------
+	var domain Domain
+
+	err = runtime.BindStyledParameterWithOptions("simple", "domain", r.PathValue("domain"), &domain, runtime.BindStyledParameterOptions{ParamLocation: runtime.ParamLocationPath, Explode: false, Required: true, Type: "string", Format: "", ValueIsUnescaped: true})
+	if err != nil {
+		siw.ErrorHandlerFunc(w, r, &InvalidParamFormatError{ParamName: "domain", Err: err})
+		return
+	}
+
+	handler := http.Handler(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		siw.Handler.PutSettings(w, r, domain)
+	}))
+
+	for _, middleware := range siw.HandlerMiddlewares {
+		handler = middleware(handler)
+	}
+
+	handler.ServeHTTP(w, r)
+}
+
 // GetOpenAPI operation middleware
 func (siw *ServerInterfaceWrapper) GetOpenAPI(w http.ResponseWriter, r *http.Request) {
 
@@ -1209,6 +1526,11 @@ func HandlerWithOptions(si ServerInterface, options StdHTTPServerOptions) http.H
 
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/openapi.json", wrapper.GetOpenAPI)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/domains", wrapper.ListDomains)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/domains", wrapper.CreateDomain)
+	m.HandleFunc(http.MethodDelete+" "+options.BaseURL+"/api/v1/domains/{domain}", wrapper.DeleteDomain)
+	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/domains/{domain}/settings", wrapper.GetSettings)
+	m.HandleFunc(http.MethodPut+" "+options.BaseURL+"/api/v1/domains/{domain}/settings", wrapper.PutSettings)
+	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/domains/{domain}/connection-test", wrapper.TestConnection)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/domains/{domain}/filter-check", wrapper.CheckFilter)
 	m.HandleFunc(http.MethodPost+" "+options.BaseURL+"/api/v1/domains/{domain}/preview", wrapper.PreviewDomain)
 	m.HandleFunc(http.MethodGet+" "+options.BaseURL+"/api/v1/domains/{domain}/runs", wrapper.ListRuns)
@@ -1236,9 +1558,13 @@ type ContentTooLargeApplicationProblemPlusJSONResponse Problem
 
 type DirectoryErrorApplicationProblemPlusJSONResponse Problem
 
+type DraftForbiddenApplicationProblemPlusJSONResponse Problem
+
 type ForbiddenApplicationProblemPlusJSONResponse Problem
 
 type InternalErrorApplicationProblemPlusJSONResponse Problem
+
+type InvalidSettingsApplicationProblemPlusJSONResponse SettingsProblem
 
 type NotFoundApplicationProblemPlusJSONResponse Problem
 
@@ -1305,6 +1631,390 @@ func (response ListDomains500ApplicationProblemPlusJSONResponse) VisitListDomain
 	}
 	w.Header().Set("Content-Type", "application/problem+json")
 	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDomainRequestObject struct {
+	Body *CreateDomainJSONRequestBody
+}
+
+type CreateDomainResponseObject interface {
+	VisitCreateDomainResponse(w http.ResponseWriter) error
+}
+
+type CreateDomain201JSONResponse DomainSettings
+
+func (response CreateDomain201JSONResponse) VisitCreateDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(201)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDomain400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDomain400ApplicationProblemPlusJSONResponse) VisitCreateDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDomain401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDomain401ApplicationProblemPlusJSONResponse) VisitCreateDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDomain403ApplicationProblemPlusJSONResponse Problem
+
+func (response CreateDomain403ApplicationProblemPlusJSONResponse) VisitCreateDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDomain409ApplicationProblemPlusJSONResponse SettingsProblem
+
+func (response CreateDomain409ApplicationProblemPlusJSONResponse) VisitCreateDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDomain413ApplicationProblemPlusJSONResponse struct {
+	ContentTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDomain413ApplicationProblemPlusJSONResponse) VisitCreateDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDomain422ApplicationProblemPlusJSONResponse struct {
+	InvalidSettingsApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDomain422ApplicationProblemPlusJSONResponse) VisitCreateDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type CreateDomain500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response CreateDomain500ApplicationProblemPlusJSONResponse) VisitCreateDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDomainRequestObject struct {
+	Domain Domain `json:"domain"`
+}
+
+type DeleteDomainResponseObject interface {
+	VisitDeleteDomainResponse(w http.ResponseWriter) error
+}
+
+type DeleteDomain204Response struct {
+}
+
+func (response DeleteDomain204Response) VisitDeleteDomainResponse(w http.ResponseWriter) error {
+	w.WriteHeader(204)
+	return nil
+}
+
+type DeleteDomain401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDomain401ApplicationProblemPlusJSONResponse) VisitDeleteDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDomain403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDomain403ApplicationProblemPlusJSONResponse) VisitDeleteDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDomain404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDomain404ApplicationProblemPlusJSONResponse) VisitDeleteDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDomain409ApplicationProblemPlusJSONResponse SettingsProblem
+
+func (response DeleteDomain409ApplicationProblemPlusJSONResponse) VisitDeleteDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type DeleteDomain500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response DeleteDomain500ApplicationProblemPlusJSONResponse) VisitDeleteDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnectionRequestObject struct {
+	Domain Domain `json:"domain"`
+	Body   *TestConnectionJSONRequestBody
+}
+
+type TestConnectionResponseObject interface {
+	VisitTestConnectionResponse(w http.ResponseWriter) error
+}
+
+type TestConnection200JSONResponse ConnectionResult
+
+func (response TestConnection200JSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnection400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response TestConnection400ApplicationProblemPlusJSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnection401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response TestConnection401ApplicationProblemPlusJSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnection403ApplicationProblemPlusJSONResponse struct {
+	DraftForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response TestConnection403ApplicationProblemPlusJSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnection404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response TestConnection404ApplicationProblemPlusJSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnection413ApplicationProblemPlusJSONResponse struct {
+	ContentTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response TestConnection413ApplicationProblemPlusJSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnection422ApplicationProblemPlusJSONResponse struct {
+	InvalidSettingsApplicationProblemPlusJSONResponse
+}
+
+func (response TestConnection422ApplicationProblemPlusJSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnection500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response TestConnection500ApplicationProblemPlusJSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type TestConnection502ApplicationProblemPlusJSONResponse struct {
+	DirectoryErrorApplicationProblemPlusJSONResponse
+}
+
+func (response TestConnection502ApplicationProblemPlusJSONResponse) VisitTestConnectionResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(502)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2256,6 +2966,7 @@ func (response DeleteMailbox500ApplicationProblemPlusJSONResponse) VisitDeleteMa
 
 type PreviewDomainRequestObject struct {
 	Domain Domain `json:"domain"`
+	Body   *PreviewDomainJSONRequestBody
 }
 
 type PreviewDomainResponseObject interface {
@@ -2272,6 +2983,22 @@ func (response PreviewDomain200JSONResponse) VisitPreviewDomainResponse(w http.R
 	}
 	w.Header().Set("Content-Type", "application/json")
 	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDomain400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewDomain400ApplicationProblemPlusJSONResponse) VisitPreviewDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
 	_, err := buf.WriteTo(w)
 	return err
 }
@@ -2295,6 +3022,22 @@ func (response PreviewDomain401ApplicationProblemPlusJSONResponse) VisitPreviewD
 	return err
 }
 
+type PreviewDomain403ApplicationProblemPlusJSONResponse struct {
+	DraftForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewDomain403ApplicationProblemPlusJSONResponse) VisitPreviewDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type PreviewDomain404ApplicationProblemPlusJSONResponse struct {
 	NotFoundApplicationProblemPlusJSONResponse
 }
@@ -2311,7 +3054,25 @@ func (response PreviewDomain404ApplicationProblemPlusJSONResponse) VisitPreviewD
 	return err
 }
 
-type PreviewDomain422ApplicationProblemPlusJSONResponse FilterProblem
+type PreviewDomain413ApplicationProblemPlusJSONResponse struct {
+	ContentTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PreviewDomain413ApplicationProblemPlusJSONResponse) VisitPreviewDomainResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PreviewDomain422ApplicationProblemPlusJSONResponse struct {
+	InvalidSettingsApplicationProblemPlusJSONResponse
+}
 
 func (response PreviewDomain422ApplicationProblemPlusJSONResponse) VisitPreviewDomainResponse(w http.ResponseWriter) error {
 
@@ -2805,6 +3566,231 @@ func (response GetRun500ApplicationProblemPlusJSONResponse) VisitGetRunResponse(
 	return err
 }
 
+type GetSettingsRequestObject struct {
+	Domain Domain `json:"domain"`
+}
+
+type GetSettingsResponseObject interface {
+	VisitGetSettingsResponse(w http.ResponseWriter) error
+}
+
+type GetSettings200JSONResponse DomainSettings
+
+func (response GetSettings200JSONResponse) VisitGetSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSettings401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response GetSettings401ApplicationProblemPlusJSONResponse) VisitGetSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSettings404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response GetSettings404ApplicationProblemPlusJSONResponse) VisitGetSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type GetSettings500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response GetSettings500ApplicationProblemPlusJSONResponse) VisitGetSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettingsRequestObject struct {
+	Domain Domain `json:"domain"`
+	Body   *PutSettingsJSONRequestBody
+}
+
+type PutSettingsResponseObject interface {
+	VisitPutSettingsResponse(w http.ResponseWriter) error
+}
+
+type PutSettings200JSONResponse DomainSettings
+
+func (response PutSettings200JSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/json")
+	w.WriteHeader(200)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettings400ApplicationProblemPlusJSONResponse struct {
+	BadRequestApplicationProblemPlusJSONResponse
+}
+
+func (response PutSettings400ApplicationProblemPlusJSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(400)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettings401ApplicationProblemPlusJSONResponse struct {
+	UnauthorizedApplicationProblemPlusJSONResponse
+}
+
+func (response PutSettings401ApplicationProblemPlusJSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response.Body); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	if response.Headers.WWWAuthenticate != nil {
+		w.Header().Set("WWW-Authenticate", fmt.Sprint(*response.Headers.WWWAuthenticate))
+	}
+	w.WriteHeader(401)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettings403ApplicationProblemPlusJSONResponse struct {
+	ForbiddenApplicationProblemPlusJSONResponse
+}
+
+func (response PutSettings403ApplicationProblemPlusJSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(403)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettings404ApplicationProblemPlusJSONResponse struct {
+	NotFoundApplicationProblemPlusJSONResponse
+}
+
+func (response PutSettings404ApplicationProblemPlusJSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(404)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettings409ApplicationProblemPlusJSONResponse SettingsProblem
+
+func (response PutSettings409ApplicationProblemPlusJSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(409)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettings413ApplicationProblemPlusJSONResponse struct {
+	ContentTooLargeApplicationProblemPlusJSONResponse
+}
+
+func (response PutSettings413ApplicationProblemPlusJSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(413)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettings422ApplicationProblemPlusJSONResponse struct {
+	InvalidSettingsApplicationProblemPlusJSONResponse
+}
+
+func (response PutSettings422ApplicationProblemPlusJSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(422)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
+type PutSettings500ApplicationProblemPlusJSONResponse struct {
+	InternalErrorApplicationProblemPlusJSONResponse
+}
+
+func (response PutSettings500ApplicationProblemPlusJSONResponse) VisitPutSettingsResponse(w http.ResponseWriter) error {
+
+	var buf bytes.Buffer
+	if err := json.NewEncoder(&buf).Encode(response); err != nil {
+		return err
+	}
+	w.Header().Set("Content-Type", "application/problem+json")
+	w.WriteHeader(500)
+	_, err := buf.WriteTo(w)
+	return err
+}
+
 type GetOpenAPIRequestObject struct {
 }
 
@@ -2955,6 +3941,15 @@ type StrictServerInterface interface {
 	// ListDomains The domains the token may see, sorted by name.
 	// (GET /api/v1/domains)
 	ListDomains(ctx context.Context, request ListDomainsRequestObject) (ListDomainsResponseObject, error)
+	// CreateDomain Makes a store-kept domain (settings version 1).
+	// (POST /api/v1/domains)
+	CreateDomain(ctx context.Context, request CreateDomainRequestObject) (CreateDomainResponseObject, error)
+	// DeleteDomain Stops keeping a domain's settings in the store: no run starts for it any more. Its mailboxes, groups and runs stay.
+	// (DELETE /api/v1/domains/{domain})
+	DeleteDomain(ctx context.Context, request DeleteDomainRequestObject) (DeleteDomainResponseObject, error)
+	// TestConnection Connects to the directory, binds and counts the entries the filter matches (up to 1000). Only reads.
+	// (POST /api/v1/domains/{domain}/connection-test)
+	TestConnection(ctx context.Context, request TestConnectionRequestObject) (TestConnectionResponseObject, error)
 	// CheckFilter Checks an LDAP filter with the domain's policy (R2). Only reads.
 	// (POST /api/v1/domains/{domain}/filter-check)
 	CheckFilter(ctx context.Context, request CheckFilterRequestObject) (CheckFilterResponseObject, error)
@@ -2982,7 +3977,7 @@ type StrictServerInterface interface {
 	// DeleteMailbox Deletes a hand-made mailbox. A mailbox from the directory is refused (409): the next sync would make it again.
 	// (DELETE /api/v1/domains/{domain}/mailboxes/{address})
 	DeleteMailbox(ctx context.Context, request DeleteMailboxRequestObject) (DeleteMailboxResponseObject, error)
-	// PreviewDomain Runs every stage of a sync of the domain's saved settings but the write (R9). Only reads; works whether or not sync is switched on.
+	// PreviewDomain Runs every stage of a sync but the write (R9). Only reads; works whether or not sync is switched on.
 	// (POST /api/v1/domains/{domain}/preview)
 	PreviewDomain(ctx context.Context, request PreviewDomainRequestObject) (PreviewDomainResponseObject, error)
 	// ListReportRecipients The addresses quarantine reports go to (R8): one per mailbox, its primary address, with the aliases the report covers.
@@ -2997,6 +3992,12 @@ type StrictServerInterface interface {
 	// GetRun One run with its changes, paged.
 	// (GET /api/v1/domains/{domain}/runs/{id})
 	GetRun(ctx context.Context, request GetRunRequestObject) (GetRunResponseObject, error)
+	// GetSettings The domain's current settings and their version. Never a password.
+	// (GET /api/v1/domains/{domain}/settings)
+	GetSettings(ctx context.Context, request GetSettingsRequestObject) (GetSettingsResponseObject, error)
+	// PutSettings "Apply changes": checks the settings and saves them as a new version.
+	// (PUT /api/v1/domains/{domain}/settings)
+	PutSettings(ctx context.Context, request PutSettingsRequestObject) (PutSettingsResponseObject, error)
 	// GetOpenAPI This document, as JSON.
 	// (GET /api/v1/openapi.json)
 	GetOpenAPI(ctx context.Context, request GetOpenAPIRequestObject) (GetOpenAPIResponseObject, error)
@@ -3061,6 +4062,99 @@ func (sh *strictHandler) ListDomains(w http.ResponseWriter, r *http.Request) {
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(ListDomainsResponseObject); ok {
 		if err := validResponse.VisitListDomainsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// CreateDomain operation middleware
+func (sh *strictHandler) CreateDomain(w http.ResponseWriter, r *http.Request) {
+	var request CreateDomainRequestObject
+
+	var body CreateDomainJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.CreateDomain(ctx, request.(CreateDomainRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "CreateDomain")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(CreateDomainResponseObject); ok {
+		if err := validResponse.VisitCreateDomainResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// DeleteDomain operation middleware
+func (sh *strictHandler) DeleteDomain(w http.ResponseWriter, r *http.Request, domain Domain) {
+	var request DeleteDomainRequestObject
+
+	request.Domain = domain
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.DeleteDomain(ctx, request.(DeleteDomainRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "DeleteDomain")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(DeleteDomainResponseObject); ok {
+		if err := validResponse.VisitDeleteDomainResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// TestConnection operation middleware
+func (sh *strictHandler) TestConnection(w http.ResponseWriter, r *http.Request, domain Domain) {
+	var request TestConnectionRequestObject
+
+	request.Domain = domain
+
+	var body TestConnectionJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		if !errors.Is(err, io.EOF) {
+			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+			return
+		}
+	} else {
+		request.Body = &body
+	}
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.TestConnection(ctx, request.(TestConnectionRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "TestConnection")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(TestConnectionResponseObject); ok {
+		if err := validResponse.VisitTestConnectionResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
@@ -3336,6 +4430,16 @@ func (sh *strictHandler) PreviewDomain(w http.ResponseWriter, r *http.Request, d
 
 	request.Domain = domain
 
+	var body PreviewDomainJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		if !errors.Is(err, io.EOF) {
+			sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+			return
+		}
+	} else {
+		request.Body = &body
+	}
+
 	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
 		return sh.ssi.PreviewDomain(ctx, request.(PreviewDomainRequestObject))
 	}
@@ -3466,6 +4570,65 @@ func (sh *strictHandler) GetRun(w http.ResponseWriter, r *http.Request, domain D
 		sh.options.ResponseErrorHandlerFunc(w, r, err)
 	} else if validResponse, ok := response.(GetRunResponseObject); ok {
 		if err := validResponse.VisitGetRunResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// GetSettings operation middleware
+func (sh *strictHandler) GetSettings(w http.ResponseWriter, r *http.Request, domain Domain) {
+	var request GetSettingsRequestObject
+
+	request.Domain = domain
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.GetSettings(ctx, request.(GetSettingsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "GetSettings")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(GetSettingsResponseObject); ok {
+		if err := validResponse.VisitGetSettingsResponse(w); err != nil {
+			sh.options.ResponseErrorHandlerFunc(w, r, err)
+		}
+	} else if response != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, fmt.Errorf("unexpected response type: %T", response))
+	}
+}
+
+// PutSettings operation middleware
+func (sh *strictHandler) PutSettings(w http.ResponseWriter, r *http.Request, domain Domain) {
+	var request PutSettingsRequestObject
+
+	request.Domain = domain
+
+	var body PutSettingsJSONRequestBody
+	if err := runtime.BindJSONBody(r, &body); err != nil {
+		sh.options.RequestErrorHandlerFunc(w, r, fmt.Errorf("can't decode JSON body: %w", err))
+		return
+	}
+	request.Body = &body
+
+	handler := func(ctx context.Context, w http.ResponseWriter, r *http.Request, request interface{}) (interface{}, error) {
+		return sh.ssi.PutSettings(ctx, request.(PutSettingsRequestObject))
+	}
+	for _, middleware := range sh.middlewares {
+		handler = middleware(handler, "PutSettings")
+	}
+
+	response, err := handler(r.Context(), w, r, request)
+
+	if err != nil {
+		sh.options.ResponseErrorHandlerFunc(w, r, err)
+	} else if validResponse, ok := response.(PutSettingsResponseObject); ok {
+		if err := validResponse.VisitPutSettingsResponse(w); err != nil {
 			sh.options.ResponseErrorHandlerFunc(w, r, err)
 		}
 	} else if response != nil {
