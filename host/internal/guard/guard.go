@@ -19,11 +19,21 @@ type Limits struct {
 	PercentFloor     int
 }
 
+// The limits a StopError names.
+const (
+	LimitEmptyRead        = "empty_read"
+	LimitMaxDeletes       = "max_deletes"
+	LimitMaxDeletePercent = "max_delete_percent"
+)
+
 // StopError is a run the deletion guard stopped.
 type StopError struct {
 	Deletes int
 	Total   int
-	Reason  string
+	// Limit is the rule that stopped it: LimitEmptyRead, LimitMaxDeletes
+	// or LimitMaxDeletePercent.
+	Limit  string
+	Reason string
 	// Empty: the directory yielded nothing; no confirmation lets such a
 	// run delete.
 	Empty bool
@@ -46,13 +56,13 @@ func (e *StopError) Error() string {
 func Deletes(n, total, kept int, l Limits, confirmed bool) error {
 	switch {
 	case total > 0 && kept == 0:
-		return &StopError{Deletes: n, Total: total, Reason: "the directory returned no valid entry", Empty: true}
+		return &StopError{Deletes: n, Total: total, Limit: LimitEmptyRead, Reason: "the directory returned no valid entry", Empty: true}
 	case confirmed:
 		return nil
 	case n > l.MaxDeletes:
-		return &StopError{Deletes: n, Total: total, Reason: fmt.Sprintf("more than max_deletes = %d", l.MaxDeletes)}
+		return &StopError{Deletes: n, Total: total, Limit: LimitMaxDeletes, Reason: fmt.Sprintf("more than max_deletes = %d", l.MaxDeletes)}
 	case n > l.PercentFloor && total > 0 && float64(n)*100 > l.MaxDeletePercent*float64(total):
-		return &StopError{Deletes: n, Total: total, Reason: fmt.Sprintf("more than max_delete_percent = %g%% while deleting more than %d", l.MaxDeletePercent, l.PercentFloor)}
+		return &StopError{Deletes: n, Total: total, Limit: LimitMaxDeletePercent, Reason: fmt.Sprintf("more than max_delete_percent = %g%% while deleting more than %d", l.MaxDeletePercent, l.PercentFloor)}
 	}
 	return nil
 }

@@ -24,7 +24,6 @@ import (
 	"errors"
 	"net/http"
 	"runtime"
-	"strings"
 	"sync"
 	"time"
 
@@ -43,9 +42,9 @@ const OutcomeBusy = "busy"
 
 // Guard stop reasons.
 const (
-	ReasonMaxDeletes       = "max_deletes"
-	ReasonMaxDeletePercent = "max_delete_percent"
-	ReasonEmptyRead        = "empty_read"
+	ReasonMaxDeletes       = guard.LimitMaxDeletes
+	ReasonMaxDeletePercent = guard.LimitMaxDeletePercent
+	ReasonEmptyRead        = guard.LimitEmptyRead
 	ReasonOther            = "other"
 )
 
@@ -237,13 +236,9 @@ func GuardReason(err error) (string, bool) {
 	if !errors.As(err, &stop) {
 		return "", false
 	}
-	switch {
-	case stop.Empty:
-		return ReasonEmptyRead, true
-	case strings.Contains(stop.Reason, "max_delete_percent"):
-		return ReasonMaxDeletePercent, true
-	case strings.Contains(stop.Reason, "max_deletes"):
-		return ReasonMaxDeletes, true
+	switch stop.Limit {
+	case guard.LimitEmptyRead, guard.LimitMaxDeletes, guard.LimitMaxDeletePercent:
+		return stop.Limit, true
 	}
 	return ReasonOther, true
 }

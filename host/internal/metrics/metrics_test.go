@@ -112,9 +112,9 @@ func TestFailedRuns(t *testing.T) {
 	stop := func(e *guard.StopError) error {
 		return &host.RunError{Domain: D, Stage: "guard", Err: e}
 	}
-	m.Observe(D, notApplied(store.OutcomeStopped), stop(&guard.StopError{Deletes: 600, Total: 1000, Reason: "more than max_deletes = 500"}))
-	m.Observe(D, notApplied(store.OutcomeStopped), stop(&guard.StopError{Deletes: 20, Total: 100, Reason: "more than max_delete_percent = 10% while deleting more than 10"}))
-	m.Observe(D, notApplied(store.OutcomeStopped), stop(&guard.StopError{Total: 100, Reason: "the directory returned no valid entry", Empty: true}))
+	m.Observe(D, notApplied(store.OutcomeStopped), stop(&guard.StopError{Deletes: 600, Total: 1000, Limit: guard.LimitMaxDeletes, Reason: "more than max_deletes = 500"}))
+	m.Observe(D, notApplied(store.OutcomeStopped), stop(&guard.StopError{Deletes: 20, Total: 100, Limit: guard.LimitMaxDeletePercent, Reason: "more than max_delete_percent = 10% while deleting more than 10"}))
+	m.Observe(D, notApplied(store.OutcomeStopped), stop(&guard.StopError{Total: 100, Limit: guard.LimitEmptyRead, Reason: "the directory returned no valid entry", Empty: true}))
 	m.Observe(D, notApplied(store.OutcomeFailed), &host.RunError{Domain: D, Stage: "fetch", Err: errors.New("bind: invalid credentials")})
 	m.Observe(D, notApplied(store.OutcomeCancelled), &host.RunError{Domain: D, Stage: "fetch", Err: context.Canceled})
 	m.Observe(D, &host.Report{Domain: D, Mode: "sync", Outcome: store.OutcomeFailed},
