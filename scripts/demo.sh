@@ -8,19 +8,8 @@ var=$demo/var
 rm -rf "$var"
 mkdir -p "$var"
 
-go build -o bin/devslapd ./host/internal/cmd/devslapd
-bin/devslapd -port 3890 -log-level none \
-	-bind-dn cn=reader,dc=example,dc=com -bind-password reader-secret \
-	-password-file "$var/reader.pw" -env "$var/slapd.env" \
-	examples/directory/sample.ldif >"$var/devslapd.out" 2>&1 &
-slapd_pid=$!
-trap 'kill $slapd_pid 2>/dev/null; wait $slapd_pid 2>/dev/null || true' EXIT
-for _ in $(seq 1 300); do
-	[ -s "$var/slapd.env" ] && break
-	kill -0 $slapd_pid 2>/dev/null || { cat "$var/devslapd.out" >&2; exit 1; }
-	sleep 0.1
-done
-[ -s "$var/slapd.env" ] || { echo "demo: slapd did not start" >&2; cat "$var/devslapd.out" >&2; exit 1; }
+. scripts/sample-slapd.sh
+start_sample_slapd "$var"
 
 ds() { echo "\$ dirsync $*"; bin/dirsync --config "$demo/dirsync.toml" "$@"; echo; }
 
