@@ -4,8 +4,13 @@ BIN     := bin/dirsync
 WASM    := plugins/standard/standard.wasm
 N       ?= 100000
 ROUNDS  ?= 3
+DOMAINS ?= 1000
+USERS   ?= 5
+DURATION ?= 150s
+INTERVAL ?= 1m
+CONCURRENCY ?= 2
 
-.PHONY: all build deps deps-ldap test bench demo serve-demo proto generate testdata vet fmt clean FORCE
+.PHONY: all build deps deps-ldap test bench loadbench demo serve-demo proto generate testdata vet fmt clean FORCE
 
 all: build
 
@@ -48,6 +53,15 @@ serve-demo: deps-ldap build
 # and each policy runtime, ROUNDS (default 3) times.
 bench: deps-ldap build
 	N=$(N) ROUNDS=$(ROUNDS) bash scripts/bench.sh
+
+# Makes DOMAINS (default 1000) store-kept domains of USERS (default 5) users,
+# all on one throwaway slapd, through the API of dirsync serve, which syncs
+# them every INTERVAL (default 1m), CONCURRENCY (default 2) at once, for
+# DURATION (default 150s) while a few clients read the API; then checks the
+# run records (overlaps, runs in flight, spread of starts) and reports.
+loadbench: deps-ldap build
+	DOMAINS=$(DOMAINS) USERS=$(USERS) DURATION=$(DURATION) INTERVAL=$(INTERVAL) \
+		CONCURRENCY=$(CONCURRENCY) bash scripts/loadbench.sh
 
 # Regenerates the ABI's protobuf and gRPC code (needs protoc, protoc-gen-go
 # v1.36.12 and protoc-gen-go-grpc v1.6.2, installed with go install).
