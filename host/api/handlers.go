@@ -41,18 +41,18 @@ func (s *server) ListDomains(ctx context.Context, _ gen.ListDomainsRequestObject
 	if err != nil {
 		return nil, err
 	}
+	last, err := s.o.Store.LastRuns(ctx)
+	if err != nil {
+		return nil, err
+	}
 	out := make(gen.ListDomains200JSONResponse, 0, len(infos))
 	for _, d := range infos {
 		if !p.AllowsDomain(d.Name) {
 			continue
 		}
 		sum := gen.DomainSummary{Name: d.Name, Sync: d.Sync, ManagedBy: gen.DomainSummaryManagedBy(d.ManagedBy)}
-		runs, err := s.o.Store.RunsPage(ctx, d.Name, 1, 0)
-		if err != nil {
-			return nil, err
-		}
-		if len(runs) > 0 {
-			sum.LastRun = &gen.RunBrief{Id: runs[0].ID, Started: runs[0].Started, Outcome: gen.Outcome(runs[0].Outcome)}
+		if r, ok := last[d.Name]; ok {
+			sum.LastRun = &gen.RunBrief{Id: r.ID, Started: r.Started, Outcome: gen.Outcome(r.Outcome)}
 		}
 		if s.o.NextRun != nil {
 			if t, ok := s.o.NextRun(d.Name); ok {

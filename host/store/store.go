@@ -261,6 +261,10 @@ type Store interface {
 	// before the last id of this one; a page shorter than limit is the
 	// last. A limit outside 0..1000 or a negative beforeID is an error.
 	RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]Run, error)
+	// LastRuns returns the newest run (by id) of every domain that has
+	// one, without its Changes, by domain: a listing of many domains reads
+	// them in one query.
+	LastRuns(ctx context.Context) (map[string]Run, error)
 	// Run returns run id of the domain with its changes; ErrNotFound if
 	// there is none, also when run id belongs to another domain.
 	Run(ctx context.Context, domain string, id int64) (*Run, error)

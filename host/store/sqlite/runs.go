@@ -154,6 +154,19 @@ func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID
 	return runs, nil
 }
 
+// LastRuns returns the newest run of every domain, without its changes.
+func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
+	runs, err := s.queryRuns(ctx, false, `WHERE id IN (SELECT max(id) FROM runs GROUP BY domain)`)
+	if err != nil {
+		return nil, fmt.Errorf("last runs: %w", err)
+	}
+	out := make(map[string]store.Run, len(runs))
+	for _, r := range runs {
+		out[r.Domain] = r
+	}
+	return out, nil
+}
+
 // Run returns run id of domain with its changes; store.ErrNotFound if
 // domain has no such run.
 func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, error) {

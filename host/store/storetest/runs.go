@@ -85,6 +85,24 @@ func testRunsPage(t *testing.T, s store.Store) {
 	if !reflect.DeepEqual(got, want) {
 		t.Errorf("paged run ids = %v, want %v (newest first by id)", got, want)
 	}
+
+	// LastRuns: the newest run of each domain, as RunsPage gives it.
+	last, err := s.LastRuns(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, d := range []string{domain, otherDomain} {
+		page, err := s.RunsPage(ctx, d, 1, 0)
+		if err != nil || len(page) != 1 {
+			t.Fatalf("RunsPage(%s, 1): %v", d, err)
+		}
+		if got, ok := last[d]; !ok || !reflect.DeepEqual(got, page[0]) {
+			t.Errorf("LastRuns()[%s] = %+v, want %+v", d, got, page[0])
+		}
+	}
+	if len(last) != 2 {
+		t.Errorf("LastRuns has %d domains, want 2", len(last))
+	}
 }
 
 func testRunsPageLimits(t *testing.T, s store.Store) {
