@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/httptest"
 	"slices"
 	"strings"
 	"testing"
@@ -528,5 +529,24 @@ func TestNoScheduler(t *testing.T) {
 	e.want(e.do("GET", "/api/v1/domains", adminToken, nil), 200).json(t, &domains)
 	if domains[0]["next_run_at"] != nil {
 		t.Errorf("next_run_at without a scheduler: %v", domains[0])
+	}
+}
+
+// TestClientGoneIsNoServerError: a request whose client went away (its
+// context cancelled while the store answers) gets no answer written and
+// logs no server error.
+func TestClientGoneIsNoServerError(t *testing.T) {
+	e := newEnv(t, nil)
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	req := httptest.NewRequestWithContext(ctx, "GET", "/api/v1/domains/example.com/runs", nil)
+	req.Header.Set("Authorization", "Bearer "+adminToken)
+	rec := httptest.NewRecorder()
+	e.srv.Config.Handler.ServeHTTP(rec, req)
+	if rec.Body.Len() > 0 && rec.Code >= 500 {
+		t.Errorf("a gone client was answered %d %s", rec.Code, rec.Body)
+	}
+	if strings.Contains(e.logs.String(), "request failed") {
+		t.Errorf("a gone client was logged as a server error:\n%s", e.logs)
 	}
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"net/http"
 	"strconv"
+	"syscall"
 
 	"github.com/dirsync/dirsync/host"
 	"github.com/dirsync/dirsync/host/internal/ldapfetch"
@@ -112,6 +113,13 @@ func (s *server) requestError(w http.ResponseWriter, r *http.Request, err error)
 // is, the errors of the host and the store by what they mean, anything
 // else with 500 (the error goes to the log, not to the client).
 func (s *server) responseError(w http.ResponseWriter, r *http.Request, err error) {
+	// A client that went away (its request cancelled, or the connection
+	// gone while the answer was written) gets no answer and is no server
+	// error.
+	if r.Context().Err() != nil || errors.Is(err, syscall.EPIPE) || errors.Is(err, syscall.ECONNRESET) {
+		s.log.Debug("api: the client went away", "method", r.Method, "path", r.URL.Path, "err", err)
+		return
+	}
 	p := s.classify(err)
 	if p.Status >= 500 {
 		s.log.Error("api: request failed", "principal", principal(r.Context()).Name, "method", r.Method,
