@@ -851,13 +851,16 @@ func (r *report) print() bool {
 			expected[int(ph/p.bucket)] += k
 			n := 0
 			for _, run := range r.runs[d] {
-				if run.Started.Before(S) || !run.Started.Before(E) {
+				// A run counts for the slot it served (its start less its
+				// lateness): one that waited for a free slot past the
+				// window's end still served a slot inside it.
+				pos := time.Duration(run.Started.UnixNano() % int64(I))
+				lateBy := (pos - ph + I) % I
+				if slot := run.Started.Add(-lateBy); slot.Before(S) || !slot.Before(E) {
 					continue
 				}
 				n++
-				pos := time.Duration(run.Started.UnixNano() % int64(I))
 				observed[int(pos/p.bucket)]++
-				lateBy := (pos - ph + I) % I
 				late = append(late, lateBy)
 				if !run.Ended.IsZero() {
 					steadyBusy += run.Ended.Sub(run.Started)
