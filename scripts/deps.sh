@@ -2,7 +2,8 @@
 # Installs the Debian packages dirsync's demo, tests and benchmarks need
 # when they are missing: slapd and ldap-utils (OpenLDAP), and a Samba AD
 # domain controller (samba, samba-ad-dc, samba-ad-provision,
-# samba-dsdb-modules) for the Active Directory tests. Needs root and apt.
+# samba-dsdb-modules) for the Active Directory tests, and chromium for the
+# tests that drive the page in a headless browser. Needs root and apt.
 # With --ldap-only (make demo) it installs only the OpenLDAP packages.
 set -euo pipefail
 ldap_only=false
@@ -11,6 +12,8 @@ missing=()
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
 samba=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules)
+# The page tests' browser (Debian's chromium).
+$ldap_only || command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if $ldap_only; then
 	:
 elif command -v dpkg-query >/dev/null 2>&1; then

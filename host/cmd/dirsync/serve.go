@@ -23,6 +23,7 @@ import (
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/metrics"
 	"github.com/dirsync/dirsync/host/internal/schedule"
+	"github.com/dirsync/dirsync/host/internal/web"
 	"github.com/dirsync/dirsync/host/store"
 )
 
@@ -482,6 +483,19 @@ func serveMux(s *server, api http.Handler) *http.ServeMux {
 	if api != nil {
 		mux.Handle("/api/", api)
 	}
+	// The page, at every other path: signed in with an API token.
+	mux.Handle("/", web.New(web.Options{
+		Acquire: func() (*host.Host, *config.Config, func()) {
+			ref := s.acquire()
+			return ref.h, ref.cfg, func() { s.release(ref) }
+		},
+		Store: s.st,
+		RunNow: func(ctx context.Context, domain string, o host.RunOptions) (int64, error) {
+			return s.sched.RunNow(ctx, domain, o)
+		},
+		NextRun: func(domain string) (time.Time, bool) { return s.sched.NextRun(domain) },
+		Logger:  s.log,
+	}))
 	return mux
 }
 

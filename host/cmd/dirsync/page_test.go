@@ -1,0 +1,641 @@
+package main
+
+import (
+	"context"
+	"crypto/sha256"
+	"crypto/tls"
+	"crypto/x509"
+	"encoding/json"
+	"flag"
+	"fmt"
+	"io"
+	"net/http"
+	"net/http/cookiejar"
+	"net/url"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/chromedp/chromedp"
+
+	"github.com/dirsync/dirsync/host/internal/secrets"
+)
+
+var screenshots = flag.String("screenshots", "", "save the page tests' screenshots under this folder (one folder per test)")
+
+const (
+	pageAdmin  = "page-admin-token-for-the-test"
+	pageViewer = "page-viewer-token-for-the-test"
+	scriptName = "<script>alert(1)</script>"
+)
+
+// pageEnv is dirsync serve with its page, over slapd's sample directory:
+// example.com is kept in the store (its switch off), config.example is
+// declared in dirsync.toml; one admin and one viewer token.
+type pageEnv struct {
+	*env
+	p *serveProc
+}
+
+func newPageEnv(t *testing.T) *pageEnv {
+	t.Helper()
+	e := newEnv(t)
+	listen := freeAddr(t)
+	hash := func(s string) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(s))) }
+	e.write("secret.key", secrets.NewKey()+"\n")
+	e.config = e.write("serve.toml", fmt.Sprintf(`
+[store]
+dsn = "var/dirsync.db"
+[plugins]
+manifest = "plugin.toml"
+cache_dir = "var/cache"
+[api]
+listen = %q
+[[api.token]]
+name = "panel"
+sha256 = %q
+role = "admin"
+domains = ["*"]
+[[api.token]]
+name = "auditor"
+sha256 = %q
+role = "viewer"
+domains = ["example.com"]
+[secrets]
+key_file = "secret.key"
+[[domain]]
+name = "config.example"
+policy = "standard"
+  [domain.ldap]
+  urls = [%q]
+  base_dn = "dc=example,dc=com"
+`, listen, hash(pageAdmin), hash(pageViewer), e.srv.URL))
+	e.ok("domain", "add", "example.com", "policy=standard", "sync=false", "alias_domains=['example.org']",
+		fmt.Sprintf("ldap.urls=[%q]", e.srv.URL), "ldap.bind_dn=cn=reader,dc=example,dc=com",
+		"ldap.base_dn=dc=example,dc=com", "--password-file", filepath.Join(e.dir, "reader.pw"))
+	// A user whose display name is markup: the page must show it as text.
+	if err := e.srv.Add("cn=Mallory,ou=People,dc=example,dc=com", map[string][]string{
+		"objectClass":        {"top", "person", "organizationalPerson", "inetOrgPerson", "adUser"},
+		"cn":                 {"Mallory"},
+		"sn":                 {"Mallory"},
+		"displayName":        {scriptName},
+		"sAMAccountName":     {"mallory"},
+		"sAMAccountType":     {"805306368"},
+		"userAccountControl": {"512"},
+		"mail":               {"mallory@example.com"},
+		"proxyAddresses":     {"SMTP:mallory@example.com"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	return &pageEnv{env: e, p: e.startServe(e.config, listen)}
+}
+
+// browser starts Debian's chromium, headless, 360 px wide; a missing
+// chromium fails the test.
+func browser(t *testing.T, js bool) context.Context {
+	t.Helper()
+	path, err := exec.LookPath("chromium")
+	if err != nil {
+		t.Fatalf("chromium is needed for the page tests (apt-get install chromium; scripts/deps.sh installs it): %v", err)
+	}
+	opts := append(chromedp.DefaultExecAllocatorOptions[:], chromedp.ExecPath(path), chromedp.NoSandbox,
+		chromedp.WindowSize(360, 900), chromedp.Flag("disable-gpu", true))
+	if !js {
+		opts = append(opts, chromedp.Flag("blink-settings", "scriptEnabled=false"))
+	}
+	actx, cancelA := chromedp.NewExecAllocator(context.Background(), opts...)
+	ctx, cancelB := chromedp.NewContext(actx)
+	t.Cleanup(func() { cancelB(); cancelA() })
+	// The first call starts the browser, on a context without a timeout:
+	// the browser lives as long as it.
+	if err := chromedp.Do(ctx); err != nil {
+		t.Fatalf("starting chromium: %v", err)
+	}
+	return ctx
+}
+
+// page drives one browser tab and saves its screenshots.
+type page struct {
+	t     *testing.T
+	ctx   context.Context
+	base  string
+	shots int
+}
+
+// stepTimeout bounds each group of steps.
+const stepTimeout = 20 * time.Second
+
+func (pg *page) run(what string, steps ...chromedp.Action[chromedp.Void]) {
+	pg.t.Helper()
+	ctx, cancel := context.WithTimeout(pg.ctx, stepTimeout)
+	defer cancel()
+	if err := chromedp.Do(ctx, steps...); err != nil {
+		pg.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		pg.t.Fatalf("%s: %v", what, err)
+	}
+}
+
+// shot saves a screenshot as DIR/TestName/NN-name.png when -screenshots
+// DIR is given.
+func (pg *page) shot(name string) {
+	pg.t.Helper()
+	if *screenshots == "" {
+		return
+	}
+	ctx, cancel := context.WithTimeout(pg.ctx, stepTimeout)
+	defer cancel()
+	png, err := chromedp.Run(ctx, chromedp.FullScreenshot(100))
+	if err != nil {
+		pg.t.Logf("screenshot %s: %v", name, err)
+		return
+	}
+	dir := filepath.Join(*screenshots, pg.t.Name())
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		pg.t.Fatal(err)
+	}
+	pg.shots++
+	if err := os.WriteFile(filepath.Join(dir, fmt.Sprintf("%02d-%s.png", pg.shots, name)), png, 0o644); err != nil {
+		pg.t.Fatal(err)
+	}
+}
+
+// button finds a button by its text; labelled finds an input by the text
+// of its <label for>, as a user does. Both are XPath searches.
+func button(text string) string { return fmt.Sprintf(`//button[normalize-space()=%q]`, text) }
+func labelled(text string) string {
+	return fmt.Sprintf(`//*[@id=//label[normalize-space()=%q]/@for]`, text)
+}
+
+// get runs one action that returns a value.
+func get[T any](pg *page, what string, a chromedp.Action[T]) T {
+	pg.t.Helper()
+	ctx, cancel := context.WithTimeout(pg.ctx, stepTimeout)
+	defer cancel()
+	v, err := chromedp.Run(ctx, a)
+	if err != nil {
+		pg.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
+		pg.t.Fatalf("%s: %v", what, err)
+	}
+	return v
+}
+
+func (pg *page) text(css string) string {
+	pg.t.Helper()
+	return get(pg, "reading "+css, chromedp.Text(chromedp.CSS(css)))
+}
+
+func (pg *page) disabled(xpath string) bool {
+	pg.t.Helper()
+	return get(pg, "is "+xpath+" disabled", chromedp.Evaluate[bool](fmt.Sprintf(
+		`document.evaluate(%q, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue.matches(':disabled')`, xpath)))
+}
+
+// setValue sets an input's value at once, as pasting does.
+func (pg *page) setValue(xpath, v string) {
+	pg.t.Helper()
+	get(pg, "set "+xpath, chromedp.Evaluate[bool](fmt.Sprintf(`(() => {
+		const el = document.evaluate(%q, document, null, XPathResult.FIRST_ORDERED_NODE_TYPE, null).singleNodeValue;
+		el.value = %q;
+		el.dispatchEvent(new Event('input', {bubbles: true}));
+		return true;
+	})()`, xpath, v)))
+}
+
+func (pg *page) signIn(token string) {
+	pg.t.Helper()
+	pg.run("open the sign-in page",
+		chromedp.Navigate(pg.base+"/"),
+		chromedp.WaitVisible(labelled("API token")),
+	)
+	pg.shot("sign-in")
+	pg.run("sign in",
+		chromedp.SendKeys(labelled("API token"), token),
+		chromedp.Click(button("Sign in")),
+		chromedp.WaitVisible(chromedp.CSS("ul.domains")),
+	)
+	pg.shot("domains")
+}
+
+func (pg *page) pick(domain string) {
+	pg.t.Helper()
+	pg.run("pick the domain",
+		chromedp.SetValue(labelled("Domain"), domain),
+		chromedp.Click(button("Open")),
+		chromedp.WaitVisible(chromedp.CSS("#ldap-form")),
+	)
+	if h := pg.text("h1"); h != "LDAP Connection" {
+		pg.t.Fatalf("the domain's page is %q, want LDAP Connection", h)
+	}
+}
+
+// domainShow is `dirsync domain show NAME --json`.
+func (e *env) domainShow(name string) (version int64, sync bool, filter string) {
+	e.t.Helper()
+	var s struct {
+		Version int64 `json:"version"`
+		Sync    bool  `json:"sync"`
+		LDAP    struct {
+			Filter string `json:"filter"`
+		} `json:"ldap"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("domain", "show", name, "--json")), &s); err != nil {
+		e.t.Fatal(err)
+	}
+	return s.Version, s.Sync, s.LDAP.Filter
+}
+
+// TestPageLDAPConnection drives the LDAP Connection page in chromium as an
+// operator does: sign in with a token, pick the domain, switch the sync
+// on (the fields become editable), type a broken filter (its error and
+// position appear without a page load), check the valid users and groups
+// of the form as it stands (the users, the unmatched group Marketing, and
+// a display name of markup shown as text), and apply the changes (a new
+// settings version).
+func TestPageLDAPConnection(t *testing.T) {
+	pe := newPageEnv(t)
+	pg := &page{t: t, ctx: browser(t, true), base: pe.p.base}
+	pg.signIn(pageAdmin)
+	pg.pick("example.com")
+	pg.shot("ldap-connection")
+
+	sw := labelled("Synchronization of groups and users")
+	filter := labelled("LDAP filter")
+	if !pg.disabled(filter) || !pg.disabled(labelled("Base DN")) {
+		t.Fatalf("with the switch off, the fields are editable")
+	}
+	pg.run("switch on", chromedp.Click(sw))
+	if pg.disabled(filter) || pg.disabled(labelled("LDAP server URLs")) {
+		t.Fatalf("with the switch on, the fields are still disabled")
+	}
+	pg.shot("switched-on")
+
+	// A broken filter: the error, with its position, without a page load.
+	get(pg, "mark the page", chromedp.Evaluate[bool](`window.stillThisPage = true`))
+	pg.run("type a broken filter", chromedp.SendKeys(filter, "(|(cn=a)"))
+	get(pg, "the filter's error", chromedp.Poll[bool](`document.getElementById('filter-error').textContent.includes('position')`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	if !get(pg, "read the mark", chromedp.Evaluate[bool](`window.stillThisPage === true`)) {
+		t.Errorf("the filter check loaded a new page")
+	}
+	if msg := pg.text("#filter-error"); !strings.Contains(msg, "Invalid filter at position ") {
+		t.Errorf("the filter's error is %q", msg)
+	}
+	if m := pg.text("#filter-mark"); m != "(|(cn=a) " {
+		t.Errorf("the filter's error is marked in %q, want the end of (|(cn=a) marked", m)
+	}
+	pg.shot("broken-filter")
+	// Fixed: the error goes away.
+	pg.setValue(filter, "")
+	pg.run("fix the filter", chromedp.SendKeys(filter, "(objectClass=*)"))
+	get(pg, "the filter's error gone", chromedp.Poll[bool](`document.getElementById('filter-error').textContent === ''`,
+		chromedp.WithPollingTimeout(10*time.Second)))
+	pg.setValue(filter, "")
+
+	// The valid users and groups of the form as it stands (not saved).
+	pg.run("Check valid users and groups",
+		chromedp.Click(button("Check valid users and groups")),
+		chromedp.WaitVisible(chromedp.CSS("#preview")),
+	)
+	pg.shot("preview")
+	users := pg.text("#preview-users")
+	for _, want := range []string{"alice@example.com", "a.anders@example.com", "bob@example.com", "mallory@example.com", scriptName} {
+		if !strings.Contains(users, want) {
+			t.Errorf("the valid users do not show %q:\n%s", want, users)
+		}
+	}
+	if ch := pg.text("#preview-changes"); !strings.Contains(ch, "alice@example.com") {
+		t.Errorf("the changes a run would make do not show alice@example.com:\n%s", ch)
+	}
+	if un := pg.text("#preview-unmatched"); !strings.Contains(un, "Marketing") {
+		t.Errorf("the unmatched groups are %q, want Marketing among them", un)
+	}
+	if scripts := get(pg, "count the scripts", chromedp.Evaluate[int](`document.querySelectorAll('script').length`)); scripts != 1 {
+		t.Errorf("the page holds %d script elements, want 1 (its own file): the display name became markup", scripts)
+	}
+	if v, _, _ := pe.domainShow("example.com"); v != 1 {
+		t.Errorf("the preview saved settings: version %d", v)
+	}
+
+	// "Apply changes": a new settings version, with the switch on.
+	if pg.disabled(filter) {
+		t.Fatalf("after the preview the fields are disabled though the switch is on")
+	}
+	pg.run("Apply changes",
+		chromedp.SetValue(filter, "(|(sAMAccountType=805306368)(sAMAccountType=268435456))"),
+		chromedp.Click(button("Apply changes")),
+		chromedp.WaitVisible(chromedp.CSS("p.ok")),
+	)
+	pg.shot("applied")
+	if msg := pg.text("p.ok"); !strings.Contains(msg, "version 2") {
+		t.Errorf("after Apply changes the page says %q", msg)
+	}
+	if v, sync, f := pe.domainShow("example.com"); v != 2 || !sync || f != "(|(sAMAccountType=805306368)(sAMAccountType=268435456))" {
+		t.Errorf("after Apply changes: version %d, sync %v, filter %q", v, sync, f)
+	}
+
+	// "Test connection" of the form: the server, the entries matched.
+	pg.run("Test connection",
+		chromedp.Click(button("Test connection")),
+		chromedp.WaitVisible(chromedp.CSS("#connection-result")),
+	)
+	pg.shot("test-connection")
+	if msg := pg.text("#connection-result"); !strings.Contains(msg, "Connected to "+pe.srv.URL) || !regexp.MustCompile(`matches \d+ entries`).MatchString(msg) {
+		t.Errorf("Test connection says %q", msg)
+	}
+
+	// "Sync now": the run starts, and shows as the last run. The schedule
+	// may have started a run of the newly switched-on domain: the page
+	// then says a run is going on, and the button is tried again.
+	var id int64
+	for try := 0; id == 0; try++ {
+		pg.run("Sync now",
+			chromedp.Click(button("Sync now")),
+			chromedp.WaitVisible(chromedp.CSS("#flash, #form-error")),
+		)
+		msg := pg.text("#flash, #form-error")
+		if _, err := fmt.Sscanf(msg, "Run %d started.", &id); err != nil {
+			if !strings.Contains(msg, "going on") || try == 5 {
+				t.Fatalf("Sync now says %q", msg)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	pe.p.eventually(30*time.Second, "the run started with Sync now, ended", func() bool {
+		for _, r := range pe.runs() {
+			if r.ID == id && r.Outcome != "running" {
+				return true
+			}
+		}
+		return false
+	})
+	pg.run("reload", chromedp.Navigate(pe.p.base+"/domains/example.com"), chromedp.WaitVisible(chromedp.CSS("#ldap-form")))
+	pg.shot("last-run")
+	// The last run: this one, or one the schedule started after it.
+	if last := pg.text("#last-run"); !regexp.MustCompile(`^run \d+, ok, started `).MatchString(last) {
+		t.Errorf("the last run shows as %q, want run %d or a later one, ok", last, id)
+	}
+	if r := pe.runs(); len(r) == 0 || r[len(r)-1].ID > id || r[0].ID < id {
+		t.Errorf("the runs %+v do not hold run %d", r, id)
+	}
+}
+
+// TestPageWithoutJavaScript: with JavaScript off in the browser, the
+// fields are editable whatever the switch, "Apply changes" saves, and a
+// broken filter is shown next to its field, with its position, after the
+// page load.
+func TestPageWithoutJavaScript(t *testing.T) {
+	pe := newPageEnv(t)
+	pg := &page{t: t, ctx: browser(t, false), base: pe.p.base}
+	pg.signIn(pageAdmin)
+	pg.pick("example.com")
+	attrs := get(pg, "the fieldset", chromedp.Attributes(chromedp.CSS("#ldap-fields")))
+	if _, ok := attrs["disabled"]; ok {
+		t.Fatalf("without JavaScript the fields are disabled")
+	}
+	filter := labelled("LDAP filter")
+	pg.run("a broken filter",
+		chromedp.Click(labelled("Synchronization of groups and users")),
+		chromedp.SendKeys(filter, "(|(cn=a)"),
+		chromedp.Click(button("Apply changes")),
+		chromedp.WaitVisible(chromedp.CSS("#form-error, #filter-error:not(:empty)")),
+	)
+	pg.shot("broken-filter")
+	if msg := pg.text("#filter-error"); !strings.Contains(msg, "Invalid filter at position ") {
+		t.Errorf("the filter's error is %q", msg)
+	}
+	if m := pg.text("#filter-mark mark"); m == "" {
+		t.Errorf("the filter's error is not marked in the filter")
+	}
+	if v, _, _ := pe.domainShow("example.com"); v != 1 {
+		t.Errorf("a broken filter was saved: version %d", v)
+	}
+	pg.run("fix the filter and apply",
+		chromedp.Clear(filter), // the value the page came with: no script needed
+		chromedp.SendKeys(filter, "(|(cn=a))"),
+		chromedp.Click(button("Apply changes")),
+		chromedp.WaitVisible(chromedp.CSS("#flash")),
+	)
+	pg.shot("applied")
+	if v, sync, f := pe.domainShow("example.com"); v != 2 || !sync || f != "(|(cn=a))" {
+		t.Errorf("after Apply changes without JavaScript: version %d, sync %v, filter %q", v, sync, f)
+	}
+}
+
+// client is a browser-less client with a cookie jar.
+func pageClient(t *testing.T) *http.Client {
+	jar, err := cookiejar.New(nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return &http.Client{Jar: jar, Timeout: 30 * time.Second}
+}
+
+func send(t *testing.T, c *http.Client, method, u string, form url.Values, header map[string]string) (*http.Response, string) {
+	t.Helper()
+	var body io.Reader
+	if form != nil {
+		body = strings.NewReader(form.Encode())
+	}
+	req, err := http.NewRequest(method, u, body)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if form != nil {
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := c.Do(req)
+	if err != nil {
+		t.Fatalf("%s %s: %v", method, u, err)
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp, string(b)
+}
+
+// TestPageSecurity: the session cookie is HttpOnly, SameSite=Strict; every
+// answer has a strict Content-Security-Policy; a cross-origin POST is
+// refused (403) even with a valid session; a viewer's page is read-only
+// and its "Apply changes" is refused; a domain of dirsync.toml is shown
+// read-only as "set in dirsync.toml"; a domain outside the token's list
+// is not found.
+func TestPageSecurity(t *testing.T) {
+	pe := newPageEnv(t)
+	base := pe.p.base
+	c := pageClient(t)
+	noRedirect := *c
+	noRedirect.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+	resp, body := send(t, c, "GET", base+"/", nil, nil)
+	if csp := resp.Header.Get("Content-Security-Policy"); !strings.Contains(csp, "default-src 'none'") ||
+		!strings.Contains(csp, "script-src 'self'") || !strings.Contains(csp, "frame-ancestors 'none'") || strings.Contains(csp, "unsafe-inline") {
+		t.Errorf("Content-Security-Policy: %q", csp)
+	}
+	if resp.Header.Get("X-Content-Type-Options") != "nosniff" || !strings.Contains(body, `for="token"`) {
+		t.Errorf("the sign-in page: %s %v", body, resp.Header)
+	}
+
+	if resp, _ := send(t, &noRedirect, "POST", base+"/signin", url.Values{"token": {"not-a-token"}}, nil); resp.StatusCode != 401 {
+		t.Errorf("a wrong token: %d, want 401", resp.StatusCode)
+	}
+	resp, _ = send(t, &noRedirect, "POST", base+"/signin", url.Values{"token": {pageViewer}}, nil)
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("sign-in: %d", resp.StatusCode)
+	}
+	cookie := resp.Header.Get("Set-Cookie")
+	for _, want := range []string{"HttpOnly", "SameSite=Strict", "Path=/", "Max-Age="} {
+		if !strings.Contains(cookie, want) {
+			t.Errorf("the session cookie %q lacks %s", cookie, want)
+		}
+	}
+
+	if _, body := send(t, c, "GET", base+"/", nil, nil); !strings.Contains(body, `href="/domains/example.com"`) || strings.Contains(body, "config.example") {
+		t.Errorf("the viewer's domains are not only its own:\n%s", body)
+	}
+	// The viewer's page: read-only, no Apply changes, no Sync now.
+	_, body = send(t, c, "GET", base+"/domains/example.com", nil, nil)
+	if !strings.Contains(body, "LDAP Connection") || strings.Contains(body, "Apply changes") || strings.Contains(body, "Sync now") ||
+		!strings.Contains(body, `id="ldap-fields" disabled`) {
+		t.Errorf("the viewer's page is not read-only:\n%s", body)
+	}
+	form := url.Values{"action": {"apply"}, "version": {"1"}, "sync": {"on"}, "fields": {"1"},
+		"urls": {pe.srv.URL}, "base_dn": {"dc=example,dc=com"}, "interval": {"1h"}}
+	if resp, _ := send(t, c, "POST", base+"/domains/example.com", form, nil); resp.StatusCode != 403 {
+		t.Errorf("a viewer's Apply changes: %d, want 403", resp.StatusCode)
+	}
+	if resp, _ := send(t, c, "GET", base+"/domains/config.example", nil, nil); resp.StatusCode != 404 {
+		t.Errorf("a domain outside the viewer's list: %d, want 404", resp.StatusCode)
+	}
+
+	// The admin: a domain of dirsync.toml is read-only.
+	c = pageClient(t)
+	send(t, c, "POST", base+"/signin", url.Values{"token": {pageAdmin}}, nil)
+	_, body = send(t, c, "GET", base+"/domains/config.example", nil, nil)
+	if !strings.Contains(body, "set in dirsync.toml") || strings.Contains(body, "Apply changes") {
+		t.Errorf("a domain of dirsync.toml is not shown read-only:\n%s", body)
+	}
+
+	// The filter check the page calls as the filter is typed.
+	check := func(c *http.Client, filter string, h map[string]string) (int, string) {
+		t.Helper()
+		req, _ := http.NewRequest("POST", base+"/ui/domains/example.com/filter-check", strings.NewReader(fmt.Sprintf(`{"filter":%q}`, filter)))
+		req.Header.Set("Content-Type", "application/json")
+		for k, v := range h {
+			req.Header.Set(k, v)
+		}
+		resp, err := c.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		b, _ := io.ReadAll(resp.Body)
+		return resp.StatusCode, string(b)
+	}
+	if code, out := check(c, "(|(cn=a)", nil); code != 422 || !strings.Contains(out, `"position":`) || !strings.Contains(out, `"reason":`) {
+		t.Errorf("filter check of a broken filter: %d %s", code, out)
+	}
+	if code, out := check(c, "(cn=a)", nil); code != 200 || !strings.Contains(out, `"normalized":"(cn=a)"`) {
+		t.Errorf("filter check of a good filter: %d %s", code, out)
+	}
+	if code, _ := check(pageClient(t), "(cn=a)", nil); code != 401 {
+		t.Errorf("filter check without a session: %d, want 401", code)
+	}
+	if code, _ := check(c, "(cn=a)", map[string]string{"Sec-Fetch-Site": "cross-site"}); code != 403 {
+		t.Errorf("a cross-origin filter check: %d, want 403", code)
+	}
+
+	// Cross-origin POSTs are refused, with a valid session too.
+	for _, h := range []map[string]string{
+		{"Origin": "https://evil.example"},
+		{"Sec-Fetch-Site": "cross-site"},
+	} {
+		if resp, _ := send(t, c, "POST", base+"/domains/example.com", form, h); resp.StatusCode != 403 {
+			t.Errorf("a cross-origin Apply changes (%v): %d, want 403", h, resp.StatusCode)
+		}
+		if resp, _ := send(t, c, "POST", base+"/domains/example.com/runs", url.Values{}, h); resp.StatusCode != 403 {
+			t.Errorf("a cross-origin Sync now (%v): %d, want 403", h, resp.StatusCode)
+		}
+		if resp, _ := send(t, c, "POST", base+"/signin", url.Values{"token": {pageAdmin}}, h); resp.StatusCode != 403 {
+			t.Errorf("a cross-origin sign-in (%v): %d, want 403", h, resp.StatusCode)
+		}
+	}
+	if v, sync, _ := pe.domainShow("example.com"); v != 1 || sync {
+		t.Errorf("after refused POSTs: version %d, sync %v", v, sync)
+	}
+
+	// The same request from the page's own origin saves (the form without
+	// JavaScript: every field posted).
+	resp, body = send(t, c, "POST", base+"/domains/example.com", form, map[string]string{"Origin": base})
+	if resp.StatusCode != 200 || !strings.Contains(body, "Saved as settings version 2") {
+		t.Errorf("a same-origin Apply changes: %d\n%s", resp.StatusCode, body)
+	}
+	if v, sync, _ := pe.domainShow("example.com"); v != 2 || !sync {
+		t.Errorf("after Apply changes: version %d, sync %v", v, sync)
+	}
+
+	// The version read is sent back: a stale one is refused, and says so.
+	resp, body = send(t, c, "POST", base+"/domains/example.com", form, nil)
+	if resp.StatusCode != http.StatusConflict || !strings.Contains(body, "changed since this page read them") {
+		t.Errorf("Apply changes over a stale version: %d", resp.StatusCode)
+	}
+	// A refused key is shown next to its field.
+	form.Set("version", "2")
+	form.Set("urls", "http://ldap.example")
+	resp, body = send(t, c, "POST", base+"/domains/example.com", form, nil)
+	if resp.StatusCode != 422 || !regexp.MustCompile(`id="urls-error"[^>]*>[^<]*not an ldap:// or ldaps:// URL`).MatchString(body) {
+		t.Errorf("a bad URL: %d, its error not next to its field:\n%s", resp.StatusCode, body)
+	}
+	if v, _, _ := pe.domainShow("example.com"); v != 2 {
+		t.Errorf("a refused form was saved: version %d", v)
+	}
+
+	// Signed out: the session is gone.
+	send(t, c, "POST", base+"/signout", url.Values{}, nil)
+	if resp, _ := send(t, &http.Client{Jar: c.Jar, Timeout: 10 * time.Second,
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }},
+		"GET", base+"/domains/example.com", nil, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("the page after signing out: %d, want 303 to the sign-in", resp.StatusCode)
+	}
+}
+
+// TestPageSessionCookieUnderTLS: with [api] cert_file and key_file, the
+// session cookie is Secure too.
+func TestPageSessionCookieUnderTLS(t *testing.T) {
+	e := &env{t: t, dir: t.TempDir()}
+	certPEM, keyPEM := selfSigned(t)
+	e.write("api.crt", string(certPEM))
+	e.write("api.key", string(keyPEM))
+	e.write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n")
+	listen := freeAddr(t)
+	cfg := e.write("serve.toml", fmt.Sprintf(`
+[store]
+dsn = "var/dirsync.db"
+[plugins]
+manifest = "plugin.toml"
+[api]
+listen    = %q
+cert_file = "api.crt"
+key_file  = "api.key"
+[[api.token]]
+name = "panel"
+sha256 = "%x"
+role = "admin"
+domains = ["*"]
+`, listen, sha256.Sum256([]byte(pageAdmin))))
+	e.startServe(cfg, listen)
+	pool := x509.NewCertPool()
+	pool.AppendCertsFromPEM(certPEM)
+	c := &http.Client{Timeout: 10 * time.Second, Transport: &http.Transport{TLSClientConfig: &tls.Config{RootCAs: pool}},
+		CheckRedirect: func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }}
+	resp, _ := send(t, c, "POST", "https://"+listen+"/signin", url.Values{"token": {pageAdmin}}, nil)
+	cookie := resp.Header.Get("Set-Cookie")
+	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(cookie, "; Secure") || !strings.Contains(cookie, "HttpOnly") {
+		t.Errorf("sign-in over TLS: %d, cookie %q", resp.StatusCode, cookie)
+	}
+}
