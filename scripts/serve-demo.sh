@@ -65,6 +65,8 @@ dirsync serve on http://127.0.0.1:8425 — the demo admin token:
 
     export DIRSYNC_TOKEN=$token
 
+The LDAP Connection page: open http://127.0.0.1:8425/ and sign in with it.
+
 Try (README, "The API"):
 
     curl -s -H "Authorization: Bearer \$DIRSYNC_TOKEN" http://127.0.0.1:8425/api/v1/domains
