@@ -29,3 +29,10 @@ ds report-recipients --domain example.com
 ds resolve alice@example.org
 ds sync --domain example.com
 ds runs --domain example.com
+
+# From a terminal (and unless DEMO_SERVE=0) the demo goes on with dirsync
+# serve over the same store: the page and the API, until Ctrl-C.
+if [ -t 0 ] && [ -t 1 ] && [ "${DEMO_SERVE:-1}" != 0 ]; then
+	write_serve_config "$var" "../../../plugin.toml"
+	serve_sample "$var/dirsync.toml"
+fi
