@@ -8,6 +8,7 @@ import (
 	"encoding/json"
 	"flag"
 	"fmt"
+	"html"
 	"io"
 	"net/http"
 	"net/http/cookiejar"
@@ -16,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
 	"time"
@@ -637,5 +639,278 @@ domains = ["*"]
 	cookie := resp.Header.Get("Set-Cookie")
 	if resp.StatusCode != http.StatusSeeOther || !strings.Contains(cookie, "; Secure") || !strings.Contains(cookie, "HttpOnly") {
 		t.Errorf("sign-in over TLS: %d, cookie %q", resp.StatusCode, cookie)
+	}
+}
+
+// groupList is `dirsync group list --domain example.com --json`.
+func (e *env) groupList() map[string][]string {
+	e.t.Helper()
+	var list []struct {
+		Name    string   `json:"name"`
+		Members []string `json:"members"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("group", "list", "--domain", "example.com", "--json")), &list); err != nil {
+		e.t.Fatal(err)
+	}
+	out := map[string][]string{}
+	for _, g := range list {
+		out[g.Name] = g.Members
+	}
+	return out
+}
+
+// submit clicks a button or link (an XPath) that loads a new page and
+// waits for the new page to show css: an element of the page it leaves
+// does not count.
+func (pg *page) submit(what, xpath, css string) {
+	pg.t.Helper()
+	get(pg, "mark the page", chromedp.Evaluate[bool](`window.leaving = true`))
+	pg.run(what, chromedp.Click(xpath))
+	expr := fmt.Sprintf(`window.leaving === undefined && document.readyState === 'complete' && !!document.querySelector(%q)`, css)
+	// An evaluation while the page changes fails: it is tried again.
+	for end := time.Now().Add(stepTimeout); ; time.Sleep(50 * time.Millisecond) {
+		ctx, cancel := context.WithTimeout(pg.ctx, 2*time.Second)
+		ok, err := chromedp.Run(ctx, chromedp.Evaluate[bool](expr))
+		cancel()
+		if err == nil && ok {
+			return
+		}
+		if time.Now().After(end) {
+			pg.shot("failed-" + strings.ReplaceAll(what, " ", "-"))
+			pg.t.Fatalf("%s: no new page with %s (last error: %v)", what, css, err)
+		}
+	}
+}
+
+// navTo follows a link of the domain's nav.
+func (pg *page) navTo(name, wait string) {
+	pg.t.Helper()
+	pg.submit("open "+name, fmt.Sprintf(`//nav[contains(@class,"domain-nav")]//a[normalize-space()=%q]`, name), wait)
+	if h := pg.text("h1"); h != name {
+		pg.t.Fatalf("the %s link opened %q", name, h)
+	}
+}
+
+// TestPageGroupsRunsMailboxes drives the domain's other pages in
+// chromium: the preview's unmatched directory group Marketing is created
+// as a gateway group in one click and shows as matched in the next
+// preview; "Sync now" makes a run that the Runs page lists and whose
+// page shows its changes (alice@example.com created); the Groups page
+// shows Marketing with its member; the Mailboxes search for "alice"
+// shows her with her aliases and groups.
+func TestPageGroupsRunsMailboxes(t *testing.T) {
+	pe := newPageEnv(t)
+	pg := &page{t: t, ctx: browser(t, true), base: pe.p.base}
+	pg.signIn(pageAdmin)
+	pg.pick("example.com")
+
+	pg.run("Check valid users and groups",
+		chromedp.Click(button("Check valid users and groups")),
+		chromedp.WaitVisible(chromedp.CSS("#preview-unmatched")),
+	)
+	if un := pg.text("#preview-unmatched"); !strings.Contains(un, "Marketing") {
+		t.Fatalf("the unmatched groups are %q, want Marketing among them", un)
+	}
+	pg.shot("unmatched")
+	create := `//ul[@id="preview-unmatched"]/li[span[normalize-space()="Marketing"]]//button[normalize-space()="Create gateway group"]`
+	pg.submit("Create gateway group Marketing", create, "#flash")
+	pg.shot("group-created")
+	if msg := pg.text("#flash"); !strings.Contains(msg, "Gateway group Marketing created") {
+		t.Errorf("after Create gateway group the page says %q", msg)
+	}
+	if _, ok := pe.groupList()["Marketing"]; !ok {
+		t.Fatalf("after Create gateway group the groups are %v, want Marketing", pe.groupList())
+	}
+	pg.submit("Check valid users and groups again", button("Check valid users and groups"), "#preview")
+	pg.shot("matched")
+	if gs := pg.text("#preview-groups"); !strings.Contains(gs, "Marketing") {
+		t.Errorf("the matched groups are %q, want Marketing among them", gs)
+	}
+	if un := get(pg, "the unmatched groups", chromedp.Evaluate[string](
+		`(document.getElementById('preview-unmatched') || {textContent: ''}).textContent`)); strings.Contains(un, "Marketing") {
+		t.Errorf("Marketing is still unmatched: %q", un)
+	}
+
+	// The switch on, then "Sync now": the run shows in Runs, and its
+	// page lists its changes. The schedule may start a run of the newly
+	// switched-on domain first: "Sync now" is then tried again.
+	pg.run("switch on", chromedp.Click(labelled("Synchronization of groups and users")))
+	pg.submit("Apply changes", button("Apply changes"), "#flash")
+	var id int64
+	for try := 0; id == 0; try++ {
+		pg.submit("Sync now", button("Sync now"), "#flash, #form-error")
+		msg := pg.text("#flash, #form-error")
+		if _, err := fmt.Sscanf(msg, "Run %d started.", &id); err != nil {
+			if !strings.Contains(msg, "going on") || try == 5 {
+				t.Fatalf("Sync now says %q", msg)
+			}
+			time.Sleep(time.Second)
+		}
+	}
+	pe.p.eventually(30*time.Second, "the run started with Sync now, ended", func() bool {
+		for _, r := range pe.runs() {
+			if r.ID == id && r.Outcome != "running" {
+				return true
+			}
+		}
+		return false
+	})
+	// The run that created alice: this one, or, if the schedule's run
+	// came between the switch and the click, that one.
+	created := id
+	for _, r := range pe.runs() {
+		for _, c := range r.Changes {
+			if c.Kind == "create" && c.Address == "alice@example.com" {
+				created = r.ID
+			}
+		}
+	}
+	pg.navTo("Runs", "#runs")
+	pg.shot("runs")
+	row := fmt.Sprintf(`//table[@id="runs"]//tr[td//a[normalize-space()="run %d"]]`, id)
+	if tr := get(pg, "the run's row", chromedp.Text(row)); !strings.Contains(tr, "ok") || !strings.Contains(tr, "entries") {
+		t.Errorf("the run's row on the Runs page: %q", tr)
+	}
+	pg.submit("open the run", fmt.Sprintf(`//a[normalize-space()="run %d"]`, created), "#run-changes")
+	pg.shot("run")
+	if h := pg.text("h1"); h != fmt.Sprintf("Run %d", created) {
+		t.Errorf("the run's page is %q", h)
+	}
+	if !get(pg, "alice's create", chromedp.Evaluate[bool](`[...document.querySelectorAll('#run-changes tbody tr')].some(tr =>
+		tr.querySelector('.kind').textContent === 'create' && tr.querySelector('.address').textContent === 'alice@example.com' &&
+		tr.cells[1].textContent.trim() === '—' && tr.cells[2].textContent.includes('alice@example.com (Alice Anders)'))`)) {
+		t.Errorf("the run's changes do not show alice@example.com created:\n%s", pg.text("#run-changes"))
+	}
+
+	// Groups: Marketing, filled by the sync.
+	pg.navTo("Groups", "#groups")
+	pg.shot("groups")
+	if gs := get(pg, "Marketing's entry", chromedp.Text(`//ul[@id="groups"]/li[h3[starts-with(normalize-space(),"Marketing ")]]`)); !strings.Contains(gs, "alice@example.com") {
+		t.Errorf("the Groups page shows Marketing as %q, want alice@example.com a member", gs)
+	}
+
+	// Mailboxes: search for alice.
+	alice := pe.mailboxes()["alice@example.com"]
+	if len(alice.Aliases) == 0 {
+		t.Fatalf("alice@example.com has no aliases in the store: %+v", alice)
+	}
+	pg.navTo("Mailboxes", "#mailboxes")
+	pg.run("type alice", chromedp.SendKeys(labelled("Search"), "alice"))
+	pg.submit("search alice", button("Search"), "#mailboxes")
+	pg.shot("mailboxes-alice")
+	rows := get(pg, "the mailboxes", chromedp.Evaluate[[]string](`[...document.querySelectorAll('#mailboxes tbody tr')].map(tr => tr.textContent)`))
+	if len(rows) != 1 || !strings.Contains(rows[0], "alice@example.com") || !strings.Contains(rows[0], "ldap") || !strings.Contains(rows[0], "Marketing") {
+		t.Fatalf("the search for alice shows %q", rows)
+	}
+	for _, a := range alice.Aliases {
+		if !strings.Contains(rows[0], a) {
+			t.Errorf("alice's row %q lacks her alias %s", rows[0], a)
+		}
+	}
+}
+
+// TestPageGroupsSecurity: a viewer sees the Groups, Runs and Mailboxes
+// pages without their buttons and its POSTs are refused (403); an
+// admin's cross-origin POSTs are refused (403); a same-origin "Create
+// gateway group" keeps the name byte for byte; removing a group takes
+// its confirmation page and a POST.
+func TestPageGroupsSecurity(t *testing.T) {
+	pe := newPageEnv(t)
+	base := pe.p.base
+	noRedirect := func(c *http.Client) *http.Client {
+		n := *c
+		n.CheckRedirect = func(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+		return &n
+	}
+
+	viewer := pageClient(t)
+	send(t, viewer, "POST", base+"/signin", url.Values{"token": {pageViewer}}, nil)
+	for _, p := range []string{"/groups", "/groups?directory=1", "/runs", "/mailboxes?q=a"} {
+		resp, body := send(t, viewer, "GET", base+"/domains/example.com"+p, nil, nil)
+		if resp.StatusCode != 200 || strings.Contains(body, "Create gateway group") || strings.Contains(body, "Add group") ||
+			strings.Contains(body, `method="post" action="/domains/example.com/groups`) {
+			t.Errorf("the viewer's %s: %d, or it has buttons that change things", p, resp.StatusCode)
+		}
+	}
+	for _, p := range []string{"/groups", "/groups/remove", "/groups/members"} {
+		form := url.Values{"name": {"Marketing"}, "exact": {"1"}, "group": {"Sales"}, "address": {"alice@example.com"}, "action": {"assign"}}
+		if resp, _ := send(t, viewer, "POST", base+"/domains/example.com"+p, form, nil); resp.StatusCode != 403 {
+			t.Errorf("a viewer's POST %s: %d, want 403", p, resp.StatusCode)
+		}
+	}
+	if _, ok := pe.groupList()["Marketing"]; ok {
+		t.Errorf("a viewer created a group")
+	}
+
+	admin := pageClient(t)
+	send(t, admin, "POST", base+"/signin", url.Values{"token": {pageAdmin}}, nil)
+	odd := " Odd  name é "
+	for _, h := range []map[string]string{{"Origin": "https://evil.example"}, {"Sec-Fetch-Site": "cross-site"}} {
+		if resp, _ := send(t, admin, "POST", base+"/domains/example.com/groups", url.Values{"name": {odd}, "exact": {"1"}}, h); resp.StatusCode != 403 {
+			t.Errorf("a cross-origin Create gateway group (%v): %d, want 403", h, resp.StatusCode)
+		}
+	}
+	if n := len(pe.groupList()); n != 0 {
+		t.Errorf("refused POSTs made groups: %v", pe.groupList())
+	}
+	resp, _ := send(t, noRedirect(admin), "POST", base+"/domains/example.com/groups", url.Values{"name": {odd}, "exact": {"1"}}, map[string]string{"Origin": base})
+	if resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("a same-origin Create gateway group: %d", resp.StatusCode)
+	}
+	if _, ok := pe.groupList()[odd]; !ok {
+		t.Errorf("the groups are %q, want %q byte for byte", pe.groupList(), odd)
+	}
+	if resp, _ := send(t, admin, "POST", base+"/domains/example.com/groups", url.Values{"name": {odd}, "exact": {"1"}}, nil); resp.StatusCode != http.StatusConflict {
+		t.Errorf("creating a group twice: %d, want 409", resp.StatusCode)
+	}
+	if resp, _ := send(t, admin, "POST", base+"/domains/example.com/groups", url.Values{"name": {"a\nb"}}, nil); resp.StatusCode != http.StatusUnprocessableEntity {
+		t.Errorf("a group name with a newline: %d, want 422", resp.StatusCode)
+	}
+	// The Groups page's own list of the directory's unmatched groups.
+	_, body := send(t, admin, "GET", base+"/domains/example.com/groups?directory=1", nil, nil)
+	if !regexp.MustCompile(`(?s)<ul id="unmatched".*>Marketing</span>.*Create gateway group`).MatchString(body) {
+		t.Errorf("the Groups page does not offer to create Marketing:\n%s", body)
+	}
+	// A membership by hand, and taken away.
+	pe.ok("mailbox", "add", "--domain", "example.com", "zoe@example.com")
+	member := url.Values{"group": {odd}, "address": {"Zoe@example.com"}, "action": {"assign"}}
+	if resp, _ := send(t, noRedirect(admin), "POST", base+"/domains/example.com/groups/members", member, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("Add member: %d", resp.StatusCode)
+	}
+	if m := pe.groupList()[odd]; !slices.Equal(m, []string{"zoe@example.com"}) {
+		t.Errorf("after Add member the group's members are %q", m)
+	}
+	if _, body := send(t, admin, "GET", base+"/domains/example.com/groups", nil, nil); !strings.Contains(body, "zoe@example.com <span class=\"tag\">hand-made mailbox</span>") {
+		t.Errorf("the Groups page does not show zoe@example.com as a hand-made mailbox's membership:\n%s", body)
+	}
+	member.Set("action", "unassign")
+	if resp, _ := send(t, noRedirect(admin), "POST", base+"/domains/example.com/groups/members", member, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Errorf("Remove member: %d", resp.StatusCode)
+	}
+	if m := pe.groupList()[odd]; len(m) != 0 {
+		t.Errorf("after Remove member the group's members are %q", m)
+	}
+	// "Remove group NAME" links to its confirmation, which removes
+	// nothing by itself.
+	_, body = send(t, admin, "GET", base+"/domains/example.com/groups", nil, nil)
+	link := regexp.MustCompile(`href="([^"]*\?confirm=[^"]*)">Remove group`).FindStringSubmatch(body)
+	if link == nil {
+		t.Fatalf("no Remove group link:\n%s", body)
+	}
+	_, body = send(t, admin, "GET", base+html.UnescapeString(link[1]), nil, nil)
+	if !strings.Contains(body, `id="confirm"`) || !strings.Contains(body, "Remove group</button>") {
+		t.Errorf("the confirmation of a removal (%s) is missing:\n%s", link[1], body)
+	}
+	if _, ok := pe.groupList()[odd]; !ok {
+		t.Errorf("the confirmation page removed the group")
+	}
+	if resp, _ := send(t, admin, "POST", base+"/domains/example.com/groups/remove", url.Values{"name": {odd}}, nil); resp.StatusCode != 200 {
+		t.Errorf("Remove group: %d", resp.StatusCode)
+	}
+	if n := len(pe.groupList()); n != 0 {
+		t.Errorf("after Remove group: %v", pe.groupList())
+	}
+	if resp, _ := send(t, admin, "GET", base+"/domains/example.com/runs/999", nil, nil); resp.StatusCode != 404 {
+		t.Errorf("a run that does not exist: %d, want 404", resp.StatusCode)
 	}
 }

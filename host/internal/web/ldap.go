@@ -278,7 +278,8 @@ func (s *server) showDomain(w http.ResponseWriter, r *http.Request, q *request, 
 		s.fail(w, r, err)
 		return
 	}
-	s.render(w, r, code, "ldap", &page{Title: "LDAP Connection · " + v.Name, Principal: q.p, Domains: list, LDAP: v, Flash: flash})
+	s.render(w, r, code, "ldap", &page{Title: "LDAP Connection · " + v.Name, Principal: q.p, Domains: list, LDAP: v, Flash: flash,
+		Nav: &nav{Domain: v.Name, Current: "ldap"}})
 }
 
 // domainPage is GET /domains/{domain}.
@@ -300,6 +301,18 @@ func (s *server) domainPage(w http.ResponseWriter, r *http.Request) {
 	}
 	if n, err := strconv.ParseInt(r.URL.Query().Get("run"), 10, 64); err == nil && n > 0 {
 		flash = fmt.Sprintf("Run %d started.", n)
+	}
+	if g := r.URL.Query().Get("group"); g != "" {
+		groups, err := s.o.Store.Groups(r.Context(), set.Name)
+		if err != nil {
+			s.fail(w, r, err)
+			return
+		}
+		for _, have := range groups {
+			if have.Name == g {
+				flash = "Gateway group " + g + " created: check the valid users and groups again to see it matched."
+			}
+		}
 	}
 	s.showDomain(w, r, q, http.StatusOK, v, flash)
 }

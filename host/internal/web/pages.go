@@ -19,10 +19,17 @@ type page struct {
 	Flash string
 	Error string
 	LDAP  *ldapView
+	// Nav links the pages of a domain.
+	Nav       *nav
+	Groups    *groupsView
+	Runs      *runsView
+	Run       *runView
+	Mailboxes *mailboxesView
 }
 
 var funcs = template.FuncMap{
 	"join": strings.Join,
+	"add":  func(a, b int) int { return a + b },
 	"when": func(t time.Time) string {
 		if t.IsZero() {
 			return "—"
@@ -45,7 +52,7 @@ var funcs = template.FuncMap{
 func parsePages() map[string]*template.Template {
 	base := template.Must(template.New("layout").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
 	out := map[string]*template.Template{}
-	for _, name := range []string{"signin", "domains", "ldap", "message"} {
+	for _, name := range []string{"signin", "domains", "ldap", "message", "groups", "runs", "run", "mailboxes"} {
 		out[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name+".html"))
 	}
 	return out

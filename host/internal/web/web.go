@@ -2,7 +2,10 @@
 // token, the domain scope picker and the "LDAP Connection" form of a
 // domain (the sync switch, the connection, the LDAP filter checked as it
 // is typed, "Test connection", "Check valid users and groups", "Apply
-// changes", last and next run, "Sync now").
+// changes", last and next run, "Sync now"), with the domain's other
+// pages: Groups (the gateway groups and their members, one-click
+// creation of an unmatched directory group), Runs (each run's changes
+// before → after) and Mailboxes (search by address).
 //
 // It is rendered on the server with html/template from files embedded in
 // the program; the forms work with JavaScript off, and a small script
@@ -118,6 +121,13 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("GET /domains/{domain}", s.domainPage)
 	mux.HandleFunc("POST /domains/{domain}", s.domainPost)
 	mux.HandleFunc("POST /domains/{domain}/runs", s.syncNow)
+	mux.HandleFunc("GET /domains/{domain}/runs", s.runsPage)
+	mux.HandleFunc("GET /domains/{domain}/runs/{id}", s.runPage)
+	mux.HandleFunc("GET /domains/{domain}/groups", s.groupsPage)
+	mux.HandleFunc("POST /domains/{domain}/groups", s.createGroup)
+	mux.HandleFunc("POST /domains/{domain}/groups/remove", s.removeGroup)
+	mux.HandleFunc("POST /domains/{domain}/groups/members", s.memberPost)
+	mux.HandleFunc("GET /domains/{domain}/mailboxes", s.mailboxesPage)
 	mux.HandleFunc("POST /ui/domains/{domain}/filter-check", s.filterCheck)
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
