@@ -231,11 +231,8 @@ func (s *server) ListGroups(ctx context.Context, _ gen.ListGroupsRequestObject) 
 func (s *server) CreateGroup(ctx context.Context, req gen.CreateGroupRequestObject) (gen.CreateGroupResponseObject, error) {
 	d := domainOf(ctx)
 	g := req.Body.Name
-	if g == "" {
-		return nil, unprocessable("a group needs a name")
-	}
-	if strings.ContainsFunc(g, func(r rune) bool { return r < 0x20 || r == 0x7f }) {
-		return nil, unprocessable("a group name cannot hold control characters")
+	if err := host.CheckGroupName(g); err != nil {
+		return nil, unprocessable("%v", err)
 	}
 	if err := s.o.Store.AddGroup(ctx, d.Name, g); err != nil {
 		return nil, err

@@ -506,6 +506,9 @@ func (c *cli) group(ctx context.Context, args []string) error {
 	}
 	switch sub {
 	case "add":
+		if err := host.CheckGroupName(pos[0]); err != nil {
+			return usagef("group add: %v", err)
+		}
 		if err := c.st.AddGroup(ctx, d.Name, pos[0]); err != nil {
 			return err
 		}

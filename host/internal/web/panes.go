@@ -180,16 +180,12 @@ func (s *server) showGroups(w http.ResponseWriter, r *http.Request, q *request, 
 		Groups: v, Flash: flash, Error: formErr})
 }
 
-// validGroupName says what is wrong with a gateway group's name, as the
-// API does.
-func validGroupName(g string) string {
-	switch {
-	case strings.TrimSpace(g) == "":
-		return "A group needs a name."
-	case strings.ContainsFunc(g, func(r rune) bool { return r < 0x20 || r == 0x7f }):
-		return "A group name cannot hold control characters."
+// sentence makes a one-line error a sentence for the page.
+func sentence(msg string) string {
+	if msg == "" {
+		return msg
 	}
-	return ""
+	return strings.ToUpper(msg[:1]) + msg[1:] + "."
 }
 
 // refuseRead answers a POST of a principal that may not write.
@@ -217,8 +213,8 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
 	if r.PostFormValue("exact") == "" {
 		name = strings.TrimSpace(name)
 	}
-	if msg := validGroupName(name); msg != "" {
-		s.showGroups(w, r, q, set, http.StatusUnprocessableEntity, "", msg)
+	if err := host.CheckGroupName(name); err != nil {
+		s.showGroups(w, r, q, set, http.StatusUnprocessableEntity, "", sentence(err.Error()))
 		return
 	}
 	err := s.o.Store.AddGroup(r.Context(), set.Name, name)
