@@ -23,8 +23,6 @@ import (
 	"time"
 
 	"github.com/chromedp/chromedp"
-
-	"github.com/dirsync/dirsync/host/internal/secrets"
 )
 
 var screenshots = flag.String("screenshots", "", "save the page tests' screenshots under this folder (one folder per test)")
@@ -47,35 +45,13 @@ func newPageEnv(t *testing.T) *pageEnv {
 	t.Helper()
 	e := newEnv(t)
 	listen := freeAddr(t)
-	hash := func(s string) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(s))) }
-	e.write("secret.key", secrets.NewKey()+"\n")
-	e.config = e.write("serve.toml", fmt.Sprintf(`
-[store]
-dsn = "var/dirsync.db"
-[plugins]
-manifest = "plugin.toml"
-cache_dir = "var/cache"
-[api]
-listen = %q
-[[api.token]]
-name = "panel"
-sha256 = %q
-role = "admin"
-domains = ["*"]
-[[api.token]]
-name = "auditor"
-sha256 = %q
-role = "viewer"
-domains = ["example.com"]
-[secrets]
-key_file = "secret.key"
-[[domain]]
+	e.writeTokenConfig(listen, pageAdmin, pageViewer, fmt.Sprintf(`[[domain]]
 name = "config.example"
 policy = "standard"
   [domain.ldap]
   urls = [%q]
   base_dn = "dc=example,dc=com"
-`, listen, hash(pageAdmin), hash(pageViewer), e.srv.URL))
+`, e.srv.URL))
 	e.ok("domain", "add", "example.com", "policy=standard", "sync=false", "alias_domains=['example.org']",
 		fmt.Sprintf("ldap.urls=[%q]", e.srv.URL), "ldap.bind_dn=cn=reader,dc=example,dc=com",
 		"ldap.base_dn=dc=example,dc=com", "--password-file", filepath.Join(e.dir, "reader.pw"))

@@ -51,29 +51,7 @@ func TestServeAPI(t *testing.T) {
 	e := newEnv(t)
 	listen := freeAddr(t)
 	const admin, viewer = "admin-token-for-the-test", "viewer-token-for-the-test"
-	hash := func(s string) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(s))) }
-	e.write("secret.key", secrets.NewKey())
-	cfg := e.write("serve.toml", fmt.Sprintf(`
-[store]
-dsn = "var/dirsync.db"
-[plugins]
-manifest = "plugin.toml"
-[api]
-listen = %q
-[[api.token]]
-name = "panel"
-sha256 = %q
-role = "admin"
-domains = ["*"]
-[[api.token]]
-name = "auditor"
-sha256 = %q
-role = "viewer"
-domains = ["example.com"]
-[secrets]
-key_file = "secret.key"
-`, listen, hash(admin), hash(viewer)))
-	e.config = cfg
+	cfg := e.writeTokenConfig(listen, admin, viewer, "")
 	p := e.startServe(cfg, listen)
 
 	settings := func(filter string) map[string]any {
@@ -166,4 +144,36 @@ key_file = "secret.key"
 			}
 		}
 	}
+}
+
+// writeTokenConfig writes serve.toml (and makes it the CLI's config too)
+// for dirsync serve on listen with an admin token "panel" for every domain,
+// a viewer token "auditor" for example.com, a [secrets] key file, and the
+// given TOML appended (domains, say).
+func (e *env) writeTokenConfig(listen, admin, viewer, more string) string {
+	e.t.Helper()
+	hash := func(s string) string { return fmt.Sprintf("%x", sha256.Sum256([]byte(s))) }
+	e.write("secret.key", secrets.NewKey()+"\n")
+	e.config = e.write("serve.toml", fmt.Sprintf(`
+[store]
+dsn = "var/dirsync.db"
+[plugins]
+manifest = "plugin.toml"
+cache_dir = "var/cache"
+[api]
+listen = %q
+[[api.token]]
+name = "panel"
+sha256 = %q
+role = "admin"
+domains = ["*"]
+[[api.token]]
+name = "auditor"
+sha256 = %q
+role = "viewer"
+domains = ["example.com"]
+[secrets]
+key_file = "secret.key"
+`, listen, hash(admin), hash(viewer))+more)
+	return e.config
 }
