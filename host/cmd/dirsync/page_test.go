@@ -362,9 +362,10 @@ func TestPageLDAPConnection(t *testing.T) {
 }
 
 // TestPageWithoutJavaScript: with JavaScript off in the browser, the
-// fields are editable whatever the switch, "Apply changes" saves, and a
+// fields are editable whatever the switch, "Apply changes" saves, a
 // broken filter is shown next to its field, with its position, after the
-// page load.
+// page load, and "Check valid users and groups" previews the form as it
+// stands without saving it.
 func TestPageWithoutJavaScript(t *testing.T) {
 	pe := newPageEnv(t)
 	pg := &page{t: t, ctx: browser(t, false), base: pe.p.base}
@@ -400,6 +401,19 @@ func TestPageWithoutJavaScript(t *testing.T) {
 	pg.shot("applied")
 	if v, sync, f := pe.domainShow("example.com"); v != 2 || !sync || f != "(|(cn=a))" {
 		t.Errorf("after Apply changes without JavaScript: version %d, sync %v, filter %q", v, sync, f)
+	}
+	// The form as it stands, unsaved, previewed with a plain POST.
+	pg.run("a filter for the preview",
+		chromedp.Clear(filter),
+		chromedp.SendKeys(filter, "(sAMAccountName=alice)"),
+	)
+	pg.submit("Check valid users and groups", button("Check valid users and groups"), "#preview")
+	pg.shot("preview")
+	if users := pg.rows("preview-users"); len(users) != 1 || !strings.Contains(users[0], "alice@example.com") {
+		t.Errorf("the preview of the unsaved filter lists %q, want alice@example.com alone", users)
+	}
+	if _, _, f := pe.domainShow("example.com"); f != "(|(cn=a))" {
+		t.Errorf("the preview saved the filter: %q", f)
 	}
 }
 

@@ -40,7 +40,7 @@ type ldapView struct {
 	NextRun   time.Time
 	HasNext   bool
 	Conn      *host.ConnectionResult
-	Preview   *host.Report
+	Preview   *previewView
 }
 
 // field is one input of the connection fields.
@@ -418,7 +418,7 @@ func (s *server) domainPost(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	v.FormError, v.Conn, v.Preview = general, conn, rep
+	v.FormError, v.Conn, v.Preview = general, conn, newPreview(set.Name, v.MayWrite, "ldap", editable, rep)
 	if code == http.StatusOK && rep != nil && rep.Error != "" {
 		v.FormError = rep.Error
 	}

@@ -25,6 +25,7 @@ type page struct {
 	Runs      *runsView
 	Run       *runView
 	Mailboxes *mailboxesView
+	Valid     *validView
 }
 
 var funcs = template.FuncMap{
@@ -50,9 +51,9 @@ var funcs = template.FuncMap{
 
 // parsePages parses each page's template with the layout.
 func parsePages() map[string]*template.Template {
-	base := template.Must(template.New("layout").Funcs(funcs).ParseFS(templateFS, "templates/layout.html"))
+	base := template.Must(template.New("layout").Funcs(funcs).ParseFS(templateFS, "templates/layout.html", "templates/preview.html"))
 	out := map[string]*template.Template{}
-	for _, name := range []string{"signin", "domains", "ldap", "message", "groups", "runs", "run", "mailboxes"} {
+	for _, name := range []string{"signin", "domains", "ldap", "message", "groups", "runs", "run", "mailboxes", "valid"} {
 		out[name] = template.Must(template.Must(base.Clone()).ParseFS(templateFS, "templates/"+name+".html"))
 	}
 	return out

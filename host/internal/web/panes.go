@@ -28,7 +28,7 @@ const (
 // nav is the links between the pages of a domain.
 type nav struct {
 	Domain  string
-	Current string // "ldap", "groups", "runs", "mailboxes"
+	Current string // "ldap", "valid", "groups", "runs", "mailboxes"
 }
 
 // domainPath is /domains/NAME followed by more.
@@ -198,7 +198,7 @@ func (s *server) refuseRead(w http.ResponseWriter, r *http.Request, q *request, 
 // (name). A name typed in the form is trimmed; one posted with exact=1
 // (the button next to an unmatched directory group) is kept byte for
 // byte, so that it matches the directory's. back=ldap returns to the
-// LDAP Connection page.
+// LDAP Connection page, back=valid to "Valid users and groups".
 func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
 	q, set, ok := s.pane(w, r)
 	if !ok {
@@ -228,8 +228,11 @@ func (s *server) createGroup(w http.ResponseWriter, r *http.Request) {
 	}
 	s.log.Info("page: group added", "principal", q.p.Name, "domain", set.Name, "group", name)
 	to := domainPath(set.Name, "/groups?created=", url.QueryEscape(name))
-	if r.PostFormValue("back") == "ldap" {
+	switch r.PostFormValue("back") {
+	case "ldap":
 		to = domainPath(set.Name, "?group=", url.QueryEscape(name))
+	case "valid": // the report again, with the group matched
+		to = domainPath(set.Name, "/valid?check=1&group=", url.QueryEscape(name))
 	}
 	http.Redirect(w, r, to, http.StatusSeeOther)
 }

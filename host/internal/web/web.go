@@ -128,6 +128,7 @@ func New(o Options) http.Handler {
 	mux.HandleFunc("POST /domains/{domain}/groups/remove", s.removeGroup)
 	mux.HandleFunc("POST /domains/{domain}/groups/members", s.memberPost)
 	mux.HandleFunc("GET /domains/{domain}/mailboxes", s.mailboxesPage)
+	mux.HandleFunc("GET /domains/{domain}/valid", s.validPage)
 	mux.HandleFunc("POST /ui/domains/{domain}/filter-check", s.filterCheck)
 	static, _ := fs.Sub(staticFS, "static")
 	mux.Handle("GET /static/", http.StripPrefix("/static/", http.FileServerFS(static)))
