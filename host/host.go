@@ -93,9 +93,24 @@ func (h *Host) Close() error {
 	return errors.Join(errs...)
 }
 
+// PolicyRuntime is a policy module as the host calls it, whatever runtime
+// serves it (builtin, wasm or process): the stages of sdk.Policy with a
+// context, the policy already configured with its [policy.config], and
+// Close to stop it. A wasm or process policy's methods are safe for
+// concurrent use; Close ends its instances or process.
+type PolicyRuntime interface {
+	Info() sdk.Info
+	Filter(ctx context.Context, req sdk.FilterRequest) (sdk.FilterResponse, error)
+	Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, error)
+	Reconcile(ctx context.Context, req sdk.ReconcileRequest) (sdk.ReconcileResponse, error)
+	Close(ctx context.Context) error
+}
+
+var _ PolicyRuntime = policy.Runtime(nil)
+
 // Policy returns the loaded policy of the given manifest name, loading it
-// on first use.
-func (h *Host) Policy(ctx context.Context, name string) (policy.Runtime, error) {
+// on first use. The host keeps it until Close.
+func (h *Host) Policy(ctx context.Context, name string) (PolicyRuntime, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if p, ok := h.policies[name]; ok {

@@ -61,12 +61,12 @@ type Report struct {
 	// Mailboxes are the valid users and public folders the directory yields.
 	Mailboxes []sdk.Mailbox `json:"-"`
 	Users     []ReportUser  `json:"users"`
-	Groups    []diff.Group  `json:"groups"`
+	Groups    []ReportGroup `json:"groups"`
 	Unmatched []string      `json:"unmatched_groups"`
-	Skipped   []diff.Skip   `json:"skipped"`
+	Skipped   []ReportSkip  `json:"skipped"`
 	// Held are entries the directory returned that the policy could not
 	// map (bad data); their mailboxes were kept as they were.
-	Held      []diff.Skip       `json:"held"`
+	Held      []ReportSkip      `json:"held"`
 	Conflicts []Conflict        `json:"conflicts"`
 	Vetoed    []Vetoed          `json:"vetoed"`
 	Changes   []store.RunChange `json:"changes"`
@@ -81,6 +81,32 @@ type ReportUser struct {
 	Aliases     []string `json:"aliases"`
 	Groups      []string `json:"groups"`
 	DN          string   `json:"dn"`
+}
+
+// ReportGroup is a directory group of a report and the gateway group it
+// fills (Target, when the policy maps it to another name than its own).
+type ReportGroup struct {
+	Name    string `json:"name"`
+	DN      string `json:"dn"`
+	Target  string `json:"target,omitempty"`
+	Members int    `json:"members"`
+}
+
+// ReportSkip is a directory entry, or one of its addresses, that the
+// policy skipped or held, with its reason.
+type ReportSkip struct {
+	DN      string `json:"dn"`
+	Address string `json:"address,omitempty"`
+	Reason  string `json:"reason"`
+}
+
+// convertAll converts each element of a slice, never returning nil.
+func convertAll[T, U any](in []T, conv func(T) U) []U {
+	out := make([]U, len(in))
+	for i, v := range in {
+		out[i] = conv(v)
+	}
+	return out
 }
 
 // Conflict is a directory entry that was not imported because its address
@@ -565,18 +591,12 @@ func cloneAll(s []string) {
 
 // fill puts the outcome of diff and reconcile into the report.
 func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []guard.Vetoed) {
-	rep.Groups, rep.Unmatched, rep.Skipped, rep.Held = res.Groups, res.Unmatched, res.Skipped, res.Held
-	if rep.Groups == nil {
-		rep.Groups = []diff.Group{}
-	}
+	toSkip := func(s diff.Skip) ReportSkip { return ReportSkip(s) }
+	rep.Groups = convertAll(res.Groups, func(g diff.Group) ReportGroup { return ReportGroup(g) })
+	rep.Skipped, rep.Held = convertAll(res.Skipped, toSkip), convertAll(res.Held, toSkip)
+	rep.Unmatched = res.Unmatched
 	if rep.Unmatched == nil {
 		rep.Unmatched = []string{}
-	}
-	if rep.Skipped == nil {
-		rep.Skipped = []diff.Skip{}
-	}
-	if rep.Held == nil {
-		rep.Held = []diff.Skip{}
 	}
 	rep.Counts.Held = len(res.Held)
 	rep.Counts.Skipped = len(res.Skipped)
