@@ -1,0 +1,390 @@
+// Package memstore is an in-memory store.Store: the reference a gateway
+// vendor reads, or copies, when they write a store of their own for their
+// existing database. It keeps every rule of the store.Store contract and
+// passes the shared suite store/storetest, in plain Go: one mutex guards a
+// few maps and slices, and values are copied in and out so that a caller
+// never shares memory with the store.
+//
+// It is not for production: everything is lost when the process exits, its
+// leases keep apart the runs of one process only (a real store shares them
+// between every process that syncs), and a sync's Apply copies the domain
+// and the address index, which costs time in proportion to their size. Use
+// it in tests, demos and as a model; ship the SQLite store (store/sqlite) or
+// your own.
+//
+// In a store of your own, the mutex becomes a database transaction per
+// method; the owners index a unique key on the address; the generation a
+// counter on the domain's row, checked and bumped in Apply's transaction;
+// a lease a row per domain whose expiry is compared with the clock in the
+// transaction that takes it.
+//
+// Where each rule of the contract lives:
+//
+//   - one transaction per Apply, all or nothing: Apply (apply.go) changes
+//     copies and swaps them in only when every change succeeded;
+//   - an address (primary or alias) has one owner in the whole store: the
+//     owners index, checked by Apply and AddMailbox;
+//   - a write generation per domain, bumped by Apply and by every hand-made
+//     change, and store.ErrStoreChanged when a run's snapshot is stale: Apply;
+//   - leases with a holder and an expiry, and StartRun marking a dead
+//     holder's running runs abandoned: runs.go;
+//   - runs listed, paged by id and pruned, ids never reused: runs.go;
+//   - settings versions and store.ErrConflict on a stale expected version:
+//     settings.go;
+//   - Resolve, from any address to its mailbox's primary address: here.
+package memstore
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// Store is a store.Store held in memory. Every method takes mu for its whole
+// length, so each one is a transaction of its own and sees one consistent
+// state; that is what makes the store safe for concurrent use.
+type Store struct {
+	mu     sync.Mutex
+	now    func() time.Time // the clock of leases, settings and abandoned runs
+	closed bool
+
+	domains map[string]*domainState // by domain name, lower case
+	// owners maps every address in the store, primary or alias, lower case,
+	// to the one mailbox that owns it, whatever its domain.
+	owners      map[string]owner
+	lastMailbox int64 // the last mailbox id given out; ids are never reused
+
+	runs    []store.Run // every run of every domain, in id order
+	lastRun int64       // the last run id given out; ids are never reused
+
+	leases   map[string]store.Lease             // by domain
+	settings map[string][]store.SettingsVersion // by domain; [i] is version i+1
+}
+
+// domainState is one domain's mailboxes and gateway groups.
+type domainState struct {
+	// generation counts the writes to the domain (store.Snapshot.Generation).
+	generation int64
+	// mailboxes holds the domain's mailboxes by id, each with its aliases
+	// and groups sorted (nil when there are none). A mailbox's groups are
+	// its memberships.
+	mailboxes map[int64]*store.Mailbox
+	// groups holds the names of the gateway groups, byte-exact: "Sales" and
+	// "sales" are two groups. An operator makes them (source manual).
+	groups map[string]bool
+}
+
+// owner is the mailbox that owns an address.
+type owner struct {
+	domain string
+	id     int64
+}
+
+var _ store.Store = (*Store)(nil)
+
+// New returns an empty store.
+func New() *Store {
+	return &Store{
+		now:      time.Now,
+		domains:  make(map[string]*domainState),
+		owners:   make(map[string]owner),
+		leases:   make(map[string]store.Lease),
+		settings: make(map[string][]store.SettingsVersion),
+	}
+}
+
+// errClosed is returned by every method after Close.
+var errClosed = errors.New("memstore: the store is closed")
+
+// Close drops everything the store holds; later calls fail.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.closed = true
+	s.domains, s.owners, s.runs, s.leases, s.settings = nil, nil, nil, nil, nil
+	return nil
+}
+
+// lock takes the store's mutex unless ctx is done or the store is closed.
+// The caller unlocks it.
+func (s *Store) lock(ctx context.Context) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return errClosed
+	}
+	return nil
+}
+
+// domain returns the state of a domain, or an empty one (not kept) if the
+// store has never seen it: an unknown domain reads as empty, at generation 0.
+func (s *Store) domain(name string) *domainState {
+	if d := s.domains[name]; d != nil {
+		return d
+	}
+	return &domainState{}
+}
+
+// ensureDomain returns the state of a domain, creating it if needed.
+func (s *Store) ensureDomain(name string) *domainState {
+	d := s.domains[name]
+	if d == nil {
+		d = &domainState{mailboxes: make(map[int64]*store.Mailbox), groups: make(map[string]bool)}
+		s.domains[name] = d
+	}
+	return d
+}
+
+// EnsureDomain creates the domain if it does not exist. Domain names are
+// kept in lower case.
+func (s *Store) EnsureDomain(ctx context.Context, domain string) error {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return err
+	}
+	if err := s.lock(ctx); err != nil {
+		return err
+	}
+	defer s.mu.Unlock()
+	s.ensureDomain(domain)
+	return nil
+}
+
+// Snapshot returns copies of the domain's mailboxes and groups, the owner of
+// every address in the domain and its alias domains (mailboxes of other
+// domains included, in Foreign), and the domain's generation. An unknown
+// domain has an empty snapshot at generation 0.
+func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []string) (*store.Snapshot, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	covered := map[string]bool{domain: true}
+	for _, a := range aliasDomains {
+		a, err := normDomain(a)
+		if err != nil {
+			return nil, fmt.Errorf("snapshot of %s: alias domain: %w", domain, err)
+		}
+		covered[a] = true
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+
+	d := s.domain(domain)
+	snap := &store.Snapshot{
+		Domain:     domain,
+		Mailboxes:  d.sortedMailboxes(),
+		Groups:     d.sortedGroups(),
+		Owners:     make(map[string]int64),
+		Foreign:    make(map[int64]store.Mailbox),
+		Generation: d.generation,
+	}
+	for addr, o := range s.owners {
+		if !covered[addrDomain(addr)] {
+			continue
+		}
+		snap.Owners[addr] = o.id
+		if o.domain != domain {
+			snap.Foreign[o.id] = copyMailbox(s.domains[o.domain].mailboxes[o.id])
+		}
+	}
+	return snap, nil
+}
+
+// Mailboxes returns copies of a domain's mailboxes sorted by primary
+// address.
+func (s *Store) Mailboxes(ctx context.Context, domain string) ([]store.Mailbox, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	return s.domain(domain).sortedMailboxes(), nil
+}
+
+// Groups lists a domain's gateway groups sorted by name (byte order).
+func (s *Store) Groups(ctx context.Context, domain string) ([]store.Group, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	return s.domain(domain).sortedGroups(), nil
+}
+
+// Resolve returns the primary address of the mailbox that owns address
+// (primary or alias, any case), in any domain (R8).
+func (s *Store) Resolve(ctx context.Context, address string) (string, error) {
+	addr, err := normAddress(address)
+	if err != nil {
+		return "", err
+	}
+	if err := s.lock(ctx); err != nil {
+		return "", err
+	}
+	defer s.mu.Unlock()
+	o, ok := s.owners[addr]
+	if !ok {
+		return "", fmt.Errorf("address %q: %w", addr, store.ErrNotFound)
+	}
+	return s.domains[o.domain].mailboxes[o.id].Primary, nil
+}
+
+// sortedMailboxes returns copies of the domain's mailboxes sorted by primary
+// address; nil if there are none.
+func (d *domainState) sortedMailboxes() []store.Mailbox {
+	var ms []store.Mailbox
+	for _, m := range d.mailboxes {
+		ms = append(ms, copyMailbox(m))
+	}
+	slices.SortFunc(ms, func(a, b store.Mailbox) int { return strings.Compare(a.Primary, b.Primary) })
+	return ms
+}
+
+// sortedGroups returns the domain's groups sorted by name; nil if none.
+func (d *domainState) sortedGroups() []store.Group {
+	var gs []store.Group
+	for _, name := range slices.Sorted(maps.Keys(d.groups)) {
+		gs = append(gs, store.Group{Name: name, Source: sdk.SourceManual})
+	}
+	return gs
+}
+
+// clone returns a deep copy of d, for Apply to change.
+func (d *domainState) clone() *domainState {
+	c := &domainState{
+		generation: d.generation,
+		mailboxes:  make(map[int64]*store.Mailbox, len(d.mailboxes)),
+		groups:     maps.Clone(d.groups),
+	}
+	if c.groups == nil {
+		c.groups = make(map[string]bool)
+	}
+	for id, m := range d.mailboxes {
+		cp := copyMailbox(m)
+		c.mailboxes[id] = &cp
+	}
+	return c
+}
+
+// copyMailbox returns a copy of m that shares no memory with it.
+func copyMailbox(m *store.Mailbox) store.Mailbox {
+	c := *m
+	c.Aliases, c.Groups = cloneStrings(m.Aliases), cloneStrings(m.Groups)
+	return c
+}
+
+// cloneStrings copies a list; an empty one becomes nil, as the store
+// returns it.
+func cloneStrings(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	return slices.Clone(list)
+}
+
+// sortedSet returns the distinct strings of list, sorted; nil if none.
+func sortedSet(list []string) []string {
+	if len(list) == 0 {
+		return nil
+	}
+	set := slices.Clone(list)
+	slices.Sort(set)
+	return slices.Compact(set)
+}
+
+// withString returns the sorted list with s added (once).
+func withString(list []string, s string) []string {
+	return sortedSet(append(slices.Clone(list), s))
+}
+
+// withoutString returns list without s; nil if nothing is left.
+func withoutString(list []string, s string) []string {
+	return cloneStrings(slices.DeleteFunc(slices.Clone(list), func(x string) bool { return x == s }))
+}
+
+// addresses returns the addresses of m in lower case, the primary first,
+// each once.
+func addresses(m *store.Mailbox) ([]string, error) {
+	primary, err := normAddress(m.Primary)
+	if err != nil {
+		return nil, fmt.Errorf("primary address: %w", err)
+	}
+	set := []string{primary}
+	for _, raw := range m.Aliases {
+		a, err := normAddress(raw)
+		if err != nil {
+			return nil, fmt.Errorf("alias: %w", err)
+		}
+		if !slices.Contains(set, a) {
+			set = append(set, a)
+		}
+	}
+	return set, nil
+}
+
+// mailboxAddresses lists every address m owns, primary first.
+func mailboxAddresses(m *store.Mailbox) []string {
+	return append([]string{m.Primary}, m.Aliases...)
+}
+
+// takenError reports that addr already belongs to a mailbox.
+func takenError(addr string, o owner) error {
+	return fmt.Errorf("address %q belongs to mailbox %d of %s: %w", addr, o.id, o.domain, store.ErrExists)
+}
+
+// normDomain returns domain in lower case, or an error if it is not a
+// plausible domain name.
+func normDomain(domain string) (string, error) {
+	d := strings.ToLower(strings.TrimSpace(domain))
+	if d == "" || strings.ContainsAny(d, "@ \t") {
+		return "", fmt.Errorf("invalid domain %q", domain)
+	}
+	return d, nil
+}
+
+// normAddress returns address in lower case, or an error if it is not
+// local@domain.
+func normAddress(address string) (string, error) {
+	a := strings.ToLower(strings.TrimSpace(address))
+	at := strings.LastIndexByte(a, '@')
+	if at <= 0 || at == len(a)-1 || strings.ContainsAny(a, " \t") {
+		return "", fmt.Errorf("invalid address %q", address)
+	}
+	return a, nil
+}
+
+// addrDomain returns the part of a normalized address after the '@'.
+func addrDomain(addr string) string {
+	return addr[strings.LastIndexByte(addr, '@')+1:]
+}
+
+// normKind returns kind, a user mailbox if empty, or an error if unknown.
+func normKind(kind string) (string, error) {
+	switch kind {
+	case "":
+		return sdk.KindUser, nil
+	case sdk.KindUser, sdk.KindPublicFolder:
+		return kind, nil
+	}
+	return "", fmt.Errorf("invalid mailbox kind %q", kind)
+}
