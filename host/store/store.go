@@ -237,6 +237,20 @@ func view(m *Mailbox) *MailboxView {
 
 // Store holds domains, mailboxes, aliases, groups, memberships and runs.
 // Every method is safe for concurrent use.
+//
+// Rules every Store keeps (the suite in store/storetest checks each):
+//   - Domain names and addresses are kept in lower case; Resolve and every
+//     lookup by address ignore case. A domain name with an "@" is refused.
+//   - An address (primary or alias) belongs to one mailbox of the whole
+//     store; a second is ErrExists. Within one LDAP-sourced domain a
+//     directory id belongs to one mailbox: a create with the id of an
+//     existing one is ErrExists.
+//   - Lists come back nil, not empty, when there is nothing: a mailbox
+//     without aliases has Aliases nil, one without groups Groups nil; a
+//     Run's Intended is kept as given (a non-nil zero Counts stays
+//     non-nil).
+//   - Errors name what they are about: the change kind and address
+//     ("create eve@example.com"), a group's name in quotes.
 type Store interface {
 	// EnsureDomain creates the domain if it does not exist.
 	EnsureDomain(ctx context.Context, domain string) error
@@ -248,12 +262,22 @@ type Store interface {
 	// still run.Generation (else ErrStoreChanged, nothing written), and
 	// bumps it. A run with an ID (from StartRun) has its row finished; one
 	// without gets a new row. It fills run.ID.
+	//
+	// Changes are applied as a set, not one by one in the given order:
+	// first the deletes, then the updates and adopts (each releasing the
+	// addresses it gives up before any takes new ones, so two mailboxes
+	// may swap aliases in one run), then the creates, then the membership
+	// changes. An update keeps the mailbox's source and ignores
+	// After.Groups (memberships change only through add_member and
+	// remove_member); an adopt makes the mailbox sdk.SourceLDAP; an
+	// add_member of a member is no error.
 	Apply(ctx context.Context, domain string, changes []Change, run *Run) error
 	// RecordRun records a run that changed nothing (failed, stopped,
 	// cancelled): it finishes the row StartRun wrote when run.ID is set,
 	// else writes a new row. It fills run.ID.
 	RecordRun(ctx context.Context, run *Run) error
-	// Runs lists a domain's runs, newest first, with their changes.
+	// Runs lists a domain's runs, newest first by start time, then by
+	// id, with their changes.
 	Runs(ctx context.Context, domain string) ([]Run, error)
 	// RunsPage lists a domain's runs newest first by id, without their
 	// Changes: at most limit of them (1 to 1000; 0 means 50), only those
