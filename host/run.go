@@ -46,7 +46,10 @@ type Report struct {
 	// FailedOver lists the servers tried, and not reachable, before Server.
 	FailedOver []string `json:"failed_over,omitempty"`
 	Filter     string   `json:"filter"`
-	Policy     string   `json:"policy"`
+	// BaseDN is the base of the search (for messages; the API's report
+	// does not carry it).
+	BaseDN string `json:"-"`
+	Policy string `json:"policy"`
 	// Error says why a run failed or stopped.
 	Error string `json:"error,omitempty"`
 	// Counts are what the run read and, for a sync, applied: a sync that
@@ -205,7 +208,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	d := r.d
 	var err error
 	started := time.Now()
-	rep := &Report{Domain: d.Name, Mode: mode, Policy: d.Policy}
+	rep := &Report{Domain: d.Name, Mode: mode, Policy: d.Policy, BaseDN: d.LDAP.BaseDN}
 	// A sync is recorded from its start (S5): a "running" row, finished
 	// whatever happens; a process that dies leaves the row for the next run
 	// of the domain to mark abandoned.
@@ -286,8 +289,15 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	rep.Counts.Entries = len(refs)
 	if cache != nil {
 		rep.Counts.Cached = cache.Hits()
-		if err := cache.Save(); err != nil && cache.Err() == nil {
-			h.log.Warn("the map cache was not saved; the next run maps every entry", "domain", d.Name, "err", err)
+		// A preview reads the cache but does not write it: the cache
+		// holds what the last sync or dry run mapped (what its count
+		// says the entries are unchanged since), and a preview of
+		// unsaved settings cannot replace it with entries of another
+		// filter or context.
+		if mode != "preview" {
+			if err := cache.Save(); err != nil && cache.Err() == nil {
+				h.log.Warn("the map cache was not saved; the next run maps every entry", "domain", d.Name, "err", err)
+			}
 		}
 	}
 
@@ -317,6 +327,9 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 
 	kept := len(dres.Mailboxes) + len(dres.Held)
 	if err := guard.Deletes(rep.Counts.Deleted, ldapTotal, kept, limits(d), o.ConfirmDeletes); err != nil {
+		if stop := (*guard.StopError)(nil); errors.As(err, &stop) && stop.Empty {
+			stop.Filter, stop.BaseDN, stop.Read = rep.Filter, d.LDAP.BaseDN, rep.Counts.Entries
+		}
 		if mode == "preview" { // a preview shows what a sync would do, stop included
 			rep.Outcome, rep.Error = store.OutcomeStopped, "a sync would stop: "+err.Error()
 			rep.Timings.Total = time.Since(started)

@@ -10,6 +10,7 @@ import (
 	"log/slog"
 	"os"
 	"os/signal"
+	"regexp"
 	"sort"
 	"strings"
 	"syscall"
@@ -18,6 +19,7 @@ import (
 
 	"github.com/dirsync/dirsync/host"
 	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/guard"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/host/store/sqlite"
 	"github.com/dirsync/dirsync/sdk"
@@ -38,7 +40,7 @@ const usage = `usage: dirsync [--config FILE] COMMAND [ARGS]
   group   add|remove|list --domain D [NAME] [--json]
   group   assign|unassign --domain D NAME ADDRESS
   mailbox add --domain D ADDRESS [--group G]...
-  mailbox remove --domain D ADDRESS
+  mailbox remove --domain D ADDRESS [--force]
   mailbox list --domain D [--json]
   runs    --domain D [--limit N] [--json]
   runs    show --domain D ID [--json]
@@ -50,16 +52,19 @@ const usage = `usage: dirsync [--config FILE] COMMAND [ARGS]
   resolve ADDRESS
   serve   [--log-format text|json]   # run the syncs by themselves; see the README
 
-The config is --config, else $DIRSYNC_CONFIG, else ./dirsync.toml.
+The config is --config, else $DIRSYNC_CONFIG, else ./dirsync.toml; --config
+may stand anywhere on the command line.
 Exit status: 0 done, 1 the run or check failed, 2 usage or config error.
+'dirsync help COMMAND' (or 'dirsync COMMAND --help') shows a command's flags.
 `
 
-// usageError is a mistake on the command line.
-type usageError struct{ msg string }
+// usageError is a mistake on the command line. usage, when set, is the
+// command's usage, printed after the message.
+type usageError struct{ msg, usage string }
 
 func (e usageError) Error() string { return e.msg }
 
-func usagef(format string, args ...any) error { return usageError{fmt.Sprintf(format, args...)} }
+func usagef(format string, args ...any) error { return usageError{msg: fmt.Sprintf(format, args...)} }
 
 // cli is one invocation.
 type cli struct {
@@ -102,12 +107,19 @@ func (c *cli) exit(err error) int {
 	if err == nil {
 		return exitOK
 	}
+	var he helpError
 	var ue usageError
 	var ce *config.Error
 	var re *host.RunError
 	var se storeOpenError
 	msg := strings.ReplaceAll(err.Error(), "\n", " ")
 	switch {
+	case errors.As(err, &he):
+		fmt.Fprint(c.stdout, he.text)
+		return exitOK
+	case errors.As(err, &ue) && ue.usage != "":
+		fmt.Fprintf(c.stderr, "dirsync: %s\n\n%s", msg, ue.usage)
+		return exitUsage
 	case errors.As(err, &ue):
 		fmt.Fprintf(c.stderr, "dirsync: %s\n(run 'dirsync help' for usage)\n", msg)
 		return exitUsage
@@ -132,22 +144,30 @@ func (c *cli) exit(err error) int {
 }
 
 func (c *cli) main(ctx context.Context, args []string) error {
+	args, err := c.takeConfig(args)
+	if err != nil {
+		return err
+	}
 	global := flag.NewFlagSet("dirsync", flag.ContinueOnError)
 	global.SetOutput(io.Discard)
-	global.StringVar(&c.configPath, "config", "", "")
-	if err := global.Parse(args); err != nil {
-		return usagef("%v", err)
+	if err := global.Parse(args); errors.Is(err, flag.ErrHelp) {
+		return helpError{usage}
+	} else if err != nil {
+		return usageError{msg: dashes(err), usage: usage}
 	}
 	args = global.Args()
 	if len(args) == 0 {
 		fmt.Fprint(c.stderr, usage)
-		return usageError{"no command given"}
+		return usageError{msg: "no command given"}
 	}
 	cmd, rest := args[0], args[1:]
 	switch cmd {
-	case "help", "-h", "--help":
-		fmt.Fprint(c.stdout, usage)
-		return nil
+	case "help":
+		if len(rest) == 0 {
+			return helpError{usage}
+		}
+		// `dirsync help group add` is `dirsync group add --help`.
+		return c.main(ctx, append(rest, "--help"))
 	case "sync":
 		return c.sync(ctx, rest)
 	case "preview":
@@ -172,6 +192,53 @@ func (c *cli) main(ctx context.Context, args []string) error {
 	return usagef("unknown command %q", cmd)
 }
 
+// takeConfig takes --config FILE (or --config=FILE, -config …) out of the
+// command line, wherever it stands: before the command, after it, among
+// or after the command's flags and arguments. Only what follows a "--"
+// is left alone: there every word is an argument. Given twice, the two
+// must agree.
+func (c *cli) takeConfig(args []string) ([]string, error) {
+	rest := make([]string, 0, len(args))
+	for i := 0; i < len(args); i++ {
+		a := args[i]
+		if a == "--" {
+			rest = append(rest, args[i:]...)
+			break
+		}
+		var path string
+		switch {
+		case a == "--config" || a == "-config":
+			if i+1 == len(args) {
+				return nil, usageError{msg: "flag needs an argument: --config FILE", usage: usage}
+			}
+			i++
+			path = args[i]
+		case strings.HasPrefix(a, "--config="):
+			path = strings.TrimPrefix(a, "--config=")
+		case strings.HasPrefix(a, "-config="):
+			path = strings.TrimPrefix(a, "-config=")
+		default:
+			rest = append(rest, a)
+			continue
+		}
+		if path == "" {
+			return nil, usageError{msg: "--config: the file name is empty", usage: usage}
+		}
+		if c.configPath != "" && c.configPath != path {
+			return nil, usagef("--config given twice: %s and %s", c.configPath, path)
+		}
+		c.configPath = path
+	}
+	return rest, nil
+}
+
+// flagName is a flag as package flag's errors name it, with one dash.
+var flagName = regexp.MustCompile(`(defined: |argument: |for flag |for )-([A-Za-z][\w-]*)`)
+
+// dashes is a flag parsing error with the flag written as the usage
+// writes it: --domain, not -domain.
+func dashes(err error) string { return flagName.ReplaceAllString(err.Error(), "$1--$2") }
+
 // flags is a command's flag set that also accepts flags after arguments.
 type flags struct {
 	*flag.FlagSet
@@ -183,37 +250,74 @@ func newFlags(name string, domain, jsonOut bool) *flags {
 	f := &flags{FlagSet: flag.NewFlagSet(name, flag.ContinueOnError)}
 	f.SetOutput(io.Discard)
 	if domain {
-		f.StringVar(&f.domain, "domain", "", "")
+		f.StringVar(&f.domain, "domain", "", "work on the domain `D`: a [[domain]] of dirsync.toml or one kept in the store")
 	}
 	if jsonOut {
-		f.BoolVar(&f.json, "json", false, "")
+		f.BoolVar(&f.json, "json", false, "print the result as JSON")
 	}
+	// Shown in the help only: takeConfig takes --config out of the
+	// command line before any command parses its flags.
+	var config string
+	f.StringVar(&config, "config", "", configHelp)
 	return f
 }
 
 // parse parses interspersed flags and arguments and checks the count of
-// arguments and that --domain is set when the command takes it.
+// arguments and that --domain is set when the command takes it. Every word
+// after "--" is an argument. -h or --help returns a helpError with the
+// command's usage; a mistake returns a usageError that carries it.
 func (f *flags) parse(args []string, minArgs, maxArgs int, names string) ([]string, error) {
+	fail := func(format string, a ...any) error {
+		return usageError{msg: fmt.Sprintf(format, a...), usage: commandUsage(f.FlagSet)}
+	}
 	var pos []string
 	for {
-		if err := f.Parse(args); err != nil {
-			return nil, usagef("%s: %v", f.Name(), err)
+		if err := f.Parse(args); errors.Is(err, flag.ErrHelp) {
+			return nil, helpError{commandUsage(f.FlagSet)}
+		} else if err != nil {
+			return nil, fail("%s: %s", f.Name(), dashes(err))
 		}
-		args = f.Args()
-		if len(args) == 0 {
+		rest := f.Args()
+		if len(rest) == 0 {
 			break
 		}
-		pos = append(pos, args[0])
-		args = args[1:]
+		if n := len(args) - len(rest); n > 0 && args[n-1] == "--" {
+			pos = append(pos, rest...)
+			break
+		}
+		pos = append(pos, rest[0])
+		args = rest[1:]
 	}
 	if f.Lookup("domain") != nil && f.domain == "" {
-		return nil, usagef("%s: --domain is required", f.Name())
+		return nil, fail("%s: --domain is required", f.Name())
 	}
 	f.domain = strings.ToLower(f.domain)
 	if len(pos) < minArgs || len(pos) > maxArgs {
-		return nil, usagef("%s: want %s", f.Name(), names)
+		return nil, fail("%s: want %s", f.Name(), names)
 	}
 	return pos, nil
+}
+
+// subcommand splits the subcommand word off a command group's arguments
+// (group, mailbox, domain, filter). `dirsync group`, `group --help` and
+// `group help` ask for the group's usage; `group help add` is
+// `group add --help`.
+func subcommand(group string, args []string) (string, []string, error) {
+	if len(args) == 0 {
+		return "", nil, usageError{msg: group + ": no subcommand given", usage: groupUsage(group)}
+	}
+	if isHelpWord(args[0]) {
+		if args[0] == "help" && len(args) > 1 {
+			return args[1], append(args[2:], "--help"), nil
+		}
+		return "", nil, helpError{groupUsage(group)}
+	}
+	return args[0], args[1:], nil
+}
+
+// unknownSub is a subcommand the group does not have.
+func unknownSub(group, sub string) error {
+	return usageError{msg: fmt.Sprintf("%s: unknown subcommand %q", group, sub), usage: groupUsage(group)}
 }
 
 // storeOpenError is a store that will not open: a config error (exit 2).
@@ -302,9 +406,9 @@ func (c *cli) printJSON(v any) error {
 
 func (c *cli) sync(ctx context.Context, args []string) error {
 	f := newFlags("sync", true, true)
-	dry := f.Bool("dry-run", false, "")
-	confirm := f.Bool("confirm-deletes", false, "")
-	wait := f.Duration("wait", 0, "")
+	dry := f.Bool("dry-run", false, "run every stage but the write: report what would change, change and record nothing")
+	confirm := f.Bool("confirm-deletes", false, "let this one run past the deletion limits of [domain.safety] (never past an empty read)")
+	wait := f.Duration("wait", 0, "wait up to `DURATION` (30s, 2m) for another run that holds the domain, then fail")
 	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
@@ -436,7 +540,9 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 		fmt.Fprintf(w, ", vetoed %d", k.Vetoed)
 	}
 	if k.Cached > 0 {
-		fmt.Fprintf(w, "; %d entries unchanged since the directory was last read, taken from the map cache", k.Cached)
+		// A preview does not write the map cache: its entries are what
+		// the last sync or dry run mapped.
+		fmt.Fprintf(w, "; %d entries unchanged since the last sync or dry run, not mapped again", k.Cached)
 	}
 	if rep.Server != "" {
 		fmt.Fprintf(w, " (server %s, %s)", rep.Server, rep.Timings.Total.Round(time.Millisecond))
@@ -447,6 +553,11 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 	fmt.Fprintln(w)
 	if err == nil && rep.Error != "" {
 		fmt.Fprintf(w, "note: %s\n", rep.Error)
+	}
+	if err == nil && rep.Error == "" && k.Entries == 0 && rep.Filter != "" {
+		// Nothing to stop (the store holds no mailbox of the directory),
+		// but most likely not what was meant.
+		fmt.Fprintf(w, "note: %s\n", guard.EmptyRead(0, rep.Filter, rep.BaseDN))
 	}
 	return err
 }
@@ -459,12 +570,16 @@ func joinOr(s []string, empty string) string {
 }
 
 func (c *cli) filter(ctx context.Context, args []string) error {
-	if len(args) == 0 || args[0] != "check" {
-		return usagef("filter: want 'filter check [--policy P] FILTER'")
+	sub, args, err := subcommand("filter", args)
+	if err != nil {
+		return err
+	}
+	if sub != "check" {
+		return unknownSub("filter", sub)
 	}
 	f := newFlags("filter check", false, false)
-	pol := f.String("policy", "", "")
-	pos, err := f.parse(args[1:], 1, 1, "one FILTER argument")
+	pol := f.String("policy", "", "check with the policy `P` of the manifest (default: the first domain's policy)")
+	pos, err := f.parse(args, 1, 1, "one FILTER argument")
 	if err != nil {
 		return err
 	}
@@ -480,22 +595,21 @@ func (c *cli) filter(ctx context.Context, args []string) error {
 }
 
 func (c *cli) group(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("group: want add|remove|list|assign|unassign")
+	sub, args, err := subcommand("group", args)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	f := newFlags("group "+sub, true, sub == "list")
 	var pos []string
-	var err error
 	switch sub {
 	case "add", "remove":
-		pos, err = f.parse(args[1:], 1, 1, "NAME")
+		pos, err = f.parse(args, 1, 1, "NAME")
 	case "list":
-		pos, err = f.parse(args[1:], 0, 0, "no arguments")
+		pos, err = f.parse(args, 0, 0, "no arguments")
 	case "assign", "unassign":
-		pos, err = f.parse(args[1:], 2, 2, "NAME ADDRESS")
+		pos, err = f.parse(args, 2, 2, "NAME ADDRESS")
 	default:
-		return usagef("group: unknown subcommand %q (want add|remove|list|assign|unassign)", sub)
+		return unknownSub("group", sub)
 	}
 	if err != nil {
 		return err
@@ -578,24 +692,25 @@ type mailboxJSON struct {
 }
 
 func (c *cli) mailbox(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("mailbox: want add|remove|list")
+	sub, args, err := subcommand("mailbox", args)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	f := newFlags("mailbox "+sub, true, sub == "list")
 	var groups multi
+	var force bool
 	var pos []string
-	var err error
 	switch sub {
 	case "add":
-		f.Var(&groups, "group", "")
-		pos, err = f.parse(args[1:], 1, 1, "ADDRESS")
+		f.Var(&groups, "group", "put the mailbox in the gateway group `G`; repeat for several")
+		pos, err = f.parse(args, 1, 1, "ADDRESS")
 	case "remove":
-		pos, err = f.parse(args[1:], 1, 1, "ADDRESS")
+		f.BoolVar(&force, "force", false, "remove a mailbox that came from the directory too; the next sync makes it again unless the directory changes")
+		pos, err = f.parse(args, 1, 1, "ADDRESS")
 	case "list":
-		pos, err = f.parse(args[1:], 0, 0, "no arguments")
+		pos, err = f.parse(args, 0, 0, "no arguments")
 	default:
-		return usagef("mailbox: unknown subcommand %q (want add|remove|list)", sub)
+		return unknownSub("mailbox", sub)
 	}
 	if err != nil {
 		return err
@@ -619,10 +734,24 @@ func (c *cli) mailbox(ctx context.Context, args []string) error {
 		}
 		fmt.Fprintf(c.stdout, "mailbox %s added to %s (id %d)\n", addr, d.Name, id)
 	case "remove":
-		if err := c.st.RemoveMailbox(ctx, d.Name, strings.ToLower(pos[0])); err != nil {
+		addr := strings.ToLower(pos[0])
+		m, err := c.findMailbox(ctx, d.Name, addr)
+		if err != nil {
 			return err
 		}
-		fmt.Fprintf(c.stdout, "mailbox %s removed from %s\n", pos[0], d.Name)
+		fromDirectory := m != nil && m.Source == sdk.SourceLDAP
+		if fromDirectory && !force {
+			return fmt.Errorf("mailbox remove: %s came from the directory (source ldap): the next sync would make it again; "+
+				"take it out of the directory or the filter instead, or remove it anyway with --force", addr)
+		}
+		if err := c.st.RemoveMailbox(ctx, d.Name, addr); err != nil {
+			return err
+		}
+		if fromDirectory {
+			fmt.Fprintf(c.stdout, "mailbox %s removed from %s; it came from the directory, so the next sync brings it back unless the directory changes\n", addr, d.Name)
+		} else {
+			fmt.Fprintf(c.stdout, "mailbox %s removed from %s\n", addr, d.Name)
+		}
 	case "list":
 		mbs, err := c.st.Mailboxes(ctx, d.Name)
 		if err != nil {
@@ -647,6 +776,21 @@ func (c *cli) mailbox(ctx context.Context, args []string) error {
 	return nil
 }
 
+// findMailbox returns the domain's mailbox whose primary address is addr,
+// or nil when there is none (the store's own remove then says why).
+func (c *cli) findMailbox(ctx context.Context, domain, addr string) (*store.Mailbox, error) {
+	mbs, err := c.st.Mailboxes(ctx, domain)
+	if err != nil {
+		return nil, err
+	}
+	for i := range mbs {
+		if strings.EqualFold(mbs[i].Primary, addr) {
+			return &mbs[i], nil
+		}
+	}
+	return nil, nil
+}
+
 func sortedNonNil(s []string) []string {
 	out := append([]string{}, s...)
 	sort.Strings(out)
@@ -663,7 +807,7 @@ func (c *cli) runs(ctx context.Context, args []string) error {
 		return c.runShow(ctx, args[1:])
 	}
 	f := newFlags("runs", true, true)
-	limit := f.Int("limit", 50, "")
+	limit := f.Int("limit", 50, "list the newest `N` runs, 1 to 1000")
 	if _, err := f.parse(args, 0, 0, "no arguments (or 'show ID')"); err != nil {
 		return err
 	}

@@ -22,25 +22,24 @@ import (
 // in the store, whose settings are versioned (a domain of dirsync.toml is
 // shown, never changed).
 func (c *cli) domain(ctx context.Context, args []string) error {
-	if len(args) == 0 {
-		return usagef("domain: want list|show|add|set|remove")
+	sub, args, err := subcommand("domain", args)
+	if err != nil {
+		return err
 	}
-	sub := args[0]
 	f := newFlags("domain "+sub, false, sub == "list" || sub == "show")
 	pwStdin, pwFile := false, ""
 	var pos []string
-	var err error
 	switch sub {
 	case "list":
-		pos, err = f.parse(args[1:], 0, 0, "no arguments")
+		pos, err = f.parse(args, 0, 0, "no arguments")
 	case "show", "remove":
-		pos, err = f.parse(args[1:], 1, 1, "NAME")
+		pos, err = f.parse(args, 1, 1, "NAME")
 	case "add", "set":
-		f.BoolVar(&pwStdin, "password-stdin", false, "")
-		f.StringVar(&pwFile, "password-file", "", "")
-		pos, err = f.parse(args[1:], 1, 1<<16, "NAME KEY=VALUE...")
+		f.BoolVar(&pwStdin, "password-stdin", false, "read the bind password from the first line of standard input")
+		f.StringVar(&pwFile, "password-file", "", "read the bind password from the file `F`")
+		pos, err = f.parse(args, 1, 1<<16, "NAME KEY=VALUE...")
 	default:
-		return usagef("domain: unknown subcommand %q (want list|show|add|set|remove)", sub)
+		return unknownSub("domain", sub)
 	}
 	if err != nil {
 		return err

@@ -37,14 +37,45 @@ type StopError struct {
 	// Empty: the directory yielded nothing; no confirmation lets such a
 	// run delete.
 	Empty bool
+	// Filter and BaseDN are the search of an empty read, and Read the
+	// entries it returned, when the caller knows them (Filter not ""):
+	// the message then names them.
+	Filter, BaseDN string
+	Read           int
 }
 
 func (e *StopError) Error() string {
+	if e.Empty && e.Filter != "" {
+		return fmt.Sprintf("stopped before writing: %s while the store holds %d LDAP mailboxes, and an empty read never deletes, confirmed or not; nothing was changed — %s",
+			emptyRead(e.Read, e.Filter, e.BaseDN), e.Total, emptyReadCheck(e.Filter))
+	}
 	if e.Empty {
 		return fmt.Sprintf("stopped before writing: the directory returned no valid entry while the store holds %d LDAP mailboxes, and an empty read never deletes, confirmed or not; nothing was changed — check base_dn, the filter and the reader's rights", e.Total)
 	}
 	return fmt.Sprintf("stopped before writing: the run would delete %d of %d LDAP mailboxes (%s); nothing was changed — check the directory and the filter, then confirm this one run with --confirm-deletes",
 		e.Deletes, e.Total, e.Reason)
+}
+
+// EmptyRead says what a read that yielded no valid entry searched for and
+// where to look: read is how many entries the directory returned for
+// filter under base.
+func EmptyRead(read int, filter, base string) string {
+	return emptyRead(read, filter, base) + "; " + emptyReadCheck(filter)
+}
+
+func emptyRead(read int, filter, base string) string {
+	if read == 0 {
+		return fmt.Sprintf("the directory returned 0 entries for filter %s under base %s", filter, base)
+	}
+	return fmt.Sprintf("the directory returned %d entries for filter %s under base %s, no valid entry among them", read, filter, base)
+}
+
+func emptyReadCheck(filter string) string {
+	s := "check [domain.ldap] filter and base_dn, and the reader's rights"
+	if strings.Contains(strings.ToLower(filter), "samaccounttype") {
+		s += " (this filter selects Active Directory objects by sAMAccountType; a directory without that attribute, such as OpenLDAP, needs a filter for its own classes, e.g. inetOrgPerson and groupOfNames)"
+	}
+	return s
 }
 
 // Deletes applies S2 to a run that would delete n of the domain's total LDAP

@@ -109,3 +109,56 @@ func TestDecide(t *testing.T) {
 		})
 	}
 }
+
+// TestEmptyReadNamesTheSearch: a stop for an empty read, and the note for a
+// read of nothing, say which filter and base were searched and where to
+// look; the Active Directory hint comes only with an AD filter.
+func TestEmptyReadNamesTheSearch(t *testing.T) {
+	const base = "dc=example,dc=com"
+	const ad = "(|(sAMAccountType=805306368)(sAMAccountType=268435456))"
+	const ol = "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))"
+	stop := func(read int, filter string) string {
+		err := Deletes(3, 3, 0, Limits{MaxDeletes: 500, MaxDeletePercent: 10, PercentFloor: 10}, true)
+		se, ok := err.(*StopError)
+		if !ok || !se.Empty {
+			t.Fatalf("Deletes = %v, want an empty-read stop", err)
+		}
+		se.Filter, se.BaseDN, se.Read = filter, base, read
+		return se.Error()
+	}
+	for _, tc := range []struct {
+		name   string
+		msg    string
+		want   []string
+		hasAD  bool
+		noWant []string
+	}{
+		{name: "stop, nothing read, AD filter", msg: stop(0, ad), hasAD: true, want: []string{
+			"stopped before writing: the directory returned 0 entries for filter " + ad + " under base " + base,
+			"while the store holds 3 LDAP mailboxes", "an empty read never deletes",
+			"check [domain.ldap] filter and base_dn"}},
+		{name: "stop, nothing read, OpenLDAP filter", msg: stop(0, ol), want: []string{
+			"the directory returned 0 entries for filter " + ol + " under base " + base, "check [domain.ldap] filter and base_dn"}},
+		{name: "stop, entries read, none valid", msg: stop(7, ol), want: []string{
+			"the directory returned 7 entries for filter " + ol + " under base " + base + ", no valid entry among them"}},
+		{name: "note, AD filter", msg: EmptyRead(0, ad, base), hasAD: true, want: []string{
+			"the directory returned 0 entries for filter " + ad + " under base " + base + "; check [domain.ldap] filter and base_dn"},
+			noWant: []string{"stopped"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			for _, w := range tc.want {
+				if !strings.Contains(tc.msg, w) {
+					t.Errorf("message lacks %q:\n%s", w, tc.msg)
+				}
+			}
+			for _, w := range tc.noWant {
+				if strings.Contains(tc.msg, w) {
+					t.Errorf("message has %q:\n%s", w, tc.msg)
+				}
+			}
+			if got := strings.Contains(tc.msg, "such as OpenLDAP, needs a filter for its own classes, e.g. inetOrgPerson and groupOfNames"); got != tc.hasAD {
+				t.Errorf("Active Directory hint present = %v, want %v:\n%s", got, tc.hasAD, tc.msg)
+			}
+		})
+	}
+}

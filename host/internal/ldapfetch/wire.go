@@ -62,12 +62,54 @@ func malformed(format string, a ...any) error {
 	return fmt.Errorf("%w: %s", errMalformed, fmt.Sprintf(format, a...))
 }
 
+// notLDAPError is a peer whose first answer is not an LDAP message at all:
+// a web server, a port that speaks TLS reached with ldap://, a mail or SSH
+// server. It unwraps to errMalformed.
+type notLDAPError struct {
+	tls  bool   // the answer is a TLS record
+	head string // the answer's first line when it is printable text
+	hex  string // else its first bytes in hex
+}
+
+func (e *notLDAPError) Error() string {
+	switch {
+	case e.tls:
+		return "is this an LDAP server? (it answered with a TLS record, not LDAP: a port that speaks TLS from the start needs an ldaps:// URL)"
+	case e.head != "":
+		return fmt.Sprintf("is this an LDAP server? (it answered with bytes that are not LDAP: %q)", e.head)
+	}
+	return fmt.Sprintf("is this an LDAP server? (it answered with bytes that are not LDAP: %s)", e.hex)
+}
+
+func (e *notLDAPError) Unwrap() error { return errMalformed }
+
+// notLDAP describes the first answer of a peer that does not speak LDAP
+// from what of it is buffered in br (which still holds its first byte).
+func notLDAP(br *bufio.Reader) error {
+	b, _ := br.Peek(min(br.Buffered(), 64))
+	if len(b) >= 2 && (b[0] == 0x15 || b[0] == 0x16) && b[1] == 0x03 {
+		return &notLDAPError{tls: true}
+	}
+	line := b
+	if i := slices.IndexFunc(line, func(c byte) bool { return c == '\r' || c == '\n' }); i >= 0 {
+		line = line[:i]
+	}
+	printable := len(line) > 0 && !slices.ContainsFunc(line, func(c byte) bool { return c < 0x20 || c > 0x7e })
+	if printable {
+		return &notLDAPError{head: string(line)}
+	}
+	return &notLDAPError{hex: fmt.Sprintf("% x", b[:min(len(b), 8)])}
+}
+
 // client speaks LDAP on one connection, one operation at a time.
 type client struct {
 	nc  net.Conn
 	br  *bufio.Reader
 	id  int64
 	buf []byte
+	// answered: a whole LDAP message came from the peer, which then
+	// speaks LDAP; bad bytes after that are a malformed message.
+	answered bool
 }
 
 func newClient(nc net.Conn) *client {
@@ -107,6 +149,10 @@ func (c *client) read() (message, error) {
 		return m, err
 	}
 	if tag != tagSequence {
+		if !c.answered {
+			_ = c.br.UnreadByte()
+			return m, notLDAP(c.br)
+		}
 		return m, malformed("message starts with tag 0x%02x", tag)
 	}
 	n, err := readLength(c.br)
@@ -161,6 +207,7 @@ func (c *client) read() (message, error) {
 			return m, malformed("unexpected element 0x%02x after the protocol operation", ctag)
 		}
 	}
+	c.answered = true
 	return m, nil
 }
 

@@ -66,7 +66,10 @@ func TestDecodeMalformed(t *testing.T) {
 		want string
 	}{
 		{"truncated message", good[:len(good)-3], "unexpected EOF"},
-		{"not a sequence", []byte{0x04, 0x00}, "message starts with tag 0x04"},
+		{"not a sequence", append(slices.Clip(good), 0x04, 0x00), "message starts with tag 0x04"},
+		{"first answer not LDAP", []byte("HTTP/1.1 400 Bad Request\r\n\r\n"), `is this an LDAP server? (it answered with bytes that are not LDAP: "HTTP/1.1 400 Bad Request")`},
+		{"first answer a TLS alert", []byte{0x15, 0x03, 0x01, 0x00, 0x02, 0x02, 0x46}, "it answered with a TLS record, not LDAP"},
+		{"first answer binary", []byte{0x04, 0x00}, "not LDAP: 04 00"},
 		{"indefinite length", []byte{0x30, 0x80}, "length with 0 octets"},
 		{"huge length", []byte{0x30, 0x84, 0x7f, 0xff, 0xff, 0xff}, "exceeds the limit"},
 		{"element longer than message", []byte{0x30, 0x05, 0x02, 0x01, 0x01, 0x64, 0x09}, "element of 9 bytes in 0"},
