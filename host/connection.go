@@ -42,7 +42,7 @@ func (h *Host) TestConnection(ctx context.Context, d config.Domain, password *st
 	if err != nil {
 		return nil, err
 	}
-	pw, err := h.password(r)
+	b, err := h.credentials(ctx, r)
 	if err != nil {
 		return nil, err
 	}
@@ -56,7 +56,7 @@ func (h *Host) TestConnection(ctx context.Context, d config.Domain, password *st
 	}
 	out := &ConnectionResult{Filter: f.Filter}
 	// Only the stable id is asked for: the count is what matters.
-	res, err := ldapfetch.Fetch(ctx, h.fetchConfig(r.d, pw), f.Filter, []string{"objectGUID", "entryUUID"}, func(sdk.Entry) error {
+	res, err := ldapfetch.Fetch(ctx, h.fetchConfig(r.d, b), f.Filter, []string{"objectGUID", "entryUUID"}, func(sdk.Entry) error {
 		if out.Entries == ConnectionCap {
 			out.Capped = true
 			return errEnough

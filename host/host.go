@@ -39,6 +39,18 @@ type Options struct {
 	Builtins map[string]func() sdk.Policy
 	// Logger receives progress and diagnostics; nil discards them.
 	Logger *slog.Logger
+	// OnApplied, when set, is called after each sync whose changes were
+	// committed to the store, with its report (RunID set, Outcome "ok"):
+	// not after a dry run, a preview, or a run that failed, stopped or was
+	// cancelled. It runs on the goroutine of Run, before Run returns, so a
+	// program can publish events (a webhook, a message bus, a cache to
+	// refresh) in the order of each domain's runs; a slow hook delays only
+	// its own domain's next run. The report must not be changed.
+	OnApplied func(rep *Report)
+	// Credentials, when set, give the bind password and CAs of every
+	// domain in place of the settings' password_file, password_env, sealed
+	// password and ca_file (see Credentials).
+	Credentials Credentials
 	// LeaseTTL is how long a run's lease on its domain lasts unless renewed
 	// (default: the config's [serve] lease_ttl, else DefaultLeaseTTL): a
 	// crashed holder frees the domain after it.
@@ -52,6 +64,8 @@ type Host struct {
 	builtins map[string]func() sdk.Policy
 	log      *slog.Logger
 	leaseTTL time.Duration
+	creds    Credentials
+	applied  func(*Report)
 
 	mu       sync.Mutex
 	policies map[string]policy.Runtime
@@ -77,7 +91,7 @@ func New(o Options) (*Host, error) {
 	if ttl <= 0 {
 		ttl = DefaultLeaseTTL
 	}
-	return &Host{cfg: o.Config, store: o.Store, builtins: o.Builtins, log: log, leaseTTL: ttl,
+	return &Host{cfg: o.Config, store: o.Store, builtins: o.Builtins, log: log, leaseTTL: ttl, creds: o.Credentials, applied: o.OnApplied,
 		policies: map[string]policy.Runtime{}, modules: map[string][]byte{}}, nil
 }
 

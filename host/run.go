@@ -251,7 +251,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		return fail("filter", err)
 	}
 	rep.Filter = fresp.Filter
-	password, err := h.password(r)
+	creds, err := h.credentials(ctx, r)
 	if err != nil {
 		return fail("config", err)
 	}
@@ -272,7 +272,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	// Fetch and map, overlapped: the policy maps one batch while the next
 	// page is read.
 	cache := h.mapCache(ctx, d, p, sd)
-	refs, intents, res, err := h.fetchAndMap(ctx, d, password, rep, p, sd, cache)
+	refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, p, sd, cache)
 	rep.Server = res.URL
 	rep.References = res.References
 	if i := slices.Index(d.LDAP.URLs, res.URL); i > 0 {
@@ -362,6 +362,9 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	h.log.Info("sync done", "domain", d.Name, "run", run.ID, "created", rep.Counts.Created, "updated", rep.Counts.Updated,
 		"deleted", rep.Counts.Deleted, "took", ms(rep.Timings.Total), "fetch", ms(rep.Timings.Fetch),
 		"policy", ms(rep.Timings.Policy), "diff", ms(rep.Timings.Diff), "apply", ms(rep.Timings.Apply))
+	if h.applied != nil {
+		h.applied(rep)
+	}
 	return rep, nil
 }
 
@@ -435,7 +438,7 @@ const (
 	progressEvery = 10000 // entries between progress lines
 )
 
-func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password string, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache) ([]diff.Ref, []sdk.Intent, ldapfetch.Result, error) {
+func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache) ([]diff.Ref, []sdk.Intent, ldapfetch.Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -480,7 +483,7 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 	}
 
 	attrs := p.Info().Attributes
-	cfg := h.fetchConfig(d, password)
+	cfg := h.fetchConfig(d, creds)
 	batch := make([]sdk.Entry, 0, batchSize)
 	start := time.Now()
 	n := 0
@@ -515,11 +518,12 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, password strin
 }
 
 // fetchConfig is the directory read of a domain's settings.
-func (h *Host) fetchConfig(d *config.Domain, password string) ldapfetch.Config {
+func (h *Host) fetchConfig(d *config.Domain, b bind) ldapfetch.Config {
 	return ldapfetch.Config{
 		URLs:               d.LDAP.URLs,
 		BindDN:             d.LDAP.BindDN,
-		Password:           password,
+		Password:           b.password,
+		RootCAs:            b.roots,
 		BaseDN:             d.LDAP.BaseDN,
 		StartTLS:           d.LDAP.StartTLS,
 		CAFile:             h.cfg.Rel(d.LDAP.CAFile),

@@ -110,6 +110,9 @@ type Config struct {
 	// CAFile is a PEM file of the CAs that may sign the server certificate;
 	// empty means the system's roots.
 	CAFile string
+	// RootCAs, when set, are the CAs that may sign the server certificate,
+	// in place of CAFile.
+	RootCAs *x509.CertPool
 	// InsecureSkipVerify turns TLS certificate verification off.
 	InsecureSkipVerify bool
 	// PageSize is the paged-results page size. Default 1000.
@@ -560,7 +563,9 @@ func (c *client) close() {
 
 func (cfg Config) tlsConfig(host string) (*tls.Config, error) {
 	t := &tls.Config{ServerName: host, MinVersion: tls.VersionTLS12, InsecureSkipVerify: cfg.InsecureSkipVerify}
-	if cfg.CAFile != "" {
+	if cfg.RootCAs != nil {
+		t.RootCAs = cfg.RootCAs
+	} else if cfg.CAFile != "" {
 		pem, err := os.ReadFile(cfg.CAFile)
 		if err != nil {
 			return nil, fmt.Errorf("CA file: %w", err)
