@@ -2,9 +2,12 @@
 # Installs the Debian packages dirsync's demo, tests and benchmarks need
 # when they are missing: slapd and ldap-utils (OpenLDAP), and a Samba AD
 # domain controller (samba, samba-ad-dc, samba-ad-provision,
-# samba-dsdb-modules) for the Active Directory tests, and chromium for the
-# tests that drive the page in a headless browser. Needs root and apt.
-# With --ldap-only (make demo) it installs only the OpenLDAP packages.
+# samba-dsdb-modules) for the Active Directory tests, chromium for the
+# tests that drive the page in a headless browser, and postgresql (initdb,
+# postgres and pg_ctl under /usr/lib/postgresql/VERSION/bin) for the tests
+# and benchmarks of the PostgreSQL store, which start a throwaway server.
+# Needs root and apt. With --ldap-only (make demo) it installs only the
+# OpenLDAP packages.
 set -euo pipefail
 ldap_only=false
 [ "${1:-}" = --ldap-only ] && ldap_only=true
@@ -14,6 +17,8 @@ command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
 samba=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules)
 # The page tests' browser (Debian's chromium).
 $ldap_only || command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+# The PostgreSQL store's throwaway servers (Debian's postgresql).
+$ldap_only || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
 if $ldap_only; then
 	:
 elif command -v dpkg-query >/dev/null 2>&1; then

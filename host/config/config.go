@@ -36,9 +36,22 @@ type Config struct {
 
 // Store selects the mailbox store.
 type Store struct {
-	Driver string `toml:"driver"` // "sqlite"
-	DSN    string `toml:"dsn"`    // for sqlite: a file path, relative to the config
+	Driver string `toml:"driver"` // "sqlite" (the default) or "postgres"
+	// DSN names the database: for sqlite a file path, relative to the
+	// config; for postgres a libpq connection string, URL or key=value.
+	DSN string `toml:"dsn"`
+	// PasswordFile (relative to the config) or PasswordEnv (the name of an
+	// environment variable) holds the password of a postgres DSN, which the
+	// DSN then need not hold; never logged. Read it with StorePassword.
+	PasswordFile string `toml:"password_file"`
+	PasswordEnv  string `toml:"password_env"`
 }
+
+// Store drivers.
+const (
+	DriverSQLite   = "sqlite"
+	DriverPostgres = "postgres"
+)
 
 // Plugins locates the policy manifest and the wasm compilation cache.
 type Plugins struct {
@@ -431,6 +444,27 @@ func (c *Config) Password(d *Domain) (string, error) {
 	return "", nil
 }
 
+// StorePassword reads the password of the store's DSN from [store]
+// password_file or password_env; "" if neither is set. Like Password, it
+// trims the line ends after a password read from a file.
+func (c *Config) StorePassword() (string, error) {
+	switch s := c.Store; {
+	case s.PasswordFile != "":
+		b, err := os.ReadFile(c.Rel(s.PasswordFile))
+		if err != nil {
+			return "", fmt.Errorf("store: password_file: %w", err)
+		}
+		return strings.TrimRight(string(b), "\r\n"), nil
+	case s.PasswordEnv != "":
+		v, ok := os.LookupEnv(s.PasswordEnv)
+		if !ok {
+			return "", fmt.Errorf("store: password_env: variable %s is not set", s.PasswordEnv)
+		}
+		return v, nil
+	}
+	return "", nil
+}
+
 var envNameRE = regexp.MustCompile(`^[A-Za-z_][A-Za-z0-9_]*$`)
 
 func relTo(file, p string) string {
@@ -444,19 +478,8 @@ func (c *Config) check(data []byte) error {
 	missing := func(key, table string) error {
 		return &Error{File: c.Path, Line: findLine(data, table), Key: key, Msg: "required key is missing"}
 	}
-	switch c.Store.Driver {
-	case "sqlite":
-	case "":
-		c.Store.Driver = "sqlite"
-	default:
-		return &Error{File: c.Path, Line: findLine(data, "store.driver"), Key: "store.driver",
-			Msg: fmt.Sprintf("unknown driver %q (want \"sqlite\")", c.Store.Driver)}
-	}
-	if c.Store.DSN == "" {
-		return missing("store.dsn", "store")
-	}
-	if c.Store.Driver == "sqlite" {
-		c.Store.DSN = c.Rel(c.Store.DSN)
+	if err := c.checkStore(data); err != nil {
+		return err
 	}
 	if c.Plugins.Manifest == "" {
 		return missing("plugins.manifest", "plugins")
@@ -501,6 +524,39 @@ func (c *Config) check(data []byte) error {
 			}
 			return &Error{File: c.Path, Line: line, Key: "domain." + fe.path, Msg: fe.msg}
 		}
+	}
+	return nil
+}
+
+// checkStore checks [store] and fills its defaults.
+func (c *Config) checkStore(data []byte) error {
+	bad := func(key, msg string) error {
+		return &Error{File: c.Path, Line: findLine(data, key), Key: key, Msg: msg}
+	}
+	st := &c.Store
+	switch st.Driver {
+	case DriverSQLite, DriverPostgres:
+	case "":
+		st.Driver = DriverSQLite
+	default:
+		return bad("store.driver", fmt.Sprintf("unknown driver %q (want \"sqlite\" or \"postgres\")", st.Driver))
+	}
+	if st.DSN == "" {
+		return &Error{File: c.Path, Line: findLine(data, "store"), Key: "store.dsn", Msg: "required key is missing"}
+	}
+	switch {
+	case st.PasswordFile != "" && st.PasswordEnv != "":
+		return bad("store.password_env", "set password_file or password_env, not both")
+	case st.PasswordEnv != "" && !envNameRE.MatchString(st.PasswordEnv):
+		// Not echoed: a password pasted here by mistake must not be logged.
+		return bad("store.password_env", "must name an environment variable (letters, digits and _), not hold the password")
+	case st.Driver != DriverPostgres && st.PasswordFile != "":
+		return bad("store.password_file", fmt.Sprintf("only driver \"postgres\" takes a password (driver is %q)", st.Driver))
+	case st.Driver != DriverPostgres && st.PasswordEnv != "":
+		return bad("store.password_env", fmt.Sprintf("only driver \"postgres\" takes a password (driver is %q)", st.Driver))
+	}
+	if st.Driver == DriverSQLite {
+		st.DSN = c.Rel(st.DSN)
 	}
 	return nil
 }

@@ -17,6 +17,8 @@ const (
 	filePassword = "s3cret-Pa55"    // testdata/valid/secrets/reader.pw
 	envPassword  = "env-Pa55w0rd"   // set in $DIRSYNC_TEST_PW
 	badPassword  = "hunter2-Secret" // pasted into a config by mistake
+	// storePassword is in testdata/postgres/secrets/store.pw.
+	storePassword = "st0re-Pa55"
 )
 
 func TestLoadValid(t *testing.T) {
@@ -214,6 +216,84 @@ func TestPassword(t *testing.T) {
 	}
 }
 
+// A postgres store keeps its DSN as written (no path to resolve) and its
+// password apart from it.
+func TestLoadPostgres(t *testing.T) {
+	path := filepath.Join("testdata", "postgres", "dirsync.toml")
+	cfg, err := Load(path)
+	if err != nil {
+		t.Fatalf("Load: %v", err)
+	}
+	want := Store{
+		Driver:       DriverPostgres,
+		DSN:          "postgres://dirsync@db.example.com:5433/dirsync?sslmode=verify-full",
+		PasswordFile: "secrets/store.pw",
+	}
+	if cfg.Store != want {
+		t.Errorf("Store = %+v, want %+v", cfg.Store, want)
+	}
+	if pw, err := cfg.StorePassword(); err != nil || pw != storePassword {
+		t.Errorf("StorePassword = %q, %v; want %q", pw, err, storePassword)
+	}
+}
+
+func TestStorePassword(t *testing.T) {
+	dir := t.TempDir()
+	write := func(name, body string) {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(body), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	write("crlf.pw", "pw\r\n")
+	write("newlines.pw", "pw\n\n")
+	write("bare.pw", "pw")
+	write("inner.pw", "p\nw\n")
+	t.Setenv("DIRSYNC_TEST_STORE_PW", envPassword)
+	t.Setenv("DIRSYNC_TEST_STORE_UNSET", "")
+	os.Unsetenv("DIRSYNC_TEST_STORE_UNSET") // t.Setenv restores it after the test
+
+	tests := []struct {
+		name  string
+		store Store
+		want  string
+		// errs are parts of the error; none: no error.
+		errs []string
+	}{
+		{"NoPassword", Store{Driver: DriverPostgres}, "", nil},
+		{"FileCRLF", Store{Driver: DriverPostgres, PasswordFile: "crlf.pw"}, "pw", nil},
+		{"FileNewlines", Store{Driver: DriverPostgres, PasswordFile: "newlines.pw"}, "pw", nil},
+		{"FileBare", Store{Driver: DriverPostgres, PasswordFile: "bare.pw"}, "pw", nil},
+		{"FileInnerNewlineKept", Store{Driver: DriverPostgres, PasswordFile: "inner.pw"}, "p\nw", nil},
+		{"FileAbsolute", Store{Driver: DriverPostgres, PasswordFile: filepath.Join(dir, "bare.pw")}, "pw", nil},
+		{"FileMissing", Store{Driver: DriverPostgres, PasswordFile: "nope.pw"}, "", []string{"store", "password_file", "nope.pw"}},
+		{"Env", Store{Driver: DriverPostgres, PasswordEnv: "DIRSYNC_TEST_STORE_PW"}, envPassword, nil},
+		{"EnvUnset", Store{Driver: DriverPostgres, PasswordEnv: "DIRSYNC_TEST_STORE_UNSET"}, "", []string{"store", "password_env", "DIRSYNC_TEST_STORE_UNSET"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := &Config{Path: filepath.Join(dir, "dirsync.toml"), Store: tt.store}
+			got, err := c.StorePassword()
+			if len(tt.errs) == 0 {
+				if err != nil || got != tt.want {
+					t.Errorf("StorePassword = %q, %v; want %q", got, err, tt.want)
+				}
+				return
+			}
+			if err == nil {
+				t.Fatalf("StorePassword = %q, want an error", got)
+			}
+			for _, part := range tt.errs {
+				if !strings.Contains(err.Error(), part) {
+					t.Errorf("error %q does not name %s", err, part)
+				}
+			}
+			if strings.ContainsAny(err.Error(), "\r\n") || strings.Contains(err.Error(), envPassword) {
+				t.Errorf("error %q is not one line, or shows a password", err)
+			}
+		})
+	}
+}
+
 // marker is the comment a bad testdata file puts on the line its error
 // must name.
 const marker = "# <- error"
@@ -274,7 +354,10 @@ func TestLoadErrors(t *testing.T) {
 		{name: "password_file and password_env", load: bad("both_passwords"), key: "domain.ldap.password_env", msg: "not both"},
 		{name: "password pasted into password_env", load: bad("password_in_env_key"), key: "domain.ldap.password_env", msg: "must name an environment variable"},
 		{name: "undeclared policy", load: bad("undeclared_policy"), key: "domain.policy", msg: `names policy "nosuch", which ` + filepath.Join("testdata", "bad", "plugin.toml") + " does not declare"},
-		{name: "unknown store driver", load: bad("bad_driver"), key: "store.driver", msg: `unknown driver "postgres"`},
+		{name: "unknown store driver", load: bad("bad_driver"), key: "store.driver", msg: `unknown driver "mysql" (want "sqlite" or "postgres")`},
+		{name: "store password_file and password_env", load: bad("store_both_passwords"), key: "store.password_env", msg: "not both"},
+		{name: "password pasted into store.password_env", load: bad("store_password_in_env_key"), key: "store.password_env", msg: "must name an environment variable"},
+		{name: "store password for sqlite", load: bad("store_password_sqlite"), key: "store.password_file", msg: `only driver "postgres" takes a password`},
 		{name: "safety percent over 100", load: bad("safety_percent"), key: "domain.safety.max_delete_percent", msg: "between 0 and 100"},
 		{name: "safety negative", load: bad("safety_negative"), key: "domain.safety.max_deletes", msg: "must be 0 or more"},
 		{name: "syntax error in a value", load: bad("syntax_error_value"), key: "domain.sync", msg: `expected value but found "tru"`},
@@ -334,7 +417,7 @@ func TestLoadErrors(t *testing.T) {
 			if s := err.Error(); strings.ContainsAny(s, "\r\n") {
 				t.Errorf("error is not one line: %q", s)
 			}
-			for _, secret := range []string{filePassword, envPassword, badPassword} {
+			for _, secret := range []string{filePassword, envPassword, badPassword, storePassword} {
 				if strings.Contains(err.Error(), secret) {
 					t.Errorf("error shows a password: %q", err)
 				}
