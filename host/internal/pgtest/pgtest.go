@@ -4,8 +4,10 @@
 // PATH).
 //
 // A Server is one postmaster listening on a free loopback TCP port, with
-// its data directory and Unix socket in a temporary folder, fsync off, and
-// password (SCRAM) authentication over TCP for its superuser. When the test
+// its data directory and Unix socket in a temporary folder, fsync off (the
+// machine does not crash under a test; a committed transaction still
+// survives the server's crash, so Halt and Resume test what replicas see
+// when their database dies), and password (SCRAM) authentication over TCP for its superuser. When the test
 // process runs as root, initdb and the server run as the OS user postgres
 // (initdb refuses root) and the folder belongs to that user. The server
 // dies with the process that started it, so a crashed or killed test binary
@@ -301,6 +303,48 @@ func (s *Server) stop() error {
 	return errors.Join(errs...)
 }
 
+// Halt stops the server at once, as a crash or a lost machine would
+// (pg_ctl stop -m immediate: open transactions are lost), keeping its data
+// and port; Resume starts it again. Clients see their connections break
+// and new ones refused while it is down.
+func (s *Server) Halt() error {
+	s.mu.Lock()
+	for _, c := range s.admin {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
+		c.Close(ctx)
+		cancel()
+	}
+	s.admin = nil
+	s.mu.Unlock()
+	if s.done == nil {
+		return errors.New("pgtest: the server is not running")
+	}
+	cmd := exec.Command(filepath.Join(s.bin, "pg_ctl"), "stop", "-D", s.dataDir(), "-m", "immediate", "-w", "-s")
+	cmd.Dir = s.Dir
+	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	if out, err := cmd.CombinedOutput(); err != nil {
+		return fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
+	}
+	select {
+	case <-s.done:
+	case <-time.After(30 * time.Second):
+		return errors.New("pgtest: the server did not stop within 30s")
+	}
+	s.done = nil
+	return nil
+}
+
+// Resume starts a halted server again on its port, after crash recovery,
+// and waits until it accepts connections.
+func (s *Server) Resume() error {
+	if s.done != nil {
+		return errors.New("pgtest: the server is running")
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), startTimeout)
+	defer cancel()
+	return s.launch(ctx)
+}
+
 func (s *Server) dataDir() string { return filepath.Join(s.Dir, "data") }
 
 // LogFile is the path of the server's log.
@@ -399,7 +443,7 @@ var errAddrInUse = errors.New("address in use")
 // launch starts the postmaster on s.Port and waits until it accepts
 // connections.
 func (s *Server) launch(ctx context.Context) error {
-	logf, err := os.OpenFile(s.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_TRUNC, 0o644)
+	logf, err := os.OpenFile(s.LogFile(), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o644)
 	if err != nil {
 		return fmt.Errorf("pgtest: %w", err)
 	}
@@ -410,7 +454,6 @@ func (s *Server) launch(ctx context.Context) error {
 		"-c", "listen_addresses=" + s.Host,
 		"-c", "unix_socket_directories=" + s.Dir,
 		"-c", "fsync=off",
-		"-c", "synchronous_commit=off",
 		"-c", "full_page_writes=off",
 		"-c", "max_connections=200",
 		"-c", "max_wal_size=4GB",

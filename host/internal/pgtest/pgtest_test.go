@@ -152,3 +152,48 @@ func connect(t *testing.T, dsn string) *pgx.Conn {
 	t.Cleanup(func() { c.Close(context.Background()) })
 	return c
 }
+
+// Halt stops the server as a crash would: connections break, new ones are
+// refused, an open transaction is lost and a committed one kept once
+// Resume has started it again on its port.
+func TestHaltResume(t *testing.T) {
+	ctx := t.Context()
+	s := Start(t)
+	dsn := s.NewDatabase(t)
+	c := connect(t, dsn)
+	if _, err := c.Exec(ctx, "CREATE TABLE t (v text); INSERT INTO t VALUES ('committed')"); err != nil {
+		t.Fatal(err)
+	}
+	tx, err := c.Begin(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := tx.Exec(ctx, "INSERT INTO t VALUES ('open')"); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Halt(); err != nil {
+		t.Fatal(err)
+	}
+	if err := tx.Commit(ctx); err == nil {
+		t.Fatalf("a transaction committed on a halted server")
+	}
+	if _, err := pgx.Connect(ctx, dsn); err == nil {
+		t.Fatalf("a halted server took a connection")
+	}
+	if err := s.Resume(); err != nil {
+		t.Fatal(err)
+	}
+	var got []string
+	rows, err := connect(t, dsn).Query(ctx, "SELECT v FROM t ORDER BY v")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for rows.Next() {
+		var v string
+		rows.Scan(&v)
+		got = append(got, v)
+	}
+	if rows.Err() != nil || len(got) != 1 || got[0] != "committed" {
+		t.Fatalf("after Resume the table holds %q (%v), want the committed row alone", got, rows.Err())
+	}
+}
