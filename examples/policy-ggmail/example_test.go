@@ -67,7 +67,7 @@ func ExamplePolicy_Filter() {
 	fmt.Println(err)
 	// Output:
 	// (|(sAMAccountType=805306368)(objectClass=publicFolder)(&(|(sAMAccountType=268435456)(sAMAccountType=268435457))(cn=Mail\2a*)))
-	// invalid filter at position 8: unbalanced parentheses: expected ')' before the end of the filter
+	// invalid filter at position 8: unbalanced parentheses: missing ')' to close the '(' at position 0
 }
 
 // A config the policy does not understand refuses it at load, with a

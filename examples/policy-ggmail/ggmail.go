@@ -30,7 +30,6 @@ package ggmail
 
 import (
 	"fmt"
-	"sort"
 	"strings"
 
 	"github.com/dirsync/dirsync/sdk"
@@ -54,18 +53,19 @@ var attributes = []string{
 	"member", "memberof",
 }
 
-// Settings are the policy's [policy.config] table.
+// Settings are the policy's [policy.config] table. The config tags name
+// the keys for sdk.DecodeConfig.
 type Settings struct {
 	// GroupPrefix (key group_prefix) marks the directory groups that fill
 	// gateway groups. It is compared case-insensitively.
-	GroupPrefix string
+	GroupPrefix string `config:"group_prefix"`
 	// ExcludeDisabled (key exclude_disabled) skips users whose
 	// userAccountControl has the ACCOUNTDISABLE bit (2) set.
-	ExcludeDisabled bool
+	ExcludeDisabled bool `config:"exclude_disabled"`
 	// DeleteMissing (key delete_missing) lets a sync delete the mailboxes
 	// of entries the directory no longer returns. When false, every such
 	// delete is vetoed and the mailbox stays until removed by hand.
-	DeleteMissing bool
+	DeleteMissing bool `config:"delete_missing"`
 }
 
 // DefaultSettings are the settings of an empty config.
@@ -98,74 +98,38 @@ func (p *Policy) Info() sdk.Info {
 	}
 }
 
-// knownKeys lists the config keys, for error messages.
-const knownKeys = "delete_missing, exclude_disabled, group_prefix"
-
 // Configure validates the [policy.config] table and, if it is valid,
 // replaces the settings; nil or an empty table gives DefaultSettings. An
 // unknown key, or a value of the wrong type, is an error that names the
-// key, so that the host refuses the policy at load with that message.
+// key (sdk.DecodeConfig checks the types), so that the host refuses the
+// policy at load with that message.
 //
 // Values arrive as the ABI carries them whatever the runtime: strings,
 // booleans, numbers as float64, lists as []any, tables as map[string]any.
 func (p *Policy) Configure(config map[string]any) error {
 	set := DefaultSettings()
-	keys := make([]string, 0, len(config))
-	for k := range config {
-		keys = append(keys, k)
+	if err := sdk.DecodeConfig(config, &set); err != nil {
+		return fmt.Errorf("ggmail policy: %w", err)
 	}
-	sort.Strings(keys) // of several bad keys, always report the same one
-	for _, k := range keys {
-		v := config[k]
-		switch k {
-		case "group_prefix":
-			s, ok := v.(string)
-			if !ok {
-				return fmt.Errorf("ggmail policy: config key %q must be a string such as \"GG-Mail-\", got %s", k, describe(v))
-			}
-			if strings.TrimSpace(s) == "" {
-				return fmt.Errorf("ggmail policy: config key %q must not be empty: every group would match", k)
-			}
-			if s != strings.TrimSpace(s) {
-				return fmt.Errorf("ggmail policy: config key %q is %q: white space at either end is almost certainly a mistake", k, s)
-			}
-			if strings.ContainsAny(s, "\x00") {
-				return fmt.Errorf("ggmail policy: config key %q holds a NUL byte", k)
-			}
-			set.GroupPrefix = s
-		case "exclude_disabled", "delete_missing":
-			b, ok := v.(bool)
-			if !ok {
-				return fmt.Errorf("ggmail policy: config key %q must be a bool (true or false), got %s", k, describe(v))
-			}
-			if k == "exclude_disabled" {
-				set.ExcludeDisabled = b
-			} else {
-				set.DeleteMissing = b
-			}
-		default:
-			return fmt.Errorf("ggmail policy: unknown config key %q (known keys: %s)", k, knownKeys)
-		}
+	if err := checkPrefix(set.GroupPrefix); err != nil {
+		return fmt.Errorf("ggmail policy: %w", err)
 	}
 	p.set = set
 	return nil
 }
 
-// describe shows a config value and its type in an error message.
-func describe(v any) string {
-	switch v := v.(type) {
-	case nil:
-		return "nothing"
-	case string:
-		return fmt.Sprintf("the string %q", v)
-	case float64:
-		return fmt.Sprintf("the number %v", v)
-	case bool:
-		return fmt.Sprintf("the bool %v", v)
-	case []any:
-		return "a list"
-	case map[string]any:
-		return "a table"
+// checkPrefix checks the value of group_prefix beyond its type.
+func checkPrefix(s string) error {
+	reason := ""
+	switch {
+	case strings.TrimSpace(s) == "":
+		reason = "must not be empty: every group would match"
+	case s != strings.TrimSpace(s):
+		reason = fmt.Sprintf("is %q: white space at either end is almost certainly a mistake", s)
+	case strings.Contains(s, "\x00"):
+		reason = "holds a NUL byte"
+	default:
+		return nil
 	}
-	return fmt.Sprintf("%T %v", v, v)
+	return &sdk.ConfigError{Key: "group_prefix", Reason: reason}
 }

@@ -91,7 +91,7 @@ func TestProcess(t *testing.T) {
 	}
 	t.Run("bad config refused at load", func(t *testing.T) {
 		_, err := loadProcess(t, path, map[string]any{"group_prefix": int64(7)})
-		want := `policy "ggmail" (ggmail): configure: ggmail policy: config key "group_prefix" must be a string such as "GG-Mail-", got the number 7`
+		want := `policy "ggmail" (ggmail): configure: ggmail policy: config key "group_prefix" must be a string, got the number 7`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("load with a bad config: %v, want an error containing %q", err, want)
 		}

@@ -112,7 +112,7 @@ func TestWasm(t *testing.T) {
 	}
 	t.Run("bad config refused at load", func(t *testing.T) {
 		_, err := loadWasm(t, path, map[string]any{"group_prefix": int64(7)})
-		want := `config key "group_prefix" must be a string such as "GG-Mail-", got the number 7`
+		want := `config key "group_prefix" must be a string, got the number 7`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("load with a bad config: %v, want an error containing %q", err, want)
 		}

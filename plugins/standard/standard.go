@@ -8,7 +8,6 @@ package standard
 
 import (
 	"fmt"
-	"sort"
 
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -31,13 +30,12 @@ var attributes = []string{
 
 // settings is the policy's [policy.config] table.
 type settings struct {
-	// NestedGroups (key nested_groups) marks every group Nested: members
-	// of member groups, at any depth, count as members (the host walks the
-	// groups it read).
-	NestedGroups bool
-	// ExcludeDisabled (key exclude_disabled) skips user entries whose
-	// userAccountControl has the ACCOUNTDISABLE bit (2) set.
-	ExcludeDisabled bool
+	// NestedGroups marks every group Nested: members of member groups, at
+	// any depth, count as members (the host walks the groups it read).
+	NestedGroups bool `config:"nested_groups"`
+	// ExcludeDisabled skips user entries whose userAccountControl has the
+	// ACCOUNTDISABLE bit (2) set.
+	ExcludeDisabled bool `config:"exclude_disabled"`
 }
 
 // Policy is the standard policy. Use New to make one.
@@ -65,49 +63,13 @@ func (p *Policy) Info() sdk.Info {
 // Configure validates the [policy.config] table and replaces the current
 // configuration. nil or an empty table gives the defaults. Known keys are
 // nested_groups and exclude_disabled, both booleans; any other key, or a
-// value of another type, is an error that names the key.
+// value of another type, is an error that names the key (a
+// *sdk.ConfigError, from sdk.DecodeConfig).
 func (p *Policy) Configure(config map[string]any) error {
-	keys := make([]string, 0, len(config))
-	for k := range config {
-		keys = append(keys, k)
-	}
-	sort.Strings(keys) // the first bad key reported is deterministic
 	var cfg settings
-	for _, k := range keys {
-		var dst *bool
-		switch k {
-		case "nested_groups":
-			dst = &cfg.NestedGroups
-		case "exclude_disabled":
-			dst = &cfg.ExcludeDisabled
-		default:
-			return fmt.Errorf("standard policy: unknown config key %q (known keys: exclude_disabled, nested_groups)", k)
-		}
-		b, ok := config[k].(bool)
-		if !ok {
-			return fmt.Errorf("standard policy: config key %q must be a bool (true or false), got %s", k, describe(config[k]))
-		}
-		*dst = b
+	if err := sdk.DecodeConfig(config, &cfg); err != nil {
+		return fmt.Errorf("standard policy: %w", err)
 	}
 	p.cfg = cfg
 	return nil
-}
-
-func describe(v any) string {
-	if v == nil {
-		return "nothing"
-	}
-	return fmt.Sprintf("%T %v", v, v)
-}
-
-// Filter checks an RFC 4515 filter (R2) and returns it normalized: without
-// surrounding white space and without white space between components; values
-// are kept as given. An empty filter stands for DefaultFilter. A broken filter
-// gives a *sdk.FilterError with the byte position in req.Filter.
-func (p *Policy) Filter(req sdk.FilterRequest) (sdk.FilterResponse, error) {
-	f, err := normalizeFilter(req.Filter)
-	if err != nil {
-		return sdk.FilterResponse{}, err
-	}
-	return sdk.FilterResponse{Filter: f}, nil
 }

@@ -5,9 +5,12 @@
 // Run checks a policy against the standard rules (design R2–R10) and the ABI
 // edge cases; RunABI checks only what every policy must do whatever its
 // rules; Compare runs every case on two policies and requires the same
-// answers, so that the host can prove its runtimes interchangeable.
+// answers, so that the host can prove its runtimes interchangeable; and
+// RunCases runs a policy author's own table of cases, with the same checks
+// and the same matching as Run.
 //
 //	func TestConformance(t *testing.T) { policytest.Run(t, standard.New()) }
+//	func TestMyRules(t *testing.T)     { policytest.RunCases(t, configured(t), myCases()) }
 package policytest
 
 import (
@@ -84,6 +87,32 @@ func RunABI(t *testing.T, p sdk.Policy) {
 	runCases(t, "abi", p, ABICases(), false)
 }
 
+// RunCases runs a table of cases against p, one subtest per case, named
+// "filter/<Name>", "map/<Name>" and "reconcile/<Name>". p must be
+// configured: RunCases does not call Configure, so configure it with the
+// table the cases are written for (as the host hands it over: numbers as
+// float64).
+//
+// Each case is checked as Run checks the standard cases:
+//
+//   - FilterCase: Want is the exact normalized filter; or Err the expected
+//     *sdk.FilterError, with the same Position and a Reason that contains
+//     Err.Reason.
+//   - MapCase: one intent per entry, a reason for every skip and hold, and
+//     each intent as in Want (which has one per entry): the same Kind, Mailbox, Group and Skipped
+//     addresses, reasons (Intent.Reason, SkippedAddress.Reason) containing
+//     the wanted ones. Nil and empty slices are equal.
+//   - ReconcileCase: decisions on existing changes only, a reason for every
+//     veto and a replacement for every replace, and exactly the decisions of
+//     Want, in order, reasons containing the wanted ones. A case without
+//     Want expects every change to be accepted (no decision).
+//
+// Rule is not checked: it is there for the reader of the table.
+func RunCases(t *testing.T, p sdk.Policy, cases Cases) {
+	t.Helper()
+	runCases(t, "", p, cases, true)
+}
+
 func checkInfo(t *testing.T, p sdk.Policy) {
 	info := p.Info()
 	if info.Name == "" {
@@ -99,9 +128,16 @@ func checkInfo(t *testing.T, p sdk.Policy) {
 	}
 }
 
+// runCases runs cs against p in subtests named prefix/stage/name (stage/name
+// without a prefix). With exact, every answer must be the wanted one;
+// without, only the invariants of the ABI are checked.
 func runCases(t *testing.T, prefix string, p sdk.Policy, cs Cases, exact bool) {
+	t.Helper()
+	if prefix != "" {
+		prefix += "/"
+	}
 	for _, c := range cs.Filter {
-		t.Run(prefix+"/filter/"+c.Name, func(t *testing.T) {
+		t.Run(prefix+"filter/"+c.Name, func(t *testing.T) {
 			got, err := p.Filter(sdk.FilterRequest{Filter: c.Filter})
 			if !exact {
 				var fe *sdk.FilterError
@@ -116,7 +152,10 @@ func runCases(t *testing.T, prefix string, p sdk.Policy, cs Cases, exact bool) {
 		})
 	}
 	for _, c := range cs.Map {
-		t.Run(prefix+"/map/"+c.Name, func(t *testing.T) {
+		t.Run(prefix+"map/"+c.Name, func(t *testing.T) {
+			if exact && len(c.Want) != len(c.Request.Entries) {
+				t.Fatalf("the case wants %d intents for %d entries", len(c.Want), len(c.Request.Entries))
+			}
 			got, err := p.Map(c.Request)
 			if err != nil {
 				t.Fatalf("Map: %v", err)
@@ -147,7 +186,7 @@ func runCases(t *testing.T, prefix string, p sdk.Policy, cs Cases, exact bool) {
 		})
 	}
 	for _, c := range cs.Reconcile {
-		t.Run(prefix+"/reconcile/"+c.Name, func(t *testing.T) {
+		t.Run(prefix+"reconcile/"+c.Name, func(t *testing.T) {
 			got, err := p.Reconcile(c.Request)
 			if err != nil {
 				t.Fatalf("Reconcile: %v", err)
