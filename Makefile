@@ -10,7 +10,7 @@ DURATION ?= 150s
 INTERVAL ?= 1m
 CONCURRENCY ?= 2
 
-.PHONY: all build deps deps-ldap test bench loadbench demo serve-demo proto generate testdata vet fmt clean FORCE
+.PHONY: all build deps deps-ldap deps-ldap-pg test bench loadbench demo serve-demo proto generate testdata vet fmt clean FORCE
 
 all: build
 
@@ -28,12 +28,16 @@ plugins/standard/standard: FORCE
 	$(GO) build -o $@ ./plugins/standard/wasm
 
 # Debian packages the tests and benchmarks need (slapd, ldap-utils, Samba
-# AD DC); the demo needs only the OpenLDAP ones.
+# AD DC, chromium, postgresql); the demo needs only the OpenLDAP ones, the
+# benchmark those and postgresql.
 deps:
 	bash scripts/deps.sh
 
 deps-ldap:
 	bash scripts/deps.sh --ldap-only
+
+deps-ldap-pg:
+	bash scripts/deps.sh --ldap-pg
 
 test: deps build
 	$(GO) vet ./...
@@ -50,8 +54,9 @@ serve-demo: deps-ldap build
 	bash scripts/serve-demo.sh
 
 # Reads N users (default 100000) with ldapsearch and syncs them with dirsync
-# and each policy runtime, ROUNDS (default 3) times.
-bench: deps-ldap build
+# and each policy runtime into SQLite, and with the builtin one into a
+# throwaway PostgreSQL, ROUNDS (default 3) times.
+bench: deps-ldap-pg build
 	N=$(N) ROUNDS=$(ROUNDS) bash scripts/bench.sh
 
 # Makes DOMAINS (default 1000) store-kept domains of USERS (default 5) users,

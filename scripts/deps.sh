@@ -7,10 +7,14 @@
 # postgres and pg_ctl under /usr/lib/postgresql/VERSION/bin) for the tests
 # and benchmarks of the PostgreSQL store, which start a throwaway server.
 # Needs root and apt. With --ldap-only (make demo) it installs only the
-# OpenLDAP packages.
+# OpenLDAP packages; with --ldap-pg (make bench) those and postgresql.
 set -euo pipefail
 ldap_only=false
-[ "${1:-}" = --ldap-only ] && ldap_only=true
+want_pg=true
+case "${1:-}" in
+--ldap-only) ldap_only=true want_pg=false ;;
+--ldap-pg) ldap_only=true ;;
+esac
 missing=()
 [ -x /usr/sbin/slapd ] || missing+=(slapd)
 command -v ldapsearch >/dev/null 2>&1 || missing+=(ldap-utils)
@@ -18,7 +22,7 @@ samba=(samba samba-ad-dc samba-ad-provision samba-dsdb-modules)
 # The page tests' browser (Debian's chromium).
 $ldap_only || command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 # The PostgreSQL store's throwaway servers (Debian's postgresql).
-$ldap_only || compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 || missing+=(postgresql)
+$want_pg && ! compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null && ! command -v initdb >/dev/null 2>&1 && missing+=(postgresql)
 if $ldap_only; then
 	:
 elif command -v dpkg-query >/dev/null 2>&1; then

@@ -55,7 +55,6 @@ import (
 	"strings"
 	"sync"
 	"syscall"
-	"testing"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -95,10 +94,22 @@ type Server struct {
 	stopErr  error
 }
 
+// TB is the part of testing.TB that the helpers use: a *testing.T or
+// *testing.B passes. The package does not import testing, so a program
+// such as the benchmark command can start a server without linking it.
+type TB interface {
+	Helper()
+	Cleanup(func())
+	Error(args ...any)
+	Fatal(args ...any)
+	Fatalf(format string, args ...any)
+	Errorf(format string, args ...any)
+}
+
 // Start starts a server for a test or benchmark and stops it (removing its
 // folder) when the test ends. Missing PostgreSQL binaries, or a server that
 // does not start, fail the test.
-func Start(tb testing.TB) *Server {
+func Start(tb TB) *Server {
 	tb.Helper()
 	s, err := start()
 	if err != nil {
@@ -146,7 +157,7 @@ func (s *Server) DSN(database string) string {
 // Creating a database takes a few hundred milliseconds on a small machine;
 // NewSchema is faster where a test needs an empty schema rather than a
 // database of its own.
-func (s *Server) NewDatabase(tb testing.TB) string {
+func (s *Server) NewDatabase(tb TB) string {
 	tb.Helper()
 	name, err := s.createDatabase()
 	if err != nil {
@@ -165,7 +176,7 @@ func (s *Server) NewDatabase(tb testing.TB) string {
 // (search_path), so that whatever a test creates without naming a schema
 // goes there. It is dropped, with all it holds, when the test ends. It
 // takes a few milliseconds where NewDatabase takes a few hundred.
-func (s *Server) NewSchema(tb testing.TB) string {
+func (s *Server) NewSchema(tb TB) string {
 	tb.Helper()
 	s.mu.Lock()
 	s.seq++
@@ -208,6 +219,17 @@ func (s *Server) createDatabase() (string, error) {
 		return "", fmt.Errorf("pgtest: create database %s: %w", name, err)
 	}
 	return name, nil
+}
+
+// CreateDatabase creates a new, empty database, kept until the server
+// stops, and returns its DSN: for programs without a TB (NewDatabase drops
+// its database when the test ends).
+func (s *Server) CreateDatabase() (string, error) {
+	name, err := s.createDatabase()
+	if err != nil {
+		return "", err
+	}
+	return s.DSN(name), nil
 }
 
 // drop runs DROP what, unless the server is stopped already (its files go
