@@ -11,7 +11,7 @@ import (
 
 	"github.com/dirsync/dirsync/host"
 	"github.com/dirsync/dirsync/host/config"
-	"github.com/dirsync/dirsync/host/internal/ldaptest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/ldaptest"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/host/store/memstore"
 	"github.com/dirsync/dirsync/plugins/standard"
@@ -37,7 +37,9 @@ func (p *panelSecrets) BindPassword(_ context.Context, d *config.Domain) (string
 	return pw, nil
 }
 
-func (p *panelSecrets) RootCAs(context.Context, *config.Domain) (*x509.CertPool, error) { return nil, nil }
+func (p *panelSecrets) RootCAs(context.Context, *config.Domain) (*x509.CertPool, error) {
+	return nil, nil
+}
 
 func adUser(name string) ldaptest.Entry {
 	return ldaptest.Entry{DN: "cn=" + name + ",dc=example,dc=com", Attrs: map[string][]string{

@@ -11,7 +11,8 @@ import (
 	"github.com/dirsync/dirsync/host"
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/secrets"
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/host/store/sqlite"
 	"github.com/dirsync/dirsync/plugins/standard"
@@ -25,7 +26,7 @@ import (
 func TestStoreKeptSettings(t *testing.T) {
 	ctx := context.Background()
 	root, _ := filepath.Abs("..")
-	srv := slapd.StartT(t, slapd.Options{LDIF: []string{filepath.Join(root, "examples", "directory", "sample.ldif")}, LogLevel: "none"})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{filepath.Join(root, "examples", "directory", "sample.ldif")}, LogLevel: "none"})
 	dir := t.TempDir()
 	key := filepath.Join(dir, "secret.key")
 	os.WriteFile(key, []byte(secrets.NewKey()), 0o600)

@@ -31,7 +31,8 @@ import (
 	"github.com/dirsync/dirsync/host/api"
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/secrets"
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/host/store/sqlite"
 	"github.com/dirsync/dirsync/plugins/standard"
 	"github.com/dirsync/dirsync/sdk"
@@ -120,7 +121,7 @@ func newEnv(t *testing.T, tweak func(*api.Options)) *env {
 // newEnvWith is newEnv with the changes of setup.
 func newEnvWith(t *testing.T, setup envSetup) *env {
 	t.Helper()
-	srv := slapd.StartT(t, slapd.Options{LDIF: []string{filepath.Join(repoRoot(), "examples", "directory", "sample.ldif")}, LogLevel: "none"})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{filepath.Join(repoRoot(), "examples", "directory", "sample.ldif")}, LogLevel: "none"})
 	dir := t.TempDir()
 	write := func(name, content string) {
 		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o600); err != nil {

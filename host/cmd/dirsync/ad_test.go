@@ -10,14 +10,16 @@ import (
 	"testing"
 
 	"github.com/dirsync/dirsync/host/internal/ldapfetch"
-	"github.com/dirsync/dirsync/host/internal/samba"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/samba"
 	"github.com/dirsync/dirsync/host/store/sqlite"
 	"github.com/dirsync/dirsync/plugins/standard"
 )
 
 // Integration tests against a real Active Directory: a Samba AD DC
-// (host/internal/samba), read with the default AD filter by an ordinary
-// domain user, synced by the builtin standard policy into example.com.
+// (host/internal/testpeer/samba), read with the default AD filter by an
+// ordinary domain user, synced by the builtin standard policy into
+// example.com.
 // Each test gets a fresh domain; Samba runs one at a time on port 389.
 
 // adEnv is one AD test's domain controller, config and store.
@@ -32,7 +34,7 @@ type adEnv struct {
 // [[policy]] (e.g. "[policy.config]\nexclude_disabled = true\n").
 func newADEnv(t *testing.T, policyConfig string) *adEnv {
 	t.Helper()
-	dc := samba.StartT(t, samba.Options{})
+	dc := peertest.Samba(t, samba.Options{})
 	e := &adEnv{env: &env{t: t, dir: t.TempDir()}, dc: dc}
 	e.write("reader.pw", dc.ReaderPassword+"\n")
 	e.write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n"+policyConfig)

@@ -10,15 +10,15 @@ import (
 	"time"
 	"unicode/utf8"
 
-	"github.com/dirsync/dirsync/host/internal/ldaptest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/ldaptest"
 	"github.com/dirsync/dirsync/host/store"
 )
 
 // End-to-end tests of bad data from the directory: a scripted LDAP server
-// (host/internal/ldaptest) sends an AD-like directory, the CLI syncs it
-// with the builtin standard policy, then the server sends values that are
-// not UTF-8, control characters, or breaks off the search, and the CLI
-// syncs again. What a real server cannot be made to send is sent here.
+// (host/internal/testpeer/ldaptest) sends an AD-like directory, the CLI
+// syncs it with the builtin standard policy, then the server sends values
+// that are not UTF-8, control characters, or breaks off the search, and the
+// CLI syncs again. What a real server cannot be made to send is sent here.
 
 const (
 	badDataBindDN = "cn=reader,dc=example,dc=com" // as writeConfig binds

@@ -15,7 +15,8 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 )
 
 // repoRoot is the module's root folder.
@@ -38,7 +39,7 @@ type env struct {
 // domain reads it with the builtin standard policy (or the given manifest).
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := slapd.StartT(t, slapd.Options{LDIF: []string{filepath.Join(repoRoot(t), "examples", "directory", "sample.ldif")}, LogLevel: "none"})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{filepath.Join(repoRoot(t), "examples", "directory", "sample.ldif")}, LogLevel: "none"})
 	e := &env{t: t, srv: srv, dir: t.TempDir()}
 	e.write("reader.pw", readerPassword+"\n")
 	e.write("plugin.toml", `

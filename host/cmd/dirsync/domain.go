@@ -53,38 +53,9 @@ func (c *cli) domain(ctx context.Context, args []string) error {
 	}
 	switch sub {
 	case "list":
-		list, err := c.h.Domains(ctx)
-		if err != nil {
-			return err
-		}
-		if list == nil {
-			list = []host.DomainInfo{}
-		}
-		if f.json {
-			return c.printJSON(list)
-		}
-		tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
-		fmt.Fprintln(tw, "DOMAIN\tSYNC\tINTERVAL\tMANAGED BY\tVERSION")
-		for _, d := range list {
-			fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%d\n", d.Name, d.Sync, d.Interval, d.ManagedBy, d.Version)
-		}
-		return tw.Flush()
+		return c.domainList(ctx, f.json)
 	case "show":
-		s, err := c.h.Settings(ctx, pos[0])
-		if err != nil {
-			return err
-		}
-		if f.json {
-			return c.printJSON(s)
-		}
-		fmt.Fprintf(c.stdout, "# %s: managed by %s", s.Name, s.ManagedBy)
-		if s.ManagedBy == host.ManagedByStore {
-			fmt.Fprintf(c.stdout, ", version %d by %s at %s", s.Version, s.Author, s.Saved.Local().Format(time.DateTime))
-		}
-		fmt.Fprintf(c.stdout, "; password set: %v\n", s.PasswordSet)
-		enc := toml.NewEncoder(c.stdout)
-		enc.Indent = "  "
-		return enc.Encode(map[string]any{"domain": []config.Domain{s.Domain}})
+		return c.domainShow(ctx, pos[0], f.json)
 	case "remove":
 		if err := c.h.RemoveDomain(ctx, pos[0], "cli"); err != nil {
 			return domainError(err)
@@ -92,10 +63,55 @@ func (c *cli) domain(ctx context.Context, args []string) error {
 		fmt.Fprintf(c.stdout, "domain %s is no longer kept in the store (its mailboxes, groups and runs stay)\n", strings.ToLower(pos[0]))
 		return nil
 	}
+	return c.domainSave(ctx, sub, pos[0], pos[1:], pwStdin, pwFile)
+}
 
-	// add, set: start from the defaults or the current settings, then
-	// decode the KEY=VALUE pairs over them as TOML.
-	name := strings.ToLower(pos[0])
+// domainList is `dirsync domain list`.
+func (c *cli) domainList(ctx context.Context, jsonOut bool) error {
+	list, err := c.h.Domains(ctx)
+	if err != nil {
+		return err
+	}
+	if list == nil {
+		list = []host.DomainInfo{}
+	}
+	if jsonOut {
+		return c.printJSON(list)
+	}
+	tw := tabwriter.NewWriter(c.stdout, 2, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "DOMAIN\tSYNC\tINTERVAL\tMANAGED BY\tVERSION")
+	for _, d := range list {
+		fmt.Fprintf(tw, "%s\t%v\t%s\t%s\t%d\n", d.Name, d.Sync, d.Interval, d.ManagedBy, d.Version)
+	}
+	return tw.Flush()
+}
+
+// domainShow is `dirsync domain show NAME`: the settings as a [[domain]]
+// of dirsync.toml.
+func (c *cli) domainShow(ctx context.Context, name string, jsonOut bool) error {
+	s, err := c.h.Settings(ctx, name)
+	if err != nil {
+		return err
+	}
+	if jsonOut {
+		return c.printJSON(s)
+	}
+	fmt.Fprintf(c.stdout, "# %s: managed by %s", s.Name, s.ManagedBy)
+	if s.ManagedBy == host.ManagedByStore {
+		fmt.Fprintf(c.stdout, ", version %d by %s at %s", s.Version, s.Author, s.Saved.Local().Format(time.DateTime))
+	}
+	fmt.Fprintf(c.stdout, "; password set: %v\n", s.PasswordSet)
+	enc := toml.NewEncoder(c.stdout)
+	enc.Indent = "  "
+	return enc.Encode(map[string]any{"domain": []config.Domain{s.Domain}})
+}
+
+// domainSave is `dirsync domain add|set NAME KEY=VALUE...`: it starts from
+// the defaults (add) or the current settings (set), decodes the KEY=VALUE
+// pairs over them as TOML and saves the result as the next version, with
+// the bind password of --password-stdin or --password-file, if any.
+func (c *cli) domainSave(ctx context.Context, sub, name string, keys []string, pwStdin bool, pwFile string) error {
+	name = strings.ToLower(name)
 	d := config.NewDomain(name)
 	var expect int64
 	if sub == "set" {
@@ -108,30 +124,15 @@ func (c *cli) domain(ctx context.Context, args []string) error {
 		}
 		d, expect = cur.Domain, cur.Version
 	}
-	if err := setKeys(&d, pos[1:]); err != nil {
+	if err := setKeys(&d, keys); err != nil {
 		return err
 	}
 	if d.Name != name {
 		return usagef("domain %s: the name cannot be changed (add a new domain instead)", sub)
 	}
-	var password *string
-	switch {
-	case pwStdin && pwFile != "":
-		return usagef("domain %s: --password-stdin or --password-file, not both", sub)
-	case pwFile != "":
-		b, err := os.ReadFile(pwFile)
-		if err != nil {
-			return usagef("domain %s: --password-file: %v", sub, err)
-		}
-		pw := strings.TrimRight(string(b), "\r\n")
-		password = &pw
-	case pwStdin:
-		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return usagef("domain %s: --password-stdin: no password on standard input", sub)
-		}
-		pw := strings.TrimRight(line, "\r\n")
-		password = &pw
+	password, err := readPassword(sub, pwStdin, pwFile)
+	if err != nil {
+		return err
 	}
 	v, err := c.h.SaveSettings(ctx, d, password, "cli", expect)
 	if err != nil {
@@ -139,6 +140,31 @@ func (c *cli) domain(ctx context.Context, args []string) error {
 	}
 	fmt.Fprintf(c.stdout, "domain %s: settings version %d saved; the next run uses them\n", name, v)
 	return nil
+}
+
+// readPassword reads the bind password of `domain add|set` from the file
+// of --password-file or the first line of standard input
+// (--password-stdin); nil when neither is given.
+func readPassword(sub string, pwStdin bool, pwFile string) (*string, error) {
+	switch {
+	case pwStdin && pwFile != "":
+		return nil, usagef("domain %s: --password-stdin or --password-file, not both", sub)
+	case pwFile != "":
+		b, err := os.ReadFile(pwFile)
+		if err != nil {
+			return nil, usagef("domain %s: --password-file: %v", sub, err)
+		}
+		pw := strings.TrimRight(string(b), "\r\n")
+		return &pw, nil
+	case pwStdin:
+		line, err := bufio.NewReader(os.Stdin).ReadString('\n')
+		if err != nil && line == "" {
+			return nil, usagef("domain %s: --password-stdin: no password on standard input", sub)
+		}
+		pw := strings.TrimRight(line, "\r\n")
+		return &pw, nil
+	}
+	return nil, nil
 }
 
 // domainError makes a settings error a config error (exit 2) where it is

@@ -13,7 +13,8 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 )
 
 // TestKilledSyncLeavesTheStoreAsItWas protects S3 against the worst end a
@@ -34,7 +35,7 @@ func TestKilledSyncLeavesTheStoreAsItWas(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	srv := slapd.StartT(t, slapd.Options{LDIF: []string{ldif}, LogLevel: "none", StartTimeout: 5 * time.Minute})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{ldif}, LogLevel: "none", StartTimeout: 5 * time.Minute})
 	pw := filepath.Join(dir, "admin.pw")
 	os.WriteFile(pw, []byte(srv.AdminPassword), 0o600)
 

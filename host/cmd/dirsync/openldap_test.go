@@ -10,7 +10,8 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 )
 
 // openLDAPConfig is the dirsync.toml of the README's OpenLDAP section,
@@ -53,7 +54,7 @@ func TestOpenLDAP(t *testing.T) {
 		t.Fatalf("README.md no longer shows the OpenLDAP dirsync.toml this test runs:\n%s", openLDAPConfig)
 	}
 
-	srv := slapd.StartT(t, slapd.Options{LDIF: []string{filepath.Join("testdata", "openldap.ldif")}, LogLevel: "none"})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{filepath.Join("testdata", "openldap.ldif")}, LogLevel: "none"})
 	e := &env{t: t, srv: srv, dir: t.TempDir()}
 	e.write("reader.pw", readerPassword+"\n")
 	e.write("plugin.toml", "[[policy]]\nname    = \"standard\"\nruntime = \"builtin\"\n")

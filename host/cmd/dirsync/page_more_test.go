@@ -170,3 +170,35 @@ func TestPagePaging(t *testing.T) {
 		t.Errorf("the count of the next page says %q", c)
 	}
 }
+
+// TestPageBindPassword: a bind password typed into the page is used by
+// "Test connection" and kept by "Apply changes": the stored password (a
+// wrong one, set by the CLI) is replaced by it, not cleared, and the next
+// read of the directory binds with it.
+func TestPageBindPassword(t *testing.T) {
+	pe := newPageEnv(t)
+	wrong := pe.write("wrong.pw", "not-the-reader-password\n")
+	pe.ok("domain", "set", "example.com", "--password-file", wrong)
+	pe.fails(1, "", "preview", "--domain", "example.com")
+
+	pg := &page{t: t, ctx: browser(t, true), base: pe.p.base}
+	pg.signIn(pageAdmin)
+	pg.pick("example.com")
+	pg.run("switch on, type the reader's password", chromedp.Click(labelled("Synchronization of groups and users")),
+		chromedp.SendKeys(labelled("Bind password"), readerPassword))
+	pg.submit("Test connection", button("Test connection"), "#connection-result, #form-error")
+	pg.shot("tested")
+	if msg := pg.text("#connection-result, #form-error"); !strings.Contains(msg, "Connected") {
+		t.Fatalf("Test connection with the typed password says %q", msg)
+	}
+	pg.run("type it again (the page never shows it back)", chromedp.SendKeys(labelled("Bind password"), readerPassword))
+	pg.submit("Apply changes", button("Apply changes"), "#flash, #form-error")
+	pg.shot("applied")
+	if msg := pg.text("#flash, #form-error"); !strings.Contains(msg, "Saved as settings version") {
+		t.Fatalf("Apply changes says %q", msg)
+	}
+	if v := get(pg, "the password field", chromedp.Evaluate[string](`document.getElementById('password').value`)); v != "" {
+		t.Errorf("the page shows the password back: %q", v)
+	}
+	pe.ok("preview", "--domain", "example.com") // binds with the password saved from the page
+}

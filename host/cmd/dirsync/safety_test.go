@@ -7,14 +7,15 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 )
 
 // newTLSEnv is newEnv with a slapd that also serves StartTLS and ldaps://
 // with a certificate from a CA made for the test.
 func newTLSEnv(t *testing.T) *env {
 	t.Helper()
-	srv := slapd.StartT(t, slapd.Options{LDIF: []string{filepath.Join(repoRoot(t), "examples", "directory", "sample.ldif")}, LogLevel: "none", TLS: true})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{filepath.Join(repoRoot(t), "examples", "directory", "sample.ldif")}, LogLevel: "none", TLS: true})
 	e := &env{t: t, srv: srv, dir: t.TempDir()}
 	e.write("reader.pw", readerPassword+"\n")
 	e.write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n")

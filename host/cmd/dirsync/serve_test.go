@@ -31,7 +31,8 @@ import (
 
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/metrics"
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/host/store"
 )
 
@@ -440,7 +441,7 @@ func TestServeSIGTERMCancelsARun(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
-	srv := slapd.StartT(t, slapd.Options{LDIF: []string{ldif}, LogLevel: "none", StartTimeout: 2 * time.Minute})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{ldif}, LogLevel: "none", StartTimeout: 2 * time.Minute})
 	e := &env{t: t, srv: srv, dir: t.TempDir()}
 	e.write("admin.pw", srv.AdminPassword)
 	e.write("plugin.toml", "[[policy]]\nname = \"standard\"\nruntime = \"builtin\"\n")

@@ -125,18 +125,59 @@ func (w *want) addGroup(g string) {
 // Compute proposes the changes. refs and intents are parallel; domain.Groups
 // must hold the snapshot's gateway groups.
 func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Snapshot) *Result {
-	res := &Result{}
-
-	// Desired mailboxes, and directory groups by DN.
-	var wants []*want
-	byDN := map[string]*want{}
-	type dgroup struct {
-		ref    Ref
-		intent *sdk.GroupIntent
+	c := &computation{
+		res:       &Result{},
+		snap:      snap,
+		byDN:      map[string]*want{},
+		groupByDN: map[string]dgroup{},
+		matched:   map[int64]bool{},
+		claim:     map[string]*want{},
+		seenID:    map[string]bool{},
 	}
-	groupByDN := map[string]dgroup{}
+	c.sortIntents(refs, intents)
+	c.joinMemberships()
+	c.indexStore()
+	c.keepHeld()
+	c.assignAddresses()
+	c.countMembers()
+	c.compare()
+	sort.Slice(c.res.Mailboxes, func(i, j int) bool { return c.res.Mailboxes[i].Primary < c.res.Mailboxes[j].Primary })
+	slices.SortStableFunc(c.res.Changes, compareChanges)
+	return c.res
+}
+
+// computation is what the steps of Compute hand on to each other.
+type computation struct {
+	res  *Result
+	snap *store.Snapshot
+
+	// From the intents.
+	wants     []*want           // the desired mailboxes
+	byDN      map[string]*want  // wants by normalized DN
+	groupByDN map[string]dgroup // directory groups by normalized DN
+	held      []Ref             // the held entries
+
+	// From the store.
+	existing map[string]*sdk.Mailbox // LDAP mailboxes of the domain by directory id
+	byID     map[int64]*sdk.Mailbox  // every mailbox of the snapshot, foreign ones included
+
+	matched   map[int64]bool   // mailboxes that an entry keeps: never deleted
+	claim     map[string]*want // the owner of each address (R7)
+	seenID    map[string]bool  // directory ids that have their mailbox
+	heldBoxes []*sdk.Mailbox   // the mailboxes of held entries
+}
+
+// dgroup is a directory group.
+type dgroup struct {
+	ref    Ref
+	intent *sdk.GroupIntent
+}
+
+// sortIntents sorts the intents into desired mailboxes, directory groups
+// by DN, skipped entries and held entries.
+func (c *computation) sortIntents(refs []Ref, intents []sdk.Intent) {
+	res := c.res
 	unmatched := map[string]bool{}
-	var held []Ref
 	for i := range intents {
 		it := &intents[i]
 		ref := refs[i]
@@ -156,8 +197,8 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 					w.addrs = append(w.addrs, a)
 				}
 			}
-			wants = append(wants, w)
-			byDN[NormDN(ref.DN)] = w
+			c.wants = append(c.wants, w)
+			c.byDN[NormDN(ref.DN)] = w
 		case sdk.IntentGroup:
 			if it.Group == nil {
 				continue
@@ -165,7 +206,7 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 			if it.Group.Target == "" {
 				unmatched[it.Group.Name] = true
 			}
-			groupByDN[NormDN(ref.DN)] = dgroup{ref, it.Group} // unmatched ones too: nested groups pass through them
+			c.groupByDN[NormDN(ref.DN)] = dgroup{ref, it.Group} // unmatched ones too: nested groups pass through them
 		case sdk.IntentSkip:
 			reason := it.Reason
 			if reason == "" {
@@ -183,13 +224,21 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 				reason = "held by the policy"
 			}
 			res.Held = append(res.Held, Skip{DN: ref.DN, Reason: reason})
-			held = append(held, ref)
+			c.held = append(c.held, ref)
 		}
 	}
+	for n := range unmatched {
+		res.Unmatched = append(res.Unmatched, n)
+	}
+	sort.Strings(res.Unmatched)
+}
 
-	// Memberships: a group's member values (through member groups too, for
-	// a nested group) and a mailbox's memberOf values.
-	for _, g := range groupByDN {
+// joinMemberships puts each wanted mailbox in its gateway groups: through
+// a group's member values (through member groups too, for a nested group)
+// and the mailbox's memberOf values. It lists the matched groups.
+func (c *computation) joinMemberships() {
+	res := c.res
+	for _, g := range c.groupByDN {
 		if g.intent.Target == "" {
 			continue
 		}
@@ -198,9 +247,9 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		visit = func(gi *sdk.GroupIntent) {
 			for _, m := range gi.Members {
 				dn := NormDN(m)
-				if w := byDN[dn]; w != nil {
+				if w := c.byDN[dn]; w != nil {
 					w.addGroup(g.intent.Target)
-				} else if inner, ok := groupByDN[dn]; ok && g.intent.Nested && !seen[dn] {
+				} else if inner, ok := c.groupByDN[dn]; ok && g.intent.Nested && !seen[dn] {
 					seen[dn] = true
 					visit(inner.intent)
 				}
@@ -209,9 +258,9 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		visit(g.intent)
 		res.Groups = append(res.Groups, Group{Name: g.intent.Name, DN: g.ref.DN, Target: g.intent.Target})
 	}
-	for _, w := range wants {
+	for _, w := range c.wants {
 		for _, dn := range w.intent.MemberOf {
-			if g, ok := groupByDN[NormDN(dn)]; ok && g.intent.Target != "" {
+			if g, ok := c.groupByDN[NormDN(dn)]; ok && g.intent.Target != "" {
 				w.addGroup(g.intent.Target)
 			}
 		}
@@ -222,88 +271,91 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		}
 		return res.Groups[i].DN < res.Groups[j].DN
 	})
-	for n := range unmatched {
-		res.Unmatched = append(res.Unmatched, n)
-	}
-	sort.Strings(res.Unmatched)
+}
 
-	// Existing LDAP mailboxes of the domain by directory id.
-	existing := map[string]*sdk.Mailbox{}
-	byID := make(map[int64]*sdk.Mailbox, len(snap.Mailboxes)+len(snap.Foreign))
+// indexStore indexes the snapshot: the domain's LDAP mailboxes by
+// directory id, every mailbox by id.
+func (c *computation) indexStore() {
+	snap := c.snap
+	c.existing = map[string]*sdk.Mailbox{}
+	c.byID = make(map[int64]*sdk.Mailbox, len(snap.Mailboxes)+len(snap.Foreign))
 	for id, m := range snap.Foreign {
-		byID[id] = &m
+		c.byID[id] = &m
 	}
 	for i := range snap.Mailboxes {
 		m := &snap.Mailboxes[i]
-		byID[m.ID] = m
+		c.byID[m.ID] = m
 		if m.Source == sdk.SourceLDAP && m.DirID != "" {
-			existing[m.DirID] = m
+			c.existing[m.DirID] = m
 		}
 	}
+}
 
-	// The mailboxes of held entries stay as they are: matched (never
-	// deleted), their memberships kept, and every address they own theirs
-	// alone for this run.
-	matched := map[int64]bool{}
-	claim := map[string]*want{}
-	seenID := map[string]bool{}
-	var heldBoxes []*sdk.Mailbox
-	for _, ref := range held {
-		seenID[ref.ID] = true // a mailbox intent of the same id does not take the mailbox over
-		m := existing[ref.ID]
-		if m == nil || matched[m.ID] {
+// keepHeld keeps the mailboxes of held entries as they are: matched (never
+// deleted), their memberships kept, and every address they own theirs
+// alone for this run.
+func (c *computation) keepHeld() {
+	for _, ref := range c.held {
+		c.seenID[ref.ID] = true // a mailbox intent of the same id does not take the mailbox over
+		m := c.existing[ref.ID]
+		if m == nil || c.matched[m.ID] {
 			continue
 		}
-		matched[m.ID] = true
+		c.matched[m.ID] = true
 		hw := &want{ref: ref, held: true}
 		for _, a := range append([]string{m.Primary}, m.Aliases...) {
-			if snap.Owners[a] == m.ID {
-				claim[a] = hw
+			if c.snap.Owners[a] == m.ID {
+				c.claim[a] = hw
 			}
 		}
-		heldBoxes = append(heldBoxes, m)
+		c.heldBoxes = append(c.heldBoxes, m)
 	}
+}
 
-	// One owner per address (R7), deterministic and stable across runs:
-	// the held entry whose mailbox owns it, else the entry whose mailbox
-	// already owns it, else the smallest id.
-	sort.Slice(wants, func(i, j int) bool { return wants[i].ref.ID < wants[j].ref.ID })
-	for _, w := range wants {
-		m := existing[w.ref.ID]
-		if m == nil || seenID[w.ref.ID] {
+// assignAddresses gives each address one owner (R7), deterministic and
+// stable across runs: the held entry whose mailbox owns it, else the entry
+// whose mailbox already owns it, else the smallest id. An entry that loses
+// its primary address, or has the directory id of another, is skipped; an
+// alias it loses is dropped from it.
+func (c *computation) assignAddresses() {
+	res := c.res
+	sort.Slice(c.wants, func(i, j int) bool { return c.wants[i].ref.ID < c.wants[j].ref.ID })
+	for _, w := range c.wants {
+		m := c.existing[w.ref.ID]
+		if m == nil || c.seenID[w.ref.ID] {
 			continue
 		}
 		for _, a := range w.addrs {
-			if snap.Owners[a] == m.ID {
-				claim[a] = w
+			if c.snap.Owners[a] == m.ID {
+				c.claim[a] = w
 			}
 		}
 	}
-	for _, w := range wants {
-		if seenID[w.ref.ID] {
+	for _, w := range c.wants {
+		if c.seenID[w.ref.ID] {
 			continue // of a held entry's id: skipped below
 		}
 		for _, a := range w.addrs {
-			if _, ok := claim[a]; !ok {
-				claim[a] = w
+			if _, ok := c.claim[a]; !ok {
+				c.claim[a] = w
 			}
 		}
 	}
-	kept := wants[:0]
-	for _, w := range wants {
-		if seenID[w.ref.ID] {
+	kept := c.wants[:0]
+	for _, w := range c.wants {
+		if c.seenID[w.ref.ID] {
 			res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Reason: "another entry has the same directory id " + w.ref.ID})
 			continue
 		}
-		seenID[w.ref.ID] = true
-		if owner := claim[w.addrs[0]]; owner != w {
+		c.seenID[w.ref.ID] = true
+		if owner := c.claim[w.addrs[0]]; owner != w {
 			res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: w.addrs[0],
 				Reason: "primary address also claimed by " + owner.describe()})
 			continue
 		}
 		addrs := w.addrs[:1]
 		for _, a := range w.addrs[1:] {
-			if owner := claim[a]; owner != w {
+			if owner := c.claim[a]; owner != w {
 				res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: a, Reason: "alias also claimed by " + owner.describe()})
 				continue
 			}
@@ -312,90 +364,103 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 		w.addrs = addrs
 		kept = append(kept, w)
 	}
-	wants = kept
+	c.wants = kept
+}
 
-	// Members per group: the mailboxes that will be in it, the held ones
-	// (whose memberships are kept) included.
+// countMembers counts the members of each matched group: the mailboxes
+// that will be in it, the held ones (whose memberships are kept) included.
+func (c *computation) countMembers() {
 	count := map[string]int{}
-	for _, w := range wants {
+	for _, w := range c.wants {
 		for _, g := range w.groups {
 			count[g]++
 		}
 	}
-	for _, m := range heldBoxes {
+	for _, m := range c.heldBoxes {
 		for _, g := range m.Groups {
 			count[g]++
 		}
 	}
-	for i := range res.Groups {
-		res.Groups[i].Members = count[res.Groups[i].Target]
+	for i := range c.res.Groups {
+		c.res.Groups[i].Members = count[c.res.Groups[i].Target]
 	}
+}
 
-	// Compare.
-	for _, w := range wants {
-		after := sdk.Mailbox{
-			DirID:       w.ref.ID,
-			DN:          w.ref.DN,
-			Kind:        w.intent.Kind,
-			Primary:     w.addrs[0],
-			Aliases:     sortedCopy(w.addrs[1:]),
-			DisplayName: w.intent.DisplayName,
-			Source:      sdk.SourceLDAP,
-			Groups:      sortedCopy(w.groups),
+// compare proposes the changes: a create or an update and membership
+// changes for each wanted mailbox, and a delete for each LDAP mailbox of
+// the domain that no entry keeps.
+func (c *computation) compare() {
+	for _, w := range c.wants {
+		c.compareMailbox(w)
+	}
+	for i := range c.snap.Mailboxes {
+		m := &c.snap.Mailboxes[i]
+		if m.Source == sdk.SourceLDAP && !c.matched[m.ID] {
+			c.res.Changes = append(c.res.Changes, sdk.Change{Kind: sdk.ChangeDelete, Before: clone(*m)})
 		}
-		if after.Kind == "" {
-			after.Kind = sdk.KindUser
+	}
+}
+
+// compareMailbox proposes the changes that bring the mailbox of w in step:
+// a create, or an update and the memberships to add and remove.
+func (c *computation) compareMailbox(w *want) {
+	res := c.res
+	after := sdk.Mailbox{
+		DirID:       w.ref.ID,
+		DN:          w.ref.DN,
+		Kind:        w.intent.Kind,
+		Primary:     w.addrs[0],
+		Aliases:     sortedCopy(w.addrs[1:]),
+		DisplayName: w.intent.DisplayName,
+		Source:      sdk.SourceLDAP,
+		Groups:      sortedCopy(w.groups),
+	}
+	if after.Kind == "" {
+		after.Kind = sdk.KindUser
+	}
+	m := c.existing[w.ref.ID]
+	if m == nil {
+		res.Mailboxes = append(res.Mailboxes, after)
+		res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeCreate, After: clone(after), Conflicts: c.conflicts(w, 0)})
+		return
+	}
+	c.matched[m.ID] = true
+	after.ID = m.ID
+	res.Mailboxes = append(res.Mailboxes, after)
+	if after.Primary != m.Primary || after.DN != m.DN || after.Kind != m.Kind ||
+		after.DisplayName != m.DisplayName || !slices.Equal(after.Aliases, m.Aliases) {
+		upd := after
+		upd.Groups = m.Groups
+		res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeUpdate, Before: clone(*m), After: clone(upd), Conflicts: c.conflicts(w, m.ID)})
+	}
+	have := map[string]bool{}
+	for _, g := range m.Groups {
+		have[g] = true
+		if !slices.Contains(w.groups, g) { // R5: the directory is authoritative
+			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeRemoveMember, Before: clone(*m), After: clone(after), Group: g})
 		}
-		conflicts := func(own int64) []sdk.Conflict {
-			var cs []sdk.Conflict
-			for _, a := range w.addrs {
-				id, ok := snap.Owners[a]
-				if !ok || id == own {
-					continue
-				}
-				if o := byID[id]; o != nil && (o.Source != sdk.SourceLDAP || foreign(snap, id)) {
-					cs = append(cs, sdk.Conflict{Address: a, MailboxID: id, Primary: o.Primary, Source: sourceName(snap, id, o)})
-				}
-			}
-			return cs
+	}
+	for _, g := range after.Groups {
+		if !have[g] {
+			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeAddMember, Before: clone(*m), After: clone(after), Group: g})
 		}
-		m := existing[w.ref.ID]
-		if m == nil {
-			res.Mailboxes = append(res.Mailboxes, after)
-			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeCreate, After: clone(after), Conflicts: conflicts(0)})
+	}
+}
+
+// conflicts lists the addresses of w that a mailbox other than own owns
+// and this sync may not take: one of another source or another domain.
+func (c *computation) conflicts(w *want, own int64) []sdk.Conflict {
+	var cs []sdk.Conflict
+	for _, a := range w.addrs {
+		id, ok := c.snap.Owners[a]
+		if !ok || id == own {
 			continue
 		}
-		matched[m.ID] = true
-		after.ID = m.ID
-		res.Mailboxes = append(res.Mailboxes, after)
-		if after.Primary != m.Primary || after.DN != m.DN || after.Kind != m.Kind ||
-			after.DisplayName != m.DisplayName || !slices.Equal(after.Aliases, m.Aliases) {
-			upd := after
-			upd.Groups = m.Groups
-			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeUpdate, Before: clone(*m), After: clone(upd), Conflicts: conflicts(m.ID)})
-		}
-		have := map[string]bool{}
-		for _, g := range m.Groups {
-			have[g] = true
-			if !slices.Contains(w.groups, g) { // R5: the directory is authoritative
-				res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeRemoveMember, Before: clone(*m), After: clone(after), Group: g})
-			}
-		}
-		for _, g := range after.Groups {
-			if !have[g] {
-				res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeAddMember, Before: clone(*m), After: clone(after), Group: g})
-			}
+		if o := c.byID[id]; o != nil && (o.Source != sdk.SourceLDAP || foreign(c.snap, id)) {
+			cs = append(cs, sdk.Conflict{Address: a, MailboxID: id, Primary: o.Primary, Source: sourceName(c.snap, id, o)})
 		}
 	}
-	for i := range snap.Mailboxes {
-		m := &snap.Mailboxes[i]
-		if m.Source == sdk.SourceLDAP && !matched[m.ID] {
-			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeDelete, Before: clone(*m)})
-		}
-	}
-	sort.Slice(res.Mailboxes, func(i, j int) bool { return res.Mailboxes[i].Primary < res.Mailboxes[j].Primary })
-	slices.SortStableFunc(res.Changes, compareChanges)
-	return res
+	return cs
 }
 
 // compareChanges orders changes by address, then kind, then group.

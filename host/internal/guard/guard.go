@@ -233,18 +233,47 @@ func (c *checker) replacement(orig, r sdk.Change) (sdk.Change, error) {
 // only, existing groups only, addresses in the domain and owned by nobody
 // else once the run is done.
 func (c *checker) check(changes []sdk.Change) error {
-	ldapMailbox := func(id int64, what string) (*sdk.Mailbox, error) {
-		m := c.byID[id]
-		if m == nil {
-			return nil, fmt.Errorf("%s mailbox %d, which is not in domain %s", what, id, c.domain.Name)
-		}
-		if m.Source != sdk.SourceLDAP {
-			return nil, fmt.Errorf("%s %s mailbox %s, which a sync never touches (R6)", what, m.Source, m.Primary)
-		}
-		return m, nil
+	owner, err := c.releasedOwners(changes)
+	if err != nil {
+		return err
 	}
-	// Addresses after the run: start from the store, release what deletes
-	// and updates drop, then take what creates, updates and adopts want.
+	newKey := int64(-1)
+	for _, ch := range changes {
+		want, id, err := c.target(ch, newKey)
+		if err != nil {
+			return err
+		}
+		if ch.Kind == sdk.ChangeCreate {
+			newKey--
+		}
+		if want == nil {
+			continue
+		}
+		if err := c.claim(owner, ch, want, id); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// ldapMailbox returns mailbox id, which a change does what to: it must be
+// an LDAP mailbox of the domain.
+func (c *checker) ldapMailbox(id int64, what string) (*sdk.Mailbox, error) {
+	m := c.byID[id]
+	if m == nil {
+		return nil, fmt.Errorf("%s mailbox %d, which is not in domain %s", what, id, c.domain.Name)
+	}
+	if m.Source != sdk.SourceLDAP {
+		return nil, fmt.Errorf("%s %s mailbox %s, which a sync never touches (R6)", what, m.Source, m.Primary)
+	}
+	return m, nil
+}
+
+// releasedOwners returns the owners of the addresses once the deletes,
+// updates and adopts of changes have released those of the mailboxes they
+// change: the addresses after the run start from the store's, less these,
+// and then take what creates, updates and adopts want.
+func (c *checker) releasedOwners(changes []sdk.Change) (map[string]int64, error) {
 	owner := make(map[string]int64, len(c.snap.Owners))
 	for a, id := range c.snap.Owners {
 		owner[a] = id
@@ -259,64 +288,68 @@ func (c *checker) check(changes []sdk.Change) error {
 	for _, ch := range changes {
 		switch ch.Kind {
 		case sdk.ChangeDelete:
-			m, err := ldapMailbox(ch.Before.ID, "deletes")
+			m, err := c.ldapMailbox(ch.Before.ID, "deletes")
 			if err != nil {
-				return err
+				return nil, err
 			}
 			release(m)
 		case sdk.ChangeUpdate, sdk.ChangeAdopt:
 			release(c.byID[ch.Before.ID])
 		}
 	}
-	newKey := int64(-1)
-	for _, ch := range changes {
-		var want *sdk.Mailbox
-		id := newKey
-		switch ch.Kind {
-		case sdk.ChangeCreate:
-			want = ch.After
-			newKey--
-			for _, g := range ch.After.Groups {
-				if !c.groups[g] {
-					return fmt.Errorf("creates group %q for %s: groups are never created by a sync (R4)", g, ch.After.Primary)
-				}
+	return owner, nil
+}
+
+// target checks what ch touches (the mailbox, the groups) and returns the
+// mailbox it wants at the end, with its id (newID for a create); nil for a
+// delete or a change of groups.
+func (c *checker) target(ch sdk.Change, newID int64) (*sdk.Mailbox, int64, error) {
+	switch ch.Kind {
+	case sdk.ChangeCreate:
+		for _, g := range ch.After.Groups {
+			if !c.groups[g] {
+				return nil, 0, fmt.Errorf("creates group %q for %s: groups are never created by a sync (R4)", g, ch.After.Primary)
 			}
-		case sdk.ChangeUpdate:
-			if _, err := ldapMailbox(ch.Before.ID, "updates"); err != nil {
-				return err
-			}
-			want, id = ch.After, ch.Before.ID
-		case sdk.ChangeAdopt:
-			if c.byID[ch.Before.ID] == nil {
-				return fmt.Errorf("adopts mailbox %d, which is not in domain %s", ch.Before.ID, c.domain.Name)
-			}
-			want, id = ch.After, ch.Before.ID
-		case sdk.ChangeAddMember, sdk.ChangeRemoveMember:
-			if _, err := ldapMailbox(ch.Before.ID, "changes the groups of"); err != nil {
-				return err
-			}
-			if !c.groups[ch.Group] {
-				return fmt.Errorf("%s %s and group %q, which does not exist: groups are never created by a sync (R4)", ch.Kind, ch.Before.Primary, ch.Group)
-			}
-		case sdk.ChangeDelete:
-		default:
-			return fmt.Errorf("unknown change kind %d", ch.Kind)
 		}
-		if want == nil {
-			continue
+		return ch.After, newID, nil
+	case sdk.ChangeUpdate:
+		if _, err := c.ldapMailbox(ch.Before.ID, "updates"); err != nil {
+			return nil, 0, err
 		}
-		if want.Primary == "" {
-			return fmt.Errorf("%s of a mailbox without a primary address", ch.Kind)
+		return ch.After, ch.Before.ID, nil
+	case sdk.ChangeAdopt:
+		if c.byID[ch.Before.ID] == nil {
+			return nil, 0, fmt.Errorf("adopts mailbox %d, which is not in domain %s", ch.Before.ID, c.domain.Name)
 		}
-		for _, a := range append([]string{want.Primary}, want.Aliases...) {
-			if !c.inDomain(a) {
-				return fmt.Errorf("%s %s with address %s, outside domain %s and its alias domains", ch.Kind, want.Primary, a, c.domain.Name)
-			}
-			if o, taken := owner[a]; taken && o != id {
-				return fmt.Errorf("%s %s with address %s, which belongs to another mailbox (R10)", ch.Kind, want.Primary, a)
-			}
-			owner[a] = id
+		return ch.After, ch.Before.ID, nil
+	case sdk.ChangeAddMember, sdk.ChangeRemoveMember:
+		if _, err := c.ldapMailbox(ch.Before.ID, "changes the groups of"); err != nil {
+			return nil, 0, err
 		}
+		if !c.groups[ch.Group] {
+			return nil, 0, fmt.Errorf("%s %s and group %q, which does not exist: groups are never created by a sync (R4)", ch.Kind, ch.Before.Primary, ch.Group)
+		}
+		return nil, 0, nil
+	case sdk.ChangeDelete:
+		return nil, 0, nil
+	}
+	return nil, 0, fmt.Errorf("unknown change kind %d", ch.Kind)
+}
+
+// claim gives the addresses of want, mailbox id, to it in owner: each must
+// be in the domain or an alias domain and belong to no other mailbox.
+func (c *checker) claim(owner map[string]int64, ch sdk.Change, want *sdk.Mailbox, id int64) error {
+	if want.Primary == "" {
+		return fmt.Errorf("%s of a mailbox without a primary address", ch.Kind)
+	}
+	for _, a := range append([]string{want.Primary}, want.Aliases...) {
+		if !c.inDomain(a) {
+			return fmt.Errorf("%s %s with address %s, outside domain %s and its alias domains", ch.Kind, want.Primary, a, c.domain.Name)
+		}
+		if o, taken := owner[a]; taken && o != id {
+			return fmt.Errorf("%s %s with address %s, which belongs to another mailbox (R10)", ch.Kind, want.Primary, a)
+		}
+		owner[a] = id
 	}
 	return nil
 }

@@ -11,7 +11,8 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -46,7 +47,7 @@ func BenchmarkFetch(b *testing.B) {
 	}
 	gen := filepath.Join(b.TempDir(), "gen.ldif")
 	writeGenerated(b, gen, n)
-	srv := slapd.StartT(b, slapd.Options{LDIF: []string{sampleLDIF, gen}, LogLevel: "none"})
+	srv := peertest.Slapd(b, slapd.Options{LDIF: []string{sampleLDIF, gen}, LogLevel: "none"})
 	want := sampleMatches + n + max(1, n/100)
 	cfg := readerConfig(srv)
 	ctx := context.Background()

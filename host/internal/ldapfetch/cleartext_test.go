@@ -6,7 +6,7 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dirsync/dirsync/host/internal/ldaptest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/ldaptest"
 	"github.com/dirsync/dirsync/sdk"
 )
 

@@ -11,16 +11,16 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
-	"github.com/dirsync/dirsync/host/internal/ldaptest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/ldaptest"
 	"github.com/dirsync/dirsync/sdk"
 )
 
-// Tests against the scripted server of host/internal/ldaptest, for the
-// failures a real slapd cannot be made to produce: a page without a paging
-// control, a garbled control, a server that repeats its cookie, stalls or
-// drops the connection mid-page, sends far more than a page or values that
-// are not UTF-8, and AD-style binary objectGUIDs and continuation
-// references.
+// Tests against the scripted server of host/internal/testpeer/ldaptest, for
+// the failures a real slapd cannot be made to produce: a page without a
+// paging control, a garbled control, a server that repeats its cookie,
+// stalls or drops the connection mid-page, sends far more than a page or
+// values that are not UTF-8, and AD-style binary objectGUIDs and
+// continuation references.
 
 // startFake serves page, which answers the n-th search request (1-based)
 // of a connection, and returns the server's URL.

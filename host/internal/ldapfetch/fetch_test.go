@@ -10,12 +10,13 @@ import (
 	"testing"
 	"time"
 
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/sdk"
 )
 
-// Integration tests against a real slapd (host/internal/slapd) loaded with
-// the demo's sample directory and generated users.
+// Integration tests against a real slapd (host/internal/testpeer/slapd)
+// loaded with the demo's sample directory and generated users.
 
 const (
 	sampleLDIF     = "../../../examples/directory/sample.ldif"
@@ -38,7 +39,7 @@ func startSample(t testing.TB, users int, opts slapd.Options) *slapd.Server {
 		writeGenerated(t, gen, users)
 		opts.LDIF = append(opts.LDIF, gen)
 	}
-	return slapd.StartT(t, opts)
+	return peertest.Slapd(t, opts)
 }
 
 func readerConfig(srv *slapd.Server) Config {

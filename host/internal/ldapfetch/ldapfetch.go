@@ -624,38 +624,11 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 		return err
 	}
 	defer func() { res.RangeReads = rr.reads }()
-	var (
-		raw        []rawAttr
-		lastCookie string
-		held       []heldEntry // entries of this page waiting for it to end (ranges.go)
-		total      int         // entries received, handed on or held
-		uris       []string
-		refs       referenceSet
-	)
-	pageLimit := maxPageFactor * cfg.PageSize
-	hand := func(dn string, attrs []rawAttr) error {
-		e, err := conv.entry(dn, attrs)
-		if err != nil {
-			return err
-		}
-		if err := fn(e); err != nil {
-			return err
-		}
-		res.Entries++
-		return nil
-	}
+	s := &searcher{ctx: ctx, c: c, cfg: cfg, res: res, fn: fn, conv: conv, rr: rr, pageLimit: maxPageFactor * cfg.PageSize}
+	var lastCookie string
 	for {
 		page := res.Pages + 1
-		fail := func(err error) error {
-			if ctx.Err() != nil {
-				err = ctx.Err()
-			} else if errors.Is(err, os.ErrDeadlineExceeded) {
-				err = fmt.Errorf("no complete answer within %v", cfg.Timeout)
-			} else if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
-				err = errors.New("the server closed the connection before the page was complete")
-			}
-			return &Error{Server: res.URL, Op: fmt.Sprintf("search page %d (after %d entries)", page, res.Entries), Err: err}
-		}
+		fail := func(err error) error { return s.pageError(page, err) }
 		_ = c.nc.SetDeadline(time.Now().Add(cfg.Timeout))
 		// A cancel whose deadline the line above overrode.
 		if ctx.Err() != nil {
@@ -667,81 +640,10 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 		if err != nil {
 			return fail(err)
 		}
-		entries, pageRefs := 0, 0
-		var done *message
-		for done == nil {
-			m, err := c.response(id)
-			if err != nil {
-				return fail(err)
-			}
-			switch m.op {
-			case opSearchEntry:
-				entries++
-				total++
-				if entries > pageLimit {
-					return fail(fmt.Errorf("the server sent more than %d entries in one page of %d: reading stopped there, the result is incomplete", pageLimit, cfg.PageSize))
-				}
-				if total > cfg.MaxEntries {
-					return fail(fmt.Errorf("the result holds more than %d entries: raise [domain.ldap] max_entries if the directory is really that large", cfg.MaxEntries))
-				}
-				var dn string
-				if dn, raw, err = decodeEntry(m.body, raw); err != nil {
-					return fail(err)
-				}
-				if ranged := hasRange(raw); ranged || len(held) > 0 {
-					held = append(held, heldEntry{dn: dn, attrs: slices.Clone(raw), ranged: ranged})
-					continue
-				}
-				if err := hand(dn, raw); err != nil {
-					return fail(err)
-				}
-			case opSearchRef:
-				if pageRefs++; pageRefs > pageLimit {
-					return fail(fmt.Errorf("the server sent more than %d continuation references in one page of %d: reading stopped there, the result is incomplete", pageLimit, cfg.PageSize))
-				}
-				if uris, err = decodeReference(m.body, uris[:0]); err != nil {
-					return fail(err)
-				}
-				res.Referrals++
-				for _, u := range uris {
-					refs.add(res, u)
-				}
-			case opSearchDone:
-				done = &m
-			case opIntermediate:
-			default:
-				return fail(malformed("unexpected operation 0x%02x in a search", m.op))
-			}
-		}
-		result, _, err := parseResult(done.body)
+		entries, cookie, err := s.readPage(id)
 		if err != nil {
 			return fail(err)
 		}
-		if result.code != ldap.LDAPResultSuccess {
-			return fail(searchFailed(cfg.BaseDN, result, total == 0))
-		}
-		cookie, found, err := pagingCookie(done.controls)
-		if err != nil {
-			return fail(err)
-		}
-		if !found {
-			return fail(errors.New("the server ended the page without a paging control (cookie missing)"))
-		}
-		// The page is complete: read the missing ranges of its held
-		// entries and hand them on in order.
-		for i := range held {
-			h := &held[i]
-			if h.ranged {
-				if h.attrs, err = rr.complete(h.dn, h.attrs); err != nil {
-					return fail(err)
-				}
-			}
-			if err := hand(h.dn, h.attrs); err != nil {
-				return fail(err)
-			}
-			held[i] = heldEntry{}
-		}
-		held = held[:0]
 		res.Pages++
 		if cookie == "" {
 			return nil
@@ -752,6 +654,156 @@ func search(ctx context.Context, c *client, cfg Config, filter string, attrs []s
 		lastCookie = cookie
 		paging.SetCookie([]byte(cookie))
 	}
+}
+
+// searcher is the state of one paged search, across its pages.
+type searcher struct {
+	ctx       context.Context
+	c         *client
+	cfg       Config
+	res       *Result
+	fn        func(sdk.Entry) error
+	conv      *converter
+	rr        *rangeReader
+	pageLimit int // entries, or references, one page may hold
+
+	raw   []rawAttr
+	held  []heldEntry // entries of this page waiting for it to end (ranges.go)
+	total int         // entries received, handed on or held
+	uris  []string
+	refs  referenceSet
+}
+
+// pageError describes a failure of the search at page.
+func (s *searcher) pageError(page int, err error) error {
+	if s.ctx.Err() != nil {
+		err = s.ctx.Err()
+	} else if errors.Is(err, os.ErrDeadlineExceeded) {
+		err = fmt.Errorf("no complete answer within %v", s.cfg.Timeout)
+	} else if errors.Is(err, io.EOF) || errors.Is(err, io.ErrUnexpectedEOF) {
+		err = errors.New("the server closed the connection before the page was complete")
+	}
+	return &Error{Server: s.res.URL, Op: fmt.Sprintf("search page %d (after %d entries)", page, s.res.Entries), Err: err}
+}
+
+// readPage reads the answer to the page request id: its entries and
+// continuation references up to its done message, which must report
+// success and carry a paging control. It returns the number of entries and
+// the cookie of the next page ("" after the last).
+func (s *searcher) readPage(id int64) (entries int, cookie string, err error) {
+	pageRefs := 0
+	var done *message
+	for done == nil {
+		m, err := s.c.response(id)
+		if err != nil {
+			return entries, "", err
+		}
+		switch m.op {
+		case opSearchEntry:
+			entries++
+			if err := s.entry(m, entries); err != nil {
+				return entries, "", err
+			}
+		case opSearchRef:
+			pageRefs++
+			if err := s.reference(m, pageRefs); err != nil {
+				return entries, "", err
+			}
+		case opSearchDone:
+			done = &m
+		case opIntermediate:
+		default:
+			return entries, "", malformed("unexpected operation 0x%02x in a search", m.op)
+		}
+	}
+	cookie, err = s.endPage(done)
+	return entries, cookie, err
+}
+
+// entry takes the n-th entry of a page: it hands it on, or holds it until
+// the page ends when it or an entry before it in the page has a ranged
+// attribute (ranges.go).
+func (s *searcher) entry(m message, n int) error {
+	s.total++
+	if n > s.pageLimit {
+		return fmt.Errorf("the server sent more than %d entries in one page of %d: reading stopped there, the result is incomplete", s.pageLimit, s.cfg.PageSize)
+	}
+	if s.total > s.cfg.MaxEntries {
+		return fmt.Errorf("the result holds more than %d entries: raise [domain.ldap] max_entries if the directory is really that large", s.cfg.MaxEntries)
+	}
+	var dn string
+	var err error
+	if dn, s.raw, err = decodeEntry(m.body, s.raw); err != nil {
+		return err
+	}
+	if ranged := hasRange(s.raw); ranged || len(s.held) > 0 {
+		s.held = append(s.held, heldEntry{dn: dn, attrs: slices.Clone(s.raw), ranged: ranged})
+		return nil
+	}
+	return s.hand(dn, s.raw)
+}
+
+// reference takes the n-th continuation reference of a page.
+func (s *searcher) reference(m message, n int) error {
+	if n > s.pageLimit {
+		return fmt.Errorf("the server sent more than %d continuation references in one page of %d: reading stopped there, the result is incomplete", s.pageLimit, s.cfg.PageSize)
+	}
+	var err error
+	if s.uris, err = decodeReference(m.body, s.uris[:0]); err != nil {
+		return err
+	}
+	s.res.Referrals++
+	for _, u := range s.uris {
+		s.refs.add(s.res, u)
+	}
+	return nil
+}
+
+// endPage checks the done message of a page and returns its paging
+// cookie. The page is then complete: the missing ranges of its held
+// entries are read, and the entries handed on in order.
+func (s *searcher) endPage(done *message) (string, error) {
+	result, _, err := parseResult(done.body)
+	if err != nil {
+		return "", err
+	}
+	if result.code != ldap.LDAPResultSuccess {
+		return "", searchFailed(s.cfg.BaseDN, result, s.total == 0)
+	}
+	cookie, found, err := pagingCookie(done.controls)
+	if err != nil {
+		return "", err
+	}
+	if !found {
+		return "", errors.New("the server ended the page without a paging control (cookie missing)")
+	}
+	for i := range s.held {
+		h := &s.held[i]
+		if h.ranged {
+			if h.attrs, err = s.rr.complete(h.dn, h.attrs); err != nil {
+				return "", err
+			}
+		}
+		if err := s.hand(h.dn, h.attrs); err != nil {
+			return "", err
+		}
+		s.held[i] = heldEntry{}
+	}
+	s.held = s.held[:0]
+	return cookie, nil
+}
+
+// hand converts an entry and hands it to fn.
+func (s *searcher) hand(dn string, attrs []rawAttr) error {
+	e, err := s.conv.entry(dn, attrs)
+	if err != nil {
+		return err
+	}
+	if err := s.fn(e); err != nil {
+		return err
+	}
+	s.res.Entries++
+	return nil
 }
 
 // referenceSet collects the distinct URLs of continuation references into

@@ -11,7 +11,7 @@ import (
 
 	"github.com/go-ldap/ldap/v3"
 
-	"github.com/dirsync/dirsync/host/internal/ldaptest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/ldaptest"
 	"github.com/dirsync/dirsync/sdk"
 )
 

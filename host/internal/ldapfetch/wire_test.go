@@ -14,8 +14,8 @@ import (
 	ber "github.com/go-asn1-ber/asn1-ber"
 	"github.com/go-ldap/ldap/v3"
 
-	"github.com/dirsync/dirsync/host/internal/ldaptest"
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/ldaptest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 )
 
 // messages returns LDAP messages as a server would send them.

@@ -1,5 +1,12 @@
 // Package policy is the host's view of a sync policy, whatever runtime serves
-// it: linked in (builtin), a WebAssembly module (wasm) or a plugin process.
+// it: linked in (builtin), a WebAssembly module (wasm, package wasmrt) or a
+// plugin process (package processrt).
+//
+// Besides the Runtime interface and the builtin runtime (this file), it
+// holds what the wasm and process runtimes share: Map batching (batch.go);
+// the checks and conversions of a policy loaded from a file — its label in
+// errors, its SHA-256 pin, its ABI version, its config, one-line errors
+// (loaded.go, pin.go).
 package policy
 
 import (
@@ -98,35 +105,4 @@ func (a asSDK) Map(r sdk.MapRequest) (sdk.MapResponse, error) {
 }
 func (a asSDK) Reconcile(r sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
 	return a.r.Reconcile(context.Background(), r)
-}
-
-// MapInBatches maps entries in batches of at most size (one batch when
-// size <= 0), in order: mapBatch maps entries[start:end]. Each batch must
-// give one intent per entry; the intents are joined. An empty request is
-// one empty batch.
-func MapInBatches(entries []sdk.Entry, size int, mapBatch func(start, end int) ([]sdk.Intent, error)) ([]sdk.Intent, error) {
-	if size <= 0 {
-		size = max(len(entries), 1)
-	}
-	var out []sdk.Intent
-	for start := 0; ; start += size {
-		end := min(start+size, len(entries))
-		intents, err := mapBatch(start, end)
-		if err != nil {
-			return nil, err
-		}
-		if len(intents) != end-start {
-			return nil, fmt.Errorf("the policy returned %d intents for %d entries", len(intents), end-start)
-		}
-		if end == len(entries) {
-			if out == nil {
-				return intents, nil // a single batch
-			}
-			return append(out, intents...), nil
-		}
-		if out == nil {
-			out = make([]sdk.Intent, 0, len(entries))
-		}
-		out = append(out, intents...)
-	}
 }

@@ -3,14 +3,11 @@ package processrt_test
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/internal/processrt"
-	"github.com/dirsync/dirsync/host/internal/testpolicy"
-	"github.com/dirsync/dirsync/sdk"
+	"github.com/dirsync/dirsync/host/internal/testpolicy/runtimetest"
 )
 
 // BenchmarkMap100k maps 100,000 entries of 10 attributes each (the wasmrt
@@ -22,11 +19,8 @@ import (
 //	go test -run '^$' -bench Map100k -benchtime 5x ./host/internal/processrt
 func BenchmarkMap100k(b *testing.B) {
 	const n = 100000
-	es := entries(n)
-	builtin, err := policy.Builtin(testpolicy.New(), testConfig)
-	if err != nil {
-		b.Fatal(err)
-	}
+	es := runtimetest.Entries(n)
+	builtin := runtimetest.Builtin(b)
 	process := func(b *testing.B) policy.Runtime { return load(b, processrt.Options{}) }
 	for _, bc := range []struct {
 		name       string
@@ -42,49 +36,11 @@ func BenchmarkMap100k(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rt := bc.rt(b)
-			ctx := context.Background()
 			for b.Loop() {
-				if bc.goroutines == 0 {
-					resp, err := rt.Map(ctx, sdk.MapRequest{Domain: dom, Entries: es})
-					if err != nil {
-						b.Fatal(err)
-					}
-					if len(resp.Intents) != n {
-						b.Fatalf("%d intents", len(resp.Intents))
-					}
-					continue
-				}
-				mapConcurrently(b, rt, es, bc.goroutines, bc.batch)
+				runtimetest.MapEntries(b, rt, es, bc.goroutines, bc.batch)
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 		})
-	}
-}
-
-// mapConcurrently maps es in Map calls of batch entries from g goroutines,
-// which take the next batch as they finish one.
-func mapConcurrently(b *testing.B, rt policy.Runtime, es []sdk.Entry, g, batch int) {
-	var next, intents atomic.Int64
-	var wg sync.WaitGroup
-	for range g {
-		wg.Go(func() {
-			for {
-				start := int(next.Add(int64(batch))) - batch
-				if start >= len(es) {
-					return
-				}
-				resp, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es[start:min(start+batch, len(es))]})
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				intents.Add(int64(len(resp.Intents)))
-			}
-		})
-	}
-	wg.Wait()
-	if int(intents.Load()) != len(es) {
-		b.Fatalf("%d intents for %d entries", intents.Load(), len(es))
 	}
 }
 
@@ -92,7 +48,7 @@ func mapConcurrently(b *testing.B, rt policy.Runtime, es []sdk.Entry, g, batch i
 // Info, Configure; and Close.
 func BenchmarkStart(b *testing.B) {
 	for b.Loop() {
-		rt, err := processrt.Load(context.Background(), testPlugin, processrt.Options{Name: "bench", Config: testConfig})
+		rt, err := processrt.Load(context.Background(), testPlugin, processrt.Options{Name: "bench", Config: runtimetest.Config})
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -13,6 +13,7 @@ import (
 
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/internal/processrt"
+	"github.com/dirsync/dirsync/host/internal/testpolicy/runtimetest"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -73,7 +74,7 @@ func TestDescendantsEnd(t *testing.T) {
 		t.Skip("only Linux tracks a plugin's descendants outside its process group")
 	}
 	loadSpawner := func(t *testing.T) policy.Runtime {
-		rt, err := processrt.Load(context.Background(), spawner, processrt.Options{Name: "spawner", Timeout: time.Minute, Config: testConfig})
+		rt, err := processrt.Load(context.Background(), spawner, processrt.Options{Name: "spawner", Timeout: time.Minute, Config: runtimetest.Config})
 		if err != nil {
 			t.Fatal(err)
 		}

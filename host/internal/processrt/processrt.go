@@ -89,7 +89,7 @@ import (
 
 // DefaultMapBatch is the number of entries sent in one Map call to the
 // plugin when Options.MapBatch is 0.
-const DefaultMapBatch = 5000
+const DefaultMapBatch = policy.DefaultMapBatch
 
 // DefaultStartTimeout bounds starting a plugin process when
 // Options.StartTimeout is 0.
@@ -140,7 +140,7 @@ type runtime struct {
 	opts         Options
 	startTimeout time.Duration
 	batch        int
-	pin          []byte // the pinned SHA-256, or nil
+	pin          policy.Pin
 	config       *pb.ConfigureRequest
 	log          *slog.Logger
 	info         sdk.Info
@@ -166,18 +166,11 @@ var errClosed = errors.New("the runtime is closed")
 // configures it with opts.Config and returns it as a Runtime. Every error
 // is one line naming the policy: `policy "name" (file): stage: message`.
 func Load(ctx context.Context, path string, opts Options) (policy.Runtime, error) {
-	r := &runtime{label: label(opts.Name, path), opts: opts}
+	r := &runtime{label: policy.Label(opts.Name, path), opts: opts}
 	if err := r.load(ctx, path); err != nil {
 		return nil, fmt.Errorf("%s: %w", r.label, err)
 	}
 	return r, nil
-}
-
-func label(name, path string) string {
-	if name == "" {
-		return fmt.Sprintf("policy (%s)", filepath.Base(path))
-	}
-	return fmt.Sprintf("policy %q (%s)", name, filepath.Base(path))
 }
 
 func (r *runtime) load(ctx context.Context, path string) error {
@@ -194,18 +187,14 @@ func (r *runtime) load(ctx context.Context, path string) error {
 	if r.startTimeout = r.opts.StartTimeout; r.startTimeout <= 0 {
 		r.startTimeout = DefaultStartTimeout
 	}
-	if r.batch = r.opts.MapBatch; r.batch < 0 {
-		return fmt.Errorf("map batch %d is negative", r.batch)
-	} else if r.batch == 0 {
-		r.batch = DefaultMapBatch
+	if r.batch, err = policy.MapBatch(r.opts.MapBatch); err != nil {
+		return err
 	}
-	if pin := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(r.opts.SHA256), "sha256:")); pin != "" {
-		if r.pin, err = hex.DecodeString(pin); err != nil || len(r.pin) != sha256.Size {
-			return fmt.Errorf("sha256 %q is not a SHA-256 in hex (64 hex digits)", r.opts.SHA256)
-		}
+	if r.pin, err = policy.ParsePin(r.opts.SHA256); err != nil {
+		return err
 	}
-	if r.config, err = abi.ConfigureRequestToProto(r.opts.Config); err != nil {
-		return fmt.Errorf("config: %w", err)
+	if r.config, err = policy.ConfigureRequest(r.opts.Config); err != nil {
+		return err
 	}
 	if err := checkProgram(r.path); err != nil {
 		return err
@@ -277,6 +266,50 @@ func (p *proc) pid() int {
 func (r *runtime) start(ctx context.Context) (*proc, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.startTimeout)
 	defer cancel()
+	p, err := r.newProc()
+	if err != nil {
+		return nil, err
+	}
+	fail := func(err error) (*proc, error) {
+		p.stop("it failed to start")
+		return nil, err
+	}
+	rpc, err := p.client.Client()
+	if err != nil {
+		p.stop("it failed to start")
+		return nil, r.startError(p, err)
+	}
+	if mb := r.opts.MemoryLimitMB; mb > 0 {
+		// Right after the handshake: the plugin has done nothing of its
+		// own yet.
+		if err := limitMemory(p.pid(), uint64(mb)<<20+threadStackSlack); err != nil {
+			return fail(fmt.Errorf("capping the plugin's memory at %d MB: %w", mb, err))
+		}
+	}
+	raw, err := rpc.Dispense(sdk.PluginName)
+	if err != nil {
+		return fail(err)
+	}
+	p.rpc = raw.(client)
+	info, err := p.rpc.Info(ctx, &pb.InfoRequest{})
+	if err != nil {
+		return fail(fmt.Errorf("info: %w", r.startCallError(ctx, p, err)))
+	}
+	if err := policy.CheckABI(info.GetAbiMajor(), info.GetAbiMinor()); err != nil {
+		return fail(err)
+	}
+	p.info = abi.InfoFromProto(info)
+	if _, err := p.rpc.Configure(ctx, r.config); err != nil {
+		return fail(fmt.Errorf("configure: %w", r.startCallError(ctx, p, err)))
+	}
+	r.log.Debug("plugin process started", "pid", p.pid(), "path", r.path)
+	return p, nil
+}
+
+// newProc prepares a plugin process: its command (a minimal environment,
+// its memory limit, a tag that marks its descendants, its socket's own
+// directory) and go-plugin's client, which starts it when first asked.
+func (r *runtime) newProc() (*proc, error) {
 	cmd := exec.Command(r.path)
 	cmd.Env = pluginEnv()
 	if mb := r.opts.MemoryLimitMB; mb > 0 {
@@ -320,49 +353,11 @@ func (r *runtime) start(ctx context.Context) (*proc, error) {
 			grpc.MaxCallRecvMsgSize(sdk.MaxPluginMessage),
 			grpc.MaxCallSendMsgSize(sdk.MaxPluginMessage))},
 	})
-	fail := func(err error) (*proc, error) {
-		p.stop("it failed to start")
-		return nil, err
-	}
-	rpc, err := p.client.Client()
-	if err != nil {
-		p.stop("it failed to start")
-		return nil, r.startError(p, err)
-	}
-	if mb := r.opts.MemoryLimitMB; mb > 0 {
-		// Right after the handshake: the plugin has done nothing of its
-		// own yet.
-		if err := limitMemory(p.pid(), uint64(mb)<<20+threadStackSlack); err != nil {
-			return fail(fmt.Errorf("capping the plugin's memory at %d MB: %w", mb, err))
-		}
-	}
-	raw, err := rpc.Dispense(sdk.PluginName)
-	if err != nil {
-		return fail(err)
-	}
-	p.rpc = raw.(client)
-	info, err := p.rpc.Info(ctx, &pb.InfoRequest{})
-	if err != nil {
-		return fail(fmt.Errorf("info: %w", r.startCallError(ctx, p, err)))
-	}
-	if info.GetAbiMajor() != sdk.ABIMajor {
-		return fail(abiError(fmt.Sprintf("%d.%d", info.GetAbiMajor(), info.GetAbiMinor())))
-	}
-	p.info = abi.InfoFromProto(info)
-	if _, err := p.rpc.Configure(ctx, r.config); err != nil {
-		return fail(fmt.Errorf("configure: %w", r.startCallError(ctx, p, err)))
-	}
-	r.log.Debug("plugin process started", "pid", p.pid(), "path", r.path)
 	return p, nil
 }
 
 // subreaperWarning logs a failure to become a subreaper once.
 var subreaperWarning sync.Once
-
-func abiError(version string) error {
-	return fmt.Errorf("ABI version %s is not supported by this host (ABI %d.%d): rebuild the policy with a matching dirsync sdk",
-		version, sdk.ABIMajor, sdk.ABIMinor)
-}
 
 // grpcPlugin is the host's half of go-plugin's plugin: the client of the
 // SyncPolicy service (codec.go).
@@ -413,7 +408,7 @@ func (r *runtime) startError(p *proc, err error) error {
 			}
 			f.Close()
 		}
-		return fmt.Errorf("sha256 mismatch: the file has %s, the manifest pins %s; refusing to start it", got, hex.EncodeToString(r.pin))
+		return r.pin.Mismatch(got, "refusing to start it")
 	case strings.HasPrefix(msg, "error verifying checksum"):
 		return errors.New(msg)
 	case strings.Contains(msg, "timeout while waiting for plugin to start"):
@@ -426,12 +421,12 @@ func (r *runtime) startError(p *proc, err error) error {
 		return fmt.Errorf("not a dirsync policy plugin: it wrote %q where the go-plugin handshake belongs (does the policy print to stdout in an init function?)", line)
 	case strings.HasPrefix(msg, "incompatible API version"):
 		if m := protocolVersionRE.FindStringSubmatch(msg); m != nil {
-			return abiError(m[1] + ".x")
+			return policy.ABIError(m[1] + ".x")
 		}
 	case strings.HasPrefix(msg, "unsupported plugin protocol"):
-		return fmt.Errorf("not a dirsync policy plugin: %s", firstLine(msg))
+		return fmt.Errorf("not a dirsync policy plugin: %s", policy.FirstLine(msg))
 	}
-	return errors.New(firstLine(msg) + stderr())
+	return errors.New(policy.FirstLine(msg) + stderr())
 }
 
 // startCallError explains a failed Info or Configure call of a start.
@@ -449,7 +444,7 @@ func (r *runtime) startCallError(ctx context.Context, p *proc, err error) error 
 		p.stop("")
 		return fmt.Errorf("the plugin process (pid %d) exited: %s", p.pid(), exitStatus(p))
 	}
-	return errors.New(firstLine(status.Convert(err).Message()))
+	return errors.New(policy.FirstLine(status.Convert(err).Message()))
 }
 
 // policyError returns the error a policy stage flagged, carried as the
@@ -490,14 +485,6 @@ func (p *proc) processState() *os.ProcessState {
 	default:
 	}
 	return nil
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return strings.TrimSpace(s[:i])
-	}
-	return s
 }
 
 // Stopping a process: kill its process group (the plugin and anything it
@@ -758,9 +745,9 @@ func (r *runtime) failure(ctx, callCtx context.Context, p *proc, err error) erro
 			return stoppedElsewhere(p, reason)
 		}
 		return fmt.Errorf("the connection to the plugin process broke (%s); process %d killed, the next call starts a new one",
-			firstLine(status.Convert(err).Message()), p.pid())
+			policy.FirstLine(status.Convert(err).Message()), p.pid())
 	}
-	return fmt.Errorf("%s: %s", code, firstLine(status.Convert(err).Message()))
+	return fmt.Errorf("%s: %s", code, policy.FirstLine(status.Convert(err).Message()))
 }
 
 // stoppedElsewhere explains a call whose process went away under it: the
@@ -791,11 +778,7 @@ func (r *runtime) stopped(ctx, callCtx context.Context) (string, error) {
 // ---- policy.Runtime ----
 
 // Info returns the policy's Info, read once at load.
-func (r *runtime) Info() sdk.Info {
-	info := r.info
-	info.Attributes = append([]string(nil), r.info.Attributes...)
-	return info
-}
+func (r *runtime) Info() sdk.Info { return policy.CopyInfo(r.info) }
 
 // Filter runs the policy's Filter stage.
 func (r *runtime) Filter(ctx context.Context, req sdk.FilterRequest) (sdk.FilterResponse, error) {
@@ -814,17 +797,15 @@ func (r *runtime) Filter(ctx context.Context, req sdk.FilterRequest) (sdk.Filter
 // all on one process and under one deadline.
 func (r *runtime) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, error) {
 	var out sdk.MapResponse
-	var buf []byte // the request of a batch; free again once the call returned
+	enc := policy.NewMapEncoder(&req) // a batch's request is free again once the call returned
 	err := r.use(ctx, "map", func(ctx context.Context, p *proc) error {
 		var err error
 		out.Intents, err = policy.MapInBatches(req.Entries, r.batch, func(start, end int) ([]sdk.Intent, error) {
-			if buf, err = abi.AppendMapRequest(buf[:0], req.Domain, req.Entries[start:end]); err != nil {
-				if where := abi.InvalidUTF8(req.Entries[start:end]); where != "" {
-					return nil, fmt.Errorf("%s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
-				}
-				return nil, fmt.Errorf("encoding the request: %w", err)
+			b, err := enc.Encode(start, end)
+			if err != nil {
+				return nil, err
 			}
-			return p.rpc.mapEntries(ctx, buf)
+			return p.rpc.mapEntries(ctx, b)
 		})
 		return err
 	})
@@ -836,9 +817,9 @@ func (r *runtime) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse,
 
 // Reconcile runs the policy's Reconcile stage.
 func (r *runtime) Reconcile(ctx context.Context, req sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
-	b, err := abi.AppendReconcileRequest(nil, &req)
+	b, err := policy.EncodeReconcile(&req)
 	if err != nil {
-		return sdk.ReconcileResponse{}, fmt.Errorf("%s: reconcile: encoding the request: %w", r.label, err)
+		return sdk.ReconcileResponse{}, fmt.Errorf("%s: %w", r.label, err)
 	}
 	var resp *pb.ReconcileResponse
 	err = r.use(ctx, "reconcile", func(ctx context.Context, p *proc) (err error) {

@@ -24,7 +24,7 @@ import (
 
 	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/internal/processrt"
-	"github.com/dirsync/dirsync/host/internal/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/testpolicy/runtimetest"
 	"github.com/dirsync/dirsync/plugins/standard"
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
@@ -89,8 +89,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var testConfig = map[string]any{"prefix": "Dr. "}
-
 func load(t testing.TB, opts processrt.Options) policy.Runtime {
 	t.Helper()
 	if opts.Name == "" {
@@ -100,7 +98,7 @@ func load(t testing.TB, opts processrt.Options) policy.Runtime {
 		opts.Timeout = time.Minute
 	}
 	if opts.Config == nil {
-		opts.Config = testConfig
+		opts.Config = runtimetest.Config
 	}
 	rt, err := processrt.Load(context.Background(), testPlugin, opts)
 	if err != nil {
@@ -108,68 +106,6 @@ func load(t testing.TB, opts processrt.Options) policy.Runtime {
 	}
 	t.Cleanup(func() { rt.Close(context.Background()) })
 	return rt
-}
-
-// direct is the test policy called as Go code, configured alike.
-func direct(t testing.TB) sdk.Policy {
-	p := testpolicy.New()
-	if err := p.Configure(testConfig); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// The wire does not tell nil from empty slices; compare through it.
-func normMap(r sdk.MapResponse) sdk.MapResponse {
-	return abi.MapResponseFromProto(abi.MapResponseToProto(r))
-}
-
-func normReconcile(r sdk.ReconcileResponse) sdk.ReconcileResponse {
-	return abi.ReconcileResponseFromProto(abi.ReconcileResponseToProto(r))
-}
-
-var dom = sdk.Domain{Name: "example.com", AliasDomains: []string{"example.org"}, Groups: []string{"Sales", "All Staff"}}
-
-// entries makes n AD-like entries with 10 attributes each: users (some
-// disabled, some with foreign addresses), groups and public folders. (The
-// same as the wasmrt tests', so that benchmarks compare.)
-func entries(n int) []sdk.Entry {
-	es := make([]sdk.Entry, n)
-	for i := range es {
-		uac := "512"
-		if i%17 == 0 {
-			uac = "514"
-		}
-		classes := []string{"top", "person", "organizationalPerson", "user"}
-		switch i % 50 {
-		case 1:
-			classes = []string{"top", "group"}
-		case 2:
-			classes = []string{"top", "publicFolder"}
-		}
-		es[i] = sdk.Entry{
-			ID: fmt.Sprintf("%08x-4f89-11d3-9a0c-0305e82c3301", i),
-			DN: fmt.Sprintf("CN=User %d,OU=People,DC=example,DC=com", i),
-			Attributes: map[string][]string{
-				"objectclass":        classes,
-				"cn":                 {[]string{"Sales", "All Staff", "Unmatched"}[i%3]},
-				"mail":               {fmt.Sprintf("user%d@example.com", i)},
-				"proxyaddresses":     {fmt.Sprintf("SMTP:User%d@example.com", i), fmt.Sprintf("smtp:u%d@example.org", i), fmt.Sprintf("smtp:u%d@elsewhere.test", i), "X500:/o=Example/ou=Exchange/cn=Recipients/cn=u" + fmt.Sprint(i)},
-				"displayname":        {fmt.Sprintf("User Number %d", i)},
-				"memberof":           {"CN=Sales,OU=Groups,DC=example,DC=com", "CN=All Staff,OU=Groups,DC=example,DC=com"},
-				"member":             {"CN=User 1,OU=People,DC=example,DC=com", "CN=User 2,OU=People,DC=example,DC=com"},
-				"useraccountcontrol": {uac},
-				"samaccountname":     {fmt.Sprintf("user%d", i)},
-				"objectguid":         {"4AQlP4lP0xGaDAMF6CwzAQ=="},
-			},
-		}
-	}
-	return es
-}
-
-func mailbox(id int64, source string) *sdk.Mailbox {
-	return &sdk.Mailbox{ID: id, DirID: fmt.Sprint("guid-", id), DN: "CN=X,DC=example,DC=com", Kind: sdk.KindUser,
-		Primary: fmt.Sprintf("m%d@example.com", id), Aliases: []string{"alias@example.com"}, DisplayName: "M", Source: source, Groups: []string{"Sales"}}
 }
 
 // pidOf asks the test policy for the process id of the plugin serving it.
@@ -280,10 +216,7 @@ func TestStandard(t *testing.T) {
 }
 
 func TestInfo(t *testing.T) {
-	rt := load(t, processrt.Options{})
-	if got, want := rt.Info(), direct(t).Info(); !reflect.DeepEqual(got, want) {
-		t.Errorf("Info() = %+v, want %+v", got, want)
-	}
+	runtimetest.CheckInfo(t, load(t, processrt.Options{}))
 }
 
 // TestTestPolicy compares the plugin with the policy called directly, on
@@ -291,99 +224,28 @@ func TestInfo(t *testing.T) {
 func TestTestPolicy(t *testing.T) {
 	rt := load(t, processrt.Options{})
 	t.Run("abi", func(t *testing.T) { policytest.RunABI(t, policy.AsSDK(rt)) })
-	t.Run("process equals direct", func(t *testing.T) { policytest.Compare(t, direct(t), policy.AsSDK(rt)) })
+	t.Run("process equals direct", func(t *testing.T) { policytest.Compare(t, runtimetest.Direct(t), policy.AsSDK(rt)) })
 }
 
 func TestFilter(t *testing.T) {
-	rt, p := load(t, processrt.Options{}), direct(t)
-	for _, f := range []string{"(cn=a)", "  (&(a=b)(c=d))  ", "cn=a", "(cn=a))", "((cn=a)", "", "(cn=Ü)"} {
-		got, gotErr := rt.Filter(context.Background(), sdk.FilterRequest{Filter: f})
-		want, wantErr := p.Filter(sdk.FilterRequest{Filter: f})
-		if got != want {
-			t.Errorf("Filter(%q) = %q, want %q", f, got.Filter, want.Filter)
-		}
-		if (gotErr == nil) != (wantErr == nil) {
-			t.Fatalf("Filter(%q) error %v, want %v", f, gotErr, wantErr)
-		}
-		if wantErr != nil {
-			var fe *sdk.FilterError
-			if !errors.As(gotErr, &fe) || *fe != *wantErr.(*sdk.FilterError) {
-				t.Errorf("Filter(%q) error %v (%T), want the *sdk.FilterError %v", f, gotErr, gotErr, wantErr)
-			}
-			if want := `policy "test" (testpolicy): filter: ` + wantErr.Error(); gotErr.Error() != want {
-				t.Errorf("Filter(%q) error %q, want %q", f, gotErr, want)
-			}
-		}
-	}
+	runtimetest.CheckFilter(t, load(t, processrt.Options{}), `policy "test" (testpolicy)`)
 }
 
 func TestMap(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		batch int
-		req   sdk.MapRequest
-	}{
-		{"empty", 0, sdk.MapRequest{Domain: dom}},
-		{"zero", 0, sdk.MapRequest{}},
-		{"few", 0, sdk.MapRequest{Domain: dom, Entries: entries(60)}},
-		{"odd entries", 0, sdk.MapRequest{Domain: dom, Entries: []sdk.Entry{
-			{},
-			{ID: "mail only", Attributes: map[string][]string{"mail": {"A@Example.com", "b@example.org", "c@other.test"}}},
-			{ID: "no address", Attributes: map[string][]string{"displayname": {"Nobody"}}},
-		}}},
-		{"small batches", 7, sdk.MapRequest{Domain: dom, Entries: entries(50)}},
-		{"batch = entries", 50, sdk.MapRequest{Domain: dom, Entries: entries(50)}},
-		{"default batches", 0, sdk.MapRequest{Domain: dom, Entries: entries(processrt.DefaultMapBatch*2 + 3)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rt := load(t, processrt.Options{MapBatch: tc.batch})
-			got, err := rt.Map(context.Background(), tc.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := direct(t).Map(tc.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want = normMap(want); !reflect.DeepEqual(got, want) {
-				t.Errorf("process and direct Map differ:\n%+v\n%+v", got, want)
-			}
-		})
-	}
+	runtimetest.CheckMap(t, "process", processrt.DefaultMapBatch, func(t *testing.T, batch int) policy.Runtime {
+		return load(t, processrt.Options{MapBatch: batch})
+	})
 }
 
 func TestReconcile(t *testing.T) {
-	rt, p := load(t, processrt.Options{}), direct(t)
-	for _, req := range []sdk.ReconcileRequest{
-		{},
-		{Domain: dom, LDAPMailboxes: 100, Changes: []sdk.Change{
-			{Kind: sdk.ChangeCreate, After: mailbox(0, sdk.SourceLDAP), Conflicts: []sdk.Conflict{{Address: "x@example.com", MailboxID: 4, Primary: "y@example.com", Source: sdk.SourceManual}}},
-			{Kind: sdk.ChangeDelete, Before: mailbox(1, sdk.SourceManual)},
-			{Kind: sdk.ChangeDelete, Before: mailbox(2, sdk.SourceLDAP)},
-			{Kind: sdk.ChangeAddMember, Before: mailbox(3, sdk.SourceLDAP), After: mailbox(3, sdk.SourceLDAP), Group: "Blocked"},
-			{Kind: sdk.ChangeUpdate, Before: mailbox(5, sdk.SourceLDAP), After: mailbox(5, sdk.SourceLDAP)},
-		}},
-		{Domain: dom, LDAPMailboxes: 2, Changes: []sdk.Change{{Kind: sdk.ChangeDelete, Before: mailbox(9, sdk.SourceLDAP)}}},
-	} {
-		got, err := rt.Reconcile(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := p.Reconcile(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want = normReconcile(want); !reflect.DeepEqual(got, want) {
-			t.Errorf("process and direct Reconcile differ:\n%+v\n%+v", got, want)
-		}
-	}
+	runtimetest.CheckReconcile(t, "process", load(t, processrt.Options{}))
 }
 
 // TestLargeMap sends a Map request and gets a reply over gRPC's default
 // 4 MiB limit in one message each.
 func TestLargeMap(t *testing.T) {
 	const n = 20000
-	es := entries(n)
+	es := runtimetest.Entries(n)
 	for i := range es {
 		groups := make([]string, 20)
 		for j := range groups {
@@ -391,7 +253,7 @@ func TestLargeMap(t *testing.T) {
 		}
 		es[i].Attributes["memberof"] = groups // the test policy copies memberOf into the intent
 	}
-	req := sdk.MapRequest{Domain: dom, Entries: es}
+	req := sdk.MapRequest{Domain: runtimetest.Domain, Entries: es}
 	if size := proto.Size(abi.MapRequestToProto(req)); size <= 4<<20 {
 		t.Fatalf("the request is only %d bytes", size)
 	}
@@ -403,11 +265,11 @@ func TestLargeMap(t *testing.T) {
 	if size := proto.Size(abi.MapResponseToProto(got)); size <= 4<<20 {
 		t.Errorf("the reply is only %d bytes", size)
 	}
-	want, err := direct(t).Map(req)
+	want, err := runtimetest.Direct(t).Map(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !reflect.DeepEqual(got, normMap(want)) {
+	if !reflect.DeepEqual(got, runtimetest.NormMap(want)) {
 		t.Error("process and direct Map differ")
 	}
 }
@@ -425,7 +287,7 @@ func TestGuardRails(t *testing.T) {
 	}
 	mapEntry := func(id string) func(policy.Runtime) error {
 		return func(rt policy.Runtime) error {
-			_, err := rt.Map(ctx, sdk.MapRequest{Domain: dom, Entries: []sdk.Entry{{ID: "fine"}, {ID: id, DN: "CN=" + id}}})
+			_, err := rt.Map(ctx, sdk.MapRequest{Domain: runtimetest.Domain, Entries: []sdk.Entry{{ID: "fine"}, {ID: id, DN: "CN=" + id}}})
 			return err
 		}
 	}
@@ -489,7 +351,7 @@ func TestGuardRails(t *testing.T) {
 			if !tc.replace && next != pid {
 				t.Errorf("process %d was replaced by %d", pid, next)
 			}
-			if got, err := rt.Map(ctx, sdk.MapRequest{Domain: dom, Entries: entries(3)}); err != nil || len(got.Intents) != 3 {
+			if got, err := rt.Map(ctx, sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(3)}); err != nil || len(got.Intents) != 3 {
 				t.Errorf("the next Map gave %+v, %v", got, err)
 			}
 			rt.Close(ctx)
@@ -550,12 +412,12 @@ func TestChildrenKilled(t *testing.T) {
 // TestConcurrentCalls runs calls from several goroutines on one process.
 func TestConcurrentCalls(t *testing.T) {
 	rt := load(t, processrt.Options{MapBatch: 64})
-	req := sdk.MapRequest{Domain: dom, Entries: entries(500)}
-	want, err := direct(t).Map(req)
+	req := sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(500)}
+	want, err := runtimetest.Direct(t).Map(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = normMap(want)
+	want = runtimetest.NormMap(want)
 	var wg sync.WaitGroup
 	for i := range 8 {
 		wg.Go(func() {
@@ -610,9 +472,9 @@ func TestFailureDuringOtherCalls(t *testing.T) {
 func TestInvalidUTF8(t *testing.T) {
 	rt := load(t, processrt.Options{})
 	pid := pidOf(t, rt)
-	es := entries(3)
+	es := runtimetest.Entries(3)
 	es[2].Attributes["displayname"] = []string{"ok", "Caf\xe9"}
-	_, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es})
+	_, err := rt.Map(context.Background(), sdk.MapRequest{Domain: runtimetest.Domain, Entries: es})
 	want := `policy "test" (testpolicy): map: value 1 of attribute "displayname" of entry "CN=User 2,OU=People,DC=example,DC=com" is not valid UTF-8`
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error %v, want it to start with %s", err, want)

@@ -3,12 +3,10 @@ package wasmrt_test
 import (
 	"context"
 	"fmt"
-	"sync"
-	"sync/atomic"
 	"testing"
 
 	"github.com/dirsync/dirsync/host/internal/policy"
-	"github.com/dirsync/dirsync/host/internal/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/testpolicy/runtimetest"
 	"github.com/dirsync/dirsync/host/internal/wasmrt"
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -22,11 +20,8 @@ import (
 //	go test -run '^$' -bench Map100k -benchtime 5x ./host/internal/wasmrt
 func BenchmarkMap100k(b *testing.B) {
 	const n = 100000
-	es := entries(n)
-	builtin, err := policy.Builtin(testpolicy.New(), testConfig)
-	if err != nil {
-		b.Fatal(err)
-	}
+	es := runtimetest.Entries(n)
+	builtin := runtimetest.Builtin(b)
 	for _, bc := range []struct {
 		name       string
 		goroutines int // 0: one Map call of all entries; else Map calls of batch entries
@@ -41,49 +36,11 @@ func BenchmarkMap100k(b *testing.B) {
 	} {
 		b.Run(bc.name, func(b *testing.B) {
 			rt := bc.rt(b)
-			ctx := context.Background()
 			for b.Loop() {
-				if bc.goroutines == 0 {
-					resp, err := rt.Map(ctx, sdk.MapRequest{Domain: dom, Entries: es})
-					if err != nil {
-						b.Fatal(err)
-					}
-					if len(resp.Intents) != n {
-						b.Fatalf("%d intents", len(resp.Intents))
-					}
-					continue
-				}
-				mapConcurrently(b, rt, es, bc.goroutines, bc.batch)
+				runtimetest.MapEntries(b, rt, es, bc.goroutines, bc.batch)
 			}
 			b.ReportMetric(float64(n)*float64(b.N)/b.Elapsed().Seconds(), "entries/s")
 		})
-	}
-}
-
-// mapConcurrently maps es in Map calls of batch entries from g goroutines,
-// which take the next batch as they finish one.
-func mapConcurrently(b *testing.B, rt policy.Runtime, es []sdk.Entry, g, batch int) {
-	var next, intents atomic.Int64
-	var wg sync.WaitGroup
-	for range g {
-		wg.Go(func() {
-			for {
-				start := int(next.Add(int64(batch))) - batch
-				if start >= len(es) {
-					return
-				}
-				resp, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es[start:min(start+batch, len(es))]})
-				if err != nil {
-					b.Error(err)
-					return
-				}
-				intents.Add(int64(len(resp.Intents)))
-			}
-		})
-	}
-	wg.Wait()
-	if int(intents.Load()) != len(es) {
-		b.Fatalf("%d intents for %d entries", intents.Load(), len(es))
 	}
 }
 
@@ -92,7 +49,7 @@ func mapConcurrently(b *testing.B, rt policy.Runtime, es []sdk.Entry, g, batch i
 func BenchmarkLoad(b *testing.B) {
 	for _, cached := range []bool{false, true} {
 		b.Run(fmt.Sprintf("cached=%t", cached), func(b *testing.B) {
-			opts := wasmrt.Options{Name: "bench", Config: testConfig}
+			opts := wasmrt.Options{Name: "bench", Config: runtimetest.Config}
 			if cached {
 				opts.CacheDir = cacheDir
 			}
@@ -113,17 +70,14 @@ func BenchmarkLoad(b *testing.B) {
 //	go test -run '^$' -bench Reconcile100k -benchtime 5x ./host/internal/wasmrt
 func BenchmarkReconcile100k(b *testing.B) {
 	const n = 100000
-	req := sdk.ReconcileRequest{Domain: dom, Changes: make([]sdk.Change, n)}
+	req := sdk.ReconcileRequest{Domain: runtimetest.Domain, Changes: make([]sdk.Change, n)}
 	for i := range req.Changes {
 		req.Changes[i] = sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{
 			DirID: fmt.Sprintf("%08x-4f89-11d3-9a0c-0305e82c3301", i), DN: fmt.Sprintf("CN=User %d,OU=People,DC=example,DC=com", i),
 			Kind: sdk.KindUser, Primary: fmt.Sprintf("user%d@example.com", i), Aliases: []string{fmt.Sprintf("u%d@example.org", i)},
 			DisplayName: fmt.Sprintf("User Number %d", i), Source: sdk.SourceLDAP, Groups: []string{"Sales"}}}
 	}
-	builtin, err := policy.Builtin(testpolicy.New(), testConfig)
-	if err != nil {
-		b.Fatal(err)
-	}
+	builtin := runtimetest.Builtin(b)
 	for _, bc := range []struct {
 		name string
 		rt   func(b *testing.B) policy.Runtime

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 
+	"github.com/dirsync/dirsync/host/internal/testpolicy/runtimetest"
 	"github.com/dirsync/dirsync/host/internal/wasmrt"
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -19,7 +20,7 @@ func TestCompilationCacheDir(t *testing.T) {
 		t.Skip("no Unix modes")
 	}
 	loadErr := func(dir string) error {
-		rt, err := wasmrt.Load(context.Background(), policyWasm, wasmrt.Options{Name: "test", Config: testConfig, CacheDir: dir})
+		rt, err := wasmrt.Load(context.Background(), policyWasm, wasmrt.Options{Name: "test", Config: runtimetest.Config, CacheDir: dir})
 		if err == nil {
 			rt.Close(context.Background())
 		}

@@ -56,13 +56,10 @@ package wasmrt
 import (
 	"bytes"
 	"context"
-	"crypto/sha256"
-	"encoding/hex"
 	"errors"
 	"fmt"
 	"math"
 	"os"
-	"path/filepath"
 	"runtime"
 	"strconv"
 	"strings"
@@ -85,7 +82,7 @@ import (
 
 // DefaultMapBatch is the number of entries sent to the guest in one
 // dirsync_map call when Options.MapBatch is 0.
-const DefaultMapBatch = 5000
+const DefaultMapBatch = policy.DefaultMapBatch
 
 // Options configure a loaded module.
 type Options struct {
@@ -162,6 +159,7 @@ var (
 type module struct {
 	label string // `policy "name" (file.wasm)`, the prefix of every error
 	opts  Options
+	batch int // entries of one dirsync_map call
 	rt    wazero.Runtime
 	// interruptible: the module has the check of package interrupt, and a
 	// call is stopped through it; otherwise wazero stops it (see Load).
@@ -208,7 +206,7 @@ var _ policy.Runtime = (*module)(nil)
 // Every error names the module; a missing, corrupt or foreign file is a
 // one-line error.
 func Load(ctx context.Context, path string, opts Options) (policy.Runtime, error) {
-	m := &module{label: label(opts.Name, path), opts: opts}
+	m := &module{label: policy.Label(opts.Name, path), opts: opts}
 	m.closing, m.stopClosing = context.WithCancel(context.Background())
 	if err := m.load(ctx, path); err != nil {
 		m.stopClosing()
@@ -218,75 +216,22 @@ func Load(ctx context.Context, path string, opts Options) (policy.Runtime, error
 	return m, nil
 }
 
-func label(name, path string) string {
-	if name == "" {
-		return fmt.Sprintf("policy (%s)", filepath.Base(path))
-	}
-	return fmt.Sprintf("policy %q (%s)", name, filepath.Base(path))
-}
-
 func (m *module) load(ctx context.Context, path string) error {
 	code, err := os.ReadFile(path)
 	if err != nil {
 		return err // *PathError: "open /x/y.wasm: no such file or directory"
 	}
-	if pin := strings.ToLower(strings.TrimPrefix(strings.TrimSpace(m.opts.SHA256), "sha256:")); pin != "" {
-		sum := sha256.Sum256(code)
-		if got := hex.EncodeToString(sum[:]); got != pin {
-			return fmt.Errorf("sha256 mismatch: the file has %s, the manifest pins %s; refusing to load", got, pin)
-		}
-	}
-	if m.opts.MemoryLimitMB > 4096 {
-		return fmt.Errorf("memory limit %d MB is over the 4096 MB a 32-bit guest can address", m.opts.MemoryLimitMB)
-	}
-	if m.opts.MapBatch < 0 {
-		return fmt.Errorf("map batch %d is negative", m.opts.MapBatch)
-	}
-	n := m.opts.Instances
-	if n < 0 {
-		return fmt.Errorf("instances %d is negative", n)
-	}
-	if n == 0 {
-		n = defaultInstances()
-	}
-	m.tokens, m.done = make(chan struct{}, n), make(chan struct{})
-	for range n {
-		m.tokens <- struct{}{}
-	}
-	m.memLimit = strconv.FormatUint(goMemLimit(m.opts.MemoryLimitMB), 10)
-	if m.config, err = encodeConfig(m.opts.Config); err != nil {
+	pin, err := policy.ParsePin(m.opts.SHA256)
+	if err != nil {
 		return err
 	}
-
-	// A call is stopped through the global that package interrupt adds;
-	// a module it cannot instrument gets wazero's own, slower, check.
-	cfg := wazero.NewRuntimeConfig()
-	if instrumented, err := instrument(code); err == nil {
-		code, m.interruptible = instrumented, true
-	} else {
-		cfg = cfg.WithCloseOnContextDone(true)
+	if err := pin.Check(code, "refusing to load"); err != nil {
+		return err
 	}
-	if m.opts.MemoryLimitMB > 0 {
-		cfg = cfg.WithMemoryLimitPages(m.opts.MemoryLimitMB * 16) // 64 KiB pages
+	if err := m.applyOptions(); err != nil {
+		return err
 	}
-	if m.opts.CacheDir != "" {
-		if m.cache, err = openCompilationCache(m.opts.CacheDir); err != nil {
-			return fmt.Errorf("compilation cache: %w", err)
-		}
-		cfg = cfg.WithCompilationCache(m.cache)
-	}
-	m.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
-	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
-		return fmt.Errorf("WASI: %w", err)
-	}
-	if m.compiled, err = m.rt.CompileModule(ctx, code); err != nil {
-		msg := firstLine(err.Error())
-		if m.opts.MemoryLimitMB > 0 && strings.HasPrefix(msg, "section memory:") && strings.Contains(msg, "over limit") {
-			return fmt.Errorf("the memory limit of %d MB is less than the module needs to start (%s)", m.opts.MemoryLimitMB, msg)
-		}
-		return fmt.Errorf("not a valid WebAssembly module: %s", msg)
-	}
-	if err := checkModule(m.compiled); err != nil {
+	if err := m.compile(ctx, code); err != nil {
 		return err
 	}
 
@@ -303,6 +248,69 @@ func (m *module) load(ctx context.Context, path string) error {
 	m.info = abi.InfoFromProto(reply.GetResult())
 	m.idle = append(m.idle, inst) // the first of the pool; the others start on demand
 	return nil
+}
+
+// applyOptions checks the options and sets up what follows from them: the
+// map batch, the pool's tokens, the guest's GOMEMLIMIT and the encoded
+// config.
+func (m *module) applyOptions() error {
+	if m.opts.MemoryLimitMB > 4096 {
+		return fmt.Errorf("memory limit %d MB is over the 4096 MB a 32-bit guest can address", m.opts.MemoryLimitMB)
+	}
+	var err error
+	if m.batch, err = policy.MapBatch(m.opts.MapBatch); err != nil {
+		return err
+	}
+	n := m.opts.Instances
+	if n < 0 {
+		return fmt.Errorf("instances %d is negative", n)
+	}
+	if n == 0 {
+		n = defaultInstances()
+	}
+	m.tokens, m.done = make(chan struct{}, n), make(chan struct{})
+	for range n {
+		m.tokens <- struct{}{}
+	}
+	m.memLimit = strconv.FormatUint(goMemLimit(m.opts.MemoryLimitMB), 10)
+	m.config, err = encodeConfig(m.opts.Config)
+	return err
+}
+
+// compile makes the wazero runtime, with WASI, the memory limit and the
+// compilation cache, and compiles and checks the module, rewritten by
+// package interrupt when it can be.
+func (m *module) compile(ctx context.Context, code []byte) error {
+	// A call is stopped through the global that package interrupt adds;
+	// a module it cannot instrument gets wazero's own, slower, check.
+	cfg := wazero.NewRuntimeConfig()
+	if instrumented, err := instrument(code); err == nil {
+		code, m.interruptible = instrumented, true
+	} else {
+		cfg = cfg.WithCloseOnContextDone(true)
+	}
+	if m.opts.MemoryLimitMB > 0 {
+		cfg = cfg.WithMemoryLimitPages(m.opts.MemoryLimitMB * 16) // 64 KiB pages
+	}
+	var err error
+	if m.opts.CacheDir != "" {
+		if m.cache, err = openCompilationCache(m.opts.CacheDir); err != nil {
+			return fmt.Errorf("compilation cache: %w", err)
+		}
+		cfg = cfg.WithCompilationCache(m.cache)
+	}
+	m.rt = wazero.NewRuntimeWithConfig(ctx, cfg)
+	if _, err := wasi_snapshot_preview1.Instantiate(ctx, m.rt); err != nil {
+		return fmt.Errorf("WASI: %w", err)
+	}
+	if m.compiled, err = m.rt.CompileModule(ctx, code); err != nil {
+		msg := policy.FirstLine(err.Error())
+		if m.opts.MemoryLimitMB > 0 && strings.HasPrefix(msg, "section memory:") && strings.Contains(msg, "over limit") {
+			return fmt.Errorf("the memory limit of %d MB is less than the module needs to start (%s)", m.opts.MemoryLimitMB, msg)
+		}
+		return fmt.Errorf("not a valid WebAssembly module: %s", msg)
+	}
+	return checkModule(m.compiled)
 }
 
 // instrument is interrupt.Instrument; the tests turn it off.
@@ -323,9 +331,9 @@ func goMemLimit(limitMB uint32) uint64 {
 
 // encodeConfig encodes the ConfigureRequest sent to every new instance.
 func encodeConfig(config map[string]any) ([]byte, error) {
-	req, err := abi.ConfigureRequestToProto(config)
+	req, err := policy.ConfigureRequest(config)
 	if err != nil {
-		return nil, fmt.Errorf("config: %w", err)
+		return nil, err
 	}
 	b, err := proto.Marshal(req)
 	if err != nil {
@@ -436,10 +444,8 @@ func (m *module) start(ctx context.Context) (*instance, error) {
 	if err != nil {
 		return fail(fmt.Errorf("%s: %s", exportVersion, m.trapMessage(err, inst)))
 	}
-	major, minor := abi.UnpackVersion(res[0])
-	if major != sdk.ABIMajor {
-		return fail(fmt.Errorf("ABI version %d.%d is not supported by this host (ABI %d.%d): rebuild the policy with a matching dirsync sdk",
-			major, minor, sdk.ABIMajor, sdk.ABIMinor))
+	if err := policy.CheckABI(abi.UnpackVersion(res[0])); err != nil {
+		return fail(err)
 	}
 	exports := m.compiled.ExportedFunctions()
 	inst.fns = make(map[string]api.Function, len(stageExports))
@@ -729,7 +735,7 @@ func (m *module) stopped(ctx context.Context) error {
 }
 
 func (m *module) trapMessage(err error, inst *instance) string {
-	msg := firstLine(err.Error())
+	msg := policy.FirstLine(err.Error())
 	var exit *sys.ExitError
 	if errors.As(err, &exit) {
 		msg = fmt.Sprintf("the module exited with code %d", exit.ExitCode())
@@ -743,14 +749,6 @@ func (m *module) trapMessage(err error, inst *instance) string {
 		return "crashed: " + out + " (" + msg + ")"
 	}
 	return msg
-}
-
-func firstLine(s string) string {
-	s = strings.TrimSpace(s)
-	if i := strings.IndexByte(s, '\n'); i >= 0 {
-		return strings.TrimSpace(s[:i])
-	}
-	return s
 }
 
 // headWriter keeps the start of what the guest writes to stderr during a
@@ -781,11 +779,7 @@ func (w *headWriter) firstLine() string {
 // ---- policy.Runtime ----
 
 // Info returns the policy's Info, read once at load.
-func (m *module) Info() sdk.Info {
-	info := m.info
-	info.Attributes = append([]string(nil), m.info.Attributes...)
-	return info
-}
+func (m *module) Info() sdk.Info { return policy.CopyInfo(m.info) }
 
 // Filter runs the policy's Filter stage.
 func (m *module) Filter(ctx context.Context, req sdk.FilterRequest) (sdk.FilterResponse, error) {
@@ -799,20 +793,13 @@ func (m *module) Filter(ctx context.Context, req sdk.FilterRequest) (sdk.FilterR
 // Map runs the policy's Map stage, in batches of Options.MapBatch entries,
 // all on one instance and under one deadline.
 func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, error) {
-	batch := m.opts.MapBatch
-	if batch == 0 {
-		batch = DefaultMapBatch
-	}
-	var buf []byte // the request of a batch; free again once the guest has it
+	batch := m.batch
+	enc := policy.NewMapEncoder(&req) // a batch's request is free again once the guest has it
 	encode := func(start, end int) ([]byte, error) {
-		b, err := abi.AppendMapRequest(buf[:0], req.Domain, req.Entries[start:end])
+		b, err := enc.Encode(start, end)
 		if err != nil {
-			if where := abi.InvalidUTF8(req.Entries[start:end]); where != "" {
-				err = fmt.Errorf("%s is not valid UTF-8 (the ABI carries strings as UTF-8; binary values must be base64)", where)
-			}
 			return nil, fmt.Errorf("%s: map: %w", m.label, err)
 		}
-		buf = b
 		return b, nil
 	}
 	// The first batch is encoded before taking an instance, so that a bad
@@ -855,9 +842,9 @@ func (m *module) Map(ctx context.Context, req sdk.MapRequest) (sdk.MapResponse, 
 
 // Reconcile runs the policy's Reconcile stage.
 func (m *module) Reconcile(ctx context.Context, req sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
-	b, err := abi.AppendReconcileRequest(nil, &req)
+	b, err := policy.EncodeReconcile(&req)
 	if err != nil {
-		return sdk.ReconcileResponse{}, fmt.Errorf("%s: reconcile: encoding the request: %w", m.label, err)
+		return sdk.ReconcileResponse{}, fmt.Errorf("%s: %w", m.label, err)
 	}
 	var reply pb.ReconcileReply
 	if err := m.use(ctx, "reconcile", func(ctx context.Context, inst *instance) error {

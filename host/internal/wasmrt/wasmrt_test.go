@@ -19,7 +19,7 @@ import (
 	"time"
 
 	"github.com/dirsync/dirsync/host/internal/policy"
-	"github.com/dirsync/dirsync/host/internal/testpolicy"
+	"github.com/dirsync/dirsync/host/internal/testpolicy/runtimetest"
 	"github.com/dirsync/dirsync/host/internal/wasmrt"
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
@@ -50,8 +50,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-var testConfig = map[string]any{"prefix": "Dr. "}
-
 func load(t testing.TB, opts wasmrt.Options) policy.Runtime {
 	t.Helper()
 	if opts.Name == "" {
@@ -61,7 +59,7 @@ func load(t testing.TB, opts wasmrt.Options) policy.Runtime {
 		opts.Timeout = time.Minute
 	}
 	if opts.Config == nil {
-		opts.Config = testConfig
+		opts.Config = runtimetest.Config
 	}
 	if opts.CacheDir == "" {
 		opts.CacheDir = cacheDir
@@ -74,157 +72,22 @@ func load(t testing.TB, opts wasmrt.Options) policy.Runtime {
 	return rt
 }
 
-// direct is the test policy called as Go code, configured alike.
-func direct(t testing.TB) sdk.Policy {
-	p := testpolicy.New()
-	if err := p.Configure(testConfig); err != nil {
-		t.Fatal(err)
-	}
-	return p
-}
-
-// The wire does not tell nil from empty slices; compare through it.
-func normMap(r sdk.MapResponse) sdk.MapResponse {
-	return abi.MapResponseFromProto(abi.MapResponseToProto(r))
-}
-
-func normReconcile(r sdk.ReconcileResponse) sdk.ReconcileResponse {
-	return abi.ReconcileResponseFromProto(abi.ReconcileResponseToProto(r))
-}
-
-var dom = sdk.Domain{Name: "example.com", AliasDomains: []string{"example.org"}, Groups: []string{"Sales", "All Staff"}}
-
-// entries makes n AD-like entries with 10 attributes each: users (some
-// disabled, some with foreign addresses), groups and public folders.
-func entries(n int) []sdk.Entry {
-	es := make([]sdk.Entry, n)
-	for i := range es {
-		uac := "512"
-		if i%17 == 0 {
-			uac = "514"
-		}
-		classes := []string{"top", "person", "organizationalPerson", "user"}
-		switch i % 50 {
-		case 1:
-			classes = []string{"top", "group"}
-		case 2:
-			classes = []string{"top", "publicFolder"}
-		}
-		es[i] = sdk.Entry{
-			ID: fmt.Sprintf("%08x-4f89-11d3-9a0c-0305e82c3301", i),
-			DN: fmt.Sprintf("CN=User %d,OU=People,DC=example,DC=com", i),
-			Attributes: map[string][]string{
-				"objectclass":        classes,
-				"cn":                 {[]string{"Sales", "All Staff", "Unmatched"}[i%3]},
-				"mail":               {fmt.Sprintf("user%d@example.com", i)},
-				"proxyaddresses":     {fmt.Sprintf("SMTP:User%d@example.com", i), fmt.Sprintf("smtp:u%d@example.org", i), fmt.Sprintf("smtp:u%d@elsewhere.test", i), "X500:/o=Example/ou=Exchange/cn=Recipients/cn=u" + fmt.Sprint(i)},
-				"displayname":        {fmt.Sprintf("User Number %d", i)},
-				"memberof":           {"CN=Sales,OU=Groups,DC=example,DC=com", "CN=All Staff,OU=Groups,DC=example,DC=com"},
-				"member":             {"CN=User 1,OU=People,DC=example,DC=com", "CN=User 2,OU=People,DC=example,DC=com"},
-				"useraccountcontrol": {uac},
-				"samaccountname":     {fmt.Sprintf("user%d", i)},
-				"objectguid":         {"4AQlP4lP0xGaDAMF6CwzAQ=="},
-			},
-		}
-	}
-	return es
-}
-
-func mailbox(id int64, source string) *sdk.Mailbox {
-	return &sdk.Mailbox{ID: id, DirID: fmt.Sprint("guid-", id), DN: "CN=X,DC=example,DC=com", Kind: sdk.KindUser,
-		Primary: fmt.Sprintf("m%d@example.com", id), Aliases: []string{"alias@example.com"}, DisplayName: "M", Source: source, Groups: []string{"Sales"}}
-}
-
 func TestInfo(t *testing.T) {
-	rt := load(t, wasmrt.Options{})
-	if got, want := rt.Info(), direct(t).Info(); !reflect.DeepEqual(got, want) {
-		t.Errorf("Info() = %+v, want %+v", got, want)
-	}
+	runtimetest.CheckInfo(t, load(t, wasmrt.Options{}))
 }
 
 func TestFilter(t *testing.T) {
-	rt, p := load(t, wasmrt.Options{}), direct(t)
-	for _, f := range []string{"(objectClass=user)", "  (|(a=1)(b=2))  ", "", "cn=x", "(a=1))", "((a=1)", "(cn=Ü)"} {
-		got, gotErr := rt.Filter(context.Background(), sdk.FilterRequest{Filter: f})
-		want, wantErr := p.Filter(sdk.FilterRequest{Filter: f})
-		if got != want {
-			t.Errorf("Filter(%q) = %+v, want %+v", f, got, want)
-		}
-		if (gotErr == nil) != (wantErr == nil) {
-			t.Fatalf("Filter(%q) error %v, want %v", f, gotErr, wantErr)
-		}
-		if wantErr != nil {
-			var fe *sdk.FilterError
-			if !errors.As(gotErr, &fe) || !reflect.DeepEqual(fe, wantErr) {
-				t.Errorf("Filter(%q) error %v, want a *sdk.FilterError %v", f, gotErr, wantErr)
-			}
-			if want := `policy "test" (testpolicy.wasm): filter: ` + wantErr.Error(); gotErr.Error() != want {
-				t.Errorf("Filter(%q) error %q, want %q", f, gotErr, want)
-			}
-		}
-	}
+	runtimetest.CheckFilter(t, load(t, wasmrt.Options{}), `policy "test" (testpolicy.wasm)`)
 }
 
 func TestMap(t *testing.T) {
-	for _, tc := range []struct {
-		name  string
-		batch int
-		req   sdk.MapRequest
-	}{
-		{"empty", 0, sdk.MapRequest{Domain: dom}},
-		{"zero", 0, sdk.MapRequest{}},
-		{"few", 0, sdk.MapRequest{Domain: dom, Entries: entries(60)}},
-		{"odd entries", 0, sdk.MapRequest{Domain: dom, Entries: []sdk.Entry{
-			{},
-			{ID: "mail only", Attributes: map[string][]string{"mail": {"A@Example.com", "b@example.org", "c@other.test"}}},
-			{ID: "no address", Attributes: map[string][]string{"displayname": {"Nobody"}}},
-		}}},
-		{"small batches", 7, sdk.MapRequest{Domain: dom, Entries: entries(50)}},
-		{"batch = entries", 50, sdk.MapRequest{Domain: dom, Entries: entries(50)}},
-		{"default batches", 0, sdk.MapRequest{Domain: dom, Entries: entries(wasmrt.DefaultMapBatch*2 + 3)}},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			rt := load(t, wasmrt.Options{MapBatch: tc.batch})
-			got, err := rt.Map(context.Background(), tc.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			want, err := direct(t).Map(tc.req)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if want = normMap(want); !reflect.DeepEqual(got, want) {
-				t.Errorf("wasm and direct Map differ:\n%+v\n%+v", got, want)
-			}
-		})
-	}
+	runtimetest.CheckMap(t, "wasm", wasmrt.DefaultMapBatch, func(t *testing.T, batch int) policy.Runtime {
+		return load(t, wasmrt.Options{MapBatch: batch})
+	})
 }
 
 func TestReconcile(t *testing.T) {
-	rt, p := load(t, wasmrt.Options{}), direct(t)
-	for _, req := range []sdk.ReconcileRequest{
-		{},
-		{Domain: dom, LDAPMailboxes: 100, Changes: []sdk.Change{
-			{Kind: sdk.ChangeCreate, After: mailbox(0, sdk.SourceLDAP), Conflicts: []sdk.Conflict{{Address: "x@example.com", MailboxID: 4, Primary: "y@example.com", Source: sdk.SourceManual}}},
-			{Kind: sdk.ChangeDelete, Before: mailbox(1, sdk.SourceManual)},
-			{Kind: sdk.ChangeDelete, Before: mailbox(2, sdk.SourceLDAP)},
-			{Kind: sdk.ChangeAddMember, Before: mailbox(3, sdk.SourceLDAP), After: mailbox(3, sdk.SourceLDAP), Group: "Blocked"},
-			{Kind: sdk.ChangeUpdate, Before: mailbox(5, sdk.SourceLDAP), After: mailbox(5, sdk.SourceLDAP)},
-		}},
-		{Domain: dom, LDAPMailboxes: 2, Changes: []sdk.Change{{Kind: sdk.ChangeDelete, Before: mailbox(9, sdk.SourceLDAP)}}},
-	} {
-		got, err := rt.Reconcile(context.Background(), req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		want, err := p.Reconcile(req)
-		if err != nil {
-			t.Fatal(err)
-		}
-		if want = normReconcile(want); !reflect.DeepEqual(got, want) {
-			t.Errorf("wasm and direct Reconcile differ:\n%+v\n%+v", got, want)
-		}
-	}
+	runtimetest.CheckReconcile(t, "wasm", load(t, wasmrt.Options{}))
 }
 
 // TestFailures makes the guest fail in each way it can, and checks that
@@ -248,7 +111,7 @@ func testFailures(t *testing.T) {
 	}
 	mapEntry := func(id string) func(context.Context) error {
 		return func(ctx context.Context) error {
-			_, err := rt.Map(ctx, sdk.MapRequest{Domain: dom, Entries: []sdk.Entry{{ID: "fine"}, {ID: id, DN: "CN=" + id}}})
+			_, err := rt.Map(ctx, sdk.MapRequest{Domain: runtimetest.Domain, Entries: []sdk.Entry{{ID: "fine"}, {ID: id, DN: "CN=" + id}}})
 			return err
 		}
 	}
@@ -314,7 +177,7 @@ func testFailures(t *testing.T) {
 			if got, err := rt.Filter(ctx, sdk.FilterRequest{Filter: "(cn=ok)"}); err != nil || got.Filter != "(cn=ok)" {
 				t.Errorf("the next call gave %+v, %v", got, err)
 			}
-			if got, err := rt.Map(ctx, sdk.MapRequest{Domain: dom, Entries: entries(3)}); err != nil || len(got.Intents) != 3 {
+			if got, err := rt.Map(ctx, sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(3)}); err != nil || len(got.Intents) != 3 {
 				t.Errorf("the next Map gave %+v, %v", got, err)
 			}
 		})
@@ -323,9 +186,9 @@ func testFailures(t *testing.T) {
 
 func TestInvalidUTF8(t *testing.T) {
 	rt := load(t, wasmrt.Options{})
-	es := entries(3)
+	es := runtimetest.Entries(3)
 	es[2].Attributes["displayname"] = []string{"ok", "Caf\xe9"}
-	_, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es})
+	_, err := rt.Map(context.Background(), sdk.MapRequest{Domain: runtimetest.Domain, Entries: es})
 	want := `policy "test" (testpolicy.wasm): map: value 1 of attribute "displayname" of entry "CN=User 2,OU=People,DC=example,DC=com" is not valid UTF-8`
 	if err == nil || !strings.HasPrefix(err.Error(), want) {
 		t.Errorf("error %v, want it to start with %s", err, want)
@@ -337,12 +200,12 @@ func TestInvalidUTF8(t *testing.T) {
 
 func TestConcurrentCalls(t *testing.T) {
 	rt := load(t, wasmrt.Options{})
-	req := sdk.MapRequest{Domain: dom, Entries: entries(200)}
-	want, err := direct(t).Map(req)
+	req := sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(200)}
+	want, err := runtimetest.Direct(t).Map(req)
 	if err != nil {
 		t.Fatal(err)
 	}
-	want = normMap(want)
+	want = runtimetest.NormMap(want)
 	var wg sync.WaitGroup
 	for range 8 {
 		wg.Go(func() {
@@ -363,12 +226,12 @@ func TestConcurrentCalls(t *testing.T) {
 // sequential call gets.
 func TestConcurrentBatches(t *testing.T) {
 	rt := load(t, wasmrt.Options{Instances: 3})
-	es := entries(1200)
+	es := runtimetest.Entries(1200)
 	const batch = 100
 	want := make([]sdk.MapResponse, len(es)/batch)
 	for i := range want {
 		var err error
-		if want[i], err = rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es[i*batch : (i+1)*batch]}); err != nil {
+		if want[i], err = rt.Map(context.Background(), sdk.MapRequest{Domain: runtimetest.Domain, Entries: es[i*batch : (i+1)*batch]}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -378,7 +241,7 @@ func TestConcurrentBatches(t *testing.T) {
 			for round := range 3 {
 				for i := range want {
 					i := (i + g + round) % len(want) // goroutines start at different batches
-					got, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: es[i*batch : (i+1)*batch]})
+					got, err := rt.Map(context.Background(), sdk.MapRequest{Domain: runtimetest.Domain, Entries: es[i*batch : (i+1)*batch]})
 					if err != nil {
 						t.Error(err)
 						return
@@ -399,7 +262,7 @@ func TestConcurrentBatches(t *testing.T) {
 // replaced.
 func TestDeadlineInOneCall(t *testing.T) {
 	rt := load(t, wasmrt.Options{Instances: 2})
-	req := sdk.MapRequest{Domain: dom, Entries: entries(300)}
+	req := sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(300)}
 	want, err := rt.Map(context.Background(), req)
 	if err != nil {
 		t.Fatal(err)
@@ -470,9 +333,9 @@ func TestWaitForInstance(t *testing.T) {
 // instance, which reuses reply buffers.
 func TestReplyBuffers(t *testing.T) {
 	rt := load(t, wasmrt.Options{Instances: 1})
-	p := direct(t)
+	p := runtimetest.Direct(t)
 	for _, n := range []int{2000, 0, 3, 2000, 1, 500} {
-		req := sdk.MapRequest{Domain: dom, Entries: entries(n)}
+		req := sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(n)}
 		got, err := rt.Map(context.Background(), req)
 		if err != nil {
 			t.Fatal(err)
@@ -481,7 +344,7 @@ func TestReplyBuffers(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if want = normMap(want); !reflect.DeepEqual(got, want) {
+		if want = runtimetest.NormMap(want); !reflect.DeepEqual(got, want) {
 			t.Errorf("Map of %d entries differs", n)
 		}
 		if got, err := rt.Filter(context.Background(), sdk.FilterRequest{Filter: "(cn=x)"}); err != nil || got.Filter != "(cn=x)" {
@@ -495,7 +358,7 @@ func TestReplyBuffers(t *testing.T) {
 // collect between calls.
 func TestGarbageBetweenCalls(t *testing.T) {
 	rt := load(t, wasmrt.Options{Instances: 1, MemoryLimitMB: 64})
-	req := sdk.MapRequest{Domain: dom, Entries: entries(2000)}
+	req := sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(2000)}
 	for i := range 40 { // about 180 MB in all
 		if _, err := rt.Map(context.Background(), req); err != nil {
 			t.Fatalf("call %d: %v", i, err)
@@ -523,7 +386,7 @@ func TestClose(t *testing.T) {
 	var wg sync.WaitGroup
 	for range 2 {
 		wg.Go(func() {
-			if _, err := rt.Map(context.Background(), sdk.MapRequest{Domain: dom, Entries: entries(500)}); err != nil {
+			if _, err := rt.Map(context.Background(), sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(500)}); err != nil {
 				t.Error(err)
 			}
 		})

@@ -1,6 +1,7 @@
 package web
 
 import (
+	"context"
 	"errors"
 	"fmt"
 	"net/http"
@@ -326,103 +327,138 @@ func (s *server) domainPost(w http.ResponseWriter, r *http.Request) {
 	if !ok {
 		return
 	}
-	ctx := r.Context()
-	action := r.PostFormValue("action")
-	errs := map[string]string{}
-	// A principal that may not write, and a domain of dirsync.toml, test
-	// and preview the saved settings: the form is not theirs to change.
-	editable := mayWrite(q.p) && set.ManagedBy == host.ManagedByStore
-	f := formOf(&set.Domain)
-	if editable {
-		f = readForm(r, &set.Domain)
-	}
-	d, formErr := f.domain(&set.Domain)
-	var password *string
-	if editable && f.password != "" {
-		password = &f.password
-	}
-	f.password = "" // never shown again
+	p := readPost(r, q, set)
 	var (
 		conn    *host.ConnectionResult
 		rep     *host.Report
 		general string
 		code    = http.StatusOK
 	)
-	switch action {
+	switch action := r.PostFormValue("action"); action {
 	case "test", "preview":
-		if formErr != nil {
-			general = settingsErrors(formErr, errs)
-			code = http.StatusUnprocessableEntity
-			break
-		}
-		var err error
-		switch {
-		case action == "test":
-			conn, err = q.h.TestConnection(ctx, d, password)
-		case editable:
-			rep, err = q.h.PreviewSettings(ctx, d, password)
-		default:
-			rep, err = q.h.Preview(ctx, set.Name)
-		}
-		if err != nil {
-			general = settingsErrors(err, errs)
-			code = http.StatusUnprocessableEntity
-			if action == "test" {
-				general = "Test connection failed: " + oneLine(general)
-			}
-		}
+		conn, rep, general, code = p.testOrPreview(r.Context(), q, action)
 	case "apply":
-		if !editable {
-			msg := "Your token's role (" + string(q.p.Role) + ") may look, test and preview, not change settings."
-			if set.ManagedBy == host.ManagedByConfig {
-				msg = "These settings are set in dirsync.toml: change them there."
-			}
-			v, err := s.view(r, q, set, f, errs)
-			if err != nil {
-				s.fail(w, r, err)
-				return
-			}
-			v.FormError = msg
-			s.showDomain(w, r, q, http.StatusForbidden, v, "")
-			return
-		}
-		version, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
-		if formErr != nil {
-			general = settingsErrors(formErr, errs)
-			code = http.StatusUnprocessableEntity
-			break
-		}
-		n, err := q.h.SaveSettings(ctx, d, password, q.p.Name, version)
-		switch {
-		case errors.Is(err, host.ErrSettingsConflict):
-			general = fmt.Sprintf("The settings changed since this page read them (version %d): open the page again and apply your changes to them.", version)
-			code = http.StatusConflict
-		case err != nil:
-			general = settingsErrors(err, errs)
-			code = http.StatusUnprocessableEntity
-		default:
-			attrs := []any{"principal", q.p.Name, "domain", set.Name, "version", n}
-			if password != nil {
-				attrs = append(attrs, "password", "changed")
-			}
-			s.log.Info("page: settings changed", attrs...)
-			http.Redirect(w, r, "/domains/"+url.PathEscape(set.Name)+"?saved="+strconv.FormatInt(n, 10), http.StatusSeeOther)
+		var done bool
+		if general, code, done = s.applySettings(w, r, q, p); done {
 			return
 		}
 	default:
 		general = "Unknown action: use the buttons of the form."
 		code = http.StatusBadRequest
 	}
-	v, err := s.view(r, q, set, f, errs)
+	v, err := s.view(r, q, set, p.f, p.errs)
 	if err != nil {
 		s.fail(w, r, err)
 		return
 	}
-	v.FormError, v.Conn, v.Preview = general, conn, newPreview(set.Name, v.MayWrite, "ldap", editable, rep)
+	v.FormError, v.Conn, v.Preview = general, conn, newPreview(set.Name, v.MayWrite, "ldap", p.editable, rep)
 	if code == http.StatusOK && rep != nil && rep.Error != "" {
 		v.FormError = rep.Error
 	}
 	s.showDomain(w, r, q, code, v, "")
+}
+
+// settingsPost is a post of the connection form: the settings it gives,
+// and whether they are the principal's to change.
+type settingsPost struct {
+	set      *host.Settings
+	f        form              // what the form shows again (never the password)
+	d        config.Domain     // the settings to test, preview or save
+	formErr  error             // why the form gives no valid settings
+	password *string           // a new bind password, or nil
+	editable bool              // the principal may change the domain's settings
+	errs     map[string]string // field errors
+}
+
+// readPost reads the connection form. A principal that may not write, and
+// a domain of dirsync.toml, test and preview the saved settings: the form
+// is not theirs to change.
+func readPost(r *http.Request, q *request, set *host.Settings) *settingsPost {
+	p := &settingsPost{set: set, errs: map[string]string{}}
+	p.editable = mayWrite(q.p) && set.ManagedBy == host.ManagedByStore
+	p.f = formOf(&set.Domain)
+	if p.editable {
+		p.f = readForm(r, &set.Domain)
+	}
+	p.d, p.formErr = p.f.domain(&set.Domain)
+	if p.editable && p.f.password != "" {
+		pw := p.f.password // a copy: the form's field is cleared below
+		p.password = &pw
+	}
+	p.f.password = "" // never shown again
+	return p
+}
+
+// testOrPreview tests the connection (action "test") or previews a run
+// (action "preview") with the posted settings, or the saved ones when
+// they are not the principal's to change. It returns the outcome, the
+// form's error and the status code.
+func (p *settingsPost) testOrPreview(ctx context.Context, q *request, action string) (*host.ConnectionResult, *host.Report, string, int) {
+	if p.formErr != nil {
+		return nil, nil, settingsErrors(p.formErr, p.errs), http.StatusUnprocessableEntity
+	}
+	var (
+		conn *host.ConnectionResult
+		rep  *host.Report
+		err  error
+	)
+	switch {
+	case action == "test":
+		conn, err = q.h.TestConnection(ctx, p.d, p.password)
+	case p.editable:
+		rep, err = q.h.PreviewSettings(ctx, p.d, p.password)
+	default:
+		rep, err = q.h.Preview(ctx, p.set.Name)
+	}
+	if err != nil {
+		general := settingsErrors(err, p.errs)
+		if action == "test" {
+			general = "Test connection failed: " + oneLine(general)
+		}
+		return conn, rep, general, http.StatusUnprocessableEntity
+	}
+	return conn, rep, "", http.StatusOK
+}
+
+// applySettings saves the posted settings as a new version and redirects
+// to the domain's page, which is then done; or it returns the form's
+// error and the status code. A principal that may not change the
+// settings gets the form back, refused, and done.
+func (s *server) applySettings(w http.ResponseWriter, r *http.Request, q *request, p *settingsPost) (general string, code int, done bool) {
+	set := p.set
+	if !p.editable {
+		msg := "Your token's role (" + string(q.p.Role) + ") may look, test and preview, not change settings."
+		if set.ManagedBy == host.ManagedByConfig {
+			msg = "These settings are set in dirsync.toml: change them there."
+		}
+		v, err := s.view(r, q, set, p.f, p.errs)
+		if err != nil {
+			s.fail(w, r, err)
+			return "", 0, true
+		}
+		v.FormError = msg
+		s.showDomain(w, r, q, http.StatusForbidden, v, "")
+		return "", 0, true
+	}
+	version, _ := strconv.ParseInt(r.PostFormValue("version"), 10, 64)
+	if p.formErr != nil {
+		return settingsErrors(p.formErr, p.errs), http.StatusUnprocessableEntity, false
+	}
+	n, err := q.h.SaveSettings(r.Context(), p.d, p.password, q.p.Name, version)
+	switch {
+	case errors.Is(err, host.ErrSettingsConflict):
+		return fmt.Sprintf("The settings changed since this page read them (version %d): open the page again and apply your changes to them.", version),
+			http.StatusConflict, false
+	case err != nil:
+		return settingsErrors(err, p.errs), http.StatusUnprocessableEntity, false
+	}
+	attrs := []any{"principal", q.p.Name, "domain", set.Name, "version", n}
+	if p.password != nil {
+		attrs = append(attrs, "password", "changed")
+	}
+	s.log.Info("page: settings changed", attrs...)
+	http.Redirect(w, r, "/domains/"+url.PathEscape(set.Name)+"?saved="+strconv.FormatInt(n, 10), http.StatusSeeOther)
+	return "", 0, true
 }
 
 // syncNow is "Sync now": a run of the domain, started in the background.

@@ -1,7 +1,8 @@
-// Command devslapd runs a throwaway OpenLDAP slapd (host/internal/slapd)
-// loaded with LDIF files, for `make demo`, `make bench` and manual tests. It
-// listens on 127.0.0.1 only, prints how to reach it as KEY=value lines and
-// runs until SIGINT or SIGTERM, then stops slapd and removes its directory.
+// Command devslapd runs a throwaway OpenLDAP slapd
+// (host/internal/testpeer/slapd) loaded with LDIF files, for `make demo`,
+// `make bench` and manual tests. It listens on 127.0.0.1 only, prints how
+// to reach it as KEY=value lines and runs until SIGINT or SIGTERM, then
+// stops slapd and removes its directory.
 //
 //	devslapd examples/directory/sample.ldif
 //	devslapd -port 3890 -bind-dn cn=reader,dc=example,dc=com -bind-password reader-secret \
@@ -36,7 +37,7 @@ import (
 	"syscall"
 	"time"
 
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 )
 
 func main() {
@@ -130,6 +131,20 @@ func run(opts slapd.Options, bindDN, bindPassword, pwFile, envFile, pidFile stri
 		pwFile = abs
 	}
 
+	env := envLines(srv, bindDN, pwFile, adminPW)
+	if _, err := io.WriteString(os.Stdout, env); err != nil {
+		return err
+	}
+	if envFile != "" {
+		if err := writeFile(envFile, env, 0o644); err != nil {
+			return err
+		}
+	}
+	return watch(ctx, srv)
+}
+
+// envLines says how to reach srv, as KEY=value lines.
+func envLines(srv *slapd.Server, bindDN, pwFile, adminPW string) string {
 	var b strings.Builder
 	line := func(k, v string) { fmt.Fprintf(&b, "%s=%s\n", k, v) }
 	line("URL", srv.URL)
@@ -144,15 +159,12 @@ func run(opts slapd.Options, bindDN, bindPassword, pwFile, envFile, pidFile stri
 	}
 	line("LOG_FILE", srv.LogFile)
 	line("PID", strconv.Itoa(os.Getpid()))
-	if _, err := io.WriteString(os.Stdout, b.String()); err != nil {
-		return err
-	}
-	if envFile != "" {
-		if err := writeFile(envFile, b.String(), 0o644); err != nil {
-			return err
-		}
-	}
+	return b.String()
+}
 
+// watch returns nil when ctx ends (a signal), or an error with the end of
+// slapd's log when slapd exits.
+func watch(ctx context.Context, srv *slapd.Server) error {
 	tick := time.NewTicker(time.Second)
 	defer tick.Stop()
 	for {

@@ -16,7 +16,7 @@ import (
 	"fmt"
 	"os"
 
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 )
 
 func main() {

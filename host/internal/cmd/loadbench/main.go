@@ -43,7 +43,7 @@ import (
 	"time"
 
 	"github.com/dirsync/dirsync/host/internal/schedule"
-	"github.com/dirsync/dirsync/host/internal/slapd"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/host/store/sqlite"
 )
@@ -115,29 +115,11 @@ func run(ctx context.Context, p params) (bool, error) {
 	}
 
 	// 1. One LDIF, one slapd.
-	fmt.Printf("generating %d OUs of %d users and 1 group each…\n", p.domains, p.users)
-	ldif := filepath.Join(dir, "dir.ldif")
-	f, err := os.Create(ldif)
-	if err != nil {
-		return false, err
-	}
-	for i := 1; i <= p.domains; i++ {
-		o := slapd.GenOptions{BaseDN: baseDN, Container: ouOf(i, width), Domain: names[i-1], Users: p.users, Groups: 1, WithBase: i == 1}
-		if err := slapd.GenerateDirectory(f, o); err != nil {
-			f.Close()
-			return false, err
-		}
-	}
-	if err := f.Close(); err != nil {
-		return false, err
-	}
-	t0 := time.Now()
-	srv, err := slapd.Start(ctx, slapd.Options{BaseDN: baseDN, LDIF: []string{ldif}, LogLevel: "none", StartTimeout: 5 * time.Minute})
+	srv, err := startDirectory(ctx, dir, p, names, width)
 	if err != nil {
 		return false, err
 	}
 	defer srv.Close()
-	fmt.Printf("loaded into slapd in %s (%s)\n", time.Since(t0).Round(time.Millisecond), srv.URL)
 
 	// 2. The config: no [[domain]]; the domains come through the API.
 	token, cfg, err := writeConfig(dir, p)
@@ -154,16 +136,11 @@ func run(ctx context.Context, p params) (bool, error) {
 		return false, err
 	}
 	defer logf.Close()
-	cmd := exec.Command(bin, "--config", cfg, "serve")
-	cmd.Stdout, cmd.Stderr = logf, logf
-	// serve does not outlive this program, whatever ends it.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
 	serveStart := time.Now()
-	if err := cmd.Start(); err != nil {
+	cmd, exited, err := startServe(bin, cfg, logf)
+	if err != nil {
 		return false, err
 	}
-	exited := make(chan error, 1)
-	go func() { exited <- cmd.Wait() }()
 	stopped := false
 	defer func() {
 		if !stopped {
@@ -183,22 +160,11 @@ func run(ctx context.Context, p params) (bool, error) {
 	fmt.Printf("dirsync serve ready in %s (pid %d, %s, max_concurrent_runs %d)\n",
 		ready.Round(time.Millisecond), cmd.Process.Pid, base, p.concurrency)
 
-	makers := p.clients
-	if p.clients == 0 {
-		makers = 4
-	}
-	client := &http.Client{Timeout: p.reqTimeout, Transport: &http.Transport{
-		MaxIdleConnsPerHost: makers, MaxConnsPerHost: makers, IdleConnTimeout: time.Minute}}
-	api := &apiClient{c: client, base: base + "/api/v1", token: token}
-
-	fmt.Printf("making %d domains through POST /api/v1/domains with %d clients…\n", p.domains, makers)
-	created, postLat, cstart, cend, err := createDomains(ctx, api, p, names, srv, width, makers)
+	r := &report{p: p, names: names, serveStart: serveStart}
+	api, err := r.makeDomains(ctx, base, token, srv, width)
 	if err != nil {
 		return false, fmt.Errorf("%w\n%s", err, tail(logPath, 20))
 	}
-	createTook := cend.Sub(cstart)
-	fmt.Printf("made %d domains in %s: %.0f domains/s\n", len(names), createTook.Round(time.Millisecond),
-		float64(len(names))/createTook.Seconds())
 	if p.clients == 0 {
 		fmt.Printf("serving for %s without API clients…\n", p.duration)
 	}
@@ -215,15 +181,7 @@ func run(ctx context.Context, p params) (bool, error) {
 	// 4. Peak RSS, then SIGTERM.
 	hwm := vmHWM(cmd.Process.Pid)
 	tStop := time.Now()
-	cmd.Process.Signal(syscall.SIGTERM)
-	var exitErr error
-	select {
-	case exitErr = <-exited:
-	case <-time.After(30 * time.Second):
-		cmd.Process.Kill()
-		exitErr = errors.New("did not stop within 30 s of SIGTERM; killed")
-		<-exited
-	}
+	exitErr := stopServe(cmd, exited)
 	stopped = true
 	tExit := time.Now()
 	stopTook := tExit.Sub(tStop)
@@ -235,10 +193,91 @@ func run(ctx context.Context, p params) (bool, error) {
 	}
 	logStats := scanLog(logPath)
 
-	r := &report{p: p, names: names, runs: runs, serveStart: serveStart, tStop: tStop,
-		created: created, cstart: cstart, cend: cend, postLat: postLat, lat: lat,
-		hwm: hwm, cpu: cpu, stopTook: stopTook, tExit: tExit, exitErr: exitErr, log: logStats}
+	r.runs, r.tStop, r.lat = runs, tStop, lat
+	r.hwm, r.cpu, r.stopTook, r.tExit, r.exitErr, r.log = hwm, cpu, stopTook, tExit, exitErr, logStats
 	return r.print(), nil
+}
+
+// startServe starts dirsync serve with the config cfg, its output going to
+// logf. exited gets how it exited.
+func startServe(bin, cfg string, logf *os.File) (cmd *exec.Cmd, exited chan error, err error) {
+	cmd = exec.Command(bin, "--config", cfg, "serve")
+	cmd.Stdout, cmd.Stderr = logf, logf
+	// serve does not outlive this program, whatever ends it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGTERM}
+	if err := cmd.Start(); err != nil {
+		return nil, nil, err
+	}
+	exited = make(chan error, 1)
+	go func() { exited <- cmd.Wait() }()
+	return cmd, exited, nil
+}
+
+// makeDomains makes the domains of r.names through the API of serve at
+// base, with as many clients as will read the API later (4 when none
+// will), and records when and how fast. It returns the API's client.
+func (r *report) makeDomains(ctx context.Context, base, token string, srv *slapd.Server, width int) (*apiClient, error) {
+	p := r.p
+	makers := p.clients
+	if p.clients == 0 {
+		makers = 4
+	}
+	client := &http.Client{Timeout: p.reqTimeout, Transport: &http.Transport{
+		MaxIdleConnsPerHost: makers, MaxConnsPerHost: makers, IdleConnTimeout: time.Minute}}
+	api := &apiClient{c: client, base: base + "/api/v1", token: token}
+
+	fmt.Printf("making %d domains through POST /api/v1/domains with %d clients…\n", p.domains, makers)
+	var err error
+	r.created, r.postLat, r.cstart, r.cend, err = createDomains(ctx, api, p, r.names, srv, width, makers)
+	if err != nil {
+		return nil, err
+	}
+	createTook := r.cend.Sub(r.cstart)
+	fmt.Printf("made %d domains in %s: %.0f domains/s\n", len(r.names), createTook.Round(time.Millisecond),
+		float64(len(r.names))/createTook.Seconds())
+	return api, nil
+}
+
+// startDirectory generates the directory, one OU of p.users users and a
+// group for each domain of names, and loads it into a new slapd.
+func startDirectory(ctx context.Context, dir string, p params, names []string, width int) (*slapd.Server, error) {
+	fmt.Printf("generating %d OUs of %d users and 1 group each…\n", p.domains, p.users)
+	ldif := filepath.Join(dir, "dir.ldif")
+	f, err := os.Create(ldif)
+	if err != nil {
+		return nil, err
+	}
+	for i := 1; i <= p.domains; i++ {
+		o := slapd.GenOptions{BaseDN: baseDN, Container: ouOf(i, width), Domain: names[i-1], Users: p.users, Groups: 1, WithBase: i == 1}
+		if err := slapd.GenerateDirectory(f, o); err != nil {
+			f.Close()
+			return nil, err
+		}
+	}
+	if err := f.Close(); err != nil {
+		return nil, err
+	}
+	t0 := time.Now()
+	srv, err := slapd.Start(ctx, slapd.Options{BaseDN: baseDN, LDIF: []string{ldif}, LogLevel: "none", StartTimeout: 5 * time.Minute})
+	if err != nil {
+		return nil, err
+	}
+	fmt.Printf("loaded into slapd in %s (%s)\n", time.Since(t0).Round(time.Millisecond), srv.URL)
+	return srv, nil
+}
+
+// stopServe sends serve SIGTERM and waits for it to exit, killing it after
+// 30 s. It returns how serve exited.
+func stopServe(cmd *exec.Cmd, exited <-chan error) error {
+	cmd.Process.Signal(syscall.SIGTERM)
+	select {
+	case err := <-exited:
+		return err
+	case <-time.After(30 * time.Second):
+		cmd.Process.Kill()
+		<-exited
+		return errors.New("did not stop within 30 s of SIGTERM; killed")
+	}
 }
 
 // writeConfig writes dirsync.toml, plugin.toml and the secrets key into dir
@@ -647,6 +686,22 @@ func (r *report) rel(t time.Time) string {
 // print prints the summary and returns whether every check passed.
 func (r *report) print() bool {
 	r.allOK = true
+	r.printHeader()
+	all := r.printOutcomes()
+	catchEnd, never := r.printCatchUp(all)
+	r.printTimeline(all)
+	r.printOverlaps()
+	durs := r.printInFlight(all)
+	r.printAfterCatchUp(catchEnd, never)
+	r.printDurations(durs)
+	r.printAPI()
+	r.printServe()
+	r.printTable()
+	return r.allOK
+}
+
+// printHeader prints what was run and when serve stopped.
+func (r *report) printHeader() {
 	p := r.p
 	I := p.interval
 	fmt.Printf("\n== summary: %d domains × %d users, interval %s, max_concurrent_runs %d, serve for %s after the domains were made ==\n",
@@ -657,8 +712,12 @@ func (r *report) print() bool {
 		fmt.Printf(" (exit: %v)", r.exitErr)
 	}
 	fmt.Println()
+}
 
-	// Runs by outcome.
+// printOutcomes prints the runs by outcome, the failures by stage, and
+// the warnings and errors of serve's log. It returns every run.
+func (r *report) printOutcomes() []store.Run {
+	p := r.p
 	var all []store.Run
 	outcomes := map[string]int{}
 	for _, d := range r.names {
@@ -694,13 +753,18 @@ func (r *report) print() bool {
 	if r.log.firstError != "" {
 		fmt.Printf("  first ERROR: %s\n", firstLine(r.log.firstError, 240))
 	}
+	return all
+}
 
-	// Catch-up: every domain is new, so it runs within
-	// min(CatchUpSpread, interval) of being seen, or at its slot if sooner.
+// printCatchUp checks the catch-up: every domain is new, so it runs
+// within min(CatchUpSpread, interval) of being seen, or at its slot if
+// sooner. It returns the start of the last first run and the number of
+// domains that never ran.
+func (r *report) printCatchUp(all []store.Run) (catchEnd time.Time, never int) {
+	p := r.p
+	I := p.interval
 	spread := min(schedule.DefaultCatchUpSpread, I)
 	var firstDelay, firstLate, gaps []time.Duration
-	var catchEnd time.Time
-	never := 0
 	for i, d := range r.names {
 		rs := r.runs[d]
 		if len(rs) == 0 {
@@ -739,8 +803,12 @@ func (r *report) print() bool {
 	r.row("catch-up", "all %d first runs within %s of being made (p50 %s); %d starts in that first interval, %d domains twice",
 		p.domains-never, sec(pct(firstDelay, 100)), sec(pct(firstDelay, 50)), firstIv, len(gaps))
 	r.verdict(never == 0, "every domain ran (%d never did)", never)
+	return catchEnd, never
+}
 
-	// Starts over time.
+// printTimeline prints the run starts over time.
+func (r *report) printTimeline(all []store.Run) {
+	p := r.p
 	fmt.Printf("\nrun starts per %s since serve started:\n", p.bucket)
 	nb := int(r.tStop.Sub(r.serveStart)/p.bucket) + 1
 	timeline := make([]int, nb)
@@ -757,8 +825,11 @@ func (r *report) print() bool {
 		}
 		fmt.Println()
 	}
+}
 
-	// Overlaps within a domain.
+// printOverlaps checks that no domain had two runs at once and that every
+// run record has an end.
+func (r *report) printOverlaps() {
 	overlaps, open := 0, 0
 	var example string
 	for _, d := range r.names {
@@ -784,8 +855,13 @@ func (r *report) print() bool {
 	r.verdict(overlaps == 0, "no domain had two overlapping runs (%d overlaps%s)", overlaps, suffix(example))
 	r.row("overlapping runs of a domain", "%d", overlaps)
 	r.verdict(open == 0, "every run record has an end (%d without)", open)
+}
 
-	// Runs in flight across domains.
+// printInFlight checks the runs in flight across domains against
+// max_concurrent_runs, and prints how busy the slots were. It returns the
+// durations of the runs that ended ok.
+func (r *report) printInFlight(all []store.Run) []time.Duration {
+	p := r.p
 	type ev struct {
 		t time.Time
 		d int
@@ -828,8 +904,15 @@ func (r *report) print() bool {
 	span := r.tStop.Sub(r.serveStart)
 	fmt.Printf("      slots busy (sum of run times / (%d × %s)): %.0f %%; time with every slot taken: %.1f s\n",
 		p.concurrency, span.Round(time.Second), 100*busy.Seconds()/(float64(p.concurrency)*span.Seconds()), atLimit.Seconds())
+	return durs
+}
 
-	// After catch-up: whole intervals from just after the last first run.
+// printAfterCatchUp checks the whole intervals from just after the last
+// first run: how the starts spread over the interval, how late they were,
+// and that every domain ran once per interval.
+func (r *report) printAfterCatchUp(catchEnd time.Time, never int) {
+	p := r.p
+	I := p.interval
 	S := catchEnd.Add(time.Millisecond)
 	k := int(r.tStop.Sub(S) / I)
 	fmt.Println()
@@ -838,85 +921,106 @@ func (r *report) print() bool {
 			r.rel(catchEnd), r.rel(r.tStop))
 		r.row("after catch-up", "no whole interval; raise DURATION")
 		r.allOK = false
-	} else {
-		E := S.Add(time.Duration(k) * I)
-		nbk := int((I + p.bucket - 1) / p.bucket)
-		observed := make([]int, nbk)
-		expected := make([]int, nbk)
-		perDomain := map[int]int{}
-		var late []time.Duration
-		var steadyBusy time.Duration
-		for _, d := range r.names {
-			ph := schedule.Phase(d, I)
-			expected[int(ph/p.bucket)] += k
-			n := 0
-			for _, run := range r.runs[d] {
-				// A run counts for the slot it served (its start less its
-				// lateness): one that waited for a free slot past the
-				// window's end still served a slot inside it.
-				pos := time.Duration(run.Started.UnixNano() % int64(I))
-				lateBy := (pos - ph + I) % I
-				if slot := run.Started.Add(-lateBy); slot.Before(S) || !slot.Before(E) {
-					continue
-				}
-				n++
-				observed[int(pos/p.bucket)]++
-				late = append(late, lateBy)
-				if !run.Ended.IsZero() {
-					steadyBusy += run.Ended.Sub(run.Started)
-				}
-			}
-			perDomain[n]++
-		}
-		total := 0
-		for _, n := range observed {
-			total += n
-		}
-		fmt.Printf("after catch-up: %d whole interval(s) %s..%s, %d starts (%.1f/s)\n",
-			k, r.rel(S), r.rel(E), total, float64(total)/E.Sub(S).Seconds())
-		fmt.Printf("  starts per %s bucket of the interval (position of the start within the interval since the Unix epoch);\n", p.bucket)
-		fmt.Printf("  expected = the domains whose phase (hash of the name) falls in the bucket, × %d:\n", k)
-		fmt.Printf("  %-12s %8s %8s\n", "bucket", "starts", "expected")
-		for b := range nbk {
-			lo, hi := time.Duration(b)*p.bucket, min(I, time.Duration(b+1)*p.bucket)
-			fmt.Printf("  %-12s %8d %8d\n", fmt.Sprintf("%ss–%ss", trim(lo), trim(hi)), observed[b], expected[b])
-		}
-		full := nbk // the last bucket is short when the interval is no multiple of it
-		if I%p.bucket != 0 && nbk > 1 {
-			full--
-		}
-		minB, maxB := slices.Min(observed[:full]), slices.Max(observed[:full])
-		mean := float64(total) / float64(nbk)
-		if full < nbk {
-			mean = float64(total) * float64(p.bucket) / float64(I)
-		}
-		fmt.Printf("  full buckets: min %d, max %d, mean %.1f (max/mean %.2f)\n", minB, maxB, mean, float64(maxB)/mean)
-		r.row(fmt.Sprintf("starts per %s of the interval", p.bucket), "min %d, max %d, mean %.1f (the phases alone: %d–%d)",
-			minB, maxB, mean, slices.Min(expected[:full]), slices.Max(expected[:full]))
-		fmt.Printf("  start after the domain's slot: p50 %s  p90 %s  p99 %s  max %s\n",
-			sec(pct(late, 50)), sec(pct(late, 90)), sec(pct(late, 99)), sec(pct(late, 100)))
-		r.row("start after its slot", "p50 %s, p99 %s, max %s", ms(pct(late, 50)), ms(pct(late, 99)), ms(pct(late, 100)))
-		var dist []string
-		keys := make([]int, 0, len(perDomain))
-		for n := range perDomain {
-			keys = append(keys, n)
-		}
-		slices.Sort(keys)
-		for _, n := range keys {
-			dist = append(dist, fmt.Sprintf("%d runs: %d domains", n, perDomain[n]))
-		}
-		fmt.Printf("  runs per domain in the %d interval(s): %s\n", k, strings.Join(dist, "; "))
-		r.row("runs per domain and interval", "%s (%d interval(s) from %s)", strings.Join(dist, "; "), k, r.rel(S))
-		r.verdict(len(keys) == 1 && keys[0] == k, "every domain ran exactly once per interval after catch-up (expected %d each)", k)
-		fmt.Printf("      slots busy after catch-up: %.0f %%\n",
-			100*steadyBusy.Seconds()/(float64(p.concurrency)*E.Sub(S).Seconds()))
+		return
 	}
+	E := S.Add(time.Duration(k) * I)
+	st := r.countSlots(S, E, k)
+	nbk, observed, expected, perDomain, late := len(st.observed), st.observed, st.expected, st.perDomain, st.late
+	total := 0
+	for _, n := range observed {
+		total += n
+	}
+	fmt.Printf("after catch-up: %d whole interval(s) %s..%s, %d starts (%.1f/s)\n",
+		k, r.rel(S), r.rel(E), total, float64(total)/E.Sub(S).Seconds())
+	fmt.Printf("  starts per %s bucket of the interval (position of the start within the interval since the Unix epoch);\n", p.bucket)
+	fmt.Printf("  expected = the domains whose phase (hash of the name) falls in the bucket, × %d:\n", k)
+	fmt.Printf("  %-12s %8s %8s\n", "bucket", "starts", "expected")
+	for b := range nbk {
+		lo, hi := time.Duration(b)*p.bucket, min(I, time.Duration(b+1)*p.bucket)
+		fmt.Printf("  %-12s %8d %8d\n", fmt.Sprintf("%ss–%ss", trim(lo), trim(hi)), observed[b], expected[b])
+	}
+	full := nbk // the last bucket is short when the interval is no multiple of it
+	if I%p.bucket != 0 && nbk > 1 {
+		full--
+	}
+	minB, maxB := slices.Min(observed[:full]), slices.Max(observed[:full])
+	mean := float64(total) / float64(nbk)
+	if full < nbk {
+		mean = float64(total) * float64(p.bucket) / float64(I)
+	}
+	fmt.Printf("  full buckets: min %d, max %d, mean %.1f (max/mean %.2f)\n", minB, maxB, mean, float64(maxB)/mean)
+	r.row(fmt.Sprintf("starts per %s of the interval", p.bucket), "min %d, max %d, mean %.1f (the phases alone: %d–%d)",
+		minB, maxB, mean, slices.Min(expected[:full]), slices.Max(expected[:full]))
+	fmt.Printf("  start after the domain's slot: p50 %s  p90 %s  p99 %s  max %s\n",
+		sec(pct(late, 50)), sec(pct(late, 90)), sec(pct(late, 99)), sec(pct(late, 100)))
+	r.row("start after its slot", "p50 %s, p99 %s, max %s", ms(pct(late, 50)), ms(pct(late, 99)), ms(pct(late, 100)))
+	var dist []string
+	keys := make([]int, 0, len(perDomain))
+	for n := range perDomain {
+		keys = append(keys, n)
+	}
+	slices.Sort(keys)
+	for _, n := range keys {
+		dist = append(dist, fmt.Sprintf("%d runs: %d domains", n, perDomain[n]))
+	}
+	fmt.Printf("  runs per domain in the %d interval(s): %s\n", k, strings.Join(dist, "; "))
+	r.row("runs per domain and interval", "%s (%d interval(s) from %s)", strings.Join(dist, "; "), k, r.rel(S))
+	r.verdict(len(keys) == 1 && keys[0] == k, "every domain ran exactly once per interval after catch-up (expected %d each)", k)
+	fmt.Printf("      slots busy after catch-up: %.0f %%\n",
+		100*st.busy.Seconds()/(float64(p.concurrency)*E.Sub(S).Seconds()))
+}
 
+// slotStats are the runs that served a slot in a window of whole
+// intervals.
+type slotStats struct {
+	observed  []int           // starts per bucket of the interval
+	expected  []int           // the domains whose phase falls in the bucket, × the intervals
+	perDomain map[int]int     // domains by their number of such runs
+	late      []time.Duration // how late each run started after its slot
+	busy      time.Duration   // the time of the runs
+}
+
+// countSlots counts the runs that served a slot in [S, E), k whole
+// intervals.
+func (r *report) countSlots(S, E time.Time, k int) slotStats {
+	p := r.p
+	I := p.interval
+	nbk := int((I + p.bucket - 1) / p.bucket)
+	st := slotStats{observed: make([]int, nbk), expected: make([]int, nbk), perDomain: map[int]int{}}
+	for _, d := range r.names {
+		ph := schedule.Phase(d, I)
+		st.expected[int(ph/p.bucket)] += k
+		n := 0
+		for _, run := range r.runs[d] {
+			// A run counts for the slot it served (its start less its
+			// lateness): one that waited for a free slot past the
+			// window's end still served a slot inside it.
+			pos := time.Duration(run.Started.UnixNano() % int64(I))
+			lateBy := (pos - ph + I) % I
+			if slot := run.Started.Add(-lateBy); slot.Before(S) || !slot.Before(E) {
+				continue
+			}
+			n++
+			st.observed[int(pos/p.bucket)]++
+			st.late = append(st.late, lateBy)
+			if !run.Ended.IsZero() {
+				st.busy += run.Ended.Sub(run.Started)
+			}
+		}
+		st.perDomain[n]++
+	}
+	return st
+}
+
+// printDurations prints the durations of the runs that ended ok.
+func (r *report) printDurations(durs []time.Duration) {
 	fmt.Printf("\nrun duration (ok runs, started → ended as recorded): p50 %s  p90 %s  p99 %s  max %s\n",
 		ms(pct(durs, 50)), ms(pct(durs, 90)), ms(pct(durs, 99)), ms(pct(durs, 100)))
 	r.row("run duration (ok)", "p50 %s, p99 %s", ms(pct(durs, 50)), ms(pct(durs, 99)))
+}
 
-	// The API.
+// printAPI prints the latencies and errors of the API clients.
+func (r *report) printAPI() {
 	fmt.Printf("\nAPI (%d clients, %s, %d requests, %.0f requests/s; latency per request, errors = transport errors, timeouts and non-200):\n",
 		r.p.clients, r.lat.window.Round(time.Second), r.lat.total, float64(r.lat.total)/r.lat.window.Seconds())
 	fmt.Printf("  %-28s %7s %8s %8s %8s %8s %6s\n", "endpoint", "count", "p50", "p90", "p99", "max", "errors")
@@ -937,6 +1041,10 @@ func (r *report) print() bool {
 		fmt.Printf("    %d × %s\n", v, k)
 	}
 	r.verdict(errs == 0, "no API errors under load (%d)", errs)
+}
+
+// printServe prints serve's memory and CPU, and checks its stop.
+func (r *report) printServe() {
 	fmt.Printf("\ndirsync serve: peak RSS (VmHWM before SIGTERM) %d MB; CPU %.1f s over %s (%.0f %% of one core)\n",
 		r.hwm>>20, r.cpu.Seconds(), r.tExit.Sub(r.serveStart).Round(time.Second),
 		100*r.cpu.Seconds()/r.tExit.Sub(r.serveStart).Seconds())
@@ -944,7 +1052,10 @@ func (r *report) print() bool {
 	life := r.tExit.Sub(r.serveStart)
 	r.row("serve peak RSS, CPU", "%d MB; %.0f s CPU in %s (%.0f %% of one core)", r.hwm>>20, r.cpu.Seconds(),
 		life.Round(time.Second), 100*r.cpu.Seconds()/life.Seconds())
+}
 
+// printTable prints the closing table and the verdict.
+func (r *report) printTable() {
 	w := 0
 	for _, row := range r.rows {
 		w = max(w, len([]rune(row[0])))
@@ -958,7 +1069,6 @@ func (r *report) print() bool {
 	} else {
 		fmt.Println("\nSOME CHECKS FAILED")
 	}
-	return r.allOK
 }
 
 // pct is the q-th percentile (nearest rank) of ds; q = 100 is the max.

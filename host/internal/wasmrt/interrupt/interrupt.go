@@ -91,70 +91,16 @@ type counts struct {
 // WebAssembly binary as far as it reads, on what it does not know (see the
 // package comment), and on a module that already exports Global.
 func Instrument(module []byte) ([]byte, error) {
-	if len(module) < 8 || string(module[:4]) != "\x00asm" {
-		return nil, errors.New("not a WebAssembly binary")
+	secs, err := readSections(module)
+	if err != nil {
+		return nil, err
 	}
-	if v := binary.LittleEndian.Uint32(module[4:8]); v != 1 {
-		return nil, fmt.Errorf("binary format version %d, want 1", v)
-	}
-	var secs []section
-	for r := (reader{b: module, pos: 8}); !r.done(); {
-		id := r.byte()
-		n := r.u32()
-		payload := r.bytes(int(n))
-		if r.err != nil {
-			return nil, fmt.Errorf("section header: %w", r.err)
-		}
-		if _, ok := order[id]; !ok && id != 0 {
-			return nil, fmt.Errorf("unknown section id %d", id)
-		}
-		if id == secStart {
-			// The start function runs while the module is instantiated,
-			// before its host can reach the flag.
-			return nil, errors.New("a start section")
-		}
-		secs = append(secs, section{id, payload})
-	}
-
-	var c counts
-	for _, s := range secs {
-		var err error
-		var n uint32
-		switch s.id {
-		case secType:
-			c.types, err = vecLen(s.payload)
-		case secImport:
-			err = countImports(s.payload, &c)
-		case secFunction:
-			n, err = vecLen(s.payload)
-			c.funcs += n
-		case secMemory:
-			n, err = memories(s.payload)
-			c.memories += n
-		case secGlobal:
-			n, err = vecLen(s.payload)
-			c.globals += n
-		case secExport:
-			err = checkExports(s.payload)
-		}
-		if err != nil {
-			return nil, fmt.Errorf("%s section: %w", sectionName(s.id), err)
-		}
-	}
-	if c.memories == 0 {
-		return nil, errors.New("the module has no memory")
+	c, err := countEntries(secs)
+	if err != nil {
+		return nil, err
 	}
 	countdown, flag, yield := c.globals, c.globals+1, c.funcs
-
-	step := []byte{0x23} // global.get $countdown; i32.const 1; i32.sub; global.set $countdown
-	step = binary.AppendUvarint(step, uint64(countdown))
-	step = append(step, 0x41, 0x01, 0x6b, 0x24)
-	step = binary.AppendUvarint(step, uint64(countdown))
-	step = append(step, 0x23) // global.get $countdown; i32.eqz; if; call $yield; end
-	step = binary.AppendUvarint(step, uint64(countdown))
-	step = append(step, 0x45, 0x04, 0x40, 0x10)
-	step = binary.AppendUvarint(step, uint64(yield))
-	step = append(step, 0x0b)
+	step := stepCode(countdown, yield)
 
 	yieldBody := appendYield(nil, flag, countdown)
 	code := append(binary.AppendUvarint(nil, uint64(len(yieldBody))), yieldBody...) // a code entry: size, body
@@ -189,7 +135,6 @@ func Instrument(module []byte) ([]byte, error) {
 		{secExport, 1, export},
 		{secCode, 1, code},
 	} {
-		var err error
 		if secs, err = appendEntries(secs, add.id, add.n, add.entries); err != nil {
 			return nil, fmt.Errorf("%s section: %w", sectionName(add.id), err)
 		}
@@ -203,6 +148,85 @@ func Instrument(module []byte) ([]byte, error) {
 		out = append(out, s.payload...)
 	}
 	return out, nil
+}
+
+// readSections checks the header of module and splits it into its
+// sections.
+func readSections(module []byte) ([]section, error) {
+	if len(module) < 8 || string(module[:4]) != "\x00asm" {
+		return nil, errors.New("not a WebAssembly binary")
+	}
+	if v := binary.LittleEndian.Uint32(module[4:8]); v != 1 {
+		return nil, fmt.Errorf("binary format version %d, want 1", v)
+	}
+	var secs []section
+	for r := (reader{b: module, pos: 8}); !r.done(); {
+		id := r.byte()
+		n := r.u32()
+		payload := r.bytes(int(n))
+		if r.err != nil {
+			return nil, fmt.Errorf("section header: %w", r.err)
+		}
+		if _, ok := order[id]; !ok && id != 0 {
+			return nil, fmt.Errorf("unknown section id %d", id)
+		}
+		if id == secStart {
+			// The start function runs while the module is instantiated,
+			// before its host can reach the flag.
+			return nil, errors.New("a start section")
+		}
+		secs = append(secs, section{id, payload})
+	}
+	return secs, nil
+}
+
+// countEntries counts the module's types, functions, globals and memories
+// (imported ones included), and checks that it has a memory and does not
+// export Global already.
+func countEntries(secs []section) (counts, error) {
+	var c counts
+	for _, s := range secs {
+		var err error
+		var n uint32
+		switch s.id {
+		case secType:
+			c.types, err = vecLen(s.payload)
+		case secImport:
+			err = countImports(s.payload, &c)
+		case secFunction:
+			n, err = vecLen(s.payload)
+			c.funcs += n
+		case secMemory:
+			n, err = memories(s.payload)
+			c.memories += n
+		case secGlobal:
+			n, err = vecLen(s.payload)
+			c.globals += n
+		case secExport:
+			err = checkExports(s.payload)
+		}
+		if err != nil {
+			return c, fmt.Errorf("%s section: %w", sectionName(s.id), err)
+		}
+	}
+	if c.memories == 0 {
+		return c, errors.New("the module has no memory")
+	}
+	return c, nil
+}
+
+// stepCode is the step added at every function start and loop head:
+// count $countdown down, and call $yield when it reaches 0.
+func stepCode(countdown, yield uint32) []byte {
+	step := []byte{0x23} // global.get $countdown; i32.const 1; i32.sub; global.set $countdown
+	step = binary.AppendUvarint(step, uint64(countdown))
+	step = append(step, 0x41, 0x01, 0x6b, 0x24)
+	step = binary.AppendUvarint(step, uint64(countdown))
+	step = append(step, 0x23) // global.get $countdown; i32.eqz; if; call $yield; end
+	step = binary.AppendUvarint(step, uint64(countdown))
+	step = append(step, 0x45, 0x04, 0x40, 0x10)
+	step = binary.AppendUvarint(step, uint64(yield))
+	return append(step, 0x0b)
 }
 
 // appendYield appends the body of $yield (after its size).

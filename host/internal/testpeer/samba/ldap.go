@@ -2,12 +2,11 @@ package samba
 
 import (
 	"fmt"
-	"net"
-	"sort"
 	"strconv"
 	"strings"
 	"time"
 
+	"github.com/dirsync/dirsync/host/internal/testpeer"
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -24,72 +23,30 @@ const (
 	GroupGlobalDistribution = 2           // sAMAccountType 268435457
 )
 
+// admin writes as the Administrator.
+func (s *Server) admin() testpeer.Admin {
+	return testpeer.Admin{Name: "samba", URL: s.URL, DN: s.AdminDN, Password: s.AdminPassword,
+		DialTimeout: 5 * time.Second, Timeout: 2 * time.Minute}
+}
+
 // Dial connects to the DC and binds as the Administrator.
-func (s *Server) Dial() (*ldap.Conn, error) {
-	c, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: 5 * time.Second}))
-	if err != nil {
-		return nil, fmt.Errorf("samba %s: %w", s.URL, err)
-	}
-	c.SetTimeout(2 * time.Minute)
-	if err := c.Bind(s.AdminDN, s.AdminPassword); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("samba %s: bind as %s: %w", s.URL, s.AdminDN, err)
-	}
-	return c, nil
-}
-
-// do runs op on a new connection bound as the Administrator.
-func (s *Server) do(op func(*ldap.Conn) error, what, dn string) error {
-	c, err := s.Dial()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := op(c); err != nil {
-		return fmt.Errorf("samba %s: %s %q: %w", s.URL, what, dn, err)
-	}
-	return nil
-}
-
-// addRequest builds an add request with the attributes in name order.
-func addRequest(dn string, attrs map[string][]string) *ldap.AddRequest {
-	names := make([]string, 0, len(attrs))
-	for n, v := range attrs {
-		if len(v) > 0 {
-			names = append(names, n)
-		}
-	}
-	sort.Strings(names)
-	req := ldap.NewAddRequest(dn, nil)
-	for _, n := range names {
-		req.Attribute(n, attrs[n])
-	}
-	return req
-}
+func (s *Server) Dial() (*ldap.Conn, error) { return s.admin().Dial() }
 
 // Add adds an entry as the Administrator. Attributes without values are
 // left out.
-func (s *Server) Add(dn string, attrs map[string][]string) error {
-	return s.do(func(c *ldap.Conn) error { return c.Add(addRequest(dn, attrs)) }, "add", dn)
-}
+func (s *Server) Add(dn string, attrs map[string][]string) error { return s.admin().Add(dn, attrs) }
 
 // Modify applies a modify request as the Administrator.
-func (s *Server) Modify(req *ldap.ModifyRequest) error {
-	return s.do(func(c *ldap.Conn) error { return c.Modify(req) }, "modify", req.DN)
-}
+func (s *Server) Modify(req *ldap.ModifyRequest) error { return s.admin().Modify(req) }
 
 // Replace replaces all values of attr of the entry dn (no values deletes
 // the attribute).
 func (s *Server) Replace(dn, attr string, values ...string) error {
-	req := ldap.NewModifyRequest(dn, nil)
-	req.Replace(attr, values)
-	return s.Modify(req)
+	return s.admin().Replace(dn, attr, values...)
 }
 
 // Delete deletes the entry dn.
-func (s *Server) Delete(dn string) error {
-	return s.do(func(c *ldap.Conn) error { return c.Del(ldap.NewDelRequest(dn, nil)) }, "delete", dn)
-}
+func (s *Server) Delete(dn string) error { return s.admin().Delete(dn) }
 
 // ModifyDN renames the entry dn to newRDN (e.g. "CN=Alice Smith") and, when
 // newSuperior is not empty, moves it below newSuperior. It returns the new
@@ -102,9 +59,9 @@ func (s *Server) ModifyDN(dn, newRDN, newSuperior string) (string, error) {
 			return "", fmt.Errorf("samba: DN %q has no parent", dn)
 		}
 	}
-	err := s.do(func(c *ldap.Conn) error {
+	err := s.admin().Do("rename", dn, func(c *ldap.Conn) error {
 		return c.ModifyDN(ldap.NewModifyDNRequest(dn, newRDN, true, newSuperior))
-	}, "rename", dn)
+	})
 	if err != nil {
 		return "", err
 	}
@@ -129,7 +86,7 @@ func parentDN(dn string) (string, bool) {
 // when none are given).
 func (s *Server) Entry(dn string, attrs ...string) (*ldap.Entry, error) {
 	var e *ldap.Entry
-	err := s.do(func(c *ldap.Conn) error {
+	err := s.admin().Do("read", dn, func(c *ldap.Conn) error {
 		res, err := c.Search(ldap.NewSearchRequest(dn, ldap.ScopeBaseObject, ldap.NeverDerefAliases, 0, 0, false, "(objectClass=*)", attrs, nil))
 		if err != nil {
 			return err
@@ -139,7 +96,7 @@ func (s *Server) Entry(dn string, attrs ...string) (*ldap.Entry, error) {
 		}
 		e = res.Entries[0]
 		return nil
-	}, "read", dn)
+	})
 	return e, err
 }
 
@@ -190,12 +147,15 @@ type User struct {
 }
 
 // DN is the user's DN below base (Parent when set).
-func (u User) DN(base string) string {
-	parent := u.Parent
+func (u User) DN(base string) string { return entryDN(u.CN, u.Parent, base) }
+
+// entryDN is the DN of CN=cn below parent, or below CN=Users,base when
+// parent is "".
+func entryDN(cn, parent, base string) string {
 	if parent == "" {
 		parent = "CN=Users," + base
 	}
-	return "CN=" + ldap.EscapeDN(u.CN) + "," + parent
+	return "CN=" + ldap.EscapeDN(cn) + "," + parent
 }
 
 func (u User) attrs() map[string][]string {
@@ -263,16 +223,16 @@ func (s *Server) AddUsers(users []User) ([]string, error) {
 		}
 		dns[i] = u.DN(s.BaseDN)
 	}
-	err := s.do(func(c *ldap.Conn) error {
+	err := s.admin().Do("add users", s.BaseDN, func(c *ldap.Conn) error {
 		// One at a time: Samba applies adds one after the other anyway
 		// (about 2 ms each), so more in flight gains nothing.
 		for i, u := range users {
-			if err := c.Add(addRequest(dns[i], u.attrs())); err != nil {
+			if err := c.Add(testpeer.AddRequest(dns[i], u.attrs())); err != nil {
 				return fmt.Errorf("user %d of %d (%s): %w", i+1, len(users), dns[i], err)
 			}
 		}
 		return nil
-	}, "add users", s.BaseDN)
+	})
 	if err != nil {
 		return nil, err
 	}
@@ -298,13 +258,7 @@ type Group struct {
 }
 
 // DN is the group's DN below base (Parent when set).
-func (g Group) DN(base string) string {
-	parent := g.Parent
-	if parent == "" {
-		parent = "CN=Users," + base
-	}
-	return "CN=" + ldap.EscapeDN(g.CN) + "," + parent
-}
+func (g Group) DN(base string) string { return entryDN(g.CN, g.Parent, base) }
 
 // AddGroup adds a group with its members in one request and returns its DN.
 func (s *Server) AddGroup(g Group) (string, error) {

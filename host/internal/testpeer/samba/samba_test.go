@@ -1,4 +1,4 @@
-package samba
+package samba_test
 
 import (
 	"context"
@@ -15,23 +15,12 @@ import (
 	"testing"
 	"time"
 
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/samba"
 	"github.com/go-ldap/ldap/v3"
 )
 
 const defaultFilter = "(|(sAMAccountType=805306368)(sAMAccountType=268435456)(sAMAccountType=268435457)(objectclass=publicFolder))"
-
-func dialBind(t *testing.T, url, dn, pw string) *ldap.Conn {
-	t.Helper()
-	c, err := ldap.DialURL(url)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Bind(dn, pw); err != nil {
-		t.Fatalf("bind %s as %s: %v", url, dn, err)
-	}
-	return c
-}
 
 // must returns v, or fails the test given to the function it returns:
 // must(dc.AddOU("People"))(t).
@@ -50,18 +39,18 @@ func must[T any](v T, err error) func(testing.TB) T {
 // objectGUID, sAMAccountType and memberOf; a paged search at the domain
 // root also returns references to the other naming contexts.
 func TestDomainController(t *testing.T) {
-	dc := StartT(t, Options{})
+	dc := peertest.Samba(t, samba.Options{})
 	if dc.URL != "ldap://127.0.0.1:389" || dc.BaseDN != "DC=samdom,DC=example,DC=com" || dc.Realm != "SAMDOM.EXAMPLE.COM" {
 		t.Errorf("server = %s %s %s", dc.URL, dc.BaseDN, dc.Realm)
 	}
 	people := must(dc.AddOU("People"))(t)
-	alice := must(dc.AddUser(User{CN: "Alice Anders", Parent: people, DisplayName: "Alice",
+	alice := must(dc.AddUser(samba.User{CN: "Alice Anders", Parent: people, DisplayName: "Alice",
 		ProxyAddresses: []string{"SMTP:alice@example.com", "smtp:a.anders@example.com", "X500:/o=Example/cn=alice"}}))(t)
-	bob := must(dc.AddUser(User{CN: "Bob Brown", Parent: people, Mail: []string{"bob@example.com"}, Disabled: true}))(t)
-	sales := must(dc.AddGroup(Group{CN: "Sales", Members: []string{alice, bob}}))(t)
-	news := must(dc.AddGroup(Group{CN: "News", Distribution: true, Members: []string{alice}, Mail: []string{"news@example.com"}}))(t)
+	bob := must(dc.AddUser(samba.User{CN: "Bob Brown", Parent: people, Mail: []string{"bob@example.com"}, Disabled: true}))(t)
+	sales := must(dc.AddGroup(samba.Group{CN: "Sales", Members: []string{alice, bob}}))(t)
+	news := must(dc.AddGroup(samba.Group{CN: "News", Distribution: true, Members: []string{alice}, Mail: []string{"news@example.com"}}))(t)
 
-	c := dialBind(t, dc.URL, dc.ReaderDN, dc.ReaderPassword)
+	c := peertest.Bind(t, dc.URL, dc.ReaderDN, dc.ReaderPassword)
 	res, err := c.SearchWithPaging(ldap.NewSearchRequest(dc.BaseDN, ldap.ScopeWholeSubtree, ldap.NeverDerefAliases, 0, 0, false,
 		defaultFilter, []string{"objectGUID", "sAMAccountType", "memberOf", "member", "userAccountControl", "proxyAddresses", "mail", "sAMAccountName"}, nil), 100)
 	if err != nil {
@@ -162,7 +151,7 @@ func TestDomainController(t *testing.T) {
 		t.Errorf("read after delete: %v", err)
 	}
 	// Errors name the entry.
-	_, err = dc.AddUser(User{CN: "Alice Smith", Parent: moved})
+	_, err = dc.AddUser(samba.User{CN: "Alice Smith", Parent: moved})
 	if err == nil || !strings.Contains(err.Error(), "CN=Alice Smith,"+moved) || !strings.Contains(err.Error(), "Already Exists") {
 		t.Errorf("duplicate add: %v", err)
 	}
@@ -172,16 +161,16 @@ func TestDomainController(t *testing.T) {
 // every member and every memberOf (Samba sends all values unless asked for
 // a range).
 func TestLargeGroup(t *testing.T) {
-	dc := StartT(t, Options{})
+	dc := peertest.Samba(t, samba.Options{})
 	people := must(dc.AddOU("People"))(t)
-	users := make([]User, 1600)
+	users := make([]samba.User, 1600)
 	for i := range users {
-		users[i] = User{CN: fmt.Sprintf("User %04d", i), Parent: people, ProxyAddresses: []string{fmt.Sprintf("SMTP:user%04d@example.com", i)}}
+		users[i] = samba.User{CN: fmt.Sprintf("User %04d", i), Parent: people, ProxyAddresses: []string{fmt.Sprintf("SMTP:user%04d@example.com", i)}}
 	}
 	start := time.Now()
 	dns := must(dc.AddUsers(users))(t)
 	t.Logf("1600 users added in %v", time.Since(start))
-	g := must(dc.AddGroup(Group{CN: "All Staff", Parent: people, Members: dns}))(t)
+	g := must(dc.AddGroup(samba.Group{CN: "All Staff", Parent: people, Members: dns}))(t)
 	e := must(dc.Entry(g, "member"))(t)
 	if n := len(e.GetAttributeValues("member")); n != 1600 {
 		t.Errorf("%d members, want 1600", n)
@@ -218,13 +207,13 @@ func processesIn(dir string) []string {
 // Restart keeps the data, Close removes the folder and frees the lock.
 func TestStopRestartClose(t *testing.T) {
 	ctx := context.Background()
-	dc, err := Start(ctx, Options{})
+	dc, err := samba.Start(ctx, samba.Options{})
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer dc.Close()
 	dir := dc.Dir
-	user := must(dc.AddUser(User{CN: "Kept"}))(t)
+	user := must(dc.AddUser(samba.User{CN: "Kept"}))(t)
 	for _, stop := range []struct {
 		name string
 		fn   func() error
@@ -240,9 +229,9 @@ func TestStopRestartClose(t *testing.T) {
 			t.Fatalf("%s left processes: %q", stop.name, ps)
 		}
 		// (The lock is still held: no other test's DC can be there.)
-		if c, err := net.DialTimeout("tcp", Addr, time.Second); err == nil {
+		if c, err := net.DialTimeout("tcp", samba.Addr, time.Second); err == nil {
 			c.Close()
-			t.Fatalf("%s: %s still accepts connections", stop.name, Addr)
+			t.Fatalf("%s: %s still accepts connections", stop.name, samba.Addr)
 		}
 		if err := stop.fn(); err != nil { // again: nothing to do
 			t.Fatal(err)
@@ -268,7 +257,7 @@ func TestStopRestartClose(t *testing.T) {
 		t.Errorf("Close left %s: %v", dir, err)
 	}
 	// The lock is free and the template stays.
-	dc2 := StartT(t, Options{})
+	dc2 := peertest.Samba(t, samba.Options{})
 	if dc2.Timings.Provision != 0 {
 		t.Errorf("second start: %v, want the cached template", dc2.Timings)
 	}
@@ -276,10 +265,10 @@ func TestStopRestartClose(t *testing.T) {
 
 // TestOneAtATime: a second Start waits for the first server's Close.
 func TestOneAtATime(t *testing.T) {
-	dc := StartT(t, Options{})
+	dc := peertest.Samba(t, samba.Options{})
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	_, err := Start(ctx, Options{})
+	_, err := samba.Start(ctx, samba.Options{})
 	if err == nil || !strings.Contains(err.Error(), "only one Samba DC runs at a time") || !errors.Is(err, context.DeadlineExceeded) {
 		t.Fatalf("second Start: %v", err)
 	}
@@ -288,7 +277,7 @@ func TestOneAtATime(t *testing.T) {
 	}
 	done := make(chan error, 1)
 	go func() {
-		s, err := Start(context.Background(), Options{})
+		s, err := samba.Start(context.Background(), samba.Options{})
 		if err == nil {
 			err = s.Close()
 		}
@@ -310,84 +299,44 @@ func TestOneAtATime(t *testing.T) {
 func TestStartErrors(t *testing.T) {
 	tests := []struct {
 		name string
-		opts Options
+		opts samba.Options
 		want []string
 	}{
-		{"samba missing", Options{SambaPath: "/nonexistent/samba"}, []string{"/nonexistent/samba", "apt-get install samba samba-ad-dc"}},
-		{"samba-tool missing", Options{SambaToolPath: "/nonexistent/samba-tool"}, []string{"/nonexistent/samba-tool"}},
-		{"bad realm", Options{Realm: "EXAMPLE COM"}, []string{"realm"}},
-		{"bad config line", Options{Config: []string{"log level = 1\n[share]"}}, []string{"line break"}},
-		{"bad config option", Options{Config: []string{"server services = no-such-service"}}, []string{"exited during start", "samba.log"}},
+		{"samba missing", samba.Options{SambaPath: "/nonexistent/samba"}, []string{"/nonexistent/samba", "apt-get install samba samba-ad-dc"}},
+		{"samba-tool missing", samba.Options{SambaToolPath: "/nonexistent/samba-tool"}, []string{"/nonexistent/samba-tool"}},
+		{"bad realm", samba.Options{Realm: "EXAMPLE COM"}, []string{"realm"}},
+		{"bad config line", samba.Options{Config: []string{"log level = 1\n[share]"}}, []string{"line break"}},
+		{"bad config option", samba.Options{Config: []string{"server services = no-such-service"}}, []string{"exited during start", "samba.log"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			s, err := Start(ctx, tt.opts)
-			if err == nil {
-				s.Close()
-				t.Fatal("Start succeeded")
-			}
-			t.Logf("error: %v", err)
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error does not contain %q", w)
-				}
-			}
+			peertest.StartFails(t, func(ctx context.Context) (*samba.Server, error) { return samba.Start(ctx, tt.opts) }, tt.want...)
 		})
 	}
 }
 
 func TestNotInstalled(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	saved := programDirs
-	programDirs = []string{t.TempDir()}
-	defer func() { programDirs = saved }()
-	_, err := Start(context.Background(), Options{})
+	defer samba.SetProgramDirs([]string{t.TempDir()})()
+	_, err := samba.Start(context.Background(), samba.Options{})
 	if err == nil || !strings.Contains(err.Error(), "not found") || !strings.Contains(err.Error(), "apt-get install samba samba-ad-dc samba-ad-provision samba-dsdb-modules") {
 		t.Fatalf("err = %v, want a not-found error that says what to install", err)
-	}
-}
-
-func TestParentDN(t *testing.T) {
-	for in, want := range map[string]string{
-		"CN=Alice,OU=People,DC=x":        "OU=People,DC=x",
-		`CN=Smith\, John,OU=People,DC=x`: "OU=People,DC=x",
-		`CN=a\\,DC=x`:                    "DC=x",
-		"DC=x":                           "",
-	} {
-		got, ok := parentDN(in)
-		if got != want || ok != (want != "") {
-			t.Errorf("parentDN(%q) = %q, %v; want %q", in, got, ok, want)
-		}
-	}
-}
-
-func TestSamName(t *testing.T) {
-	for in, want := range map[string]string{
-		"Alice Anders":                "alice.anders",
-		"O'Brien, Pat [ext]":          "o'brien.pat.ext",
-		"A very long common name abc": "a.very.long.common.n",
-	} {
-		if got := samName(in); got != want {
-			t.Errorf("samName(%q) = %q, want %q", in, got, want)
-		}
 	}
 }
 
 // BenchmarkStart measures a start from the cached template and one that
 // provisions the domain anew.
 //
-//	go test -run '^$' -bench Start -benchtime 3x ./host/internal/samba
+//	go test -run '^$' -bench Start -benchtime 3x ./host/internal/testpeer/samba
 func BenchmarkStart(b *testing.B) {
 	for _, bc := range []struct {
 		name string
-		opts Options
-	}{{"template", Options{}}, {"provision", Options{NoTemplate: true}}} {
+		opts samba.Options
+	}{{"template", samba.Options{}}, {"provision", samba.Options{NoTemplate: true}}} {
 		b.Run(bc.name, func(b *testing.B) {
-			var sum Timings
+			var sum samba.Timings
 			for b.Loop() {
-				s, err := Start(context.Background(), bc.opts)
+				s, err := samba.Start(context.Background(), bc.opts)
 				if err != nil {
 					b.Fatal(err)
 				}

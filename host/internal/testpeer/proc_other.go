@@ -1,6 +1,6 @@
 //go:build !linux
 
-package samba
+package testpeer
 
 import "syscall"
 

@@ -222,7 +222,7 @@ func writeConfig(conf, dir string, opts Options) error {
 	}
 	lines = append(lines, opts.Config...)
 	var b strings.Builder
-	b.WriteString("# written by dirsync's host/internal/samba\n[global]\n")
+	b.WriteString("# written by dirsync's host/internal/testpeer/samba\n[global]\n")
 	for _, l := range lines {
 		if strings.ContainsAny(l, "\r\n") {
 			return fmt.Errorf("samba: config line %q has a line break", l)

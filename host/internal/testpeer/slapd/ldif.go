@@ -151,94 +151,122 @@ func (r *record) hasObjectClass(oc string) bool {
 // parseRecord parses the logical lines of one record.
 func parseRecord(source string, raw rawRecord) (*record, error) {
 	rec := &record{source: source, line: raw.line, changeType: "add"}
-	errAt := func(i int, format string, a ...any) error {
-		line := raw.line
-		if i < len(raw.lineNos) {
-			line = raw.lineNos[i]
-		}
-		return fmt.Errorf("%s:%d: %s", source, line, fmt.Sprintf(format, a...))
-	}
+	p := recordLines{source: source, raw: raw}
 	name, dn, err := parseLDIFLine(raw.lines[0])
 	if err != nil {
-		return nil, errAt(0, "%v", err)
+		return nil, p.errAt(0, "%v", err)
 	}
 	if !strings.EqualFold(name, "dn") {
-		return nil, errAt(0, "record does not start with dn: (found %q)", name)
+		return nil, p.errAt(0, "record does not start with dn: (found %q)", name)
 	}
 	rec.dn = dn
 	i := 1
 	if i < len(raw.lines) && hasPrefixFold(raw.lines[i], "control:") {
-		return nil, errAt(i, "LDIF controls are not supported")
+		return nil, p.errAt(i, "LDIF controls are not supported")
 	}
 	if i < len(raw.lines) && hasPrefixFold(raw.lines[i], "changetype:") {
 		_, ct, err := parseLDIFLine(raw.lines[i])
 		if err != nil {
-			return nil, errAt(i, "%v", err)
+			return nil, p.errAt(i, "%v", err)
 		}
 		rec.changeType = strings.ToLower(ct)
 		i++
 	}
 	switch rec.changeType {
 	case "add":
-		idx := map[string]int{}
-		for ; i < len(raw.lines); i++ {
-			name, v, err := parseLDIFLine(raw.lines[i])
-			if err != nil {
-				return nil, errAt(i, "%v", err)
-			}
-			k := strings.ToLower(name)
-			if j, ok := idx[k]; ok {
-				rec.attrs[j].Vals = append(rec.attrs[j].Vals, v)
-				continue
-			}
-			idx[k] = len(rec.attrs)
-			rec.attrs = append(rec.attrs, ldap.Attribute{Type: name, Vals: []string{v}})
-		}
-		if len(rec.attrs) == 0 {
-			return nil, errAt(0, "entry %q has no attributes", dn)
-		}
+		err = p.parseAdd(rec, i)
 	case "delete":
 		if i < len(raw.lines) {
-			return nil, errAt(i, "a delete record has no further lines")
+			err = p.errAt(i, "a delete record has no further lines")
 		}
 	case "modify":
-		for i < len(raw.lines) {
-			opName, attr, err := parseLDIFLine(raw.lines[i])
-			if err != nil {
-				return nil, errAt(i, "%v", err)
-			}
-			var op uint
-			switch strings.ToLower(opName) {
-			case "add":
-				op = ldap.AddAttribute
-			case "delete":
-				op = ldap.DeleteAttribute
-			case "replace":
-				op = ldap.ReplaceAttribute
-			case "increment":
-				op = ldap.IncrementAttribute
-			default:
-				return nil, errAt(i, "unknown modify operation %q (want add, delete, replace or increment)", opName)
-			}
-			i++
-			ch := ldap.Change{Operation: op, Modification: ldap.PartialAttribute{Type: attr}}
-			for ; i < len(raw.lines) && raw.lines[i] != "-"; i++ {
-				n, v, err := parseLDIFLine(raw.lines[i])
-				if err != nil {
-					return nil, errAt(i, "%v", err)
-				}
-				if !strings.EqualFold(n, attr) {
-					return nil, errAt(i, "value of %q inside a %s of %q (missing \"-\" line?)", n, opName, attr)
-				}
-				ch.Modification.Vals = append(ch.Modification.Vals, v)
-			}
-			i++ // the "-" separator (or the end)
-			rec.changes = append(rec.changes, ch)
-		}
+		err = p.parseModify(rec, i)
 	default:
-		return nil, errAt(1, "changetype %q is not supported (add, delete, modify)", rec.changeType)
+		err = p.errAt(1, "changetype %q is not supported (add, delete, modify)", rec.changeType)
+	}
+	if err != nil {
+		return nil, err
 	}
 	return rec, nil
+}
+
+// recordLines are the logical lines of one record and where they come
+// from.
+type recordLines struct {
+	source string
+	raw    rawRecord
+}
+
+// errAt is an error at logical line i, naming its source line.
+func (p recordLines) errAt(i int, format string, a ...any) error {
+	line := p.raw.line
+	if i < len(p.raw.lineNos) {
+		line = p.raw.lineNos[i]
+	}
+	return fmt.Errorf("%s:%d: %s", p.source, line, fmt.Sprintf(format, a...))
+}
+
+// parseAdd reads the attributes of an add record from line i on; the
+// values of an attribute named more than once are joined.
+func (p recordLines) parseAdd(rec *record, i int) error {
+	idx := map[string]int{}
+	for ; i < len(p.raw.lines); i++ {
+		name, v, err := parseLDIFLine(p.raw.lines[i])
+		if err != nil {
+			return p.errAt(i, "%v", err)
+		}
+		k := strings.ToLower(name)
+		if j, ok := idx[k]; ok {
+			rec.attrs[j].Vals = append(rec.attrs[j].Vals, v)
+			continue
+		}
+		idx[k] = len(rec.attrs)
+		rec.attrs = append(rec.attrs, ldap.Attribute{Type: name, Vals: []string{v}})
+	}
+	if len(rec.attrs) == 0 {
+		return p.errAt(0, "entry %q has no attributes", rec.dn)
+	}
+	return nil
+}
+
+// parseModify reads the changes of a modify record from line i on: an
+// operation line, the values of its attribute, and a "-" line each.
+func (p recordLines) parseModify(rec *record, i int) error {
+	lines := p.raw.lines
+	for i < len(lines) {
+		opName, attr, err := parseLDIFLine(lines[i])
+		if err != nil {
+			return p.errAt(i, "%v", err)
+		}
+		var op uint
+		switch strings.ToLower(opName) {
+		case "add":
+			op = ldap.AddAttribute
+		case "delete":
+			op = ldap.DeleteAttribute
+		case "replace":
+			op = ldap.ReplaceAttribute
+		case "increment":
+			op = ldap.IncrementAttribute
+		default:
+			return p.errAt(i, "unknown modify operation %q (want add, delete, replace or increment)", opName)
+		}
+		i++
+		ch := ldap.Change{Operation: op, Modification: ldap.PartialAttribute{Type: attr}}
+		for ; i < len(lines) && lines[i] != "-"; i++ {
+			n, v, err := parseLDIFLine(lines[i])
+			if err != nil {
+				return p.errAt(i, "%v", err)
+			}
+			if !strings.EqualFold(n, attr) {
+				return p.errAt(i, "value of %q inside a %s of %q (missing \"-\" line?)", n, opName, attr)
+			}
+			ch.Modification.Vals = append(ch.Modification.Vals, v)
+		}
+		i++ // the "-" separator (or the end)
+		rec.changes = append(rec.changes, ch)
+	}
+	return nil
 }
 
 // parseLDIFLine splits "name: value", "name:: base64" or "name:< file://path".

@@ -16,8 +16,9 @@
 //	conn, err := ldap.DialURL(srv.URL)
 //	err = conn.Bind(srv.AdminDN, srv.AdminPassword)
 //
-// Start fails, with an error that says what to install, when slapd is not
-// installed: tests that need a directory fail instead of skipping.
+// A test starts one with peertest.Slapd, which closes it when the test
+// ends. Start fails, with an error that says what to install, when slapd
+// is not installed: tests that need a directory fail instead of skipping.
 package slapd
 
 import (
@@ -34,10 +35,10 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
-	"testing"
 	"time"
+
+	"github.com/dirsync/dirsync/host/internal/testpeer"
 )
 
 // Options configure Start. The zero value is a usable empty directory with
@@ -118,60 +119,16 @@ type Server struct {
 	confFile string
 	ownDir   bool
 
-	mu   sync.Mutex
-	proc *process
-}
-
-type process struct {
-	cmd  *exec.Cmd
-	done chan struct{} // closed when the process has exited
-	err  error         // Wait's result, valid after done
-	log  *os.File
-}
-
-// StartT starts a server for a test or benchmark and stops it (removing its
-// directory) when the test ends. It fails the test when slapd cannot start.
-func StartT(tb testing.TB, opts Options) *Server {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Minute)
-	defer cancel()
-	s, err := Start(ctx, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
-	return s
+	daemon testpeer.Daemon
 }
 
 // Start writes a configuration, loads Options.LDIF with slapadd and starts
 // slapd on loopback. It returns when slapd accepts connections. The caller
 // must Close the server. ctx bounds the start only, not the server's life.
 func Start(ctx context.Context, opts Options) (*Server, error) {
-	if opts.BaseDN == "" {
-		opts.BaseDN = "dc=example,dc=com"
-	}
-	if opts.AdminDN == "" {
-		opts.AdminDN = "cn=admin," + opts.BaseDN
-	}
-	if opts.AdminPassword == "" {
-		var b [12]byte
-		if _, err := rand.Read(b[:]); err != nil {
-			return nil, err
-		}
-		opts.AdminPassword = hex.EncodeToString(b[:])
-	}
-	if opts.MaxSize == 0 {
-		opts.MaxSize = 16 << 30
-	}
-	if opts.LogLevel == "" {
-		opts.LogLevel = "stats"
-	}
-	if opts.StartTimeout == 0 {
-		opts.StartTimeout = 30 * time.Second
+	opts, err := withDefaults(opts)
+	if err != nil {
+		return nil, err
 	}
 	slapdBin, err := findProgram(opts.SlapdPath, "slapd")
 	if err != nil {
@@ -210,31 +167,69 @@ func Start(ctx context.Context, opts Options) (*Server, error) {
 	if err := s.slapadd(ctx, slapaddBin); err != nil {
 		return nil, err
 	}
+	if err := s.launchOnFreePorts(ctx); err != nil {
+		return nil, err
+	}
+	ok = true
+	return s, nil
+}
+
+// withDefaults fills in the options left zero.
+func withDefaults(opts Options) (Options, error) {
+	if opts.BaseDN == "" {
+		opts.BaseDN = "dc=example,dc=com"
+	}
+	if opts.AdminDN == "" {
+		opts.AdminDN = "cn=admin," + opts.BaseDN
+	}
+	if opts.AdminPassword == "" {
+		var b [12]byte
+		if _, err := rand.Read(b[:]); err != nil {
+			return opts, err
+		}
+		opts.AdminPassword = hex.EncodeToString(b[:])
+	}
+	if opts.MaxSize == 0 {
+		opts.MaxSize = 16 << 30
+	}
+	if opts.LogLevel == "" {
+		opts.LogLevel = "stats"
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 30 * time.Second
+	}
+	return opts, nil
+}
+
+// launchOnFreePorts starts slapd on the ports of Options, picking free
+// ones for those left 0, and tries other ports when another process took
+// one picked as free.
+func (s *Server) launchOnFreePorts(ctx context.Context) error {
+	opts := s.opts
 	port, tlsPort := opts.Port, opts.TLSPort
 	for attempt := 1; ; attempt++ {
+		var err error
 		if opts.Port == 0 {
 			if port, err = freePort(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		if opts.TLS && opts.TLSPort == 0 {
 			if tlsPort, err = freePort(); err != nil {
-				return nil, err
+				return err
 			}
 		}
 		s.setPorts(port, tlsPort)
 		err = s.launch(ctx)
 		if err == nil {
-			break
+			return nil
 		}
 		// Another process may have taken a port picked as free.
 		if errors.Is(err, errAddrInUse) && attempt < 5 && (opts.Port == 0 || opts.TLS && opts.TLSPort == 0) {
 			continue
 		}
-		return nil, err
+		return err
 	}
-	ok = true
-	return s, nil
 }
 
 func (s *Server) setPorts(port, tlsPort int) {
@@ -248,85 +243,63 @@ var errAddrInUse = errors.New("address already in use")
 
 // launch starts slapd and waits until it accepts connections.
 func (s *Server) launch(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		return fmt.Errorf("slapd at %s is already running", s.URL)
+	err := s.daemon.Start(ctx, s.prepareLaunch)
+	if errors.Is(err, testpeer.ErrRunning) {
+		return fmt.Errorf("slapd at %s is %w", s.URL, err)
 	}
+	return err
+}
+
+// prepareLaunch opens the log, removes the pid file of an earlier run and
+// describes slapd's start: it is ready when its pid file names it and
+// every listener accepts connections.
+func (s *Server) prepareLaunch() (testpeer.Launch, error) {
 	logf, err := os.OpenFile(s.LogFile, os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("slapd: %w", err)
+		return testpeer.Launch{}, fmt.Errorf("slapd: %w", err)
 	}
 	logStart, _ := logf.Seek(0, io.SeekEnd)
 	if err := os.Remove(s.pidFile()); err != nil && !errors.Is(err, os.ErrNotExist) {
 		logf.Close()
-		return fmt.Errorf("slapd: %w", err)
+		return testpeer.Launch{}, fmt.Errorf("slapd: %w", err)
 	}
 	listen := s.URL + "/"
-	if s.LDAPSURL != "" {
-		listen += " " + s.LDAPSURL + "/"
-	}
-	cmd := exec.Command(s.slapd, "-f", s.confFile, "-h", listen, "-d", s.opts.LogLevel)
-	cmd.Stdout, cmd.Stderr = logf, logf
-	cmd.SysProcAttr = sysProcAttr()
-	if err := cmd.Start(); err != nil {
-		logf.Close()
-		return fmt.Errorf("slapd: start %s: %w", s.slapd, err)
-	}
-	p := &process{cmd: cmd, done: make(chan struct{}), log: logf}
-	go func() {
-		p.err = cmd.Wait()
-		logf.Close()
-		close(p.done)
-	}()
-
-	fail := func(what string) error {
-		tail := logTail(s.LogFile, logStart)
-		if strings.Contains(tail, "Address already in use") {
-			return fmt.Errorf("slapd on %s: %w; %s:\n%s", listen, errAddrInUse, s.LogFile, tail)
-		}
-		return fmt.Errorf("slapd on %s %s; %s:\n%s", listen, what, s.LogFile, tail)
-	}
-	deadline := time.NewTimer(s.opts.StartTimeout)
-	defer deadline.Stop()
 	addrs := []string{strings.TrimPrefix(s.URL, "ldap://")}
 	if s.LDAPSURL != "" {
+		listen += " " + s.LDAPSURL + "/"
 		addrs = append(addrs, strings.TrimPrefix(s.LDAPSURL, "ldaps://"))
 	}
-	for {
-		select {
-		case <-p.done:
-			return fail(fmt.Sprintf("exited during start (%v)", p.err))
-		case <-deadline.C:
-			_ = cmd.Process.Kill()
-			<-p.done
-			return fail(fmt.Sprintf("did not accept connections within %v", s.opts.StartTimeout))
-		case <-ctx.Done():
-			_ = cmd.Process.Kill()
-			<-p.done
-			return fmt.Errorf("slapd start: %w", ctx.Err())
-		case <-time.After(20 * time.Millisecond):
-		}
-		// The pid file shows that this slapd (not another process on a
-		// port picked as free) opened its listeners and databases.
-		pid, _ := os.ReadFile(s.pidFile())
-		ready := strings.TrimSpace(string(pid)) == strconv.Itoa(cmd.Process.Pid)
-		for _, a := range addrs {
-			if !ready {
-				break
+	return testpeer.Launch{
+		Name:    "slapd",
+		Cmd:     exec.Command(s.slapd, "-f", s.confFile, "-h", listen, "-d", s.opts.LogLevel),
+		Output:  logf,
+		Poll:    20 * time.Millisecond,
+		Timeout: s.opts.StartTimeout,
+		Awaited: "accept connections",
+		Ready: func(pid int) (bool, error) {
+			// The pid file shows that this slapd (not another process on a
+			// port picked as free) opened its listeners and databases.
+			b, _ := os.ReadFile(s.pidFile())
+			if strings.TrimSpace(string(b)) != strconv.Itoa(pid) {
+				return false, nil
 			}
-			c, err := net.DialTimeout("tcp", a, time.Second)
-			if err != nil {
-				ready = false
-				break
+			for _, a := range addrs {
+				c, err := net.DialTimeout("tcp", a, time.Second)
+				if err != nil {
+					return false, nil
+				}
+				c.Close()
 			}
-			c.Close()
-		}
-		if ready {
-			s.proc = p
-			return nil
-		}
-	}
+			return true, nil
+		},
+		Fail: func(what string) error {
+			tail := testpeer.FileTail(s.LogFile, logStart)
+			if strings.Contains(tail, "Address already in use") {
+				return fmt.Errorf("slapd on %s: %w; %s:\n%s", listen, errAddrInUse, s.LogFile, tail)
+			}
+			return fmt.Errorf("slapd on %s %s; %s:\n%s", listen, what, s.LogFile, tail)
+		},
+	}, nil
 }
 
 func (s *Server) pidFile() string { return filepath.Join(s.Dir, "slapd.pid") }
@@ -336,46 +309,18 @@ func (s *Server) pidFile() string { return filepath.Join(s.Dir, "slapd.pid") }
 // of a stopped server does nothing. Clients see their connections closed:
 // tests use this to simulate an outage.
 func (s *Server) Stop() error {
-	return s.stop(syscall.SIGTERM)
+	s.daemon.Stop(testpeer.StopStep{Signal: syscall.SIGTERM}, testpeer.StopStep{Wait: 10 * time.Second, Signal: syscall.SIGKILL})
+	return nil
 }
 
 // Kill stops slapd with SIGKILL, like a crash, and waits for it to exit.
 func (s *Server) Kill() error {
-	return s.stop(syscall.SIGKILL)
-}
-
-func (s *Server) stop(sig syscall.Signal) error {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	_ = p.cmd.Process.Signal(sig)
-	select {
-	case <-p.done:
-	case <-time.After(10 * time.Second):
-		_ = p.cmd.Process.Kill()
-		<-p.done
-	}
+	s.daemon.Kill()
 	return nil
 }
 
 // Running reports whether slapd is running.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return false
-	}
-	select {
-	case <-s.proc.done:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) Running() bool { return s.daemon.Running() }
 
 // Restart stops slapd if it runs and starts it again on the same ports with
 // the same data.
@@ -413,54 +358,20 @@ func freePort() (int, error) {
 	return l.Addr().(*net.TCPAddr).Port, nil
 }
 
-// logTail returns up to the last 40 lines written to path after offset.
-func logTail(path string, offset int64) string {
-	f, err := os.Open(path)
-	if err != nil {
-		return "(no log: " + err.Error() + ")"
-	}
-	defer f.Close()
-	const max = 8 << 10
-	if fi, err := f.Stat(); err == nil && fi.Size()-offset > max {
-		offset = fi.Size() - max
-	}
-	if _, err := f.Seek(offset, io.SeekStart); err != nil {
-		return "(log unreadable: " + err.Error() + ")"
-	}
-	b, _ := io.ReadAll(f)
-	lines := strings.Split(strings.TrimRight(string(b), "\n"), "\n")
-	if len(lines) > 40 {
-		lines = lines[len(lines)-40:]
-	}
-	if len(lines) == 1 && lines[0] == "" {
-		return "(log is empty)"
-	}
-	return strings.Join(lines, "\n")
-}
-
 // programDirs are searched for OpenLDAP programs not on $PATH.
 var programDirs = []string{"/usr/sbin", "/usr/local/sbin", "/usr/libexec", "/usr/local/libexec", "/opt/homebrew/opt/openldap/libexec"}
 
 // findProgram locates an OpenLDAP program.
 func findProgram(explicit, name string) (string, error) {
-	if explicit != "" {
-		if _, err := os.Stat(explicit); err != nil {
-			return "", fmt.Errorf("slapd: %s program: %w", name, err)
-		}
-		return explicit, nil
+	p, err := testpeer.FindProgram(explicit, name, programDirs)
+	var notFound *testpeer.NotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return "", fmt.Errorf("slapd: OpenLDAP %w: install it (Debian/Ubuntu: apt-get install slapd ldap-utils)", err)
+	case err != nil:
+		return "", fmt.Errorf("slapd: %w", err)
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	dirs := programDirs
-	for _, d := range dirs {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("slapd: OpenLDAP %s not found in $PATH or %s: install it (Debian/Ubuntu: apt-get install slapd ldap-utils)",
-		name, strings.Join(dirs, ", "))
+	return p, nil
 }
 
 // slapadd loads Options.LDIF (and the base entry if they lack it) into the

@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 
+	"github.com/dirsync/dirsync/host/internal/testpeer"
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -172,18 +173,13 @@ func baseEntry(dn string) ([]string, error) {
 	return lines, nil
 }
 
-// Dial connects to the server and binds as the rootdn.
-func (s *Server) Dial() (*ldap.Conn, error) {
-	c, err := ldap.DialURL(s.URL)
-	if err != nil {
-		return nil, fmt.Errorf("slapd %s: %w", s.URL, err)
-	}
-	if err := c.Bind(s.AdminDN, s.AdminPassword); err != nil {
-		c.Close()
-		return nil, fmt.Errorf("slapd %s: bind as %s: %w", s.URL, s.AdminDN, err)
-	}
-	return c, nil
+// admin writes as the rootdn.
+func (s *Server) admin() testpeer.Admin {
+	return testpeer.Admin{Name: "slapd", URL: s.URL, DN: s.AdminDN, Password: s.AdminPassword}
 }
+
+// Dial connects to the server and binds as the rootdn.
+func (s *Server) Dial() (*ldap.Conn, error) { return s.admin().Dial() }
 
 // Load applies the LDIF records read from r over LDAP as the rootdn: adds
 // (the default), and changetype delete and modify. The memberof overlay
@@ -225,46 +221,18 @@ func (s *Server) load(name string, r io.Reader) error {
 	})
 }
 
-// Add adds an entry as the rootdn. Attributes are added in name order.
-func (s *Server) Add(dn string, attrs map[string][]string) error {
-	names := make([]string, 0, len(attrs))
-	for n := range attrs {
-		names = append(names, n)
-	}
-	sort.Strings(names)
-	req := ldap.NewAddRequest(dn, nil)
-	for _, n := range names {
-		req.Attribute(n, attrs[n])
-	}
-	return s.do(func(c *ldap.Conn) error { return c.Add(req) }, "add", dn)
-}
+// Add adds an entry as the rootdn. Attributes are added in name order;
+// those without values are left out.
+func (s *Server) Add(dn string, attrs map[string][]string) error { return s.admin().Add(dn, attrs) }
 
 // Modify applies a modify request as the rootdn.
-func (s *Server) Modify(req *ldap.ModifyRequest) error {
-	return s.do(func(c *ldap.Conn) error { return c.Modify(req) }, "modify", req.DN)
-}
+func (s *Server) Modify(req *ldap.ModifyRequest) error { return s.admin().Modify(req) }
 
 // Replace replaces all values of attr of the entry dn (no values deletes
 // the attribute).
 func (s *Server) Replace(dn, attr string, values ...string) error {
-	req := ldap.NewModifyRequest(dn, nil)
-	req.Replace(attr, values)
-	return s.Modify(req)
+	return s.admin().Replace(dn, attr, values...)
 }
 
 // Delete deletes the entry dn as the rootdn.
-func (s *Server) Delete(dn string) error {
-	return s.do(func(c *ldap.Conn) error { return c.Del(ldap.NewDelRequest(dn, nil)) }, "delete", dn)
-}
-
-func (s *Server) do(op func(*ldap.Conn) error, what, dn string) error {
-	c, err := s.Dial()
-	if err != nil {
-		return err
-	}
-	defer c.Close()
-	if err := op(c); err != nil {
-		return fmt.Errorf("slapd %s: %s %q: %w", s.URL, what, dn, err)
-	}
-	return nil
-}
+func (s *Server) Delete(dn string) error { return s.admin().Delete(dn) }

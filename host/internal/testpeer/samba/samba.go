@@ -22,9 +22,10 @@
 //
 // Provisioning a domain takes seconds; Start provisions once per Samba
 // version into a template folder under os.TempDir (TemplateDir) and copies
-// it for each server, which takes a fraction of that. Start fails, with an
-// error that says what to install, when Samba is not installed: tests that
-// need it fail instead of skipping.
+// it for each server, which takes a fraction of that. A test starts one
+// with peertest.Samba, which closes it when the test ends. Start fails,
+// with an error that says what to install, when Samba is not installed:
+// tests that need it fail instead of skipping.
 package samba
 
 import (
@@ -32,17 +33,15 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
 	"strings"
-	"sync"
 	"syscall"
-	"testing"
 	"time"
 
+	"github.com/dirsync/dirsync/host/internal/testpeer"
 	"github.com/go-ldap/ldap/v3"
 )
 
@@ -115,8 +114,7 @@ type Server struct {
 	opts  Options
 	lock  *os.File
 
-	mu   sync.Mutex
-	proc *process
+	daemon testpeer.Daemon
 }
 
 // Timings of Start. Provision is zero when the template was cached.
@@ -132,52 +130,13 @@ func (t Timings) String() string {
 	return fmt.Sprintf("lock %v, provision %v, copy %v, start %v", r(t.Lock), r(t.Provision), r(t.Copy), r(t.Start))
 }
 
-type process struct {
-	cmd   *exec.Cmd
-	stdin io.WriteCloser
-	done  chan struct{} // closed when the process has exited
-	err   error         // Wait's result, valid after done
-}
-
-// StartT starts a server for a test and closes it when the test ends. It
-// fails the test (never skips it) when Samba cannot start.
-func StartT(tb testing.TB, opts Options) *Server {
-	tb.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Minute)
-	defer cancel()
-	s, err := Start(ctx, opts)
-	if err != nil {
-		tb.Fatal(err)
-	}
-	tb.Logf("samba %s at %s: %v", s.Version, s.URL, s.Timings)
-	tb.Cleanup(func() {
-		if err := s.Close(); err != nil {
-			tb.Error(err)
-		}
-	})
-	return s
-}
-
 // Start takes the machine-wide lock, sets up a domain (from the template)
 // in a new temporary folder and starts Samba. It returns when Samba accepts
 // a bind. The caller must Close the server. ctx bounds the start only
 // (including the wait for the lock), not the server's life.
 func Start(ctx context.Context, opts Options) (_ *Server, err error) {
-	if opts.Realm == "" {
-		opts.Realm = DefaultRealm
-	}
-	opts.Realm = strings.ToUpper(opts.Realm)
-	if opts.Domain == "" {
-		opts.Domain = DefaultDomain
-	}
-	if opts.LogLevel == 0 {
-		opts.LogLevel = 1
-	}
-	if opts.StartTimeout == 0 {
-		opts.StartTimeout = 60 * time.Second
-	}
-	if !validName(opts.Realm, ".-") || !validName(opts.Domain, "-") || len(opts.Domain) > 15 {
-		return nil, fmt.Errorf("samba: realm %q or domain %q: want letters, digits and dashes (and dots in the realm), domain at most 15", opts.Realm, opts.Domain)
+	if opts, err = withDefaults(opts); err != nil {
+		return nil, err
 	}
 	sambaBin, err := findProgram(opts.SambaPath, "samba")
 	if err != nil {
@@ -217,32 +176,7 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	if err := checkPortFree(); err != nil {
 		return nil, err
 	}
-	if s.Dir, err = os.MkdirTemp("", "dirsync-samba-"); err != nil {
-		return nil, fmt.Errorf("samba: %w", err)
-	}
-	s.LogFile = filepath.Join(s.Dir, "samba.log")
-	s.CAFile = filepath.Join(s.Dir, "private", "tls", "ca.pem")
-	s.conf = filepath.Join(s.Dir, "etc", "smb.conf")
-
-	var pw passwords
-	if opts.NoTemplate {
-		t := time.Now()
-		pw, err = provision(ctx, programs{sambaBin, toolBin}, s.Dir, opts)
-		s.Timings.Provision = time.Since(t)
-	} else {
-		var tmpl string
-		tmpl, pw, s.Timings.Provision, err = template(ctx, programs{sambaBin, toolBin}, version, opts)
-		if err == nil {
-			t := time.Now()
-			err = copyTree(tmpl, s.Dir)
-			s.Timings.Copy = time.Since(t)
-		}
-	}
-	if err != nil {
-		return nil, err
-	}
-	s.AdminPassword, s.ReaderPassword = pw.Admin, pw.Reader
-	if err := writeConfig(s.conf, s.Dir, opts); err != nil {
+	if err := s.setUpDomain(ctx, programs{sambaBin, toolBin}); err != nil {
 		return nil, err
 	}
 	t := time.Now()
@@ -251,6 +185,60 @@ func Start(ctx context.Context, opts Options) (_ *Server, err error) {
 	}
 	s.Timings.Start = time.Since(t)
 	return s, nil
+}
+
+// withDefaults fills in the options left zero and checks the names.
+func withDefaults(opts Options) (Options, error) {
+	if opts.Realm == "" {
+		opts.Realm = DefaultRealm
+	}
+	opts.Realm = strings.ToUpper(opts.Realm)
+	if opts.Domain == "" {
+		opts.Domain = DefaultDomain
+	}
+	if opts.LogLevel == 0 {
+		opts.LogLevel = 1
+	}
+	if opts.StartTimeout == 0 {
+		opts.StartTimeout = 60 * time.Second
+	}
+	if !validName(opts.Realm, ".-") || !validName(opts.Domain, "-") || len(opts.Domain) > 15 {
+		return opts, fmt.Errorf("samba: realm %q or domain %q: want letters, digits and dashes (and dots in the realm), domain at most 15", opts.Realm, opts.Domain)
+	}
+	return opts, nil
+}
+
+// setUpDomain makes the server's folder and puts the domain in it: a copy
+// of the template (provisioned first if need be), or, with
+// Options.NoTemplate, a domain provisioned there. It writes the server's
+// smb.conf last.
+func (s *Server) setUpDomain(ctx context.Context, bins programs) (err error) {
+	if s.Dir, err = os.MkdirTemp("", "dirsync-samba-"); err != nil {
+		return fmt.Errorf("samba: %w", err)
+	}
+	s.LogFile = filepath.Join(s.Dir, "samba.log")
+	s.CAFile = filepath.Join(s.Dir, "private", "tls", "ca.pem")
+	s.conf = filepath.Join(s.Dir, "etc", "smb.conf")
+
+	var pw passwords
+	if s.opts.NoTemplate {
+		t := time.Now()
+		pw, err = provision(ctx, bins, s.Dir, s.opts)
+		s.Timings.Provision = time.Since(t)
+	} else {
+		var tmpl string
+		tmpl, pw, s.Timings.Provision, err = template(ctx, bins, s.Version, s.opts)
+		if err == nil {
+			t := time.Now()
+			err = copyTree(tmpl, s.Dir)
+			s.Timings.Copy = time.Since(t)
+		}
+	}
+	if err != nil {
+		return err
+	}
+	s.AdminPassword, s.ReaderPassword = pw.Admin, pw.Reader
+	return writeConfig(s.conf, s.Dir, s.opts)
 }
 
 // realmDN turns SAMDOM.EXAMPLE.COM into DC=samdom,DC=example,DC=com.
@@ -287,75 +275,56 @@ func checkPortFree() error {
 
 // launch starts samba and waits until the Administrator can bind.
 func (s *Server) launch(ctx context.Context) error {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc != nil {
-		return errors.New("samba is already running")
+	err := s.daemon.Start(ctx, s.prepareLaunch)
+	if errors.Is(err, testpeer.ErrRunning) {
+		return fmt.Errorf("samba is %w", err)
 	}
+	return err
+}
+
+// prepareLaunch opens samba's output file and describes its start: it is
+// ready when the Administrator can bind.
+func (s *Server) prepareLaunch() (testpeer.Launch, error) {
 	out, err := os.OpenFile(filepath.Join(s.Dir, "samba.out"), os.O_CREATE|os.O_WRONLY|os.O_APPEND, 0o600)
 	if err != nil {
-		return fmt.Errorf("samba: %w", err)
+		return testpeer.Launch{}, fmt.Errorf("samba: %w", err)
 	}
-	// -i: stay in the foreground, and end when stdin closes (so a test
-	// binary that dies takes the DC with it). -M single: one process, no
-	// children to leave behind.
-	cmd := exec.Command(s.samba, "-i", "-M", "single", "-s", s.conf, fmt.Sprintf("--debuglevel=%d", s.opts.LogLevel))
-	cmd.Stdout, cmd.Stderr = out, out
-	cmd.SysProcAttr = sysProcAttr()
-	stdin, err := cmd.StdinPipe()
+	return testpeer.Launch{
+		Name: "samba",
+		// -i: stay in the foreground, and end when stdin closes (so a test
+		// binary that dies takes the DC with it). -M single: one process,
+		// no children to leave behind.
+		Cmd:     exec.Command(s.samba, "-i", "-M", "single", "-s", s.conf, fmt.Sprintf("--debuglevel=%d", s.opts.LogLevel)),
+		Output:  out,
+		Stdin:   true,
+		Poll:    25 * time.Millisecond,
+		Timeout: s.opts.StartTimeout,
+		Awaited: "accept a bind",
+		Ready:   s.answersBind,
+		Fail: func(what string) error {
+			return fmt.Errorf("samba %s %s; %s:\n%s", s.URL, what, s.LogFile, testpeer.Tail(s.Log()))
+		},
+	}, nil
+}
+
+// answersBind reports whether the Administrator can bind: a bind with
+// this domain's password shows that it is this DC that answers. A refused
+// password means another DC answers.
+func (s *Server) answersBind(int) (bool, error) {
+	c, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
 	if err != nil {
-		out.Close()
-		return fmt.Errorf("samba: %w", err)
+		return false, nil
 	}
-	if err := cmd.Start(); err != nil {
-		out.Close()
-		return fmt.Errorf("samba: start %s: %w", s.samba, err)
+	c.SetTimeout(5 * time.Second)
+	err = c.Bind(s.AdminDN, s.AdminPassword)
+	c.Close()
+	if err == nil {
+		return true, nil
 	}
-	p := &process{cmd: cmd, stdin: stdin, done: make(chan struct{})}
-	go func() {
-		p.err = cmd.Wait()
-		out.Close()
-		close(p.done)
-	}()
-	kill := func() {
-		_ = cmd.Process.Kill()
-		<-p.done
+	if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
+		return false, errors.New("refused the Administrator's password (is another DC answering on " + Addr + "?)")
 	}
-	fail := func(what string) error {
-		return fmt.Errorf("samba %s %s; %s:\n%s", s.URL, what, s.LogFile, s.logTail())
-	}
-	deadline := time.NewTimer(s.opts.StartTimeout)
-	defer deadline.Stop()
-	for {
-		select {
-		case <-p.done:
-			return fail(fmt.Sprintf("exited during start (%v)", p.err))
-		case <-deadline.C:
-			kill()
-			return fail(fmt.Sprintf("did not accept a bind within %v", s.opts.StartTimeout))
-		case <-ctx.Done():
-			kill()
-			return fmt.Errorf("samba start: %w", ctx.Err())
-		case <-time.After(25 * time.Millisecond):
-		}
-		// A bind with this domain's password shows that it is this DC
-		// that answers.
-		c, err := ldap.DialURL(s.URL, ldap.DialWithDialer(&net.Dialer{Timeout: time.Second}))
-		if err != nil {
-			continue
-		}
-		c.SetTimeout(5 * time.Second)
-		err = c.Bind(s.AdminDN, s.AdminPassword)
-		c.Close()
-		if err == nil {
-			s.proc = p
-			return nil
-		}
-		if ldap.IsErrorWithCode(err, ldap.LDAPResultInvalidCredentials) {
-			kill()
-			return fail("refused the Administrator's password (is another DC answering on " + Addr + "?)")
-		}
-	}
+	return false, nil
 }
 
 // Stop stops Samba and waits for it to exit: it closes Samba's stdin (which
@@ -363,68 +332,21 @@ func (s *Server) launch(ctx context.Context) error {
 // data stays and the lock is kept; Restart starts Samba again. Stop of a
 // stopped server does nothing.
 func (s *Server) Stop() error {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	_ = p.stdin.Close()
-	for _, step := range []struct {
-		wait time.Duration
-		sig  syscall.Signal
-	}{{5 * time.Second, syscall.SIGTERM}, {5 * time.Second, syscall.SIGKILL}} {
-		select {
-		case <-p.done:
-			return nil
-		case <-time.After(step.wait):
-			_ = p.cmd.Process.Signal(step.sig)
-		}
-	}
-	<-p.done
+	s.daemon.Stop(testpeer.StopStep{Wait: 5 * time.Second, Signal: syscall.SIGTERM}, testpeer.StopStep{Wait: 5 * time.Second, Signal: syscall.SIGKILL})
 	return nil
 }
 
 // Kill stops Samba with SIGKILL, like a crash, and waits for it to exit.
 func (s *Server) Kill() error {
-	s.mu.Lock()
-	p := s.proc
-	s.proc = nil
-	s.mu.Unlock()
-	if p == nil {
-		return nil
-	}
-	_ = p.cmd.Process.Kill()
-	<-p.done
-	_ = p.stdin.Close()
+	s.daemon.Kill()
 	return nil
 }
 
 // Running reports whether Samba is running.
-func (s *Server) Running() bool {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return false
-	}
-	select {
-	case <-s.proc.done:
-		return false
-	default:
-		return true
-	}
-}
+func (s *Server) Running() bool { return s.daemon.Running() }
 
 // Pid is the process id of the running Samba, or 0.
-func (s *Server) Pid() int {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if s.proc == nil {
-		return 0
-	}
-	return s.proc.cmd.Process.Pid
-}
+func (s *Server) Pid() int { return s.daemon.Pid() }
 
 // Restart stops Samba if it runs and starts it again with the same data.
 func (s *Server) Restart(ctx context.Context) error {
@@ -462,41 +384,23 @@ func (s *Server) Log() string {
 	return b.String()
 }
 
-// logTail returns the last 40 lines of Samba's output and log.
-func (s *Server) logTail() string {
-	lines := strings.Split(strings.TrimRight(s.Log(), "\n"), "\n")
-	if len(lines) > 40 {
-		lines = lines[len(lines)-40:]
-	}
-	if len(lines) == 1 && lines[0] == "" {
-		return "(log is empty)"
-	}
-	return strings.Join(lines, "\n")
-}
-
 // programDirs are searched for Samba's programs not on $PATH.
 var programDirs = []string{"/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/usr/local/samba/sbin", "/usr/local/samba/bin"}
 
 // installHint says what to install.
 const installHint = "install it (Debian/Ubuntu: apt-get install samba samba-ad-dc samba-ad-provision samba-dsdb-modules, or bash scripts/deps.sh)"
 
+// findProgram locates a Samba program.
 func findProgram(explicit, name string) (string, error) {
-	if explicit != "" {
-		if _, err := os.Stat(explicit); err != nil {
-			return "", fmt.Errorf("samba: %s program: %w; %s", name, err, installHint)
-		}
-		return explicit, nil
+	p, err := testpeer.FindProgram(explicit, name, programDirs)
+	var notFound *testpeer.NotFoundError
+	switch {
+	case errors.As(err, &notFound):
+		return "", fmt.Errorf("samba: %w: %s", err, installHint)
+	case err != nil:
+		return "", fmt.Errorf("samba: %w; %s", err, installHint)
 	}
-	if p, err := exec.LookPath(name); err == nil {
-		return p, nil
-	}
-	for _, d := range programDirs {
-		p := filepath.Join(d, name)
-		if fi, err := os.Stat(p); err == nil && !fi.IsDir() {
-			return p, nil
-		}
-	}
-	return "", fmt.Errorf("samba: %s not found in $PATH or %s: %s", name, strings.Join(programDirs, ", "), installHint)
+	return p, nil
 }
 
 // sambaVersion runs `samba -V`: "Version 4.17.12-Debian".

@@ -1,4 +1,4 @@
-package slapd
+package slapd_test
 
 import (
 	"context"
@@ -11,30 +11,18 @@ import (
 	"slices"
 	"strings"
 	"testing"
-	"time"
 
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/go-ldap/ldap/v3"
 )
 
 const (
-	sampleLDIF     = "../../../examples/directory/sample.ldif"
+	sampleLDIF     = "../../../../examples/directory/sample.ldif"
 	readerDN       = "cn=reader,dc=example,dc=com"
 	readerPassword = "reader-secret"
 	defaultFilter  = "(|(sAMAccountType=805306368)(sAMAccountType=268435456)(sAMAccountType=268435457)(objectclass=publicFolder))"
 )
-
-func dialBind(t *testing.T, url, dn, pw string) *ldap.Conn {
-	t.Helper()
-	c, err := ldap.DialURL(url)
-	if err != nil {
-		t.Fatalf("dial %s: %v", url, err)
-	}
-	t.Cleanup(func() { c.Close() })
-	if err := c.Bind(dn, pw); err != nil {
-		t.Fatalf("bind %s as %s: %v", url, dn, err)
-	}
-	return c
-}
 
 func search(t *testing.T, c *ldap.Conn, base, filter string, attrs ...string) map[string]*ldap.Entry {
 	t.Helper()
@@ -52,8 +40,8 @@ func search(t *testing.T, c *ldap.Conn, base, filter string, attrs ...string) ma
 // TestSampleDirectory starts slapd with the demo's sample directory and
 // reads it as the reader account, the way dirsync does.
 func TestSampleDirectory(t *testing.T) {
-	srv := StartT(t, Options{LDIF: []string{sampleLDIF}})
-	c := dialBind(t, srv.URL, readerDN, readerPassword)
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{sampleLDIF}})
+	c := peertest.Bind(t, srv.URL, readerDN, readerPassword)
 
 	got := search(t, c, srv.BaseDN, defaultFilter, "cn", "memberOf", "entryUUID", "proxyAddresses", "mail", "sAMAccountType", "userAccountControl", "userPassword")
 	var names []string
@@ -118,7 +106,7 @@ func TestSampleDirectory(t *testing.T) {
 	if err := srv.Restart(context.Background()); err != nil {
 		t.Fatal(err)
 	}
-	c2 := dialBind(t, srv.URL, readerDN, readerPassword)
+	c2 := peertest.Bind(t, srv.URL, readerDN, readerPassword)
 	if n := len(search(t, c2, srv.BaseDN, defaultFilter, "cn")); n != len(want) {
 		t.Errorf("after restart: %d entries, want %d", n, len(want))
 	}
@@ -127,14 +115,14 @@ func TestSampleDirectory(t *testing.T) {
 // TestLoadOverLDAP checks Load, Add, Replace and Delete and that the
 // memberof overlay maintains memberOf on LDAP writes.
 func TestLoadOverLDAP(t *testing.T) {
-	srv := StartT(t, Options{BaseDN: "dc=test,dc=org", AdminPassword: "s3cret"})
+	srv := peertest.Slapd(t, slapd.Options{BaseDN: "dc=test,dc=org", AdminPassword: "s3cret"})
 	if srv.AdminDN != "cn=admin,dc=test,dc=org" || srv.AdminPassword != "s3cret" {
 		t.Fatalf("admin = %q / %q", srv.AdminDN, srv.AdminPassword)
 	}
 	if err := srv.LoadFile("testdata/small.ldif"); err != nil {
 		t.Fatal(err)
 	}
-	c := dialBind(t, srv.URL, srv.AdminDN, srv.AdminPassword)
+	c := peertest.Bind(t, srv.URL, srv.AdminDN, srv.AdminPassword)
 	memberOf := func(cn string) []string {
 		t.Helper()
 		e := search(t, c, srv.BaseDN, "(cn="+cn+")", "cn", "memberOf")[cn]
@@ -201,23 +189,23 @@ func TestLoadOverLDAP(t *testing.T) {
 // users in total, not the rootdn.
 func TestLimits(t *testing.T) {
 	gen := filepath.Join(t.TempDir(), "gen.ldif")
-	writeGenerated(t, gen, GenOptions{Users: 20})
-	srv := StartT(t, Options{LDIF: []string{sampleLDIF, gen}, SizeLimit: 5})
+	writeGenerated(t, gen, slapd.GenOptions{Users: 20})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{sampleLDIF, gen}, SizeLimit: 5})
 	filter := "(sAMAccountType=805306368)"
 
-	reader := dialBind(t, srv.URL, readerDN, readerPassword)
+	reader := peertest.Bind(t, srv.URL, readerDN, readerPassword)
 	_, err := reader.SearchWithPaging(ldap.NewSearchRequest(srv.BaseDN, ldap.ScopeWholeSubtree, 0, 0, 0, false, filter, []string{"cn"}, nil), 3)
 	if !ldap.IsErrorWithCode(err, ldap.LDAPResultSizeLimitExceeded) {
 		t.Errorf("paged search as reader: err = %v, want size limit exceeded", err)
 	}
-	admin := dialBind(t, srv.URL, srv.AdminDN, srv.AdminPassword)
+	admin := peertest.Bind(t, srv.URL, srv.AdminDN, srv.AdminPassword)
 	if n := len(search(t, admin, srv.BaseDN, filter, "cn")); n != 29 {
 		t.Errorf("admin found %d users, want 29", n)
 	}
 }
 
 func TestTLS(t *testing.T) {
-	srv := StartT(t, Options{TLS: true})
+	srv := peertest.Slapd(t, slapd.Options{TLS: true})
 	if srv.LDAPSURL == "" || srv.CAFile == "" {
 		t.Fatalf("LDAPSURL %q, CAFile %q", srv.LDAPSURL, srv.CAFile)
 	}
@@ -273,32 +261,20 @@ func TestStartErrors(t *testing.T) {
 
 	tests := []struct {
 		name string
-		opts Options
+		opts slapd.Options
 		want []string
 	}{
-		{"slapd missing", Options{SlapdPath: "/nonexistent/slapd"}, []string{"/nonexistent/slapd"}},
-		{"schema violation names the source line", Options{LDIF: []string{badSchema}}, []string{"slapadd", "sn", "bad-schema.ldif:7"}},
-		{"LDIF syntax", Options{LDIF: []string{badSyntax}}, []string{"bad-syntax.ldif:2", "attribute: value"}},
-		{"not an add", Options{LDIF: []string{modify}}, []string{"modify.ldif:1", "only add"}},
-		{"missing file", Options{LDIF: []string{filepath.Join(dir, "nope.ldif")}}, []string{"nope.ldif"}},
-		{"port in use shows the log", Options{Port: busy.Addr().(*net.TCPAddr).Port}, []string{"Address already in use"}},
-		{"bad base DN", Options{BaseDN: "cn=x=y"}, []string{"base DN"}},
+		{"slapd missing", slapd.Options{SlapdPath: "/nonexistent/slapd"}, []string{"/nonexistent/slapd"}},
+		{"schema violation names the source line", slapd.Options{LDIF: []string{badSchema}}, []string{"slapadd", "sn", "bad-schema.ldif:7"}},
+		{"LDIF syntax", slapd.Options{LDIF: []string{badSyntax}}, []string{"bad-syntax.ldif:2", "attribute: value"}},
+		{"not an add", slapd.Options{LDIF: []string{modify}}, []string{"modify.ldif:1", "only add"}},
+		{"missing file", slapd.Options{LDIF: []string{filepath.Join(dir, "nope.ldif")}}, []string{"nope.ldif"}},
+		{"port in use shows the log", slapd.Options{Port: busy.Addr().(*net.TCPAddr).Port}, []string{"Address already in use"}},
+		{"bad base DN", slapd.Options{BaseDN: "cn=x=y"}, []string{"base DN"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
-			defer cancel()
-			srv, err := Start(ctx, tt.opts)
-			if err == nil {
-				srv.Close()
-				t.Fatal("Start succeeded")
-			}
-			t.Logf("error: %v", err)
-			for _, w := range tt.want {
-				if !strings.Contains(err.Error(), w) {
-					t.Errorf("error %q does not contain %q", err, w)
-				}
-			}
+			peertest.StartFails(t, func(ctx context.Context) (*slapd.Server, error) { return slapd.Start(ctx, tt.opts) }, tt.want...)
 		})
 	}
 }
@@ -306,17 +282,15 @@ func TestStartErrors(t *testing.T) {
 // TestSlapdNotInstalled checks the error when slapd is nowhere to be found.
 func TestSlapdNotInstalled(t *testing.T) {
 	t.Setenv("PATH", t.TempDir())
-	saved := programDirs
-	programDirs = []string{t.TempDir()}
-	defer func() { programDirs = saved }()
-	_, err := Start(context.Background(), Options{})
+	defer slapd.SetProgramDirs([]string{t.TempDir()})()
+	_, err := slapd.Start(context.Background(), slapd.Options{})
 	if err == nil || !strings.Contains(err.Error(), "not found") || !strings.Contains(err.Error(), "apt-get install slapd") {
 		t.Fatalf("err = %v, want a not-found error that says what to install", err)
 	}
 }
 
 func TestStopIsIdempotentAndKill(t *testing.T) {
-	srv := StartT(t, Options{})
+	srv := peertest.Slapd(t, slapd.Options{})
 	if err := srv.Kill(); err != nil {
 		t.Fatal(err)
 	}
@@ -326,7 +300,7 @@ func TestStopIsIdempotentAndKill(t *testing.T) {
 	if err := srv.Restart(context.Background()); err != nil {
 		t.Fatalf("restart after kill: %v", err)
 	}
-	c := dialBind(t, srv.URL, srv.AdminDN, srv.AdminPassword)
+	c := peertest.Bind(t, srv.URL, srv.AdminDN, srv.AdminPassword)
 	if n := len(search(t, c, srv.BaseDN, "(objectClass=*)", "dc")); n != 1 {
 		t.Errorf("%d entries, want the base entry", n)
 	}
@@ -339,13 +313,13 @@ func TestStopIsIdempotentAndKill(t *testing.T) {
 	}
 }
 
-func writeGenerated(t testing.TB, path string, o GenOptions) {
+func writeGenerated(t testing.TB, path string, o slapd.GenOptions) {
 	t.Helper()
 	f, err := os.Create(path)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if err := GenerateDirectory(f, o); err != nil {
+	if err := slapd.GenerateDirectory(f, o); err != nil {
 		t.Fatal(err)
 	}
 	if err := f.Close(); err != nil {
@@ -357,9 +331,9 @@ func writeGenerated(t testing.TB, path string, o GenOptions) {
 // its shape.
 func TestGeneratedDirectory(t *testing.T) {
 	gen := filepath.Join(t.TempDir(), "gen.ldif")
-	writeGenerated(t, gen, GenOptions{Users: 250})
-	srv := StartT(t, Options{LDIF: []string{gen}})
-	c := dialBind(t, srv.URL, srv.AdminDN, srv.AdminPassword)
+	writeGenerated(t, gen, slapd.GenOptions{Users: 250})
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{gen}})
+	c := peertest.Bind(t, srv.URL, srv.AdminDN, srv.AdminPassword)
 	got := search(t, c, srv.BaseDN, defaultFilter, "cn", "memberOf", "member", "proxyAddresses")
 	var users, groups int
 	for cn, e := range got {
