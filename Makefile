@@ -10,7 +10,7 @@ DURATION ?= 150s
 INTERVAL ?= 1m
 CONCURRENCY ?= 2
 
-.PHONY: all build deps deps-ldap deps-ldap-pg test bench loadbench demo serve-demo proto generate testdata vet fmt clean FORCE
+.PHONY: all build deps deps-ldap deps-ldap-pg test bench loadbench demo serve-demo replicas-demo proto generate testdata vet fmt clean FORCE
 
 all: build
 
@@ -58,6 +58,11 @@ serve-demo: deps-ldap build
 # throwaway PostgreSQL, ROUNDS (default 3) times.
 bench: deps-ldap-pg build
 	N=$(N) ROUNDS=$(ROUNDS) bash scripts/bench.sh
+
+# Three dirsync serve replicas on one throwaway PostgreSQL and the sample
+# slapd: which replica runs each run, and a takeover after one is killed.
+replicas-demo: deps-ldap-pg build
+	bash scripts/replicas-demo.sh
 
 # Makes DOMAINS (default 1000) store-kept domains of USERS (default 5) users,
 # all on one throwaway slapd, through the API of dirsync serve, which syncs

@@ -66,6 +66,7 @@ type Host struct {
 	leaseTTL time.Duration
 	creds    Credentials
 	applied  func(*Report)
+	pending  pendingRecords
 
 	mu       sync.Mutex
 	policies map[string]policy.Runtime

@@ -33,12 +33,16 @@ func (h *Host) holder() string {
 	return fmt.Sprintf("%s pid %d #%d", name, os.Getpid(), runSeq.Add(1))
 }
 
-// lease takes the domain's lease for run, waiting up to wait while another
-// holder has it, records the run's start, and keeps the lease renewed. The
-// returned context ends when the lease is lost; release stops the renewal
-// and gives the lease up. On error ctx is returned as it was.
-func (h *Host) lease(ctx context.Context, run *store.Run, wait time.Duration) (context.Context, func(), error) {
-	ttl := h.leaseTTL
+// lease takes the domain's lease for run, waiting up to o.Wait while
+// another holder has it, records the run's start, and keeps the lease
+// renewed. The run starts when it holds the lease: run.Started is set
+// then, so that the records of one domain's runs never overlap in time.
+// With o.SkipIfStartedWithin, a domain whose newest run started that
+// recently gives the lease back and ErrRecentRun. The returned context
+// ends when the lease is lost; release stops the renewal and gives the
+// lease up. On error ctx is returned as it was.
+func (h *Host) lease(ctx context.Context, run *store.Run, o RunOptions) (context.Context, func(), error) {
+	ttl, wait := h.leaseTTL, o.Wait
 	deadline := time.Now().Add(wait)
 	for {
 		_, err := h.store.AcquireLease(ctx, run.Domain, run.Holder, ttl)
@@ -60,6 +64,19 @@ func (h *Host) lease(ctx context.Context, run *store.Run, wait time.Duration) (c
 	free := func() {
 		if err := h.store.ReleaseLease(context.WithoutCancel(ctx), run.Domain, run.Holder); err != nil {
 			h.log.Warn("releasing the domain's lease; it expires by itself", "domain", run.Domain, "err", err)
+		}
+	}
+	run.Started = time.Now()
+	if o.SkipIfStartedWithin > 0 {
+		last, err := h.store.RunsPage(ctx, run.Domain, 1, 0)
+		if err != nil {
+			free()
+			return ctx, nil, err
+		}
+		if len(last) == 1 && time.Since(last[0].Started) < o.SkipIfStartedWithin {
+			free()
+			return ctx, nil, fmt.Errorf("%w: run %d started %s ago (by %s)", ErrRecentRun, last[0].ID,
+				time.Since(last[0].Started).Round(time.Millisecond), last[0].Holder)
 		}
 	}
 	if err := h.store.StartRun(ctx, run); err != nil {

@@ -30,6 +30,12 @@ type RunOptions struct {
 	// (in this process or another sharing the store) before it fails with
 	// ErrDomainBusy; 0 fails at once.
 	Wait time.Duration
+	// SkipIfStartedWithin, for runs that a schedule starts: when the
+	// domain's newest run (by any holder, in any process sharing the store)
+	// started less than this long ago, the run does nothing and fails with
+	// ErrRecentRun, unrecorded. Replicas sharing a schedule so run each
+	// due turn once. 0 runs regardless.
+	SkipIfStartedWithin time.Duration
 	// OnStart, if set, is called with the run's id once the run holds its
 	// domain and its start is recorded (a sync only): a caller that starts
 	// runs in the background can answer with the id at once.
@@ -162,6 +168,11 @@ var ErrSyncOff = errors.New("sync is switched off for this domain (sync = false)
 // run holds.
 var ErrDomainBusy = store.ErrDomainBusy
 
+// ErrRecentRun is returned (inside a *RunError of stage "lease") by a run
+// with RunOptions.SkipIfStartedWithin when the domain ran that recently:
+// another process sharing the store took this turn.
+var ErrRecentRun = errors.New("the domain ran moments ago; this turn was taken")
+
 // Run syncs a domain: fetch, map, diff, reconcile, guard, apply. A run that
 // fails after it started is recorded (S5) and changes nothing else.
 func (h *Host) Run(ctx context.Context, domain string, o RunOptions) (*Report, error) {
@@ -199,14 +210,31 @@ func (h *Host) run(ctx context.Context, name, mode string, o RunOptions) (*Repor
 	}
 	r, err := h.resolve(ctx, name)
 	if err != nil {
+		if mode == "sync" && !errors.Is(err, ErrUnknownDomain) {
+			return h.failUnresolved(ctx, name, err)
+		}
 		return nil, err
 	}
 	return h.runResolved(ctx, r, mode, o)
 }
 
+// failUnresolved records a sync of a domain whose settings could not be
+// read from the store (a database that does not answer): a failed attempt
+// at stage "store", written now or, if the store is away, once it
+// answers again.
+func (h *Host) failUnresolved(ctx context.Context, name string, err error) (*Report, error) {
+	h.flushRecords(ctx)
+	name = strings.ToLower(name)
+	rep := &Report{Domain: name, Mode: "sync"}
+	run := &store.Run{Domain: name, Started: time.Now(), Outcome: store.OutcomeRunning, Holder: h.holder()}
+	return h.fail(ctx, rep, run, "store", err)
+}
+
+// runResolved takes a run of a resolved domain through its stages (design
+// §2): the lease and the run's record (a sync), the switch, reading the
+// directory and the store, the decision, the guards, and the write.
 func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunOptions) (*Report, error) {
 	d := r.d
-	var err error
 	started := time.Now()
 	rep := &Report{Domain: d.Name, Mode: mode, Policy: d.Policy, BaseDN: d.LDAP.BaseDN}
 	// A sync is recorded from its start (S5): a "running" row, finished
@@ -214,11 +242,13 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	// of the domain to mark abandoned.
 	var run *store.Run
 	if mode == "sync" {
+		h.flushRecords(ctx)
 		run = &store.Run{Domain: d.Name, Started: started, Outcome: store.OutcomeRunning, Holder: h.holder(),
 			Settings: settingsJSON(d), SettingsVersion: r.version}
 		var release func()
-		ctx, release, err = h.lease(ctx, run, o.Wait)
-		if errors.Is(err, store.ErrDomainBusy) {
+		var err error
+		ctx, release, err = h.lease(ctx, run, o)
+		if errors.Is(err, store.ErrDomainBusy) || errors.Is(err, ErrRecentRun) {
 			// Not a run of its own but a turn another run has: the holder's
 			// run is the record (replicas racing for a domain would
 			// otherwise fill the runs with failures).
@@ -242,91 +272,15 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		return fail("switch", ErrSyncOff)
 	}
 
-	p, err := h.Policy(ctx, d.Policy)
+	in, stage, err := h.read(ctx, r, run != nil, rep)
 	if err != nil {
-		return fail("config", err)
+		return fail(stage, err)
 	}
-	fresp, err := checkFilter(ctx, p, d.LDAP.Filter)
-	if err != nil {
-		return fail("filter", err)
-	}
-	rep.Filter = fresp.Filter
-	creds, err := h.credentials(ctx, r)
-	if err != nil {
-		return fail("config", err)
-	}
-	if run == nil { // a sync made the domain when it recorded its start
-		if err := h.store.EnsureDomain(ctx, d.Name); err != nil {
-			return fail("store", err)
-		}
-	}
-	snap, err := h.store.Snapshot(ctx, d.Name, d.AliasDomains)
-	if err != nil {
-		return fail("store", err)
-	}
-	sd := sdk.Domain{Name: d.Name, AliasDomains: d.AliasDomains}
-	for _, g := range snap.Groups {
-		sd.Groups = append(sd.Groups, g.Name)
-	}
-
-	// Fetch and map, overlapped: the policy maps one batch while the next
-	// page is read.
-	cache := h.mapCache(ctx, d, p, sd)
-	refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, p, sd, cache)
-	rep.Server = res.URL
-	rep.References = res.References
-	if i := slices.Index(d.LDAP.URLs, res.URL); i > 0 {
-		rep.FailedOver = d.LDAP.URLs[:i]
-		h.log.Warn("failed over to another directory server", "domain", d.Name, "server", res.URL, "unreachable", rep.FailedOver)
-	}
-	if err != nil {
-		return fail(stageOf(err), err)
-	}
-	if len(rep.References) > 0 {
-		h.log.Warn("the directory referred parts of the tree to other servers; they were not read",
-			"domain", d.Name, "references", rep.References)
-	}
-	rep.Counts.Entries = len(refs)
-	if cache != nil {
-		rep.Counts.Cached = cache.Hits()
-		// A preview reads the cache but does not write it: the cache
-		// holds what the last sync or dry run mapped (what its count
-		// says the entries are unchanged since), and a preview of
-		// unsaved settings cannot replace it with entries of another
-		// filter or context.
-		if mode != "preview" {
-			if err := cache.Save(); err != nil && cache.Err() == nil {
-				h.log.Warn("the map cache was not saved; the next run maps every entry", "domain", d.Name, "err", err)
-			}
-		}
-	}
-
-	var dres *diff.Result
-	rep.Timings.Diff = timed(func() { dres = diff.Compute(sd, refs, intents, snap) })
-	refs, intents = nil, nil
-
-	ldapTotal := 0
-	for i := range snap.Mailboxes {
-		if snap.Mailboxes[i].Source == sdk.SourceLDAP {
-			ldapTotal++
-		}
-	}
-	var rresp sdk.ReconcileResponse
-	var perr error
-	rep.Timings.Policy += timed(func() {
-		rresp, perr = p.Reconcile(ctx, sdk.ReconcileRequest{Domain: sd, Changes: dres.Changes, LDAPMailboxes: ldapTotal})
-	})
-	if perr != nil {
-		return fail("policy", fmt.Errorf("policy %q: reconcile: %w", d.Policy, perr))
-	}
-	final, vetoed, err := guard.Decide(d.Policy, sd, snap, dres.Changes, rresp)
+	dec, err := h.decide(ctx, d, in, rep)
 	if err != nil {
 		return fail("policy", err)
 	}
-	h.fill(rep, dres, final, vetoed)
-
-	kept := len(dres.Mailboxes) + len(dres.Held)
-	if err := guard.Deletes(rep.Counts.Deleted, ldapTotal, kept, limits(d), o.ConfirmDeletes); err != nil {
+	if err := guard.Deletes(rep.Counts.Deleted, dec.ldapTotal, dec.kept, limits(d), o.ConfirmDeletes); err != nil {
 		if stop := (*guard.StopError)(nil); errors.As(err, &stop) && stop.Empty {
 			stop.Filter, stop.BaseDN, stop.Read = rep.Filter, d.LDAP.BaseDN, rep.Counts.Entries
 		}
@@ -342,30 +296,168 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		rep.Timings.Total = time.Since(started)
 		return rep, nil
 	}
-	run.Outcome, run.Server, run.Counts, run.Changes = store.OutcomeOK, rep.Server, rep.Counts, rep.Changes
-	run.References, run.Generation = rep.References, snap.Generation
-	if len(final) > 0 {
-		h.log.Info("writing to the store", "domain", d.Name, "run", run.ID, "changes", len(final))
-	}
-	var aerr error
-	rep.Timings.Apply = timed(func() {
-		run.Ended = time.Now()
-		aerr = h.store.Apply(ctx, d.Name, final, run)
-	})
-	if aerr != nil {
-		return fail("apply", aerr)
+	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation); err != nil {
+		return fail("apply", err)
 	}
 	rep.RunID = run.ID
 	rep.Outcome = store.OutcomeOK
 	rep.Timings.Total = time.Since(started)
-	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
-	h.log.Info("sync done", "domain", d.Name, "run", run.ID, "created", rep.Counts.Created, "updated", rep.Counts.Updated,
-		"deleted", rep.Counts.Deleted, "took", ms(rep.Timings.Total), "fetch", ms(rep.Timings.Fetch),
-		"policy", ms(rep.Timings.Policy), "diff", ms(rep.Timings.Diff), "apply", ms(rep.Timings.Apply))
+	h.logDone(rep)
 	if h.applied != nil {
 		h.applied(rep)
 	}
 	return rep, nil
+}
+
+// runInput is what a run read: the policy, the domain as the policy sees
+// it, the store's snapshot of the domain, and the directory's entries with
+// the policy's intents.
+type runInput struct {
+	p       policy.Runtime
+	sd      sdk.Domain
+	snap    *store.Snapshot
+	refs    []diff.Ref
+	intents []sdk.Intent
+}
+
+// read takes the reading stages of a run: the policy and its check of the
+// filter, the bind credentials, the store's snapshot (after making the
+// domain, unless the run's record made it) and the fetch and map. A
+// failure comes with the stage it failed at.
+func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report) (*runInput, string, error) {
+	d := r.d
+	p, err := h.Policy(ctx, d.Policy)
+	if err != nil {
+		return nil, "config", err
+	}
+	fresp, err := checkFilter(ctx, p, d.LDAP.Filter)
+	if err != nil {
+		return nil, "filter", err
+	}
+	rep.Filter = fresp.Filter
+	creds, err := h.credentials(ctx, r)
+	if err != nil {
+		return nil, "config", err
+	}
+	if !recorded { // a sync made the domain when it recorded its start
+		if err := h.store.EnsureDomain(ctx, d.Name); err != nil {
+			return nil, "store", err
+		}
+	}
+	snap, err := h.store.Snapshot(ctx, d.Name, d.AliasDomains)
+	if err != nil {
+		return nil, "store", err
+	}
+	in := &runInput{p: p, snap: snap, sd: sdk.Domain{Name: d.Name, AliasDomains: d.AliasDomains}}
+	for _, g := range snap.Groups {
+		in.sd.Groups = append(in.sd.Groups, g.Name)
+	}
+	if err := h.fetch(ctx, d, creds, rep, in); err != nil {
+		return nil, stageOf(err), err
+	}
+	return in, "", nil
+}
+
+// fetch reads the directory and maps its entries into in, overlapped: the
+// policy maps one batch while the next page is read. It reports the
+// server, a fail-over, the continuation references it did not follow and
+// the map cache's hits, and saves the cache (but for a preview).
+func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput) error {
+	cache := h.mapCache(ctx, d, in.p, in.sd)
+	refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, in.p, in.sd, cache)
+	rep.Server = res.URL
+	rep.References = res.References
+	if i := slices.Index(d.LDAP.URLs, res.URL); i > 0 {
+		rep.FailedOver = d.LDAP.URLs[:i]
+		h.log.Warn("failed over to another directory server", "domain", d.Name, "server", res.URL, "unreachable", rep.FailedOver)
+	}
+	if err != nil {
+		return err
+	}
+	if len(rep.References) > 0 {
+		h.log.Warn("the directory referred parts of the tree to other servers; they were not read",
+			"domain", d.Name, "references", rep.References)
+	}
+	rep.Counts.Entries = len(refs)
+	if cache != nil {
+		rep.Counts.Cached = cache.Hits()
+		// A preview reads the cache but does not write it: the cache
+		// holds what the last sync or dry run mapped (what its count
+		// says the entries are unchanged since), and a preview of
+		// unsaved settings cannot replace it with entries of another
+		// filter or context.
+		if rep.Mode != "preview" {
+			if err := cache.Save(); err != nil && cache.Err() == nil {
+				h.log.Warn("the map cache was not saved; the next run maps every entry", "domain", d.Name, "err", err)
+			}
+		}
+	}
+	in.refs, in.intents = refs, intents
+	return nil
+}
+
+// decision is what a run decided: the final changes, the LDAP mailboxes of
+// the domain before the run and the mailboxes that entries keep (for the
+// guard on deletes, S2).
+type decision struct {
+	final     []sdk.Change
+	ldapTotal int
+	kept      int
+}
+
+// decide compares the intents with the snapshot, has the policy reconcile
+// the proposed changes and checks the result (S4); the report gets the
+// changes. in's entries and intents are dropped once compared.
+func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *Report) (*decision, error) {
+	var dres *diff.Result
+	rep.Timings.Diff = timed(func() { dres = diff.Compute(in.sd, in.refs, in.intents, in.snap) })
+	in.refs, in.intents = nil, nil
+
+	ldapTotal := 0
+	for i := range in.snap.Mailboxes {
+		if in.snap.Mailboxes[i].Source == sdk.SourceLDAP {
+			ldapTotal++
+		}
+	}
+	var rresp sdk.ReconcileResponse
+	var perr error
+	rep.Timings.Policy += timed(func() {
+		rresp, perr = in.p.Reconcile(ctx, sdk.ReconcileRequest{Domain: in.sd, Changes: dres.Changes, LDAPMailboxes: ldapTotal})
+	})
+	if perr != nil {
+		return nil, fmt.Errorf("policy %q: reconcile: %w", d.Policy, perr)
+	}
+	final, vetoed, err := guard.Decide(d.Policy, in.sd, in.snap, dres.Changes, rresp)
+	if err != nil {
+		return nil, err
+	}
+	h.fill(rep, dres, final, vetoed)
+	return &decision{final: final, ldapTotal: ldapTotal, kept: len(dres.Mailboxes) + len(dres.Held)}, nil
+}
+
+// apply writes the final changes and the run's record in one store
+// transaction (S3, S5), checked against the generation of the snapshot.
+func (h *Host) apply(ctx context.Context, d *config.Domain, run *store.Run, rep *Report, final []sdk.Change, generation int64) error {
+	run.Outcome, run.Server, run.Counts, run.Changes = store.OutcomeOK, rep.Server, rep.Counts, rep.Changes
+	run.References, run.Generation = rep.References, generation
+	if len(final) > 0 {
+		h.log.Info("writing to the store", "domain", d.Name, "run", run.ID, "changes", len(final))
+	}
+	var err error
+	rep.Timings.Apply = timed(func() {
+		run.Ended = time.Now()
+		err = h.store.Apply(ctx, d.Name, final, run)
+	})
+	return err
+}
+
+// logDone logs the end of a sync that applied, with its counts and the
+// time of each stage.
+func (h *Host) logDone(rep *Report) {
+	ms := func(d time.Duration) time.Duration { return d.Round(time.Millisecond) }
+	h.log.Info("sync done", "domain", rep.Domain, "run", rep.RunID, "created", rep.Counts.Created, "updated", rep.Counts.Updated,
+		"deleted", rep.Counts.Deleted, "took", ms(rep.Timings.Total), "fetch", ms(rep.Timings.Fetch),
+		"policy", ms(rep.Timings.Policy), "diff", ms(rep.Timings.Diff), "apply", ms(rep.Timings.Apply))
 }
 
 // fail finishes a run that did not apply: the report says why, and a sync
@@ -391,8 +483,9 @@ func (h *Host) fail(ctx context.Context, rep *Report, run *store.Run, stage stri
 		run.Ended, run.Outcome, run.Stage, run.Error = time.Now(), rep.Outcome, stage, rep.Error
 		run.Server, run.Counts, run.Intended, run.References, run.Changes = rep.Server, rep.Counts, rep.Intended, rep.References, rep.Changes
 		if rerr := h.store.RecordRun(context.WithoutCancel(ctx), run); rerr != nil {
-			err = fmt.Errorf("%w; and the run could not be recorded: %w", err, rerr)
+			err = fmt.Errorf("%w; and the run could not be recorded (it is, once the store answers again): %w", err, rerr)
 			stage = "record"
+			h.keepRecord(run)
 		}
 		rep.RunID = run.ID
 		h.log.Debug("sync "+rep.Outcome, "domain", rep.Domain, "run", run.ID, "stage", stage, "err", err)

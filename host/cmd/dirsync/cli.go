@@ -21,7 +21,6 @@ import (
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/guard"
 	"github.com/dirsync/dirsync/host/store"
-	"github.com/dirsync/dirsync/host/store/sqlite"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -51,6 +50,7 @@ const usage = `usage: dirsync [--config FILE] COMMAND [ARGS]
   report-recipients --domain D [--json]
   resolve ADDRESS
   serve   [--log-format text|json]   # run the syncs by themselves; see the README
+  store   migrate --from sqlite:PATH --to postgres:DSN [--to-password-file F] [--json]
 
 The config is --config, else $DIRSYNC_CONFIG, else ./dirsync.toml; --config
 may stand anywhere on the command line.
@@ -188,6 +188,8 @@ func (c *cli) main(ctx context.Context, args []string) error {
 		return c.resolve(ctx, rest)
 	case "serve":
 		return c.serve(ctx, rest)
+	case "store":
+		return c.storeCmd(ctx, rest)
 	}
 	return usagef("unknown command %q", cmd)
 }
@@ -348,20 +350,13 @@ func (c *cli) open(mode int, withHost bool) error {
 		return err
 	}
 	c.cfg = cfg
-	switch mode {
-	case readStore:
-		st, err := sqlite.OpenReadOnly(cfg.Store.DSN)
+	if mode == readStore || mode == writeStore {
+		st, err := openStore(context.Background(), cfg, mode == readStore)
 		if errors.Is(err, store.ErrNoStore) {
 			return fmt.Errorf("%w (nothing was synced or added yet)", err) // not a config error
 		}
 		if err != nil {
-			return storeOpenError{fmt.Errorf("opening the store %s: %w", cfg.Store.DSN, err)}
-		}
-		c.st = st
-	case writeStore:
-		st, err := sqlite.Open(cfg.Store.DSN)
-		if err != nil {
-			return storeOpenError{fmt.Errorf("opening the store %s: %w", cfg.Store.DSN, err)}
+			return storeOpenError{fmt.Errorf("opening the store %s: %w", storeName(cfg), err)}
 		}
 		c.st = st
 	}

@@ -78,6 +78,13 @@ var docs = map[string]cmdDoc{
 	"serve": {synopsis: "serve [--log-format text|json]",
 		about: "Runs the syncs by themselves, each domain whose sync switch is on every interval of the domain, and serves the API, the page and /healthz, /readyz and /metrics on [api] listen, until SIGTERM or SIGINT. SIGHUP reloads dirsync.toml and plugin.toml.",
 		flags: map[string]string{"log-format": "write the log to standard error as `FORMAT`: text or json"}},
+	"store": {synopsis: "store migrate --from sqlite:PATH --to postgres:DSN ...",
+		about: "Works on a whole store, named on the command line: no dirsync.toml is read.",
+		subs:  []string{"store migrate"}},
+	"store migrate": {synopsis: "store migrate --from sqlite:PATH --to postgres:DSN [--to-password-file F] [--json]",
+		about: "Copies a SQLite store into an empty PostgreSQL database, for several dirsync serve replicas: domains, mailboxes with their ids, addresses, groups, memberships, runs with their changes and the settings versions with their sealed passwords (the same [secrets] key opens them); leases are not copied. " +
+			"The copy is one transaction of the target, and before it commits the rows of every table are counted in both stores: any difference rolls it back. " +
+			"A target that holds anything is refused and left as it is. Stop every dirsync that uses the source first. Exit 1 if the copy failed or was refused."},
 }
 
 // configHelp is the help of --config, which every command takes.

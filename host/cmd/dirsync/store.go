@@ -49,3 +49,12 @@ func openStore(ctx context.Context, cfg *config.Config, readOnly bool) (store.St
 	}
 	return nil, fmt.Errorf("unknown store driver %q", cfg.Store.Driver)
 }
+
+// storeName names the store of cfg for messages: its DSN, without a
+// password.
+func storeName(cfg *config.Config) string {
+	if cfg.Store.Driver == config.DriverPostgres {
+		return postgres.RedactDSN(cfg.Store.DSN)
+	}
+	return cfg.Store.DSN
+}

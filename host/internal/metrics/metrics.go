@@ -40,6 +40,10 @@ import (
 // run and did nothing.
 const OutcomeBusy = "busy"
 
+// OutcomeSkipped is the outcome of a scheduled run that found its turn
+// taken by another process sharing the store (a replica) and did nothing.
+const OutcomeSkipped = "skipped"
+
 // Guard stop reasons.
 const (
 	ReasonMaxDeletes       = guard.LimitMaxDeletes
@@ -198,6 +202,10 @@ func (m *Metrics) Observe(domain string, rep *host.Report, err error) {
 	if errors.Is(err, host.ErrDomainBusy) {
 		m.runs.WithLabelValues(domain, OutcomeBusy).Inc()
 		return // it read and did nothing
+	}
+	if errors.Is(err, host.ErrRecentRun) {
+		m.runs.WithLabelValues(domain, OutcomeSkipped).Inc()
+		return
 	}
 	m.runs.WithLabelValues(domain, outcome).Inc()
 	if reason, ok := GuardReason(err); ok {

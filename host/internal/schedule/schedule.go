@@ -367,7 +367,9 @@ func (s *Scheduler) dispatch(ctx context.Context, now time.Time) time.Duration {
 		}
 		e.next = NextSlot(now, e.d.Interval, e.phase)
 		wait = min(wait, e.next.Sub(now))
-		s.start(ctx, name, host.RunOptions{}, "schedule", nil, nil)
+		// Processes sharing the store run the same schedule: the first to
+		// take the domain's lease runs this turn, the others find it ran.
+		s.start(ctx, name, host.RunOptions{SkipIfStartedWithin: e.d.Interval / 2}, "schedule", nil, nil)
 	}
 	return wait
 }
@@ -416,6 +418,10 @@ func (s *Scheduler) logEnd(domain string, rep *host.Report, err error, took time
 	took = took.Round(time.Millisecond)
 	if errors.Is(err, host.ErrDomainBusy) {
 		s.log.Info("domain skipped: another run holds it; it runs at its next turn", "domain", domain, "err", err)
+		return
+	}
+	if errors.Is(err, host.ErrRecentRun) {
+		s.log.Info("domain skipped: another process ran this turn", "domain", domain, "err", err)
 		return
 	}
 	if rep == nil {

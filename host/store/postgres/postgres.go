@@ -43,9 +43,11 @@ import (
 	"net/url"
 	"strconv"
 	"strings"
+	"time"
 
 	"github.com/jackc/pgx/v5"
 	"github.com/jackc/pgx/v5/pgconn"
+	"github.com/jackc/pgx/v5/pgtype"
 	"github.com/jackc/pgx/v5/pgxpool"
 
 	"github.com/dirsync/dirsync/host/store"
@@ -154,6 +156,13 @@ func connect(ctx context.Context, dsn string, readOnly bool, opts []Option) (*St
 	}
 	if readOnly {
 		cc.RuntimeParams["default_transaction_read_only"] = "on"
+	}
+	// Times come back in UTC, as the SQLite store gives them, whatever the
+	// process's time zone: listings print the same in both stores.
+	cfg.AfterConnect = func(_ context.Context, c *pgx.Conn) error {
+		c.TypeMap().RegisterType(&pgtype.Type{Name: "timestamptz", OID: pgtype.TimestamptzOID,
+			Codec: &pgtype.TimestamptzCodec{ScanLocation: time.UTC}})
+		return nil
 	}
 	s := &Store{where: describe(cc)}
 	pool, err := pgxpool.NewWithConfig(ctx, cfg)
