@@ -296,6 +296,15 @@ func Load(path string) (*Config, error) {
 	if err != nil {
 		return nil, &Error{File: path, Msg: oneLine(err.Error())}
 	}
+	return Parse(path, data)
+}
+
+// Parse reads a dirsync.toml from data, as Load reads it from a file:
+// the same checks, the same defaults, the same errors. path names the file
+// in errors, and relative paths in it (the store's file, the manifest,
+// password and key files) are taken from its folder; "" takes them from
+// the working folder. The manifest it names is read from its file.
+func Parse(path string, data []byte) (*Config, error) {
 	cfg := &Config{Path: path}
 	if err := decodeStrict(path, data, cfg, false); err != nil {
 		return nil, err
@@ -315,15 +324,64 @@ func Load(path string) (*Config, error) {
 			return nil, err
 		}
 		cfg.Manifest = m
-		for i, d := range cfg.Domains {
-			if m.Policy(d.Policy) == nil {
-				return nil, &Error{File: path, Line: findLine(data, fmt.Sprintf("domain[%d].policy", i)), Key: "domain.policy",
-					Msg: fmt.Sprintf("domain %q names policy %q, which %s does not declare", d.Name, d.Policy, m.Path)}
-			}
-		}
+	}
+	if err := cfg.checkPolicies(data); err != nil {
+		return nil, err
 	}
 	return cfg, nil
 }
+
+// checkPolicies checks that each domain names a policy of the manifest.
+func (c *Config) checkPolicies(data []byte) error {
+	if c.Manifest == nil {
+		return nil
+	}
+	for i, d := range c.Domains {
+		if c.Manifest.Policy(d.Policy) == nil {
+			return &Error{File: c.Path, Line: findLine(data, fmt.Sprintf("domain[%d].policy", i)), Key: "domain.policy",
+				Msg: fmt.Sprintf("domain %q names policy %q, which %s does not declare", d.Name, d.Policy, c.Manifest.Path)}
+		}
+	}
+	return nil
+}
+
+// Validate checks a Config built in code and fills in its defaults as
+// Load does for a file: the store's driver, [serve], [api], each domain's
+// interval, LDAP timeouts and sizes, names in lower case; relative paths
+// are taken from the folder of c.Path (the working folder when it is
+// empty). It reads no file: set c.Manifest yourself (ParseManifest, or a
+// Manifest built in code) and the domains' policies are checked against
+// it; with Plugins.Manifest set and c.Manifest nil, Validate loads it.
+//
+// One difference from a file cannot be helped: Go cannot tell a safety
+// limit left out from one set to 0, and Validate keeps 0, the strictest
+// limit (every delete needs a confirmation). Make each domain with
+// NewDomain to start from the file's default limits.
+//
+// Errors are *Error values naming the key; they have no line.
+func (c *Config) Validate() error {
+	if c.Manifest != nil && c.Plugins.Manifest == "" {
+		// A manifest built in code: no file to name.
+		c.Plugins.Manifest = "-"
+		defer func() { c.Plugins.Manifest = "" }()
+	}
+	if err := c.checkWith(nil, true); err != nil {
+		return err
+	}
+	if c.Manifest == nil {
+		m, err := LoadManifest(c.Rel(c.Plugins.Manifest))
+		if err != nil {
+			return err
+		}
+		c.Manifest = m
+	}
+	return c.checkPolicies(nil)
+}
+
+// ParseManifest reads a plugin.toml from data, as LoadManifest reads it
+// from a file; path names it in errors and is the folder its relative
+// paths are taken from.
+func ParseManifest(path string, data []byte) (*Manifest, error) { return parseManifest(path, data) }
 
 // LoadManifest reads a plugin.toml.
 func LoadManifest(path string) (*Manifest, error) {
@@ -474,7 +532,12 @@ func relTo(file, p string) string {
 	return filepath.Join(filepath.Dir(file), p)
 }
 
-func (c *Config) check(data []byte) error {
+func (c *Config) check(data []byte) error { return c.checkWith(data, false) }
+
+// checkWith checks c and fills its defaults; data is the file it was read
+// from (nil for a Config built in code), and allWritten counts every
+// domain key as written (a zero safety limit stays zero).
+func (c *Config) checkWith(data []byte, allWritten bool) error {
 	missing := func(key, table string) error {
 		return &Error{File: c.Path, Line: findLine(data, table), Key: key, Msg: "required key is missing"}
 	}
@@ -513,7 +576,7 @@ func (c *Config) check(data []byte) error {
 			return &Error{File: c.Path, Line: findLine(data, tbl+".name"), Key: "domain.name", Msg: fmt.Sprintf("domain %q is declared twice", name)}
 		}
 		seen[name] = true
-		if fe := d.check(func(path ...string) bool { return written(keys, path...) }); fe != nil {
+		if fe := d.check(func(path ...string) bool { return allWritten || written(keys, path...) }); fe != nil {
 			line := findLine(data, tbl+"."+fe.path)
 			if fe.missing { // the line of the table that lacks it
 				table := tbl
