@@ -142,10 +142,8 @@ func (h *Host) Policy(ctx context.Context, name string) (PolicyRuntime, error) {
 	if err != nil {
 		return nil, err
 	}
-	info := p.Info()
-	if info.ABIMajor != sdk.ABIMajor {
-		p.Close(ctx)
-		return nil, fmt.Errorf("policy %q speaks ABI %d.%d, this host speaks %d.%d", name, info.ABIMajor, info.ABIMinor, sdk.ABIMajor, sdk.ABIMinor)
+	if err := checkABI(ctx, name, p); err != nil {
+		return nil, err
 	}
 	h.policies[name] = p
 	if spec.Path != "" && spec.Runtime != "builtin" {

@@ -8,18 +8,12 @@ package ggmail_test
 // exactly as the linked-in policy and as the WebAssembly module.
 
 import (
-	"context"
 	"os/exec"
 	"path/filepath"
 	"runtime"
 	"strings"
 	"testing"
-	"time"
 
-	"github.com/dirsync/dirsync/host"
-	"github.com/dirsync/dirsync/host/config"
-	"github.com/dirsync/dirsync/host/store/sqlite"
-	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/policytest"
 )
 
@@ -36,34 +30,6 @@ func buildProcess(t *testing.T) string {
 	return out
 }
 
-// loadProcess loads the program as a runtime = "process" policy with the
-// given [policy.config] table, through the host's public API.
-func loadProcess(t *testing.T, path string, cfg map[string]any) (sdk.Policy, error) {
-	t.Helper()
-	st, err := sqlite.Open(":memory:")
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { st.Close() })
-	dir := t.TempDir()
-	h, err := host.New(host.Options{Store: st, Config: &config.Config{
-		Path: filepath.Join(dir, "dirsync.toml"),
-		Manifest: &config.Manifest{Path: filepath.Join(dir, "plugin.toml"), Policies: []config.Policy{{
-			Name: "ggmail", Runtime: "process", Path: path,
-			Timeout: config.Duration{Duration: time.Minute}, Config: cfg,
-		}}},
-	}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
-	rt, err := h.Policy(context.Background(), "ggmail")
-	if err != nil {
-		return nil, err
-	}
-	return asPolicy{rt}, nil
-}
-
 func TestProcess(t *testing.T) {
 	path := buildProcess(t)
 	wasmPath := buildWasm(t)
@@ -76,11 +42,11 @@ func TestProcess(t *testing.T) {
 			name = "custom config"
 		}
 		t.Run(name, func(t *testing.T) {
-			process, err := loadProcess(t, path, cfg)
+			process, err := loadBuilt(t, path, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
-			wasm, err := loadWasm(t, wasmPath, cfg)
+			wasm, err := loadBuilt(t, wasmPath, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -90,7 +56,7 @@ func TestProcess(t *testing.T) {
 		})
 	}
 	t.Run("bad config refused at load", func(t *testing.T) {
-		_, err := loadProcess(t, path, map[string]any{"group_prefix": int64(7)})
+		_, err := loadBuilt(t, path, map[string]any{"group_prefix": int64(7)})
 		want := `policy "ggmail" (ggmail): configure: ggmail policy: config key "group_prefix" must be a string, got the number 7`
 		if err == nil || !strings.Contains(err.Error(), want) {
 			t.Fatalf("load with a bad config: %v, want an error containing %q", err, want)
