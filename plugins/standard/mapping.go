@@ -26,9 +26,10 @@ const uacAccountDisable = 2
 //   - sAMAccountType 805306368, or (without a sAMAccountType) objectClass
 //     user, inetOrgPerson or person: a mailbox of kind user;
 //   - sAMAccountType 268435456 or 268435457, or (without a sAMAccountType)
-//     objectClass group, groupOfNames or groupOfUniqueNames: a group;
-//   - anything else, including AD computer and trust accounts and contacts:
-//     a skip.
+//     objectClass group, groupOfNames or groupOfUniqueNames: a group, whose
+//     members are its member and uniqueMember values;
+//   - anything else, including AD computer and trust accounts, contacts and
+//     posixGroup entries (members by uid, not DN): a skip.
 //
 // Mailbox addresses follow R7 (see mapAddresses); a mailbox entry without an
 // address in the domain is skipped, and one whose primary address is bad
@@ -109,6 +110,10 @@ const (
 	classGroup
 )
 
+// posixGroupReason is why a posixGroup (without a group class that has
+// member DNs, as an RFC 2307bis groupOfNames has) is skipped.
+const posixGroupReason = "posixGroup members are uid values, not DNs: not supported; use groupOfNames or the memberOf overlay"
+
 // classify decides what an entry is; for classOther it also returns why.
 func classify(e *sdk.Entry) (int, string) {
 	oc := e.Attributes["objectclass"]
@@ -135,6 +140,13 @@ func classify(e *sdk.Entry) (int, string) {
 	}
 	if hasClass(oc, "user") || hasClass(oc, "inetOrgPerson") || hasClass(oc, "person") {
 		return classUser, ""
+	}
+	if hasClass(oc, "posixGroup") {
+		// Its members are memberUid values, user names that Map, seeing one
+		// entry at a time, cannot turn into the DNs the host joins by. A
+		// skip that says so, not a group that looks matched but has no
+		// members.
+		return classOther, posixGroupReason
 	}
 	if len(oc) == 0 {
 		return classOther, "not a user, group or public folder (no objectClass)"
@@ -246,10 +258,48 @@ func (m *mapper) mapGroup(e *sdk.Entry, in *sdk.Intent) {
 	if _, ok := m.groups[name]; ok {
 		g.Target = name
 	}
-	g.Members = clone(e.Attributes["member"])
+	g.Members = members(e)
 	g.Nested = m.cfg.NestedGroups
 	in.Kind = sdk.IntentGroup
 	in.Group = g
+}
+
+// members returns a group's member DNs: its member values, then its
+// uniqueMember values (groupOfUniqueNames) without their optional UID. The
+// host joins them to entries by DN, compared as DNs (case-insensitively,
+// blanks around separators ignored), so they are passed on as they are.
+func members(e *sdk.Entry) []string {
+	member, unique := e.Attributes["member"], e.Attributes["uniquemember"]
+	if len(unique) == 0 {
+		return clone(member)
+	}
+	out := make([]string, 0, len(member)+len(unique))
+	out = append(out, member...)
+	for _, v := range unique {
+		out = append(out, stripUID(v))
+	}
+	return out
+}
+
+// stripUID returns the DN of a uniqueMember value. Its syntax is RFC 4517's
+// Name and Optional UID: a DN, optionally followed by "#" and a bit string
+// ('0101'B). A '#' in the DN itself is not escaped there, so only a suffix
+// that is a whole bit string at the very end is taken off.
+func stripUID(v string) string {
+	if !strings.HasSuffix(v, "'B") {
+		return v
+	}
+	body := v[:len(v)-2]
+	q := strings.LastIndexByte(body, '\'')
+	if q < 1 || body[q-1] != '#' {
+		return v
+	}
+	for i := q + 1; i < len(body); i++ {
+		if body[i] != '0' && body[i] != '1' {
+			return v
+		}
+	}
+	return v[:q-1]
 }
 
 // mapAddresses applies R7 to a mailbox entry. The sources, in order:

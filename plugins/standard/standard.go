@@ -15,7 +15,7 @@ import (
 // Name and Version identify the policy in Info.
 const (
 	Name    = "standard"
-	Version = "0.2.0"
+	Version = "0.3.0"
 )
 
 // DefaultFilter is the filter used when the domain configures none (R2): AD
@@ -25,7 +25,7 @@ const DefaultFilter = "(|(sAMAccountType=805306368)(sAMAccountType=268435456)(sA
 // attributes are the directory attributes the policy reads (lower case).
 var attributes = []string{
 	"objectclass", "samaccounttype", "proxyaddresses", "mail", "displayname",
-	"cn", "member", "memberof", "useraccountcontrol", "samaccountname", "name",
+	"cn", "member", "uniquemember", "memberof", "useraccountcontrol", "samaccountname", "name",
 }
 
 // settings is the policy's [policy.config] table.

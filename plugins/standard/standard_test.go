@@ -48,7 +48,7 @@ func TestRunABI(t *testing.T) {
 func TestInfo(t *testing.T) {
 	info := standard.New().Info()
 	want := []string{"objectclass", "samaccounttype", "proxyaddresses", "mail", "displayname",
-		"cn", "member", "memberof", "useraccountcontrol", "samaccountname", "name"}
+		"cn", "member", "uniquemember", "memberof", "useraccountcontrol", "samaccountname", "name"}
 	if info.Name != "standard" || info.Version == "" || info.ABIMajor != sdk.ABIMajor || info.ABIMinor != sdk.ABIMinor {
 		t.Errorf("Info() = %+v", info)
 	}
@@ -693,5 +693,51 @@ func TestNestedGroupsSetting(t *testing.T) {
 		if g := resp.Intents[0].Group; g == nil || g.Nested != tc.want || g.Target != "Staff" {
 			t.Errorf("config %v: group intent %+v, want Nested %v", tc.config, g, tc.want)
 		}
+	}
+}
+
+// TestGroupMembers checks where a group's members come from: member, then
+// uniqueMember without its optional UID (RFC 4517 Name and Optional UID: a
+// DN, then '#' and a bit string), and that a posixGroup, whose members are
+// uid values, is skipped with a reason rather than matched without members.
+func TestGroupMembers(t *testing.T) {
+	const dn = "uid=a,ou=People,dc=example,dc=com"
+	p := configured(t, nil)
+	for _, tc := range []struct {
+		name    string
+		entry   attrs
+		members []string // nil: the entry is skipped
+		reason  string   // for a skip
+	}{
+		{"uniqueMember plain", attrs{"objectclass": {"groupOfUniqueNames"}, "cn": {"Sales"}, "uniquemember": {dn}}, []string{dn}, ""},
+		{"uniqueMember with UID", attrs{"objectclass": {"groupOfUniqueNames"}, "cn": {"Sales"}, "uniquemember": {dn + "#'0101'B"}}, []string{dn}, ""},
+		{"uniqueMember with an empty bit string", attrs{"objectclass": {"groupOfUniqueNames"}, "cn": {"Sales"}, "uniquemember": {dn + "#''B"}}, []string{dn}, ""},
+		{"only the last UID is taken off", attrs{"objectclass": {"groupOfUniqueNames"}, "cn": {"Sales"}, "uniquemember": {"cn=x#'1'B,dc=example,dc=com#'10'B"}},
+			[]string{"cn=x#'1'B,dc=example,dc=com"}, ""},
+		{"no bit string: kept as it is", attrs{"objectclass": {"groupOfUniqueNames"}, "cn": {"Sales"}, "uniquemember": {
+			"cn=a#b,dc=example,dc=com", dn + "#'012'B", dn + "#'01'b", dn + "'01'B", dn + "#01B", "cn=x'B", "'B", "#'01'B ",
+		}}, []string{"cn=a#b,dc=example,dc=com", dn + "#'012'B", dn + "#'01'b", dn + "'01'B", dn + "#01B", "cn=x'B", "'B", "#'01'B "}, ""},
+		{"member and uniqueMember", attrs{"objectclass": {"groupOfUniqueNames", "extensibleObject"}, "cn": {"Sales"},
+			"member": {"uid=b,dc=example,dc=com"}, "uniquemember": {dn + "#'1'B"}}, []string{"uid=b,dc=example,dc=com", dn}, ""},
+		{"AD group with uniqueMember", attrs{"objectclass": {"group"}, "samaccounttype": {"268435456"}, "cn": {"Sales"},
+			"uniquemember": {dn}}, []string{dn}, ""},
+		{"posixGroup", attrs{"objectclass": {"top", "posixGroup"}, "cn": {"Sales"}, "gidnumber": {"1000"}, "memberuid": {"a"}},
+			nil, "posixGroup members are uid values, not DNs"},
+		{"posixGroup with groupOfNames (RFC 2307bis)", attrs{"objectclass": {"groupOfNames", "posixGroup"}, "cn": {"Sales"},
+			"member": {dn}, "memberuid": {"a"}}, []string{dn}, ""},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			got := mapOne(t, p, sdk.Entry{ID: "g", DN: "cn=Sales,ou=Groups,dc=example,dc=com", Attributes: tc.entry})
+			if tc.members == nil {
+				if got.Kind != sdk.IntentSkip || !strings.Contains(got.Reason, tc.reason) {
+					t.Fatalf("got %+v, want a skip with a reason containing %q", got, tc.reason)
+				}
+				return
+			}
+			want := &sdk.GroupIntent{Name: "Sales", Target: "Sales", Members: tc.members}
+			if got.Kind != sdk.IntentGroup || !reflect.DeepEqual(got.Group, want) {
+				t.Fatalf("got %+v (group %+v), want group %+v", got, got.Group, want)
+			}
+		})
 	}
 }

@@ -342,6 +342,39 @@ func standardMapCases() []MapCase {
 				"objectclass": {"top", "groupOfNames"}, "cn": {"all staff"}, "member": {"uid=mary,ou=people,dc=example,dc=com"},
 			}},
 			group("all staff", "all staff", "uid=mary,ou=people,dc=example,dc=com")),
+		one("OpenLDAP groupOfUniqueNames: uniqueMember without its optional UID", "R5",
+			sdk.Entry{ID: "g8", DN: "cn=Engineering,ou=groups,dc=example,dc=com", Attributes: attrs{
+				"objectclass": {"top", "groupOfUniqueNames"}, "cn": {"Engineering"},
+				"uniquemember": {
+					"uid=mary,ou=people,dc=example,dc=com",
+					"uid=john,ou=people,dc=example,dc=com#'0101'B",
+					"uid=ann,ou=people,dc=example,dc=com#''B",
+					"cn=a#b,ou=people,dc=example,dc=com",        // '#' inside the DN: kept
+					"uid=bo,ou=people,dc=example,dc=com#'012'B", // not a bit string: kept as it is
+				},
+			}},
+			group("Engineering", "Engineering",
+				"uid=mary,ou=people,dc=example,dc=com", "uid=john,ou=people,dc=example,dc=com",
+				"uid=ann,ou=people,dc=example,dc=com", "cn=a#b,ou=people,dc=example,dc=com",
+				"uid=bo,ou=people,dc=example,dc=com#'012'B")),
+		one("member and uniqueMember both read", "R5",
+			sdk.Entry{ID: "g9", DN: "cn=Sales,ou=groups,dc=example,dc=com", Attributes: attrs{
+				"objectclass": {"groupOfUniqueNames", "extensibleObject"}, "cn": {"Sales"},
+				"member":       {"uid=mary,ou=people,dc=example,dc=com"},
+				"uniquemember": {"uid=john,ou=people,dc=example,dc=com#'1'B"},
+			}},
+			group("Sales", "Sales", "uid=mary,ou=people,dc=example,dc=com", "uid=john,ou=people,dc=example,dc=com")),
+		one("posixGroup skipped: members by uid, not DN", "R5",
+			sdk.Entry{ID: "g10", DN: "cn=Sales,ou=groups,dc=example,dc=com", Attributes: attrs{
+				"objectclass": {"top", "posixGroup"}, "cn": {"Sales"}, "memberuid": {"mary", "john"},
+			}},
+			skip("posixGroup members are uid values, not DNs")),
+		one("posixGroup with groupOfNames (RFC 2307bis): a group by member", "R5",
+			sdk.Entry{ID: "g11", DN: "cn=Sales,ou=groups,dc=example,dc=com", Attributes: attrs{
+				"objectclass": {"top", "groupOfNames", "posixGroup"}, "cn": {"Sales"},
+				"member": {"uid=mary,ou=people,dc=example,dc=com"}, "memberuid": {"mary", "john"},
+			}},
+			group("Sales", "Sales", "uid=mary,ou=people,dc=example,dc=com")),
 		one("group name from sAMAccountName", "R4",
 			sdk.Entry{ID: "g7", DN: "CN=x,DC=example,DC=com", Attributes: attrs{
 				"objectclass": {"group"}, "samaccounttype": {samGroup}, "samaccountname": {"Sales"},

@@ -33,17 +33,19 @@ policy = "standard"
   bind_dn       = "cn=reader,dc=example,dc=com"
   password_file = "reader.pw"
   base_dn       = "dc=example,dc=com"
-  filter        = "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))"
+  filter        = "(|(objectClass=inetOrgPerson)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"
 `
 
 const openLDAPExampleURL = `"ldaps://ldap.example.com"`
 
 // TestOpenLDAP syncs a plain OpenLDAP directory (testdata/openldap.ldif:
-// inetOrgPerson users with mail, groupOfNames groups, no Active Directory
-// attribute) with the README's OpenLDAP config and the standard policy:
-// the users become mailboxes, the group Sales fills the gateway group of
-// that name, a rename keeps the mailbox (entryUUID is the stable id), a
-// member taken out of the group leaves the gateway group, and the
+// inetOrgPerson users with mail, groupOfNames and groupOfUniqueNames
+// groups, no Active Directory attribute) with the README's OpenLDAP config
+// and the standard policy: the users become mailboxes, the group Sales
+// fills the gateway group of that name, the groupOfUniqueNames Engineering
+// fills its own through uniqueMember alone (a value with an optional UID,
+// #'0101'B, included), a rename keeps the mailbox (entryUUID is the stable
+// id), a member taken out of the group leaves the gateway group, and the
 // default (Active Directory) filter reads nothing and stops.
 func TestOpenLDAP(t *testing.T) {
 	readme, err := os.ReadFile(filepath.Join(repoRoot(t), "README.md"))
@@ -63,9 +65,10 @@ func TestOpenLDAP(t *testing.T) {
 	const D = "example.com"
 
 	e.ok("group", "add", "--domain", D, "Sales")
+	e.ok("group", "add", "--domain", D, "Engineering")
 
-	// The preview: three users, Sales matched, Marketing unmatched, Ivan
-	// (no mail) and carol@other.net skipped.
+	// The preview: three users, Sales and Engineering matched, Marketing
+	// unmatched, Ivan (no mail) and carol@other.net skipped.
 	var prev struct {
 		Users []struct {
 			Address string   `json:"address"`
@@ -87,14 +90,19 @@ func TestOpenLDAP(t *testing.T) {
 		t.Fatal(err)
 	}
 	var users []string
+	prevGroups := map[string][]string{}
 	for _, u := range prev.Users {
 		users = append(users, u.Address)
+		prevGroups[u.Address] = u.Groups
 	}
 	wantList(t, "preview users", users, "alice@example.com", "bob@example.com", "carol@example.com")
 	wantList(t, "unmatched groups", prev.Unmatched, "Marketing")
-	if len(prev.Groups) != 1 || prev.Groups[0].Name != "Sales" || prev.Groups[0].Target != "Sales" {
-		t.Errorf("matched groups = %+v, want Sales → Sales", prev.Groups)
+	if len(prev.Groups) != 2 || prev.Groups[0].Name != "Engineering" || prev.Groups[0].Target != "Engineering" ||
+		prev.Groups[1].Name != "Sales" || prev.Groups[1].Target != "Sales" {
+		t.Errorf("matched groups = %+v, want Engineering → Engineering, Sales → Sales", prev.Groups)
 	}
+	wantList(t, "bob's groups in the preview (Engineering by uniqueMember)", prevGroups["bob@example.com"], "Engineering", "Sales")
+	wantList(t, "carol's groups in the preview (Engineering by uniqueMember with a UID)", prevGroups["carol@example.com"], "Engineering")
 	skipped := map[string]bool{}
 	for _, s := range prev.Skipped {
 		skipped[s.Address+"|"+strings.SplitN(s.DN, ",", 2)[0]] = true
@@ -103,7 +111,8 @@ func TestOpenLDAP(t *testing.T) {
 		t.Errorf("skipped = %+v, want Ivan (no mail) and carol@other.net", prev.Skipped)
 	}
 
-	// The sync: mailboxes from mail, Sales filled from the directory.
+	// The sync: mailboxes from mail, Sales and Engineering filled from the
+	// directory.
 	e.ok("sync", "--domain", D)
 	mb := e.mailboxes()
 	if len(mb) != 3 {
@@ -119,8 +128,8 @@ func TestOpenLDAP(t *testing.T) {
 	want(t, "alice's display name", alice.DisplayName, "Alice Anders")
 	want(t, "bob's display name (cn, no displayName)", bob.DisplayName, "Bob Brown")
 	wantList(t, "alice's groups", alice.Groups, "Sales")
-	wantList(t, "bob's groups", bob.Groups, "Sales")
-	wantList(t, "carol's groups (Marketing is unmatched)", carol.Groups)
+	wantList(t, "bob's groups", bob.Groups, "Engineering", "Sales")
+	wantList(t, "carol's groups (Marketing is unmatched)", carol.Groups, "Engineering")
 	var groups []struct {
 		Name    string   `json:"name"`
 		Members []string `json:"members"`
@@ -128,10 +137,11 @@ func TestOpenLDAP(t *testing.T) {
 	if err := json.Unmarshal([]byte(e.ok("group", "list", "--domain", D, "--json")), &groups); err != nil {
 		t.Fatal(err)
 	}
-	if len(groups) != 1 || groups[0].Name != "Sales" {
-		t.Fatalf("gateway groups = %+v, want Sales only (a sync creates none)", groups)
+	if len(groups) != 2 || groups[0].Name != "Engineering" || groups[1].Name != "Sales" {
+		t.Fatalf("gateway groups = %+v, want Engineering and Sales only (a sync creates none)", groups)
 	}
-	wantList(t, "members of Sales", groups[0].Members, "alice@example.com", "bob@example.com")
+	wantList(t, "members of Engineering", groups[0].Members, "bob@example.com", "carol@example.com")
+	wantList(t, "members of Sales", groups[1].Members, "alice@example.com", "bob@example.com")
 
 	// entryUUID is the stable id: a rename is an update of the same mailbox.
 	conn, err := srv.Dial()
@@ -154,13 +164,13 @@ func TestOpenLDAP(t *testing.T) {
 	want(t, "alice's mailbox id after the rename", alice2.ID, alice.ID)
 	want(t, "alice's DN after the rename", alice2.DN, "cn=Alice Smith,ou=People,dc=example,dc=com")
 	wantList(t, "alice's groups after the rename", alice2.Groups, "Sales")
-	wantList(t, "bob's groups after he left Sales", mb["bob@example.com"].Groups)
+	wantList(t, "bob's groups after he left Sales", mb["bob@example.com"].Groups, "Engineering")
 	want(t, "bob's mailbox id", mb["bob@example.com"].ID, bob.ID)
 
 	// Without a filter the default is Active Directory's: nothing in a
 	// plain OpenLDAP directory matches it, and that empty read stops.
 	state := e.state()
-	e.write("dirsync.toml", strings.Replace(config, `"(|(objectClass=inetOrgPerson)(objectClass=groupOfNames))"`, `""`, 1))
+	e.write("dirsync.toml", strings.Replace(config, `"(|(objectClass=inetOrgPerson)(objectClass=groupOfNames)(objectClass=groupOfUniqueNames))"`, `""`, 1))
 	e.fails(1, "OpenLDAP, needs a filter", "sync", "--domain", D, "--confirm-deletes")
 	want(t, "state after the default filter's empty read", e.state(), state)
 }
