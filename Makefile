@@ -21,11 +21,11 @@ $(BIN): FORCE
 
 # The standard policy as a WebAssembly reactor module.
 $(WASM): FORCE
-	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./plugins/standard/wasm
+	GOOS=wasip1 GOARCH=wasm $(GO) build -buildmode=c-shared -o $@ ./plugins/standard/cmd/standard
 
 # The same policy source as a native go-plugin process (runtime = "process").
 plugins/standard/standard: FORCE
-	$(GO) build -o $@ ./plugins/standard/wasm
+	$(GO) build -o $@ ./plugins/standard/cmd/standard
 
 # Debian packages the tests and benchmarks need (slapd, ldap-utils, Samba
 # AD DC, chromium, postgresql); the demo needs only the OpenLDAP ones, the

@@ -20,7 +20,7 @@ func buildStandardWasm(t *testing.T) string {
 	_, file, _, _ := runtime.Caller(0)
 	root := filepath.Join(filepath.Dir(file), "..")
 	out := filepath.Join(t.TempDir(), "standard.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./plugins/standard/wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./plugins/standard/cmd/standard")
 	cmd.Dir = root
 	cmd.Env = append(cmd.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {

@@ -1,7 +1,7 @@
 // Package ggmail is an example of a custom sync policy, written the way an
 // operator's own policy would be: against package sdk and the Go standard
 // library only, so that the same source is linked into a program (builtin)
-// and built to a WebAssembly module (./wasm).
+// and built to a WebAssembly module (./cmd/ggmail).
 //
 // It differs from the standard policy (plugins/standard) in what an
 // operator of a mail gateway often asks for:

@@ -2,7 +2,7 @@
 
 package ggmail_test
 
-// The same main package (./wasm) built with a plain go build is a plugin
+// The same main package (./cmd/ggmail) built with a plain go build is a plugin
 // program for runtime = "process": this test builds it, loads it through
 // the host's public API exactly as dirsync does, and checks that it decides
 // exactly as the linked-in policy and as the WebAssembly module.
@@ -17,12 +17,12 @@ import (
 	"github.com/dirsync/dirsync/sdk/policytest"
 )
 
-// buildProcess compiles ./wasm natively into a temporary plugin program.
+// buildProcess compiles ./cmd/ggmail natively into a temporary plugin program.
 func buildProcess(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	out := filepath.Join(t.TempDir(), "ggmail")
-	cmd := exec.Command("go", "build", "-o", out, "./wasm")
+	cmd := exec.Command("go", "build", "-o", out, "./cmd/ggmail")
 	cmd.Dir = filepath.Dir(file)
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building the ggmail plugin program: %v\n%s", err, b)

@@ -18,12 +18,12 @@ import (
 	"github.com/dirsync/dirsync/sdk/policytest"
 )
 
-// buildWasm compiles ./wasm into a temporary ggmail.wasm.
+// buildWasm compiles ./cmd/ggmail into a temporary ggmail.wasm.
 func buildWasm(t *testing.T) string {
 	t.Helper()
 	_, file, _, _ := runtime.Caller(0)
 	out := filepath.Join(t.TempDir(), "ggmail.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", out, "./cmd/ggmail")
 	cmd.Dir = filepath.Dir(file)
 	cmd.Env = append(cmd.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {

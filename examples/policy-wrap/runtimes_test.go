@@ -3,7 +3,7 @@
 package wrap_test
 
 // The policy imports only package sdk, the sdk's filter package and the
-// standard policy. This test builds ./wasm both ways, loads each build
+// standard policy. This test builds ./cmd/wrap both ways, loads each build
 // through the host's runtimes with policytest.Load, the way dirsync loads
 // it, and runs the wrapper's own cases and the conformance kit against it.
 
@@ -17,7 +17,7 @@ import (
 	"github.com/dirsync/dirsync/sdk/policytest"
 )
 
-// build compiles ./wasm into dir: as a WebAssembly reactor module when wasm
+// build compiles ./cmd/wrap into dir: as a WebAssembly reactor module when wasm
 // is set, else as a native plugin program.
 func build(t *testing.T, wasm bool) string {
 	t.Helper()
@@ -28,7 +28,7 @@ func build(t *testing.T, wasm bool) string {
 		out += ".wasm"
 		args = []string{"build", "-buildmode=c-shared", "-o", out}
 	}
-	cmd := exec.Command("go", append(args, "./wasm")...)
+	cmd := exec.Command("go", append(args, "./cmd/wrap")...)
 	cmd.Dir = filepath.Dir(file)
 	if wasm {
 		cmd.Env = append(cmd.Environ(), "GOOS=wasip1", "GOARCH=wasm")

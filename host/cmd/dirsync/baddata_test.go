@@ -388,7 +388,7 @@ func TestBadDataDNNotUTF8SyncsInEveryRuntime(t *testing.T) {
 	const juergenDN = "CN=J\xfcrgen Anders,OU=People,DC=example,DC=com"
 	dir := t.TempDir()
 	wasm := filepath.Join(dir, "standard.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./plugins/standard/wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./plugins/standard/cmd/standard")
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(cmd.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {

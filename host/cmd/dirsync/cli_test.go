@@ -462,13 +462,13 @@ func TestSyncWasmEqualsBuiltin(t *testing.T) {
 	e := newEnv(t)
 	const D = "example.com"
 	wasm := filepath.Join(e.dir, "standard.wasm")
-	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./plugins/standard/wasm")
+	cmd := exec.Command("go", "build", "-buildmode=c-shared", "-o", wasm, "./plugins/standard/cmd/standard")
 	cmd.Dir = repoRoot(t)
 	cmd.Env = append(cmd.Environ(), "GOOS=wasip1", "GOARCH=wasm")
 	if b, err := cmd.CombinedOutput(); err != nil {
 		t.Fatalf("building standard.wasm: %v\n%s", err, b)
 	}
-	native := exec.Command("go", "build", "-o", filepath.Join(e.dir, "standard"), "./plugins/standard/wasm")
+	native := exec.Command("go", "build", "-o", filepath.Join(e.dir, "standard"), "./plugins/standard/cmd/standard")
 	native.Dir = repoRoot(t)
 	if b, err := native.CombinedOutput(); err != nil {
 		t.Fatalf("building the standard plugin program: %v\n%s", err, b)

@@ -196,7 +196,7 @@ func TestEmptyReadSaysWhatItSearched(t *testing.T) {
 func TestMapCacheAfterPreview(t *testing.T) {
 	e := newEnv(t)
 	const D = "example.com"
-	native := exec.Command("go", "build", "-o", filepath.Join(e.dir, "standard"), "./plugins/standard/wasm")
+	native := exec.Command("go", "build", "-o", filepath.Join(e.dir, "standard"), "./plugins/standard/cmd/standard")
 	native.Dir = repoRoot(t)
 	if b, err := native.CombinedOutput(); err != nil {
 		t.Fatalf("building the standard plugin program: %v\n%s", err, b)

@@ -41,7 +41,7 @@ var (
 	sleeper      string // testdata/sleeper: never completes the handshake
 	unregistered string // testdata/unregistered: never calls sdk.Register
 	spawner      string // testdata/spawner: starts processes in sessions of their own
-	standardBin  string // plugins/standard/wasm built natively
+	standardBin  string // plugins/standard/cmd/standard built natively
 )
 
 // hostHelperEnv makes the test binary act as a host that loads the test
@@ -74,7 +74,7 @@ func TestMain(m *testing.M) {
 		{&sleeper, "sleeper", "./host/internal/processrt/testdata/sleeper", ""},
 		{&unregistered, "unregistered", "./host/internal/processrt/testdata/unregistered", ""},
 		{&spawner, "spawner", "./host/internal/processrt/testdata/spawner", ""},
-		{&standardBin, "standard", "./plugins/standard/wasm", ""},
+		{&standardBin, "standard", "./plugins/standard/cmd/standard", ""},
 	} {
 		*b.out = filepath.Join(dir, b.name)
 		cmd := exec.Command("go", "build", "-o", *b.out, "-ldflags", b.ldflags, b.pkg)
