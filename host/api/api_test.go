@@ -7,6 +7,7 @@ import (
 	"io"
 	"net/http"
 	"net/http/httptest"
+	"reflect"
 	"slices"
 	"strings"
 	"testing"
@@ -39,6 +40,9 @@ type runSummary struct {
 	Ended   *time.Time     `json:"ended"`
 	Counts  map[string]int `json:"counts"`
 	Changes []any          `json:"changes"`
+	// ChangeCount is the number of the run's changes, which the list
+	// does not carry.
+	ChangeCount int `json:"change_count"`
 }
 
 type report struct {
@@ -173,15 +177,21 @@ func TestEveryPath(t *testing.T) {
 		t.Fatalf("run %d: %v", started.ID, run)
 	}
 	total := int(run["changes_total"].(float64))
-	if total == 0 || len(run["changes"].([]any)) != total {
-		t.Errorf("run %d: %d changes in all, %d listed", started.ID, total, len(run["changes"].([]any)))
+	if total == 0 || len(run["changes"].([]any)) != total || int(run["change_count"].(float64)) != total {
+		t.Errorf("run %d: %d changes in all (change_count %v), %d listed", started.ID, total, run["change_count"], len(run["changes"].([]any)))
 	}
 	var part map[string]any
 	e.want(e.do("GET", fmt.Sprintf("%s/runs/%d?offset=1&limit=2", ex, started.ID), adminToken, nil), 200).json(t, &part)
-	if len(part["changes"].([]any)) != 2 || int(part["changes_total"].(float64)) != total {
+	if len(part["changes"].([]any)) != 2 || int(part["changes_total"].(float64)) != total ||
+		!reflect.DeepEqual(part["changes"], run["changes"].([]any)[1:3]) {
 		t.Errorf("changes 1..2 of run %d: %v", started.ID, part)
 	}
-	e.want(e.do("GET", fmt.Sprintf("%s/runs/%d?offset=%d", ex, started.ID, total+5), adminToken, nil), 200)
+	for _, q := range []string{fmt.Sprintf("offset=%d", total+5), "limit=0"} {
+		e.want(e.do("GET", fmt.Sprintf("%s/runs/%d?%s", ex, started.ID, q), adminToken, nil), 200).json(t, &part)
+		if len(part["changes"].([]any)) != 0 || int(part["changes_total"].(float64)) != total {
+			t.Errorf("run %d?%s: %v, want no changes of %d", started.ID, q, part, total)
+		}
+	}
 	e.want(e.do("GET", ex+"/runs/999999", adminToken, nil), 404)
 	e.want(e.do("GET", ex+"/runs/notanumber", adminToken, nil), 400)
 	e.want(e.do("GET", fmt.Sprintf("%s/runs/%d?limit=-1", ex, started.ID), adminToken, nil), 400)
@@ -193,8 +203,8 @@ func TestEveryPath(t *testing.T) {
 	if len(page.Items) != 2 || page.Items[0].ID != started.ID || page.Items[0].ID < page.Items[1].ID || page.NextBefore != nil {
 		t.Fatalf("runs: %+v", page)
 	}
-	if page.Items[0].Changes != nil {
-		t.Errorf("the runs list carries changes: %+v", page.Items[0])
+	if page.Items[0].Changes != nil || page.Items[1].ChangeCount != total {
+		t.Errorf("the runs list carries changes, or not the count of the first run's (%d): %+v", total, page.Items)
 	}
 	e.want(e.do("GET", ex+"/runs?limit=1", adminToken, nil), 200).json(t, &page)
 	if len(page.Items) != 1 || page.NextBefore == nil || *page.NextBefore != started.ID {

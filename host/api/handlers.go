@@ -104,7 +104,7 @@ func (s *server) StartRun(ctx context.Context, req gen.StartRunRequestObject) (g
 // runSummary converts a run record.
 func runSummary(r *store.Run) gen.RunSummary {
 	out := gen.RunSummary{Id: r.ID, Domain: r.Domain, Started: r.Started, Outcome: gen.Outcome(r.Outcome),
-		Counts: r.Counts, Intended: r.Intended}
+		Counts: r.Counts, Intended: r.Intended, ChangeCount: r.ChangeCount}
 	if !r.Ended.IsZero() {
 		t := r.Ended
 		out.Ended = &t
@@ -186,16 +186,24 @@ func (s *server) GetRun(ctx context.Context, req gen.GetRunRequestObject) (gen.G
 	out := gen.RunDetail{Id: sum.Id, Domain: sum.Domain, Started: sum.Started, Ended: sum.Ended, Outcome: sum.Outcome,
 		Stage: sum.Stage, Error: sum.Error, Server: sum.Server, Holder: sum.Holder, Counts: sum.Counts,
 		Intended: sum.Intended, References: sum.References, SettingsVersion: sum.SettingsVersion,
-		ChangesTotal: len(r.Changes)}
+		ChangeCount: sum.ChangeCount, ChangesTotal: r.ChangeCount}
 	if r.Settings != "" {
 		var m map[string]any
 		if json.Unmarshal([]byte(r.Settings), &m) == nil {
 			out.Settings = &m
 		}
 	}
-	lo := min(offset, len(r.Changes))
-	hi := min(lo+limit, len(r.Changes))
-	out.Changes = slices.Clip(r.Changes[lo:hi])
+	// Only the page asked for is read. limit=0 asks for none (the store's
+	// 0 would mean its default page).
+	if limit > 0 && offset < r.ChangeCount {
+		out.Changes, err = s.o.Store.RunChanges(ctx, name, req.Id, offset, limit)
+		if errors.Is(err, store.ErrNotFound) { // pruned since it was read
+			return nil, notFound("no run %d of %s", req.Id, name)
+		}
+		if err != nil {
+			return nil, err
+		}
+	}
 	if out.Changes == nil {
 		out.Changes = []store.RunChange{}
 	}

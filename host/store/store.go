@@ -181,9 +181,27 @@ type Run struct {
 	// Generation is the Snapshot.Generation the run's changes were computed
 	// from; Apply refuses the run if the domain was written since.
 	Generation int64 `json:"-"`
+	// ChangeCount is how many changes the run recorded: RunsPage, LastRuns
+	// and Run fill it without reading the changes. A writer (Apply,
+	// RecordRun, StartRun) sets it to len(Changes), whatever it was given.
+	ChangeCount int `json:"change_count"`
 	// Changes is the per-object list of what the run changed (or, with
-	// Intended set, would have changed).
+	// Intended set, would have changed), in order. Writers record it; no
+	// reader fills it (a run may have 100,000 changes): RunChanges reads
+	// them a page at a time.
 	Changes []RunChange `json:"changes,omitempty"`
+}
+
+// Member is a mailbox in a gateway group, as GroupMembers lists it.
+type Member struct {
+	// Address is the mailbox's primary address.
+	Address string `json:"address"`
+	// Source is how the membership was made: sdk.SourceLDAP by a sync
+	// (a create's groups, an add_member), sdk.SourceManual by hand
+	// (Assign, AddMailbox's groups).
+	Source string `json:"source"`
+	// MailboxSource is the mailbox's own source (Mailbox.Source).
+	MailboxSource string `json:"mailbox_source"`
 }
 
 // RunChange is one applied change as a run record keeps it: the object and
@@ -261,7 +279,8 @@ type Store interface {
 	// of it lands or none. It first checks that the domain's generation is
 	// still run.Generation (else ErrStoreChanged, nothing written), and
 	// bumps it. A run with an ID (from StartRun) has its row finished; one
-	// without gets a new row. It fills run.ID.
+	// without gets a new row. If run.Changes is nil it records
+	// RunChanges(changes). It fills run.ID and run.ChangeCount.
 	//
 	// Changes are applied as a set, not one by one in the given order:
 	// first the deletes, then the updates and adopts (each releasing the
@@ -269,29 +288,39 @@ type Store interface {
 	// may swap aliases in one run), then the creates, then the membership
 	// changes. An update keeps the mailbox's source and ignores
 	// After.Groups (memberships change only through add_member and
-	// remove_member); an adopt makes the mailbox sdk.SourceLDAP; an
-	// add_member of a member is no error.
+	// remove_member); an adopt makes the mailbox sdk.SourceLDAP. A
+	// create's groups and an add_member make memberships of source
+	// sdk.SourceLDAP; an add_member of a member is no error and makes that
+	// membership sdk.SourceLDAP, also one made by hand (the sync takes it
+	// over).
 	Apply(ctx context.Context, domain string, changes []Change, run *Run) error
 	// RecordRun records a run that changed nothing (failed, stopped,
 	// cancelled): it finishes the row StartRun wrote when run.ID is set,
-	// else writes a new row. It fills run.ID.
+	// else writes a new row. It fills run.ID and run.ChangeCount.
 	RecordRun(ctx context.Context, run *Run) error
-	// Runs lists a domain's runs, newest first by start time, then by
-	// id, with their changes.
-	Runs(ctx context.Context, domain string) ([]Run, error)
 	// RunsPage lists a domain's runs newest first by id, without their
-	// Changes: at most limit of them (1 to 1000; 0 means 50), only those
-	// with an id below beforeID (0: from the newest). The next page starts
-	// before the last id of this one; a page shorter than limit is the
-	// last. A limit outside 0..1000 or a negative beforeID is an error.
+	// Changes but with their ChangeCount: at most limit of them (1 to
+	// 1000; 0 means 50), only those with an id below beforeID (0: from the
+	// newest). The next page starts before the last id of this one; a page
+	// shorter than limit is the last. A limit outside 0..1000 or a
+	// negative beforeID is an error.
 	RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]Run, error)
 	// LastRuns returns the newest run (by id) of every domain that has
-	// one, without its Changes, by domain: a listing of many domains reads
-	// them in one query.
+	// one, as RunsPage gives it, by domain: a listing of many domains
+	// reads them in one query.
 	LastRuns(ctx context.Context) (map[string]Run, error)
-	// Run returns run id of the domain with its changes; ErrNotFound if
-	// there is none, also when run id belongs to another domain.
+	// Run returns run id of the domain as RunsPage gives it: without its
+	// Changes, with their ChangeCount. ErrNotFound if there is none, also
+	// when run id belongs to another domain.
 	Run(ctx context.Context, domain string, id int64) (*Run, error)
+	// RunChanges returns a page of the changes of run id of the domain, in
+	// their recorded order: at most limit of them (1 to 10000; 0 means
+	// 1000) from the one at index offset (0: the first). An offset at or
+	// past the run's ChangeCount gives none (and no error). A limit
+	// outside 0..10000 or a negative offset is an error; ErrNotFound if
+	// the domain has no run id, also when run id belongs to another
+	// domain.
+	RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]RunChange, error)
 	// PruneRuns deletes the finished runs of every domain that ended
 	// before before (a run recorded without an end time counts from its
 	// start), never a running one, and returns how many it deleted. Run ids
@@ -343,10 +372,11 @@ type Store interface {
 	// error.
 	ReleaseLease(ctx context.Context, domain, holder string) error
 	// StartRun writes run as "running" (its own short transaction), fills
-	// run.ID and notes it on the lease of run.Holder. The caller holds the
-	// domain's lease, so any other "running" row of the domain belongs to a
-	// holder that died: StartRun marks those "abandoned". A holder without
-	// the lease gets ErrLeaseLost and nothing is written.
+	// run.ID and run.ChangeCount, and notes the run on the lease of
+	// run.Holder. The caller holds the domain's lease, so any other
+	// "running" row of the domain belongs to a holder that died: StartRun
+	// marks those "abandoned". A holder without the lease gets
+	// ErrLeaseLost and nothing is written.
 	StartRun(ctx context.Context, run *Run) error
 
 	// AddGroup creates a gateway group (ErrExists if it does).
@@ -355,7 +385,14 @@ type Store interface {
 	RemoveGroup(ctx context.Context, domain, name string) error
 	// Groups lists a domain's gateway groups sorted by name.
 	Groups(ctx context.Context, domain string) ([]Group, error)
-	// Assign adds the mailbox owning address to group, by hand.
+	// GroupMembers lists the members of a domain's gateway group (its
+	// name byte-exact), sorted by address, each with the source of its
+	// membership and of its mailbox; ErrNotFound if the domain has no such
+	// group. A group without members has none (and no error).
+	GroupMembers(ctx context.Context, domain, group string) ([]Member, error)
+	// Assign adds the mailbox owning address to group, by hand: the
+	// membership's source is manual. A member already, whatever made it,
+	// is ErrExists.
 	Assign(ctx context.Context, domain, group, address string) error
 	// Unassign removes the mailbox owning address from group.
 	Unassign(ctx context.Context, domain, group, address string) error

@@ -15,6 +15,7 @@ import (
 
 	"github.com/dirsync/dirsync/host"
 	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -211,7 +212,7 @@ func setKeys(d *config.Domain, pairs []string) error {
 	return nil
 }
 
-// runShow prints one run with its changes.
+// runShow prints one run with all its changes, read a page at a time.
 func (c *cli) runShow(ctx context.Context, args []string) error {
 	f := newFlags("runs show", true, true)
 	pos, err := f.parse(args, 1, 1, "ID")
@@ -231,6 +232,13 @@ func (c *cli) runShow(ctx context.Context, args []string) error {
 		return err
 	}
 	if f.json {
+		err := eachChangePage(ctx, c.st, d.Name, id, func(page []store.RunChange) error {
+			r.Changes = append(r.Changes, page...)
+			return nil
+		})
+		if err != nil {
+			return err
+		}
 		return c.printJSON(r)
 	}
 	w := c.stdout
@@ -262,13 +270,16 @@ func (c *cli) runShow(ctx context.Context, args []string) error {
 	for _, ref := range r.References {
 		fmt.Fprintf(w, "referred, not read: %s\n", ref)
 	}
-	if len(r.Changes) > 0 {
-		what := "changes"
-		if r.Intended != nil {
-			what = "changes it would have made"
-		}
-		fmt.Fprintf(w, "\n%s (%d):\n", what, len(r.Changes))
-		for _, ch := range r.Changes {
+	if r.ChangeCount == 0 {
+		return nil
+	}
+	what := "changes"
+	if r.Intended != nil {
+		what = "changes it would have made"
+	}
+	fmt.Fprintf(w, "\n%s (%d):\n", what, r.ChangeCount)
+	return eachChangePage(ctx, c.st, d.Name, id, func(page []store.RunChange) error {
+		for _, ch := range page {
 			fmt.Fprintf(w, "  %s %s", ch.Kind, ch.Address)
 			if ch.Group != "" {
 				fmt.Fprintf(w, " %s", ch.Group)
@@ -278,6 +289,27 @@ func (c *cli) runShow(ctx context.Context, args []string) error {
 			}
 			fmt.Fprintln(w)
 		}
+		return nil
+	})
+}
+
+// changePage is how many changes runShow reads at a time.
+const changePage = 10000
+
+// eachChangePage calls fn with the changes of run id of domain, a page at a
+// time, in order.
+func eachChangePage(ctx context.Context, st store.Store, domain string, id int64, fn func([]store.RunChange) error) error {
+	for offset := 0; ; {
+		page, err := st.RunChanges(ctx, domain, id, offset, changePage)
+		if err != nil {
+			return err
+		}
+		if err := fn(page); err != nil {
+			return err
+		}
+		if len(page) < changePage {
+			return nil
+		}
+		offset += len(page)
 	}
-	return nil
 }

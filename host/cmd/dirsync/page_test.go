@@ -778,6 +778,9 @@ func TestPageGroupsRunsMailboxes(t *testing.T) {
 	if gs := get(pg, "Marketing's entry", chromedp.Text(`//ul[@id="groups"]/li[h3[starts-with(normalize-space(),"Marketing ")]]`)); !strings.Contains(gs, "alice@example.com") {
 		t.Errorf("the Groups page shows Marketing as %q, want alice@example.com a member", gs)
 	}
+	if m := get(pg, "alice's membership", chromedp.Text(`//ul[@id="groups"]/li[h3[starts-with(normalize-space(),"Marketing ")]]//li[starts-with(normalize-space(),"alice@example.com ")]`)); !strings.Contains(m, "directory mailbox") || !strings.Contains(m, "membership: from the directory") {
+		t.Errorf("the Groups page shows alice@example.com in Marketing as %q, want a directory mailbox's membership from the directory", m)
+	}
 
 	// Mailboxes: search for alice.
 	alice := pe.mailboxes()["alice@example.com"]
@@ -803,7 +806,8 @@ func TestPageGroupsRunsMailboxes(t *testing.T) {
 // pages without their buttons and its POSTs are refused (403); an
 // admin's cross-origin POSTs are refused (403); a same-origin "Create
 // gateway group" keeps the name byte for byte; removing a group takes
-// its confirmation page and a POST.
+// its confirmation page and a POST; a membership shows whether it was made
+// by hand or by a sync, also a directory mailbox's made by hand.
 func TestPageGroupsSecurity(t *testing.T) {
 	pe := newPageEnv(t)
 	base := pe.p.base
@@ -870,8 +874,9 @@ func TestPageGroupsSecurity(t *testing.T) {
 	if m := pe.groupList()[odd]; !slices.Equal(m, []string{"zoe@example.com"}) {
 		t.Errorf("after Add member the group's members are %q", m)
 	}
-	if _, body := send(t, admin, "GET", base+"/domains/example.com/groups", nil, nil); !strings.Contains(body, "zoe@example.com <span class=\"tag\">hand-made mailbox</span>") {
-		t.Errorf("the Groups page does not show zoe@example.com as a hand-made mailbox's membership:\n%s", body)
+	if _, body := send(t, admin, "GET", base+"/domains/example.com/groups", nil, nil); !strings.Contains(body, "zoe@example.com <span class=\"tag\">hand-made mailbox</span>") ||
+		!memberShown(body, "zoe@example.com", "hand-made mailbox", "hand-made") {
+		t.Errorf("the Groups page does not show zoe@example.com as a hand-made mailbox's hand-made membership:\n%s", body)
 	}
 	member.Set("action", "unassign")
 	if resp, _ := send(t, noRedirect(admin), "POST", base+"/domains/example.com/groups/members", member, nil); resp.StatusCode != http.StatusSeeOther {
@@ -903,4 +908,39 @@ func TestPageGroupsSecurity(t *testing.T) {
 	if resp, _ := send(t, admin, "GET", base+"/domains/example.com/runs/999", nil, nil); resp.StatusCode != 404 {
 		t.Errorf("a run that does not exist: %d, want 404", resp.StatusCode)
 	}
+
+	// A directory mailbox assigned by hand shows as a hand-made
+	// membership, beside one a sync made; the next sync, which finds
+	// alice in the directory group too, leaves hers hand-made. The switch
+	// is on only while the test syncs, so that no scheduled run comes in
+	// between.
+	syncOnce := func() {
+		pe.ok("domain", "set", "example.com", "sync=true")
+		pe.ok("sync", "--domain", "example.com", "--wait", "1m")
+		pe.ok("domain", "set", "example.com", "sync=false")
+	}
+	syncOnce()
+	pe.ok("group", "add", "--domain", "example.com", "Marketing")
+	assign := url.Values{"group": {"Marketing"}, "address": {"alice@example.com"}, "action": {"assign"}}
+	if resp, _ := send(t, noRedirect(admin), "POST", base+"/domains/example.com/groups/members", assign, nil); resp.StatusCode != http.StatusSeeOther {
+		t.Fatalf("Add member alice@example.com: %d", resp.StatusCode)
+	}
+	syncOnce()
+	_, body = send(t, admin, "GET", base+"/domains/example.com/groups", nil, nil)
+	if !memberShown(body, "alice@example.com", "directory mailbox", "hand-made") {
+		t.Errorf("the Groups page does not show alice@example.com, a directory mailbox assigned by hand, as hand-made:\n%s", body)
+	}
+	if !memberShown(body, "grace@example.com", "directory mailbox", "from the directory") {
+		t.Errorf("the Groups page does not show grace@example.com's membership as from the directory:\n%s", body)
+	}
+	if strings.Contains(body, "does not say whether") {
+		t.Errorf("the Groups page still says the store cannot tell a membership's source:\n%s", body)
+	}
+}
+
+// memberShown reports whether the Groups page body lists address with its
+// mailbox's source and its membership's, as the page words them.
+func memberShown(body, address, mailbox, membership string) bool {
+	return regexp.MustCompile(regexp.QuoteMeta(address) + ` <span class="tag">` + regexp.QuoteMeta(mailbox) +
+		`</span>\s*<span class="membership">membership: ` + regexp.QuoteMeta(membership) + `</span>`).MatchString(body)
 }

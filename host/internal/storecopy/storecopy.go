@@ -21,8 +21,8 @@
 // deleted row. (PostgreSQL never rolls a sequence back: a copy that fails
 // after moving them leaves them moved, which skips ids and reuses none.)
 //
-// The mapping, SQLite (schema version 3, host/store/sqlite) to PostgreSQL
-// (schema version 1, host/store/postgres/migrations):
+// The mapping, SQLite (schema version 4, host/store/sqlite) to PostgreSQL
+// (schema version 2, host/store/postgres/migrations):
 //
 //	domains      name, generation                → domains: the same
 //	mailboxes    id, domain, primary_address, kind, display_name, source, dir_id, dn
@@ -32,7 +32,8 @@
 //	groups       id, domain, name, source        → groups: the same, ids kept
 //	memberships  mailbox_id, group_id, source    → memberships: the same
 //	runs         id, domain, outcome, stage, error, server, holder,
-//	             settings_version, settings      → runs: the same, ids kept
+//	             settings_version, settings, change_count
+//	                                             → runs: the same, ids kept
 //	             started (text, UTC)             → started timestamptz
 //	             ended (text, '' if none)        → ended timestamptz, NULL if none
 //	             counts (JSON text)              → counts jsonb
@@ -42,7 +43,9 @@
 //	                                             → run_changes: one row per change,
 //	                                               (run_id, seq = its index from 0,
 //	                                               kind, address, grp = group,
-//	                                               before, after = the views as JSON)
+//	                                               before, after = the views as JSON);
+//	                                               a list whose length is not the
+//	                                               run's change_count stops the copy
 //	settings     domain, version, settings (bytes), secret (bytes or NULL),
 //	             author                          → settings: the same, byte for byte
 //	             created (text, UTC)             → created timestamptz
@@ -381,9 +384,9 @@ func (c *copier) copyTable(table string) (int64, error) {
 			})
 	case "runs":
 		return c.copyRows(table, `SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings_version,
-				settings, counts, intended, refs FROM runs ORDER BY id`,
+				settings, counts, intended, refs, change_count FROM runs ORDER BY id`,
 			[]string{"id", "domain", "started", "ended", "outcome", "stage", "error", "server", "holder", "settings_version",
-				"settings", "counts", "intended", "refs"},
+				"settings", "counts", "intended", "refs", "change_count"},
 			runRow)
 	case "run_changes":
 		return c.copyChanges()
@@ -441,10 +444,11 @@ func (s *rowSource) Err() error             { return s.err }
 // runRow converts a row of the source's runs.
 func runRow(r *sql.Rows) ([]any, error) {
 	var id, settingsVersion int64
+	var changeCount int32
 	var domain, started, ended, outcome, stage, errText, server, holder, counts string
 	var settings, intended, refs sql.NullString
 	if err := r.Scan(&id, &domain, &started, &ended, &outcome, &stage, &errText, &server, &holder, &settingsVersion,
-		&settings, &counts, &intended, &refs); err != nil {
+		&settings, &counts, &intended, &refs, &changeCount); err != nil {
 		return nil, err
 	}
 	fail := func(what string, err error) ([]any, error) {
@@ -494,7 +498,7 @@ func runRow(r *sql.Rows) ([]any, error) {
 		}
 	}
 	return []any{id, domain, start, end, outcome, stage, errText, server, holder, settingsVersion,
-		set, countsJSON, intendedJSON, references}, nil
+		set, countsJSON, intendedJSON, references, changeCount}, nil
 }
 
 // settingsRow converts a row of the source's settings.
@@ -519,7 +523,7 @@ func settingsRow(r *sql.Rows) ([]any, error) {
 // copyChanges writes the change lists of the source's runs as rows of the
 // target's run_changes, one per change, in their order.
 func (c *copier) copyChanges() (int64, error) {
-	rows, err := c.src.QueryContext(c.ctx, `SELECT id, changes FROM runs WHERE changes IS NOT NULL ORDER BY id`)
+	rows, err := c.src.QueryContext(c.ctx, `SELECT id, changes, change_count FROM runs WHERE changes IS NOT NULL ORDER BY id`)
 	if err != nil {
 		return 0, fmt.Errorf("read: %w", err)
 	}
@@ -537,7 +541,8 @@ func (c *copier) copyChanges() (int64, error) {
 }
 
 // changeSource feeds COPY the changes of the runs of a source query (id,
-// changes), decoding one run's list at a time.
+// changes, change_count), decoding one run's list at a time and checking
+// its length against the run's count.
 type changeSource struct {
 	rows *sql.Rows
 	run  int64
@@ -556,13 +561,16 @@ func (s *changeSource) Next() bool {
 			return false
 		}
 		var blob []byte
-		if err := s.rows.Scan(&s.run, &blob); err != nil {
+		var count int
+		if err := s.rows.Scan(&s.run, &blob, &count); err != nil {
 			s.err = fmt.Errorf("read: %w", err)
 			return false
 		}
 		s.list, s.next = nil, 0
 		if s.list, s.err = decodeChanges(blob); s.err != nil {
 			s.err = fmt.Errorf("run %d: changes: %w", s.run, s.err)
+		} else if len(s.list) != count {
+			s.err = fmt.Errorf("run %d: changes: %d in its list, %d by its count", s.run, len(s.list), count)
 		}
 	}
 	if s.err != nil {

@@ -18,6 +18,7 @@ import (
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/host/store/postgres"
 	"github.com/dirsync/dirsync/host/store/sqlite"
+	"github.com/dirsync/dirsync/host/store/storetest"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -46,7 +47,7 @@ func TestSchemasAreMapped(t *testing.T) {
 		"addresses":       "address domain mailbox_id is_primary",
 		"groups":          "id domain name source",
 		"memberships":     "mailbox_id group_id source",
-		"runs":            "id domain started ended outcome error server counts changes stage holder settings intended refs settings_version",
+		"runs":            "id domain started ended outcome error server counts changes stage holder settings intended refs settings_version change_count",
 		"leases":          "domain holder run_id since expiry",
 		"settings":        "domain version settings secret author created removed",
 		"sqlite_sequence": "name seq",
@@ -57,7 +58,7 @@ func TestSchemasAreMapped(t *testing.T) {
 		"addresses":         "address domain mailbox_id is_primary",
 		"groups":            "id domain name source",
 		"memberships":       "mailbox_id group_id source",
-		"runs":              "id domain started ended outcome stage error server holder settings_version settings counts intended refs",
+		"runs":              "id domain started ended outcome stage error server holder settings_version settings counts intended refs change_count",
 		"run_changes":       "run_id seq kind address grp before after",
 		"leases":            "domain holder run_id since expiry",
 		"settings":          "domain version settings secret author created removed",
@@ -318,8 +319,8 @@ func TestCopy(t *testing.T) {
 			}
 			same("snapshot of "+d, a, b)
 		}
-		a, err1 := src.Runs(ctx, d)
-		b, err2 := dst.Runs(ctx, d)
+		a, err1 := storetest.AllRuns(ctx, src, d)
+		b, err2 := storetest.AllRuns(ctx, dst, d)
 		if err1 != nil || err2 != nil {
 			t.Fatal(err1, err2)
 		}
@@ -496,35 +497,51 @@ func TestCopyMismatch(t *testing.T) {
 	}
 }
 
-// TestCopyDamagedChanges: a change list that does not decode stops the
-// copy, naming its run, and writes nothing.
+// TestCopyDamagedChanges: a change list that does not decode, or whose
+// length is not the run's change count, stops the copy, naming its run, and
+// writes nothing.
 func TestCopyDamagedChanges(t *testing.T) {
-	f := newFixture(t)
-	s, err := sqlite.Open(f.path)
-	if err != nil {
-		t.Fatal(err)
+	tests := []struct {
+		name, damage string
+		want         func(id, n int64) string // n: the run's changes
+	}{
+		{"NotGzip", `UPDATE runs SET changes = x'1f8b00' WHERE id = ?`,
+			func(id, _ int64) string { return fmt.Sprintf("copy run changes: run %d: changes:", id) }},
+		{"CountDiffers", `UPDATE runs SET change_count = change_count + 1 WHERE id = ?`,
+			func(id, n int64) string {
+				return fmt.Sprintf("copy run changes: run %d: changes: %d in its list, %d by its count", id, n, n+1)
+			}},
 	}
-	var id int64
-	if err := s.DB().QueryRow(`SELECT min(id) FROM runs WHERE changes IS NOT NULL`).Scan(&id); err != nil {
-		t.Fatal(err)
-	}
-	if _, err := s.DB().Exec(`UPDATE runs SET changes = x'1f8b00' WHERE id = ?`, id); err != nil {
-		t.Fatal(err)
-	}
-	s.Close()
-	src, err := sqlite.OpenReadOnly(f.path)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer src.Close()
-	dst := openTarget(t)
-	_, err = Copy(t.Context(), src, dst, Options{})
-	if err == nil || !strings.Contains(err.Error(), fmt.Sprintf("copy run changes: run %d: changes:", id)) {
-		t.Fatalf("Copy: %v, want the damaged changes of run %d", err, id)
-	}
-	for table, n := range targetCounts(t, dst) {
-		if n != 0 {
-			t.Errorf("%d rows of %s left after the failed copy", n, table)
-		}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			f := newFixture(t)
+			s, err := sqlite.Open(f.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			var id, n int64
+			if err := s.DB().QueryRow(`SELECT id, change_count FROM runs WHERE changes IS NOT NULL ORDER BY id LIMIT 1`).Scan(&id, &n); err != nil {
+				t.Fatal(err)
+			}
+			if _, err := s.DB().Exec(tc.damage, id); err != nil {
+				t.Fatal(err)
+			}
+			s.Close()
+			src, err := sqlite.OpenReadOnly(f.path)
+			if err != nil {
+				t.Fatal(err)
+			}
+			defer src.Close()
+			dst := openTarget(t)
+			_, err = Copy(t.Context(), src, dst, Options{})
+			if want := tc.want(id, n); err == nil || !strings.Contains(err.Error(), want) {
+				t.Fatalf("Copy: %v, want %q", err, want)
+			}
+			for table, n := range targetCounts(t, dst) {
+				if n != 0 {
+					t.Errorf("%d rows of %s left after the failed copy", n, table)
+				}
+			}
+		})
 	}
 }

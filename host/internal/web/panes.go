@@ -91,11 +91,12 @@ type groupItem struct {
 	Members []memberItem
 }
 
-// memberItem is a mailbox in a group, with where the mailbox comes from:
-// a hand-made (manual) mailbox's memberships are all hand-made.
+// memberItem is a mailbox in a group: how the membership was made (Source:
+// "manual" by hand, "ldap" by a sync) and where the mailbox comes from.
 type memberItem struct {
-	Address string
-	Source  string
+	Address       string
+	Source        string
+	MailboxSource string
 }
 
 // groupList reads the domain's gateway groups with their members.
@@ -104,22 +105,20 @@ func (s *server) groupList(r *http.Request, domain string) ([]groupItem, error) 
 	if err != nil {
 		return nil, err
 	}
-	mbs, err := s.o.Store.Mailboxes(r.Context(), domain)
-	if err != nil {
-		return nil, err
-	}
-	out := make([]groupItem, len(groups))
-	idx := map[string]int{}
-	for i, g := range groups {
-		idx[g.Name] = i
-		out[i] = groupItem{Name: g.Name, Source: g.Source}
-	}
-	for _, m := range mbs { // sorted by primary address
-		for _, g := range m.Groups {
-			if i, ok := idx[g]; ok {
-				out[i].Members = append(out[i].Members, memberItem{Address: m.Primary, Source: m.Source})
-			}
+	out := make([]groupItem, 0, len(groups))
+	for _, g := range groups {
+		members, err := s.o.Store.GroupMembers(r.Context(), domain, g.Name)
+		if errors.Is(err, store.ErrNotFound) {
+			continue // removed since Groups read it
 		}
+		if err != nil {
+			return nil, err
+		}
+		item := groupItem{Name: g.Name, Source: g.Source}
+		for _, m := range members { // sorted by address
+			item.Members = append(item.Members, memberItem{Address: m.Address, Source: m.Source, MailboxSource: m.MailboxSource})
+		}
+		out = append(out, item)
 	}
 	return out, nil
 }
@@ -375,6 +374,34 @@ type runView struct {
 	Prev, Next  int // page numbers, 0: none
 }
 
+// readRunPage reads run id of domain and the changes of its page n (1-based;
+// the first page when n is past the last): that page's only.
+func (s *server) readRunPage(r *http.Request, domain string, id int64, n int) (*runView, error) {
+	run, err := s.o.Store.Run(r.Context(), domain, id)
+	if err != nil {
+		return nil, err
+	}
+	total := run.ChangeCount
+	v := &runView{Name: domain, Run: runItem{Run: *run, Took: took(run)}, Total: total}
+	start := (n - 1) * changesPerPage
+	if start >= total {
+		start, n = 0, 1
+	}
+	if total > 0 {
+		if v.Changes, err = s.o.Store.RunChanges(r.Context(), domain, id, start, changesPerPage); err != nil {
+			return nil, err
+		}
+	}
+	v.From = start + 1
+	if n > 1 {
+		v.Prev = n - 1
+	}
+	if start+changesPerPage < total {
+		v.Next = n + 1
+	}
+	return v, nil
+}
+
 // runPage is GET /domains/{domain}/runs/{id}?page=N.
 func (s *server) runPage(w http.ResponseWriter, r *http.Request) {
 	q, set, ok := s.pane(w, r)
@@ -383,11 +410,12 @@ func (s *server) runPage(w http.ResponseWriter, r *http.Request) {
 	}
 	defer q.release()
 	id, err := strconv.ParseInt(r.PathValue("id"), 10, 64)
-	var run *store.Run
+	var v *runView
 	if err == nil {
-		run, err = s.o.Store.Run(r.Context(), set.Name, id)
+		v, err = s.readRunPage(r, set.Name, id, pageNumber(r))
 	}
 	if err != nil {
+		// A run pruned between its reads is no run either.
 		if errors.Is(err, store.ErrNotFound) || errors.Is(err, strconv.ErrSyntax) || errors.Is(err, strconv.ErrRange) {
 			s.show(w, r, q, http.StatusNotFound, "message", set.Name, &page{Title: "No such run", Nav: &nav{Domain: set.Name, Current: "runs"},
 				Message: "There is no run " + r.PathValue("id") + " of " + set.Name + "."})
@@ -396,20 +424,7 @@ func (s *server) runPage(w http.ResponseWriter, r *http.Request) {
 		s.fail(w, r, err)
 		return
 	}
-	n := pageNumber(r)
-	v := &runView{Name: set.Name, Run: runItem{Run: *run, Took: took(run)}, Total: len(run.Changes)}
-	start := (n - 1) * changesPerPage
-	if start >= len(run.Changes) {
-		start, n = 0, 1
-	}
-	end := min(start+changesPerPage, len(run.Changes))
-	v.Changes, v.From = run.Changes[start:end], start+1
-	if n > 1 {
-		v.Prev = n - 1
-	}
-	if end < len(run.Changes) {
-		v.Next = n + 1
-	}
+	run := &v.Run.Run
 	s.show(w, r, q, http.StatusOK, "run", set.Name, &page{Title: fmt.Sprintf("Run %d · %s", run.ID, set.Name),
 		Nav: &nav{Domain: set.Name, Current: "runs"}, Run: v})
 }

@@ -35,7 +35,8 @@ import (
 //     exist (store.ErrNotFound); only mailboxes of domain are touched.
 //   - The run record: a run with an ID (from StartRun) has its row finished;
 //     one without gets a new row. If run.Changes is nil it is filled from
-//     changes. Apply sets run.ID, and run.Domain if empty.
+//     changes. Apply sets run.ID and run.ChangeCount, and run.Domain if
+//     empty.
 func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change, run *store.Run) error {
 	domain, err := normDomain(domain)
 	if err != nil {
@@ -160,6 +161,7 @@ func (tx *applyTx) delete(c *store.Change) error {
 	if m.Source == sdk.SourceLDAP {
 		delete(tx.dirIDs, m.DirID)
 	}
+	tx.d.drop(m)
 	delete(tx.d.mailboxes, m.ID)
 	return nil
 }
@@ -238,10 +240,13 @@ func (tx *applyTx) create(c *store.Change) error {
 	m := &store.Mailbox{
 		ID: tx.lastID, DirID: c.After.DirID, DN: c.After.DN, Kind: kind,
 		Primary: addrs[0], Aliases: sortedSet(addrs[1:]), DisplayName: c.After.DisplayName,
-		Source: sdk.SourceLDAP, Groups: sortedSet(c.After.Groups),
+		Source: sdk.SourceLDAP,
 	}
 	if err := tx.take(m); err != nil {
 		return err
+	}
+	for _, g := range c.After.Groups {
+		tx.d.join(m, g, sdk.SourceLDAP)
 	}
 	tx.d.mailboxes[m.ID] = m
 	tx.dirIDs[m.DirID] = m.ID
@@ -249,10 +254,11 @@ func (tx *applyTx) create(c *store.Change) error {
 	return nil
 }
 
-// membership adds the mailbox to c.Group or removes it. The mailbox is
-// c.Before (by id), or c.After (by directory id) for one created in this
-// Apply. Adding a member that is one already is no error; removing one that
-// is not is store.ErrNotFound.
+// membership adds the mailbox to c.Group (a membership of source ldap) or
+// removes it. The mailbox is c.Before (by id), or c.After (by directory id)
+// for one created in this Apply. Adding a member that is one already is no
+// error and makes its membership an LDAP one, also one made by hand;
+// removing one that is not is store.ErrNotFound.
 func (tx *applyTx) membership(c *store.Change) error {
 	if !tx.d.groups[c.Group] {
 		return fmt.Errorf("group %q in %s: %w", c.Group, tx.domain, store.ErrNotFound)
@@ -274,13 +280,13 @@ func (tx *applyTx) membership(c *store.Change) error {
 		return errors.New("membership change names no mailbox")
 	}
 	if c.Kind == sdk.ChangeAddMember {
-		m.Groups = withString(m.Groups, c.Group)
+		tx.d.join(m, c.Group, sdk.SourceLDAP)
 		return nil
 	}
 	if !slices.Contains(m.Groups, c.Group) {
 		return fmt.Errorf("membership of mailbox %d in group %q: %w", m.ID, c.Group, store.ErrNotFound)
 	}
-	m.Groups = withoutString(m.Groups, c.Group)
+	tx.d.leave(m, c.Group)
 	return nil
 }
 

@@ -54,20 +54,21 @@ func (s *Store) RemoveGroup(ctx context.Context, domain, name string) error {
 	}
 	delete(d.groups, name)
 	for _, m := range d.mailboxes {
-		m.Groups = withoutString(m.Groups, name)
+		d.leave(m, name)
 	}
 	d.generation++
 	return nil
 }
 
 // Assign adds the mailbox of domain that owns address (primary or alias) to
-// group, by hand; store.ErrExists if it is a member already.
+// group, by hand (a membership of source manual); store.ErrExists if it is a
+// member already, whatever made the membership.
 func (s *Store) Assign(ctx context.Context, domain, group, address string) error {
-	return s.membership(ctx, domain, group, address, func(m *store.Mailbox) error {
+	return s.membership(ctx, domain, group, address, func(d *domainState, m *store.Mailbox) error {
 		if slices.Contains(m.Groups, group) {
 			return fmt.Errorf("mailbox %s in group %q: %w", m.Primary, group, store.ErrExists)
 		}
-		m.Groups = withString(m.Groups, group)
+		d.join(m, group, sdk.SourceManual)
 		return nil
 	})
 }
@@ -76,19 +77,19 @@ func (s *Store) Assign(ctx context.Context, domain, group, address string) error
 // alias) from group, whoever made the membership; store.ErrNotFound if it
 // is not a member.
 func (s *Store) Unassign(ctx context.Context, domain, group, address string) error {
-	return s.membership(ctx, domain, group, address, func(m *store.Mailbox) error {
+	return s.membership(ctx, domain, group, address, func(d *domainState, m *store.Mailbox) error {
 		if !slices.Contains(m.Groups, group) {
 			return fmt.Errorf("mailbox %s in group %q: %w", m.Primary, group, store.ErrNotFound)
 		}
-		m.Groups = withoutString(m.Groups, group)
+		d.leave(m, group)
 		return nil
 	})
 }
 
 // membership finds the group and the mailbox of address in domain, calls
-// change with the mailbox, and bumps the domain's generation if change
-// succeeds. change must fail without changing anything.
-func (s *Store) membership(ctx context.Context, domain, group, address string, change func(*store.Mailbox) error) error {
+// change with the domain and the mailbox, and bumps the domain's generation
+// if change succeeds. change must fail without changing anything.
+func (s *Store) membership(ctx context.Context, domain, group, address string, change func(*domainState, *store.Mailbox) error) error {
 	domain, err := normDomain(domain)
 	if err != nil {
 		return err
@@ -109,7 +110,7 @@ func (s *Store) membership(ctx context.Context, domain, group, address string, c
 	if !ok || o.domain != domain {
 		return fmt.Errorf("mailbox with address %q in %s: %w", addr, domain, store.ErrNotFound)
 	}
-	if err := change(d.mailboxes[o.id]); err != nil {
+	if err := change(d, d.mailboxes[o.id]); err != nil {
 		return err
 	}
 	d.generation++
@@ -117,7 +118,7 @@ func (s *Store) membership(ctx context.Context, domain, group, address string, c
 }
 
 // AddMailbox creates a hand-made mailbox (source manual) with its aliases
-// and groups, and returns its id. Addresses are kept in lower case; one that
+// and groups (memberships of source manual), and returns its id. Addresses are kept in lower case; one that
 // any mailbox of any domain owns is store.ErrExists, an unknown group
 // store.ErrNotFound, and then nothing is created.
 func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) (int64, error) {
@@ -156,7 +157,10 @@ func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) 
 	nm := &store.Mailbox{
 		ID: s.lastMailbox, DirID: m.DirID, DN: m.DN, Kind: kind,
 		Primary: addrs[0], Aliases: sortedSet(addrs[1:]), DisplayName: m.DisplayName,
-		Source: sdk.SourceManual, Groups: sortedSet(m.Groups),
+		Source: sdk.SourceManual,
+	}
+	for _, g := range m.Groups {
+		d.join(nm, g, sdk.SourceManual)
 	}
 	d.mailboxes[nm.ID] = nm
 	for _, a := range addrs {
@@ -194,6 +198,7 @@ func (s *Store) RemoveMailbox(ctx context.Context, domain, address string) error
 	for _, a := range mailboxAddresses(m) {
 		delete(s.owners, a)
 	}
+	d.drop(m)
 	delete(d.mailboxes, m.ID)
 	d.generation++
 	return nil

@@ -28,7 +28,10 @@
 //     change, and store.ErrStoreChanged when a run's snapshot is stale: Apply;
 //   - leases with a holder and an expiry, and StartRun marking a dead
 //     holder's running runs abandoned: runs.go;
-//   - runs listed, paged by id and pruned, ids never reused: runs.go;
+//   - the source of each membership (a sync's, or made by hand), kept
+//     beside the mailboxes' groups: domainState.sources, here;
+//   - runs paged by id, their changes paged, runs pruned, ids never
+//     reused: runs.go;
 //   - settings versions and store.ErrConflict on a stale expected version:
 //     settings.go;
 //   - Resolve, from any address to its mailbox's primary address: here.
@@ -80,6 +83,37 @@ type domainState struct {
 	// groups holds the names of the gateway groups, byte-exact: "Sales" and
 	// "sales" are two groups. An operator makes them (source manual).
 	groups map[string]bool
+	// sources holds the source of every membership, one entry for each
+	// group of each mailbox: sdk.SourceLDAP for one a sync made,
+	// sdk.SourceManual for one made by hand. join, leave and drop keep it
+	// in step with the mailboxes' groups.
+	sources map[membership]string
+}
+
+// membership is a mailbox's membership of a group.
+type membership struct {
+	mailbox int64
+	group   string
+}
+
+// join adds m to group with a membership of source; a membership m has
+// already takes that source.
+func (d *domainState) join(m *store.Mailbox, group, source string) {
+	m.Groups = withString(m.Groups, group)
+	d.sources[membership{m.ID, group}] = source
+}
+
+// leave removes m from group.
+func (d *domainState) leave(m *store.Mailbox, group string) {
+	m.Groups = withoutString(m.Groups, group)
+	delete(d.sources, membership{m.ID, group})
+}
+
+// drop forgets the memberships of m, a mailbox being deleted.
+func (d *domainState) drop(m *store.Mailbox) {
+	for _, g := range m.Groups {
+		delete(d.sources, membership{m.ID, g})
+	}
 }
 
 // owner is the mailbox that owns an address.
@@ -140,7 +174,8 @@ func (s *Store) domain(name string) *domainState {
 func (s *Store) ensureDomain(name string) *domainState {
 	d := s.domains[name]
 	if d == nil {
-		d = &domainState{mailboxes: make(map[int64]*store.Mailbox), groups: make(map[string]bool)}
+		d = &domainState{mailboxes: make(map[int64]*store.Mailbox), groups: make(map[string]bool),
+			sources: make(map[membership]string)}
 		s.domains[name] = d
 	}
 	return d
@@ -231,6 +266,32 @@ func (s *Store) Groups(ctx context.Context, domain string) ([]store.Group, error
 	return s.domain(domain).sortedGroups(), nil
 }
 
+// GroupMembers lists the members of a domain's gateway group (name
+// byte-exact) sorted by address, with the source of each membership and of
+// its mailbox; store.ErrNotFound if the domain has no such group.
+func (s *Store) GroupMembers(ctx context.Context, domain, group string) ([]store.Member, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	d := s.domain(domain)
+	if !d.groups[group] {
+		return nil, fmt.Errorf("group %q in %s: %w", group, domain, store.ErrNotFound)
+	}
+	var members []store.Member
+	for _, m := range d.mailboxes {
+		if slices.Contains(m.Groups, group) {
+			members = append(members, store.Member{Address: m.Primary, Source: d.sources[membership{m.ID, group}], MailboxSource: m.Source})
+		}
+	}
+	slices.SortFunc(members, func(a, b store.Member) int { return strings.Compare(a.Address, b.Address) })
+	return members, nil
+}
+
 // Resolve returns the primary address of the mailbox that owns address
 // (primary or alias, any case), in any domain (R8).
 func (s *Store) Resolve(ctx context.Context, address string) (string, error) {
@@ -275,9 +336,13 @@ func (d *domainState) clone() *domainState {
 		generation: d.generation,
 		mailboxes:  make(map[int64]*store.Mailbox, len(d.mailboxes)),
 		groups:     maps.Clone(d.groups),
+		sources:    maps.Clone(d.sources),
 	}
 	if c.groups == nil {
 		c.groups = make(map[string]bool)
+	}
+	if c.sources == nil {
+		c.sources = make(map[membership]string)
 	}
 	for id, m := range d.mailboxes {
 		cp := copyMailbox(m)

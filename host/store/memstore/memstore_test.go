@@ -65,8 +65,12 @@ func TestCopies(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	if wantRun.References[0] != "ldap://dc2.example.com/" || wantRun.Changes[0].After.Aliases[0] != "b@example.com" {
-		t.Fatalf("the store kept the run's slices: %+v", wantRun)
+	wantChanges, err := s.RunChanges(ctx, "example.com", run.ID, 0, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if wantRun.References[0] != "ldap://dc2.example.com/" || wantChanges[0].After.Aliases[0] != "b@example.com" {
+		t.Fatalf("the store kept the run's slices: %+v, %+v", wantRun, wantChanges)
 	}
 
 	// Out: change everything handed out, then read again.
@@ -76,12 +80,15 @@ func TestCopies(t *testing.T) {
 		}
 	}
 	r := *wantRun
-	r.References[0], r.Changes[0].After.Aliases[0] = "changed", "changed"
+	r.References[0], wantChanges[0].After.Aliases[0] = "changed", "changed"
 	if got, _ := s.Mailboxes(ctx, "example.com"); reflect.DeepEqual(got, want) {
 		t.Errorf("changing the mailboxes handed out changed the store: %+v", got)
 	}
 	if got, _ := s.Run(ctx, "example.com", run.ID); reflect.DeepEqual(got, &r) {
 		t.Errorf("changing the run handed out changed the store: %+v", got)
+	}
+	if got, _ := s.RunChanges(ctx, "example.com", run.ID, 0, 0); reflect.DeepEqual(got, wantChanges) {
+		t.Errorf("changing the changes handed out changed the store: %+v", got)
 	}
 }
 

@@ -143,7 +143,7 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 
 // RecordRun records a run that changed nothing (failed, stopped,
 // cancelled): it finishes the row StartRun wrote when run.ID is set, else
-// writes a new row and sets run.ID.
+// writes a new row and sets run.ID. It sets run.ChangeCount.
 func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return errors.New("record run: no run")
@@ -167,8 +167,10 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 
 // writeRun stores a copy of run: a new row with the next id (set in run.ID)
 // if run.ID is 0, else over the row of run.ID, which keeps its start time.
-// The caller has checked that a row of run.ID exists.
+// It sets run.ChangeCount, the number of run.Changes. The caller has checked
+// that a row of run.ID exists.
 func (s *Store) writeRun(run *store.Run) {
+	run.ChangeCount = len(run.Changes)
 	r := copyRun(run, true)
 	r.Generation = 0 // not part of the record
 	if run.ID == 0 {
@@ -191,32 +193,6 @@ func (s *Store) runIndex(domain string, id int64) int {
 	return i
 }
 
-// Runs lists a domain's runs, newest first by start time (then by id), with
-// their changes.
-func (s *Store) Runs(ctx context.Context, domain string) ([]store.Run, error) {
-	domain, err := normDomain(domain)
-	if err != nil {
-		return nil, err
-	}
-	if err := s.lock(ctx); err != nil {
-		return nil, err
-	}
-	defer s.mu.Unlock()
-	var runs []store.Run
-	for i := range s.runs {
-		if s.runs[i].Domain == domain {
-			runs = append(runs, copyRun(&s.runs[i], true))
-		}
-	}
-	slices.SortFunc(runs, func(a, b store.Run) int {
-		if c := b.Started.Compare(a.Started); c != 0 {
-			return c
-		}
-		return cmp.Compare(b.ID, a.ID)
-	})
-	return runs, nil
-}
-
 // Limits of RunsPage.
 const (
 	defaultRunsPage = 50
@@ -225,7 +201,8 @@ const (
 
 // RunsPage lists at most limit (1 to 1000; 0 means 50) of a domain's runs
 // with ids below beforeID (0: from the newest), newest first by id, without
-// their changes. s.runs is in id order, so it is read from the end.
+// their changes (with their count). s.runs is in id order, so it is read
+// from the end.
 func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]store.Run, error) {
 	domain, err := normDomain(domain)
 	if err != nil {
@@ -270,8 +247,9 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
 	return last, nil
 }
 
-// Run returns run id of domain with its changes; store.ErrNotFound if there
-// is none, also when run id belongs to another domain.
+// Run returns run id of domain without its changes (with their count);
+// store.ErrNotFound if there is none, also when run id belongs to another
+// domain.
 func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, error) {
 	domain, err := normDomain(domain)
 	if err != nil {
@@ -285,8 +263,48 @@ func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, e
 	if i < 0 {
 		return nil, fmt.Errorf("run %d of %s: %w", id, domain, store.ErrNotFound)
 	}
-	r := copyRun(&s.runs[i], true)
+	r := copyRun(&s.runs[i], false)
 	return &r, nil
+}
+
+// Limits of RunChanges.
+const (
+	defaultChangesPage = 1000
+	maxChangesPage     = 10000
+)
+
+// RunChanges returns copies of at most limit (1 to 10000; 0 means 1000) of
+// the changes of run id of domain, from index offset, in their order;
+// store.ErrNotFound if there is no such run, also when run id belongs to
+// another domain. The run keeps its changes as one slice: a page is a part
+// of it.
+func (s *Store) RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]store.RunChange, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case limit == 0:
+		limit = defaultChangesPage
+	case limit < 0 || limit > maxChangesPage:
+		return nil, fmt.Errorf("changes of run %d of %s: page size %d is not between 1 and %d", id, domain, limit, maxChangesPage)
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("changes of run %d of %s: offset %d is negative", id, domain, offset)
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, err
+	}
+	defer s.mu.Unlock()
+	i := s.runIndex(domain, id)
+	if i < 0 {
+		return nil, fmt.Errorf("run %d of %s: %w", id, domain, store.ErrNotFound)
+	}
+	all := s.runs[i].Changes
+	if offset >= len(all) {
+		return nil, nil
+	}
+	return copyChanges(all[offset:min(offset+limit, len(all))]), nil
 }
 
 // PruneRuns deletes the finished runs that ended before before (one recorded
@@ -318,12 +336,22 @@ func copyRun(r *store.Run, withChanges bool) store.Run {
 	}
 	c.References = cloneStrings(r.References)
 	c.Changes = nil
-	if withChanges && len(r.Changes) > 0 {
-		c.Changes = make([]store.RunChange, len(r.Changes))
-		for i, rc := range r.Changes {
-			rc.Before, rc.After = copyView(rc.Before), copyView(rc.After)
-			c.Changes[i] = rc
-		}
+	if withChanges {
+		c.Changes = copyChanges(r.Changes)
+	}
+	return c
+}
+
+// copyChanges returns a copy of rcs that shares no memory with it; nil if
+// it is empty.
+func copyChanges(rcs []store.RunChange) []store.RunChange {
+	if len(rcs) == 0 {
+		return nil
+	}
+	c := make([]store.RunChange, len(rcs))
+	for i, rc := range rcs {
+		rc.Before, rc.After = copyView(rc.Before), copyView(rc.After)
+		c[i] = rc
 	}
 	return c
 }

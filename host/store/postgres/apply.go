@@ -42,8 +42,8 @@ import (
 // names it as the SQLite store's does.
 //
 // If run.Changes is nil, Apply fills it from changes, in their given order.
-// It sets run.ID (and run.Domain if empty). On error nothing is written and
-// the error names the change that failed.
+// It sets run.ID and run.ChangeCount (and run.Domain if empty). On error
+// nothing is written and the error names the change that failed.
 func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change, run *store.Run) error {
 	domain, err := normDomain(domain)
 	if err != nil {
@@ -97,7 +97,7 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		}
 		return fmt.Errorf("apply to %s: %w", domain, err)
 	}
-	run.ID = r.ID
+	run.ID, run.ChangeCount = r.ID, len(run.Changes)
 	return nil
 }
 

@@ -268,7 +268,7 @@ func TestOpenReadOnly(t *testing.T) {
 		!reflect.DeepEqual(ms[0].Groups, []string{"Sales"}) {
 		t.Errorf("Mailboxes = %+v, %v", ms, err)
 	}
-	if runs, err := r.Runs(ctx, "example.com"); err != nil || len(runs) != 1 || runs[0].Stage != "fetch" {
+	if runs, err := storetest.AllRuns(ctx, r, "example.com"); err != nil || len(runs) != 1 || runs[0].Stage != "fetch" {
 		t.Errorf("Runs = %+v, %v", runs, err)
 	}
 	if p, err := r.Resolve(ctx, "c@example.com"); err != nil || p != "carol@example.com" {
@@ -396,7 +396,7 @@ func TestApplyFillsRunChanges(t *testing.T) {
 			DN: "cn=alice", Groups: []string{"Sales"}}},
 		{Kind: "add_member", Address: "alice@example.com", Group: "Sales"},
 	}
-	runs, err := s.Runs(ctx, "example.com")
+	runs, err := storetest.AllRuns(ctx, s, "example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -419,7 +419,7 @@ func TestApplyCancelled(t *testing.T) {
 	if ms, err := s.Mailboxes(t.Context(), "example.com"); err != nil || len(ms) != 0 {
 		t.Errorf("a cancelled Apply left %d mailboxes (%v)", len(ms), err)
 	}
-	if runs, err := s.Runs(t.Context(), "example.com"); err != nil || len(runs) != 0 {
+	if runs, err := storetest.AllRuns(t.Context(), s, "example.com"); err != nil || len(runs) != 0 {
 		t.Errorf("a cancelled Apply recorded %d runs (%v)", len(runs), err)
 	}
 }
@@ -485,7 +485,7 @@ func TestPruneRunsInBatches(t *testing.T) {
 	if err != nil || n != old {
 		t.Errorf("PruneRuns = %d, %v; want %d", n, err, old)
 	}
-	if runs, err := s.Runs(ctx, "example.com"); err != nil || len(runs) != 1 || runs[0].Outcome != store.OutcomeRunning {
+	if runs, err := storetest.AllRuns(ctx, s, "example.com"); err != nil || len(runs) != 1 || runs[0].Outcome != store.OutcomeRunning {
 		t.Errorf("Runs after pruning = %+v, %v; want the running one", runs, err)
 	}
 }
@@ -565,5 +565,50 @@ func BenchmarkSnapshot100k(b *testing.B) {
 		if len(snap.Mailboxes) != 100_000 || len(snap.Owners) != 200_000 {
 			b.Fatalf("%d mailboxes, %d owners", len(snap.Mailboxes), len(snap.Owners))
 		}
+	}
+}
+
+// Open upgrades a schema of version 1: the runs kept get the number of
+// their changes, which read back as before.
+func TestUpgradeFromV1(t *testing.T) {
+	ctx := t.Context()
+	dsn := srv.NewSchema(t)
+	conn, err := pgx.Connect(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close(context.WithoutCancel(ctx))
+	for _, q := range []string{
+		`CREATE TABLE schema_migrations (version integer PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`,
+		migrations[0].sql,
+		`INSERT INTO schema_migrations (version) VALUES (1)`,
+		`INSERT INTO domains (name) VALUES ('example.com')`,
+		`INSERT INTO runs (id, domain, started, ended, outcome, counts) VALUES
+			(1, 'example.com', now(), now(), 'ok', '{}'), (2, 'example.com', now(), now(), 'failed', '{}')`,
+		`INSERT INTO run_changes (run_id, seq, kind, address, grp, before, after) VALUES
+			(1, 0, 'create', 'a@example.com', '', NULL, '{"primary":"a@example.com","kind":"user"}'),
+			(1, 1, 'add_member', 'a@example.com', 'Sales', NULL, NULL),
+			(1, 2, 'delete', 'b@example.com', '', '{"primary":"b@example.com","kind":"user"}', NULL)`,
+	} {
+		if _, err := conn.Exec(ctx, q); err != nil {
+			t.Fatalf("%s: %v", q, err)
+		}
+	}
+	s, err := Open(ctx, dsn)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer s.Close()
+	wantVersions(t, s, latestVersion())
+	page, err := s.RunsPage(ctx, "example.com", 0, 0)
+	if err != nil || len(page) != 2 || page[0].ChangeCount != 0 || page[1].ChangeCount != 3 {
+		t.Fatalf("RunsPage after the upgrade = %+v, %v; want runs 2 and 1 with 0 and 3 changes", page, err)
+	}
+	want := []store.RunChange{
+		{Kind: "add_member", Address: "a@example.com", Group: "Sales"},
+		{Kind: "delete", Address: "b@example.com", Before: &store.MailboxView{Primary: "b@example.com", Kind: sdk.KindUser}},
+	}
+	if rcs, err := s.RunChanges(ctx, "example.com", 1, 1, 0); err != nil || !reflect.DeepEqual(rcs, want) {
+		t.Errorf("RunChanges(1, offset 1) after the upgrade = %+v, %v; want %+v", rcs, err, want)
 	}
 }

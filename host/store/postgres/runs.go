@@ -3,6 +3,7 @@ package postgres
 import (
 	"context"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"runtime"
 	"sync"
@@ -34,7 +35,7 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 		return fmt.Errorf("start run of %s: run %d is started already", domain, run.ID)
 	}
 	r := *run
-	r.Domain, r.Outcome, r.Ended = domain, store.OutcomeRunning, time.Time{}
+	r.Domain, r.Outcome, r.Ended, r.ChangeCount = domain, store.OutcomeRunning, time.Time{}, len(r.Changes)
 	changes, err := encodeChanges(r.Changes)
 	if err != nil {
 		return fmt.Errorf("start run: encode changes: %w", err)
@@ -73,7 +74,8 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 
 // RecordRun records a run that changed nothing (failed, stopped, cancelled),
 // with run.Changes if it has any: it finishes the row StartRun wrote when
-// run.ID is set, else writes a new row and sets run.ID.
+// run.ID is set, else writes a new row and sets run.ID. It sets
+// run.ChangeCount.
 func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return fmt.Errorf("record run: no run")
@@ -97,22 +99,8 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if err != nil {
 		return fmt.Errorf("record run of %s: %w", domain, err)
 	}
-	run.ID = r.ID
+	run.ID, run.ChangeCount = r.ID, len(run.Changes)
 	return nil
-}
-
-// Runs lists a domain's runs, newest first (by start time, then id), with
-// their changes.
-func (s *Store) Runs(ctx context.Context, domain string) ([]store.Run, error) {
-	domain, err := normDomain(domain)
-	if err != nil {
-		return nil, err
-	}
-	runs, err := s.queryRuns(ctx, true, `WHERE domain = $1 ORDER BY started DESC, id DESC`, domain)
-	if err != nil {
-		return nil, fmt.Errorf("runs of %s: %w", domain, err)
-	}
-	return runs, nil
 }
 
 // Limits of RunsPage.
@@ -123,7 +111,7 @@ const (
 
 // RunsPage lists at most limit (1 to 1000; 0 means 50) of a domain's runs
 // with ids below beforeID (0: from the newest), newest first by id, without
-// their changes.
+// their changes (with their count).
 func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]store.Run, error) {
 	domain, err := normDomain(domain)
 	if err != nil {
@@ -140,9 +128,9 @@ func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID
 	}
 	var runs []store.Run
 	if beforeID == 0 {
-		runs, err = s.queryRuns(ctx, false, `WHERE domain = $1 ORDER BY id DESC LIMIT $2`, domain, limit)
+		runs, err = s.queryRuns(ctx, `WHERE domain = $1 ORDER BY id DESC LIMIT $2`, domain, limit)
 	} else {
-		runs, err = s.queryRuns(ctx, false, `WHERE domain = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, domain, beforeID, limit)
+		runs, err = s.queryRuns(ctx, `WHERE domain = $1 AND id < $2 ORDER BY id DESC LIMIT $3`, domain, beforeID, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runs of %s: %w", domain, err)
@@ -154,7 +142,7 @@ func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID
 // It finds each with the index on (domain, id): one short lookup per
 // domain, however many runs are kept.
 func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
-	runs, err := s.queryRuns(ctx, false, `WHERE id IN (SELECT (SELECT max(id) FROM runs AS r WHERE r.domain = d.name) FROM domains AS d)`)
+	runs, err := s.queryRuns(ctx, `WHERE id IN (SELECT (SELECT max(id) FROM runs AS r WHERE r.domain = d.name) FROM domains AS d)`)
 	if err != nil {
 		return nil, fmt.Errorf("last runs: %w", err)
 	}
@@ -165,14 +153,14 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
 	return out, nil
 }
 
-// Run returns run id of domain with its changes; store.ErrNotFound if
-// domain has no such run.
+// Run returns run id of domain without its changes (with their count);
+// store.ErrNotFound if domain has no such run.
 func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, error) {
 	domain, err := normDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	runs, err := s.queryRuns(ctx, true, `WHERE id = $1 AND domain = $2`, id, domain)
+	runs, err := s.queryRuns(ctx, `WHERE id = $1 AND domain = $2`, id, domain)
 	if err != nil {
 		return nil, fmt.Errorf("run %d of %s: %w", id, domain, err)
 	}
@@ -180,6 +168,83 @@ func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, e
 		return nil, fmt.Errorf("run %d of %s: %w", id, domain, store.ErrNotFound)
 	}
 	return &runs[0], nil
+}
+
+// Limits of RunChanges.
+const (
+	defaultChangesPage = 1000
+	maxChangesPage     = 10000
+)
+
+// RunChanges returns at most limit (1 to 10000; 0 means 1000) of the
+// changes of run id of domain, from index offset, in their order;
+// store.ErrNotFound if domain has no such run. A change's index is its seq
+// (0, 1, … as written), so a page is a range of the primary key.
+func (s *Store) RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]store.RunChange, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	switch {
+	case limit == 0:
+		limit = defaultChangesPage
+	case limit < 0 || limit > maxChangesPage:
+		return nil, fmt.Errorf("changes of run %d of %s: page size %d is not between 1 and %d", id, domain, limit, maxChangesPage)
+	}
+	if offset < 0 {
+		return nil, fmt.Errorf("changes of run %d of %s: offset %d is negative", id, domain, offset)
+	}
+	var rcs []store.RunChange
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
+		var found bool
+		if err := tx.QueryRow(ctx, `SELECT EXISTS (SELECT 1 FROM runs WHERE id = $1 AND domain = $2)`, id, domain).Scan(&found); err != nil {
+			return err
+		}
+		if !found {
+			return fmt.Errorf("run %d of %s: %w", id, domain, store.ErrNotFound)
+		}
+		rows, err := tx.Query(ctx, `
+			SELECT kind, address, grp, before, after FROM run_changes
+			WHERE run_id = $1 AND seq >= $2 ORDER BY seq LIMIT $3`, id, int64(offset), limit)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var rc store.RunChange
+			var before, after []byte
+			if err := rows.Scan(&rc.Kind, &rc.Address, &rc.Group, &before, &after); err != nil {
+				return err
+			}
+			if rc.Before, err = decodeView(before); err != nil {
+				return err
+			}
+			if rc.After, err = decodeView(after); err != nil {
+				return err
+			}
+			rcs = append(rcs, rc)
+		}
+		return rows.Err()
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("changes of run %d of %s: %w", id, domain, err)
+	}
+	return rcs, nil
+}
+
+// decodeView reads a mailbox view of run_changes: nil for NULL.
+func decodeView(data []byte) (*store.MailboxView, error) {
+	if data == nil {
+		return nil, nil
+	}
+	v := new(store.MailboxView)
+	if err := json.Unmarshal(data, v); err != nil {
+		return nil, err
+	}
+	return v, nil
 }
 
 // pruneBatch is how many runs PruneRuns deletes in one statement (its own
@@ -216,12 +281,12 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int64, error) 
 
 // runSelect are the columns queryRuns reads.
 const runSelect = `SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
-	counts, intended, refs`
+	counts, intended, refs, change_count`
 
 // queryRuns reads the runs that where (the rest of the query after FROM
-// runs, with its arguments) selects, with their changes if withChanges,
-// in one repeatable-read transaction.
-func (s *Store) queryRuns(ctx context.Context, withChanges bool, where string, args ...any) ([]store.Run, error) {
+// runs, with its arguments) selects, without their changes, in one
+// repeatable-read transaction.
+func (s *Store) queryRuns(ctx context.Context, where string, args ...any) ([]store.Run, error) {
 	var runs []store.Run
 	err := s.readTx(ctx, func(tx pgx.Tx) error {
 		rows, err := tx.Query(ctx, runSelect+" FROM runs "+where, args...)
@@ -235,7 +300,7 @@ func (s *Store) queryRuns(ctx context.Context, withChanges bool, where string, a
 			var settings *string
 			var counts, intended []byte
 			if err := rows.Scan(&r.ID, &r.Domain, &r.Started, &ended, &r.Outcome, &r.Stage, &r.Error, &r.Server, &r.Holder,
-				&r.SettingsVersion, &settings, &counts, &intended, &r.References); err != nil {
+				&r.SettingsVersion, &settings, &counts, &intended, &r.References, &r.ChangeCount); err != nil {
 				return err
 			}
 			if ended != nil {
@@ -255,56 +320,9 @@ func (s *Store) queryRuns(ctx context.Context, withChanges bool, where string, a
 			}
 			runs = append(runs, r)
 		}
-		if err := rows.Err(); err != nil {
-			return err
-		}
-		if !withChanges || len(runs) == 0 {
-			return nil
-		}
-		return readChanges(ctx, tx, runs)
+		return rows.Err()
 	})
 	return runs, ctxErr(ctx, err)
-}
-
-// readChanges fills the Changes of runs.
-func readChanges(ctx context.Context, tx pgx.Tx, runs []store.Run) error {
-	ids := make([]int64, len(runs))
-	index := make(map[int64]*store.Run, len(runs))
-	for i := range runs {
-		ids[i] = runs[i].ID
-		index[runs[i].ID] = &runs[i]
-	}
-	rows, err := tx.Query(ctx, `
-		SELECT run_id, kind, address, grp, before, after FROM run_changes
-		WHERE run_id = ANY($1::bigint[]) ORDER BY run_id, seq`, ids)
-	if err != nil {
-		return err
-	}
-	defer rows.Close()
-	for rows.Next() {
-		var id int64
-		var rc store.RunChange
-		var before, after []byte
-		if err := rows.Scan(&id, &rc.Kind, &rc.Address, &rc.Group, &before, &after); err != nil {
-			return err
-		}
-		if before != nil {
-			rc.Before = new(store.MailboxView)
-			if err := json.Unmarshal(before, rc.Before); err != nil {
-				return fmt.Errorf("run %d: change: %w", id, err)
-			}
-		}
-		if after != nil {
-			rc.After = new(store.MailboxView)
-			if err := json.Unmarshal(after, rc.After); err != nil {
-				return fmt.Errorf("run %d: change: %w", id, err)
-			}
-		}
-		if r := index[id]; r != nil {
-			r.Changes = append(r.Changes, rc)
-		}
-	}
-	return rows.Err()
 }
 
 // runDomain checks that run is for domain, and sets its domain if empty.
@@ -333,10 +351,10 @@ func writeRun(ctx context.Context, tx pgx.Tx, run *store.Run, changes []encodedC
 	}
 	tag, err := tx.Exec(ctx, `
 		UPDATE runs SET ended = $1, outcome = $2, stage = $3, error = $4, server = $5, holder = $6,
-			settings_version = $7, settings = $8, counts = $9, intended = $10, refs = $11
-		WHERE id = $12 AND domain = $13`,
+			settings_version = $7, settings = $8, counts = $9, intended = $10, refs = $11, change_count = $12
+		WHERE id = $13 AND domain = $14`,
 		endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, run.ID, run.Domain)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, len(changes), run.ID, run.Domain)
 	if err != nil {
 		return fmt.Errorf("record run %d: %w", run.ID, err)
 	}
@@ -362,11 +380,11 @@ func insertRun(ctx context.Context, tx pgx.Tx, run *store.Run, changes []encoded
 	}
 	err = tx.QueryRow(ctx, `
 		INSERT INTO runs (domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
-			counts, intended, refs)
-		VALUES ($1, COALESCE($2, now()), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)
+			counts, intended, refs, change_count)
+		VALUES ($1, COALESCE($2, now()), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
 		RETURNING id, started`,
 		run.Domain, started, endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs).Scan(&run.ID, &started)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, len(changes)).Scan(&run.ID, &started)
 	if err != nil {
 		return fmt.Errorf("record run: %w", err)
 	}

@@ -31,8 +31,8 @@ import (
 // (run.ID set) has its row finished; another gets a new row.
 //
 // If run.Changes is nil, Apply fills it from changes, in their given order.
-// It sets run.ID (and run.Domain if empty). On error nothing is written and
-// the error names the change that failed.
+// It sets run.ID and run.ChangeCount (and run.Domain if empty). On error
+// nothing is written and the error names the change that failed.
 func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change, run *store.Run) error {
 	domain, err := normDomain(domain)
 	if err != nil {
@@ -93,7 +93,7 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		}
 		return fmt.Errorf("apply to %s: %w", domain, err)
 	}
-	run.ID = id
+	run.ID, run.ChangeCount = id, len(run.Changes)
 	return nil
 }
 

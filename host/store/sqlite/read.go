@@ -103,6 +103,49 @@ func (s *Store) Groups(ctx context.Context, domain string) ([]store.Group, error
 	return gs, nil
 }
 
+// GroupMembers lists the members of a domain's gateway group (name
+// byte-exact) sorted by address, with the source of each membership and of
+// its mailbox; store.ErrNotFound if the domain has no such group.
+func (s *Store) GroupMembers(ctx context.Context, domain, group string) ([]store.Member, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	var members []store.Member
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var gid int64
+		err := tx.QueryRowContext(ctx, `SELECT id FROM groups WHERE domain = ? AND name = ?`, domain, group).Scan(&gid)
+		if errors.Is(err, sql.ErrNoRows) {
+			return fmt.Errorf("group %q in %s: %w", group, domain, store.ErrNotFound)
+		}
+		if err != nil {
+			return err
+		}
+		rows, err := tx.QueryContext(ctx, `
+			SELECT m.primary_address, ms.source, m.source FROM memberships ms JOIN mailboxes m ON m.id = ms.mailbox_id
+			WHERE ms.group_id = ? ORDER BY m.primary_address`, gid)
+		if err != nil {
+			return err
+		}
+		defer rows.Close()
+		for rows.Next() {
+			var m store.Member
+			if err := rows.Scan(&m.Address, &m.Source, &m.MailboxSource); err != nil {
+				return err
+			}
+			members = append(members, m)
+		}
+		return rows.Err()
+	})
+	if errors.Is(err, store.ErrNotFound) {
+		return nil, err
+	}
+	if err != nil {
+		return nil, fmt.Errorf("members of group %q in %s: %w", group, domain, err)
+	}
+	return members, nil
+}
+
 // Resolve returns the primary address of the mailbox that owns address.
 func (s *Store) Resolve(ctx context.Context, address string) (string, error) {
 	addr, _, err := normAddress(address)

@@ -6,8 +6,10 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"time"
 
 	"github.com/dirsync/dirsync/host/store"
@@ -36,7 +38,7 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 		return fmt.Errorf("start run of %s: run %d is started already", domain, run.ID)
 	}
 	r := *run
-	r.Domain, r.Outcome, r.Ended = domain, store.OutcomeRunning, time.Time{}
+	r.Domain, r.Outcome, r.Ended, r.ChangeCount = domain, store.OutcomeRunning, time.Time{}, len(r.Changes)
 	if r.Started.IsZero() {
 		r.Started = time.Now()
 	}
@@ -76,7 +78,8 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 
 // RecordRun records a run that changed nothing (failed, stopped, cancelled),
 // with run.Changes if it has any: it finishes the row StartRun wrote when
-// run.ID is set, else writes a new row and sets run.ID.
+// run.ID is set, else writes a new row and sets run.ID. It sets
+// run.ChangeCount.
 func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return fmt.Errorf("record run: no run")
@@ -101,22 +104,8 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if err != nil {
 		return fmt.Errorf("record run of %s: %w", domain, err)
 	}
-	run.ID = id
+	run.ID, run.ChangeCount = id, len(run.Changes)
 	return nil
-}
-
-// Runs lists a domain's runs, newest first (by start time, then id), with
-// their changes.
-func (s *Store) Runs(ctx context.Context, domain string) ([]store.Run, error) {
-	domain, err := normDomain(domain)
-	if err != nil {
-		return nil, err
-	}
-	runs, err := s.queryRuns(ctx, true, `WHERE domain = ? ORDER BY started DESC, id DESC`, domain)
-	if err != nil {
-		return nil, fmt.Errorf("runs of %s: %w", domain, err)
-	}
-	return runs, nil
 }
 
 // Limits of RunsPage.
@@ -127,7 +116,7 @@ const (
 
 // RunsPage lists at most limit (1 to 1000; 0 means 50) of a domain's runs
 // with ids below beforeID (0: from the newest), newest first by id, without
-// their changes.
+// their changes (with their count).
 func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]store.Run, error) {
 	domain, err := normDomain(domain)
 	if err != nil {
@@ -144,9 +133,9 @@ func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID
 	}
 	var runs []store.Run
 	if beforeID == 0 {
-		runs, err = s.queryRuns(ctx, false, `WHERE domain = ? ORDER BY id DESC LIMIT ?`, domain, limit)
+		runs, err = s.queryRuns(ctx, `WHERE domain = ? ORDER BY id DESC LIMIT ?`, domain, limit)
 	} else {
-		runs, err = s.queryRuns(ctx, false, `WHERE domain = ? AND id < ? ORDER BY id DESC LIMIT ?`, domain, beforeID, limit)
+		runs, err = s.queryRuns(ctx, `WHERE domain = ? AND id < ? ORDER BY id DESC LIMIT ?`, domain, beforeID, limit)
 	}
 	if err != nil {
 		return nil, fmt.Errorf("runs of %s: %w", domain, err)
@@ -156,7 +145,7 @@ func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID
 
 // LastRuns returns the newest run of every domain, without its changes.
 func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
-	runs, err := s.queryRuns(ctx, false, `WHERE id IN (SELECT max(id) FROM runs GROUP BY domain)`)
+	runs, err := s.queryRuns(ctx, `WHERE id IN (SELECT max(id) FROM runs GROUP BY domain)`)
 	if err != nil {
 		return nil, fmt.Errorf("last runs: %w", err)
 	}
@@ -167,14 +156,14 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
 	return out, nil
 }
 
-// Run returns run id of domain with its changes; store.ErrNotFound if
-// domain has no such run.
+// Run returns run id of domain without its changes (with their count);
+// store.ErrNotFound if domain has no such run.
 func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, error) {
 	domain, err := normDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	runs, err := s.queryRuns(ctx, true, `WHERE id = ? AND domain = ?`, id, domain)
+	runs, err := s.queryRuns(ctx, `WHERE id = ? AND domain = ?`, id, domain)
 	if err != nil {
 		return nil, fmt.Errorf("run %d of %s: %w", id, domain, err)
 	}
@@ -182,6 +171,62 @@ func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, e
 		return nil, fmt.Errorf("run %d of %s: %w", id, domain, store.ErrNotFound)
 	}
 	return &runs[0], nil
+}
+
+// Limits of RunChanges.
+const (
+	defaultChangesPage = 1000
+	maxChangesPage     = 10000
+)
+
+// RunChanges returns at most limit (1 to 10000; 0 means 1000) of the
+// changes of run id of domain, from index offset, in their order;
+// store.ErrNotFound if domain has no such run.
+//
+// A run's changes are one gzip-compressed JSON blob (see encodeChanges), so
+// every page decodes the whole list and keeps its part: a page of a run of
+// 100,000 changes costs the reading of all of them. Runs that large are
+// rare and their pages are read by hand (the CLI, the API, the page), so
+// the blob stays one value rather than rows of their own.
+func (s *Store) RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]store.RunChange, error) {
+	domain, err := normDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	if limit, err = changesPage(offset, limit); err != nil {
+		return nil, fmt.Errorf("changes of run %d of %s: %w", id, domain, err)
+	}
+	var blob []byte
+	err = s.db.QueryRowContext(ctx, `SELECT changes FROM runs WHERE id = ? AND domain = ?`, id, domain).Scan(&blob)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, fmt.Errorf("run %d of %s: %w", id, domain, store.ErrNotFound)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("changes of run %d of %s: %w", id, domain, err)
+	}
+	rcs, err := decodeChanges(blob)
+	if err != nil {
+		return nil, fmt.Errorf("changes of run %d of %s: %w", id, domain, err)
+	}
+	if offset >= len(rcs) {
+		return nil, nil
+	}
+	return slices.Clip(rcs[offset:min(offset+limit, len(rcs))]), nil
+}
+
+// changesPage checks the offset and limit given to RunChanges and returns
+// the limit to use.
+func changesPage(offset, limit int) (int, error) {
+	switch {
+	case limit == 0:
+		limit = defaultChangesPage
+	case limit < 0 || limit > maxChangesPage:
+		return 0, fmt.Errorf("page size %d is not between 1 and %d", limit, maxChangesPage)
+	}
+	if offset < 0 {
+		return 0, fmt.Errorf("offset %d is negative", offset)
+	}
+	return limit, nil
 }
 
 // pruneBatch is how many runs PruneRuns deletes in one transaction, so that
@@ -223,18 +268,14 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int64, error) 
 	}
 }
 
-// runSelect are the columns queryRuns reads, changes last.
+// runSelect are the columns queryRuns reads: every one but the changes.
 const runSelect = `SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
-	counts, intended, refs`
+	counts, intended, refs, change_count`
 
 // queryRuns reads the runs that where (the rest of the query after FROM
-// runs, with its arguments) selects, with their changes if withChanges.
-func (s *Store) queryRuns(ctx context.Context, withChanges bool, where string, args ...any) ([]store.Run, error) {
-	q := runSelect
-	if withChanges {
-		q += ", changes"
-	}
-	rows, err := s.db.QueryContext(ctx, q+" FROM runs "+where, args...)
+// runs, with its arguments) selects, without their changes.
+func (s *Store) queryRuns(ctx context.Context, where string, args ...any) ([]store.Run, error) {
+	rows, err := s.db.QueryContext(ctx, runSelect+" FROM runs "+where, args...)
 	if err != nil {
 		return nil, err
 	}
@@ -244,13 +285,8 @@ func (s *Store) queryRuns(ctx context.Context, withChanges bool, where string, a
 		var r store.Run
 		var started, ended, counts string
 		var settings, intended, refs sql.NullString
-		var blob []byte
-		dest := []any{&r.ID, &r.Domain, &started, &ended, &r.Outcome, &r.Stage, &r.Error, &r.Server, &r.Holder,
-			&r.SettingsVersion, &settings, &counts, &intended, &refs}
-		if withChanges {
-			dest = append(dest, &blob)
-		}
-		if err := rows.Scan(dest...); err != nil {
+		if err := rows.Scan(&r.ID, &r.Domain, &started, &ended, &r.Outcome, &r.Stage, &r.Error, &r.Server, &r.Holder,
+			&r.SettingsVersion, &settings, &counts, &intended, &refs, &r.ChangeCount); err != nil {
 			return nil, err
 		}
 		if r.Started, err = parseTime(started); err != nil {
@@ -276,9 +312,6 @@ func (s *Store) queryRuns(ctx context.Context, withChanges bool, where string, a
 				return nil, fmt.Errorf("run %d: references: %w", r.ID, err)
 			}
 		}
-		if r.Changes, err = decodeChanges(blob); err != nil {
-			return nil, fmt.Errorf("run %d: changes: %w", r.ID, err)
-		}
 		runs = append(runs, r)
 	}
 	if err := rows.Err(); err != nil {
@@ -302,7 +335,8 @@ func runDomain(run *store.Run, domain string) error {
 }
 
 // writeRun finishes the row of a run that StartRun wrote (run.ID set), or
-// writes a new one, and returns its id.
+// writes a new one, and returns its id. changes is run.Changes encoded;
+// change_count is their number.
 func writeRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) (int64, error) {
 	if run.ID == 0 {
 		return insertRun(ctx, tx, run, changes)
@@ -313,10 +347,10 @@ func writeRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) (
 	}
 	res, err := tx.ExecContext(ctx, `
 		UPDATE runs SET ended = ?, outcome = ?, stage = ?, error = ?, server = ?, holder = ?,
-			settings_version = ?, settings = ?, counts = ?, intended = ?, refs = ?, changes = ?
+			settings_version = ?, settings = ?, counts = ?, intended = ?, refs = ?, changes = ?, change_count = ?
 		WHERE id = ? AND domain = ?`,
 		endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes, run.ID, run.Domain)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes, len(run.Changes), run.ID, run.Domain)
 	if err != nil {
 		return 0, fmt.Errorf("record run %d: %w", run.ID, err)
 	}
@@ -334,10 +368,10 @@ func insertRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) 
 	}
 	res, err := tx.ExecContext(ctx, `
 		INSERT INTO runs (domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
-			counts, intended, refs, changes)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			counts, intended, refs, changes, change_count)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		run.Domain, formatTime(run.Started), endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes, len(run.Changes))
 	if err != nil {
 		return 0, fmt.Errorf("record run: %w", err)
 	}
@@ -407,6 +441,36 @@ func encodeChanges(rcs []store.RunChange) ([]byte, error) {
 		return nil, err
 	}
 	return buf.Bytes(), nil
+}
+
+// countEncoded returns how many changes a list of encodeChanges holds,
+// reading it as a stream.
+func countEncoded(blob []byte) (int64, error) {
+	if len(blob) == 0 {
+		return 0, nil
+	}
+	zr, err := gzip.NewReader(bytes.NewReader(blob))
+	if err != nil {
+		return 0, err
+	}
+	dec := json.NewDecoder(zr)
+	if t, err := dec.Token(); err != nil {
+		return 0, err
+	} else if t != json.Delim('[') {
+		return 0, fmt.Errorf("not a JSON array: %v", t)
+	}
+	var n int64
+	for dec.More() {
+		var skip json.RawMessage
+		if err := dec.Decode(&skip); err != nil {
+			return n, err
+		}
+		n++
+	}
+	if _, err := dec.Token(); err != nil { // the closing ']'
+		return n, err
+	}
+	return n, nil
 }
 
 // decodeChanges reverses encodeChanges.

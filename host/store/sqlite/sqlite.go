@@ -279,6 +279,58 @@ ALTER TABLE runs ADD COLUMN settings_version INTEGER NOT NULL DEFAULT 0;
 CREATE INDEX runs_domain_id ON runs(domain, id);
 CREATE INDEX runs_ended ON runs(ended);
 `,
+	// 4: the number of a run's changes, so that a run is listed without
+	// decoding them; countChanges fills it for the runs already kept.
+	`
+ALTER TABLE runs ADD COLUMN change_count INTEGER NOT NULL DEFAULT 0;
+`,
+}
+
+// migrationFills are the steps of a migration that SQL cannot take:
+// migrationFills[v] runs after migrations[v-1] (the step to version v), in
+// the same transaction.
+var migrationFills = map[int]func(ctx context.Context, tx *sql.Tx) error{
+	4: countChanges,
+}
+
+// countChanges sets runs.change_count from the change list of every run
+// that has one. It decodes one list at a time, counting its elements
+// without keeping them.
+func countChanges(ctx context.Context, tx *sql.Tx) error {
+	type count struct{ id, n int64 }
+	var counts []count
+	rows, err := tx.QueryContext(ctx, `SELECT id, changes FROM runs WHERE changes IS NOT NULL`)
+	if err != nil {
+		return err
+	}
+	for rows.Next() {
+		var c count
+		var blob []byte
+		if err := rows.Scan(&c.id, &blob); err != nil {
+			rows.Close()
+			return err
+		}
+		if c.n, err = countEncoded(blob); err != nil {
+			rows.Close()
+			return fmt.Errorf("count the changes of run %d: %w", c.id, err)
+		}
+		counts = append(counts, c)
+	}
+	rows.Close()
+	if err := rows.Err(); err != nil {
+		return err
+	}
+	stmt, err := tx.PrepareContext(ctx, `UPDATE runs SET change_count = ? WHERE id = ?`)
+	if err != nil {
+		return err
+	}
+	defer stmt.Close()
+	for _, c := range counts {
+		if _, err := stmt.ExecContext(ctx, c.n, c.id); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // migrate brings the schema to the newest version, in one transaction.
@@ -303,6 +355,11 @@ func (s *Store) migrate(ctx context.Context) error {
 	for v := version; v < len(migrations); v++ {
 		if _, err := tx.ExecContext(ctx, migrations[v]); err != nil {
 			return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+		}
+		if fill := migrationFills[v+1]; fill != nil {
+			if err := fill(ctx, tx); err != nil {
+				return fmt.Errorf("migrate schema to version %d: %w", v+1, err)
+			}
 		}
 	}
 	if _, err := tx.ExecContext(ctx, fmt.Sprintf("PRAGMA user_version = %d", len(migrations))); err != nil {

@@ -120,7 +120,7 @@ func TestApplyFillsRunChanges(t *testing.T) {
 			DN: "cn=alice", Groups: []string{"Sales"}}},
 		{Kind: "add_member", Address: "alice@example.com", Group: "Sales"},
 	}
-	runs, err := s.Runs(ctx, "example.com")
+	runs, err := storetest.AllRuns(ctx, s, "example.com")
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,7 +143,7 @@ func TestApplyCancelled(t *testing.T) {
 	if ms, err := s.Mailboxes(t.Context(), "example.com"); err != nil || len(ms) != 0 {
 		t.Errorf("a cancelled Apply left %d mailboxes (%v)", len(ms), err)
 	}
-	if runs, err := s.Runs(t.Context(), "example.com"); err != nil || len(runs) != 0 {
+	if runs, err := storetest.AllRuns(t.Context(), s, "example.com"); err != nil || len(runs) != 0 {
 		t.Errorf("a cancelled Apply recorded %d runs (%v)", len(runs), err)
 	}
 }
@@ -292,14 +292,16 @@ func TestUpgradeFromV1(t *testing.T) {
 	wantRuns := []store.Run{
 		{ID: 2, Domain: d, Started: t0.Add(time.Hour), Ended: t0.Add(time.Hour + time.Second), Outcome: store.OutcomeFailed,
 			Error: "ldap: bind failed", Server: "ldap://dc1.example.com"},
+		// The change count of a run kept before there was one is
+		// counted by the upgrade.
 		{ID: 1, Domain: d, Started: t0, Ended: t0.Add(1500 * time.Millisecond), Outcome: store.OutcomeOK,
-			Server: "ldap://dc1.example.com", Counts: store.Counts{Created: 2, Entries: 3, Skipped: 1},
+			Server: "ldap://dc1.example.com", Counts: store.Counts{Created: 2, Entries: 3, Skipped: 1}, ChangeCount: 2,
 			Changes: []store.RunChange{
 				{Kind: "create", Address: "alice@example.com", After: view(alice)},
 				{Kind: "create", Address: "bob@example.com", After: wantBob},
 			}},
 	}
-	runs, err := s.Runs(ctx, d)
+	runs, err := storetest.AllRuns(ctx, s, d)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -356,7 +358,7 @@ func TestUpgradeFromV1(t *testing.T) {
 	if snap.Generation != 1 {
 		t.Errorf("generation after the sync = %d, want 1", snap.Generation)
 	}
-	if runs, err := s.Runs(ctx, d); err != nil || len(runs) != 3 || runs[0].ID != 3 || runs[0].Outcome != store.OutcomeOK ||
+	if runs, err := storetest.AllRuns(ctx, s, d); err != nil || len(runs) != 3 || runs[0].ID != 3 || runs[0].Outcome != store.OutcomeOK ||
 		len(runs[0].Changes) != 3 || runs[0].Holder != "host-a" {
 		t.Errorf("Runs after the sync = %+v, %v", runs, err)
 	}
@@ -374,12 +376,15 @@ func TestUpgradeFromV1(t *testing.T) {
 		t.Errorf("runs.settings_version after the upgrade: %d, %v", n, err)
 	}
 	page, err := s.RunsPage(ctx, d, 2, 0)
-	if err != nil || len(page) != 2 || page[0].ID != 3 || page[1].ID != 2 || page[0].Changes != nil {
-		t.Errorf("RunsPage after the upgrade = %+v, %v; want runs 3 and 2 without changes", page, err)
+	if err != nil || len(page) != 2 || page[0].ID != 3 || page[1].ID != 2 || page[0].Changes != nil || page[0].ChangeCount != 3 {
+		t.Errorf("RunsPage after the upgrade = %+v, %v; want runs 3 and 2 without changes, 3 of run 3's counted", page, err)
 	}
 	first, err := s.Run(ctx, d, 1)
-	if err != nil || first.SettingsVersion != 0 || !reflect.DeepEqual(first.Changes, wantRuns[1].Changes) {
-		t.Errorf("Run(1) after the upgrade = %+v, %v; want settings version 0 and its changes", first, err)
+	if err != nil || first.SettingsVersion != 0 || first.ChangeCount != 2 || first.Changes != nil {
+		t.Errorf("Run(1) after the upgrade = %+v, %v; want settings version 0 and 2 changes counted", first, err)
+	}
+	if rcs, err := s.RunChanges(ctx, d, 1, 1, 1); err != nil || !reflect.DeepEqual(rcs, wantRuns[1].Changes[1:]) {
+		t.Errorf("RunChanges(1, offset 1, limit 1) after the upgrade = %+v, %v; want its second change", rcs, err)
 	}
 	v := &store.SettingsVersion{Domain: "new.example.com", Settings: []byte(`{"sync":true}`), Author: "cli"}
 	if err := s.PutSettings(ctx, v, 0); err != nil || v.Version != 1 {
@@ -424,7 +429,7 @@ func TestPruneRunsInBatches(t *testing.T) {
 	if err != nil || n != old {
 		t.Errorf("PruneRuns = %d, %v; want %d", n, err, old)
 	}
-	if runs, err := s.Runs(ctx, "example.com"); err != nil || len(runs) != 1 || runs[0].Outcome != store.OutcomeRunning {
+	if runs, err := storetest.AllRuns(ctx, s, "example.com"); err != nil || len(runs) != 1 || runs[0].Outcome != store.OutcomeRunning {
 		t.Errorf("Runs after pruning = %+v, %v; want the running one", runs, err)
 	}
 }
@@ -490,7 +495,7 @@ func TestOpenReadOnly(t *testing.T) {
 		if gs, err := r.Groups(ctx, "example.com"); err != nil || len(gs) != 1 {
 			t.Errorf("Groups = %+v, %v", gs, err)
 		}
-		if runs, err := r.Runs(ctx, "example.com"); err != nil || len(runs) != 1 || runs[0].Stage != "fetch" {
+		if runs, err := storetest.AllRuns(ctx, r, "example.com"); err != nil || len(runs) != 1 || runs[0].Stage != "fetch" {
 			t.Errorf("Runs = %+v, %v", runs, err)
 		}
 		if p, err := r.Resolve(ctx, "c@example.com"); err != nil || p != "carol@example.com" {
@@ -580,7 +585,7 @@ func TestAbandonedRunRecord(t *testing.T) {
 	if err := s.StartRun(ctx, &store.Run{Domain: "example.com", Started: time.Now(), Holder: "host-b"}); err != nil {
 		t.Fatal(err)
 	}
-	runs, err := s.Runs(ctx, "example.com")
+	runs, err := storetest.AllRuns(ctx, s, "example.com")
 	if err != nil || len(runs) != 2 {
 		t.Fatalf("Runs = %+v, %v", runs, err)
 	}

@@ -58,19 +58,18 @@ func testRunsPage(t *testing.T, s store.Store) {
 			if r.Domain != domain {
 				t.Errorf("RunsPage of %s gave run %d of %s", domain, r.ID, r.Domain)
 			}
-			if r.Changes != nil {
-				t.Errorf("RunsPage gave run %d with its changes", r.ID)
+			if r.Changes != nil || r.ChangeCount != 1 {
+				t.Errorf("RunsPage gave run %d with changes %+v, change count %d; want none, and 1", r.ID, r.Changes, r.ChangeCount)
 			}
-			full, err := s.Run(ctx, domain, r.ID)
+			one, err := s.Run(ctx, domain, r.ID)
 			if err != nil {
 				t.Fatalf("Run(%d): %v", r.ID, err)
 			}
-			if len(full.Changes) != 1 {
-				t.Errorf("Run(%d) has %d changes, want 1", r.ID, len(full.Changes))
+			if !reflect.DeepEqual(r, *one) {
+				t.Errorf("RunsPage run = %+v\nRun gives    %+v", r, *one)
 			}
-			full.Changes = nil
-			if !reflect.DeepEqual(r, *full) {
-				t.Errorf("RunsPage run = %+v\nRun gives    %+v", r, *full)
+			if rcs, err := s.RunChanges(ctx, domain, r.ID, 0, 0); err != nil || len(rcs) != 1 {
+				t.Errorf("RunChanges(%d) = %+v, %v; want its one change", r.ID, rcs, err)
 			}
 		}
 		if len(page) < 3 {
@@ -182,13 +181,16 @@ func testRunOne(t *testing.T, s store.Store) {
 	if err != nil {
 		t.Fatalf("Run(%s, %d): %v", domain, run.ID, err)
 	}
-	listed := runsOf(t, s, domain)
-	if len(listed) != 1 || !reflect.DeepEqual(*got, listed[0]) {
-		t.Errorf("Run = %+v\nRuns gives %+v", *got, listed)
+	listed, err := s.RunsPage(ctx, domain, 0, 0)
+	if err != nil || len(listed) != 1 || !reflect.DeepEqual(*got, listed[0]) {
+		t.Errorf("Run = %+v\nRunsPage gives %+v, %v", *got, listed, err)
 	}
-	if got.SettingsVersion != 4 || len(got.Changes) != 1 || got.Changes[0].After == nil ||
-		got.Changes[0].After.Primary != "alice@example.com" {
-		t.Errorf("Run = %+v, want settings version 4 and the create of alice@example.com", *got)
+	if got.SettingsVersion != 4 || got.Changes != nil || got.ChangeCount != 1 {
+		t.Errorf("Run = %+v, want settings version 4, no changes and a change count of 1", *got)
+	}
+	rcs, err := s.RunChanges(ctx, domain, run.ID, 0, 0)
+	if err != nil || len(rcs) != 1 || rcs[0].After == nil || rcs[0].After.Primary != "alice@example.com" {
+		t.Errorf("RunChanges = %+v, %v; want the create of alice@example.com", rcs, err)
 	}
 
 	tests := []struct {
@@ -207,6 +209,188 @@ func testRunOne(t *testing.T, s store.Store) {
 			r, err := s.Run(ctx, tc.domain, tc.id)
 			if !errors.Is(err, store.ErrNotFound) {
 				t.Errorf("Run(%s, %d) = %+v, %v; want ErrNotFound", tc.domain, tc.id, r, err)
+			}
+		})
+	}
+}
+
+// manyChanges are n changes of every kind a run records, each naming
+// user<i> so that their order shows.
+func manyChanges(n int) []store.RunChange {
+	rcs := make([]store.RunChange, n)
+	for i := range rcs {
+		addr := fmt.Sprintf("user%05d@%s", i, domain)
+		v := &store.MailboxView{Primary: addr, Aliases: []string{fmt.Sprintf("u%d@%s", i, domain)}, Kind: sdk.KindUser,
+			DN: fmt.Sprintf("cn=user%d,dc=example,dc=com", i), Groups: []string{"Sales"}}
+		switch i % 4 {
+		case 0:
+			rcs[i] = store.RunChange{Kind: "create", Address: addr, After: v}
+		case 1:
+			renamed := *v
+			renamed.DisplayName = fmt.Sprintf("User %d", i)
+			rcs[i] = store.RunChange{Kind: "update", Address: addr, Before: v, After: &renamed}
+		case 2:
+			rcs[i] = store.RunChange{Kind: "delete", Address: addr, Before: v}
+		default:
+			rcs[i] = store.RunChange{Kind: "add_member", Address: addr, Group: "Sales"}
+		}
+	}
+	return rcs
+}
+
+func testRunChanges(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	const n = 1234
+	all := manyChanges(n)
+	big := newRun(domain, time.Now())
+	big.Outcome, big.Stage, big.Intended = store.OutcomeStopped, "guard", &store.Counts{Created: n}
+	big.Changes = all
+	if err := s.RecordRun(ctx, big); err != nil {
+		t.Fatal(err)
+	}
+	empty := newRun(domain, time.Now())
+	empty.Outcome, empty.Stage = store.OutcomeFailed, "fetch"
+	if err := s.RecordRun(ctx, empty); err != nil {
+		t.Fatal(err)
+	}
+	other := newRun(otherDomain, time.Now())
+	other.Outcome, other.Changes = store.OutcomeFailed, manyChanges(3)
+	if err := s.RecordRun(ctx, other); err != nil {
+		t.Fatal(err)
+	}
+	// Apply counts the changes it records of its own (run.Changes nil).
+	addGroups(t, s, domain, "Sales")
+	applied := runAt(t, s, domain)
+	if err := s.Apply(ctx, domain, []store.Change{create("guid-a", "alice@example.com", nil, "Sales"),
+		create("guid-b", "bob@example.com", nil)}, applied); err != nil {
+		t.Fatal(err)
+	}
+
+	// ChangeCount: set by the writers, given by Run, RunsPage and
+	// LastRuns, none of which gives the changes.
+	if big.ChangeCount != n || empty.ChangeCount != 0 || applied.ChangeCount != 2 {
+		t.Errorf("the writers set ChangeCount %d (RecordRun), %d (RecordRun, no changes), %d (Apply); want %d, 0 and 2",
+			big.ChangeCount, empty.ChangeCount, applied.ChangeCount, n)
+	}
+	counts := map[int64]int{big.ID: n, empty.ID: 0, applied.ID: 2}
+	page, err := s.RunsPage(ctx, domain, 0, 0)
+	if err != nil || len(page) != 3 {
+		t.Fatalf("RunsPage = %+v, %v; want 3 runs", page, err)
+	}
+	for _, r := range page {
+		one, err := s.Run(ctx, domain, r.ID)
+		if err != nil {
+			t.Fatalf("Run(%d): %v", r.ID, err)
+		}
+		if r.ChangeCount != counts[r.ID] || one.ChangeCount != counts[r.ID] || r.Changes != nil || one.Changes != nil {
+			t.Errorf("run %d: RunsPage gives change count %d (%d changes), Run %d (%d changes); want %d and no changes",
+				r.ID, r.ChangeCount, len(r.Changes), one.ChangeCount, len(one.Changes), counts[r.ID])
+		}
+	}
+	if last, err := s.LastRuns(ctx); err != nil || last[domain].ChangeCount != 2 || last[otherDomain].ChangeCount != 3 {
+		t.Errorf("LastRuns = %+v, %v; want change counts 2 and 3", last, err)
+	}
+
+	// Pages of every size read the changes in their recorded order.
+	for _, size := range []int{1, 7, 1000, 10000} {
+		var got []store.RunChange
+		for offset := 0; ; offset += size {
+			p, err := s.RunChanges(ctx, domain, big.ID, offset, size)
+			if err != nil {
+				t.Fatalf("RunChanges(offset %d, limit %d): %v", offset, size, err)
+			}
+			if len(p) > size {
+				t.Fatalf("RunChanges(offset %d, limit %d) gave %d changes", offset, size, len(p))
+			}
+			got = append(got, p...)
+			if len(p) < size {
+				break
+			}
+			if offset > n {
+				t.Fatalf("paging with limit %d did not end", size)
+			}
+		}
+		if !reflect.DeepEqual(got, all) {
+			t.Errorf("the changes paged by %d are not the run's changes in order (%d of %d)", size, len(got), n)
+		}
+	}
+
+	tests := []struct {
+		name          string
+		id            int64
+		offset, limit int
+		want          []store.RunChange
+	}{
+		{"ZeroMeans1000", big.ID, 0, 0, all[:1000]},
+		{"ZeroMeans1000FromAnOffset", big.ID, 1000, 0, all[1000:]},
+		{"Max10000", big.ID, 0, 10000, all},
+		{"One", big.ID, 0, 1, all[:1]},
+		{"TheLast", big.ID, n - 1, 10, all[n-1:]},
+		{"AMiddlePage", big.ID, 500, 3, all[500:503]},
+		{"OffsetAtTheEnd", big.ID, n, 10, nil},
+		{"OffsetPastTheEnd", big.ID, n + 1000, 10, nil},
+		{"RunWithoutChanges", empty.ID, 0, 0, nil},
+		{"AppliedRunsOwnList", applied.ID, 0, 0, store.RunChanges([]store.Change{create("guid-a", "alice@example.com", nil, "Sales"),
+			create("guid-b", "bob@example.com", nil)})},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			got, err := s.RunChanges(ctx, domain, tc.id, tc.offset, tc.limit)
+			if err != nil {
+				t.Fatalf("RunChanges(%d, %d, %d): %v", tc.id, tc.offset, tc.limit, err)
+			}
+			if !reflect.DeepEqual(got, tc.want) {
+				t.Errorf("RunChanges(%d, %d, %d) = %d changes, want %d (nil when none): %+v",
+					tc.id, tc.offset, tc.limit, len(got), len(tc.want), got)
+			}
+		})
+	}
+
+	notFound := []struct {
+		name   string
+		domain string
+		id     int64
+	}{
+		{"RunOfAnotherDomain", domain, other.ID},
+		{"AskedAsAnotherDomain", otherDomain, big.ID},
+		{"NoSuchID", domain, other.ID + 1000},
+		{"ZeroID", domain, 0},
+		{"UnknownDomain", "unknown.example.com", big.ID},
+	}
+	for _, tc := range notFound {
+		t.Run(tc.name, func(t *testing.T) {
+			rcs, err := s.RunChanges(ctx, tc.domain, tc.id, 0, 0)
+			if !errors.Is(err, store.ErrNotFound) {
+				t.Errorf("RunChanges(%s, %d) = %d changes, %v; want ErrNotFound", tc.domain, tc.id, len(rcs), err)
+			}
+		})
+	}
+	if rcs, err := s.RunChanges(ctx, otherDomain, other.ID, 0, 0); err != nil || !reflect.DeepEqual(rcs, manyChanges(3)) {
+		t.Errorf("RunChanges of %s's run = %+v, %v; want its 3 changes", otherDomain, rcs, err)
+	}
+}
+
+func testRunChangesLimits(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	run := newRun(domain, time.Now())
+	run.Outcome, run.Changes = store.OutcomeFailed, manyChanges(5)
+	if err := s.RecordRun(ctx, run); err != nil {
+		t.Fatal(err)
+	}
+	bad := []struct {
+		name          string
+		offset, limit int
+	}{
+		{"LimitAbove10000", 0, 10001},
+		{"NegativeLimit", 0, -1},
+		{"NegativeOffset", -1, 10},
+	}
+	for _, tc := range bad {
+		t.Run(tc.name, func(t *testing.T) {
+			rcs, err := s.RunChanges(ctx, domain, run.ID, tc.offset, tc.limit)
+			if err == nil || errors.Is(err, store.ErrNotFound) {
+				t.Errorf("RunChanges(offset %d, limit %d) = %d changes, %v; want an error, not ErrNotFound",
+					tc.offset, tc.limit, len(rcs), err)
 			}
 		})
 	}

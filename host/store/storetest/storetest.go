@@ -58,6 +58,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Runs", testRuns},
 		{"ManualMailboxes", testManualMailboxes},
 		{"ManualGroups", testManualGroups},
+		{"GroupMembersWithSources", testGroupMembers},
 		{"Concurrent", testConcurrent},
 		{"LeaseBusy", testLeaseBusy},
 		{"LeaseTakenOverAfterExpiry", testLeaseTakeover},
@@ -71,7 +72,9 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RunFieldsRoundTrip", testRunFields},
 		{"RunsPageNewestFirstByIDWithoutChanges", testRunsPage},
 		{"RunsPageLimits", testRunsPageLimits},
-		{"RunOneWithChangesOfItsDomainOnly", testRunOne},
+		{"RunOneOfItsDomainOnly", testRunOne},
+		{"RunChangesPagedInOrder", testRunChanges},
+		{"RunChangesLimits", testRunChangesLimits},
 		{"PruneRunsKeepsRunningAndRecent", testPruneRuns},
 		{"SettingsVersionsNumberedPerDomain", testSettingsVersions},
 		{"PutSettingsStaleExpectConflicts", testSettingsConflict},
@@ -107,8 +110,8 @@ func testEmptyDomain(t *testing.T, s store.Store) {
 	if gs, err := s.Groups(ctx, domain); err != nil || len(gs) != 0 {
 		t.Errorf("Groups = %v, %v; want none", gs, err)
 	}
-	if rs, err := s.Runs(ctx, domain); err != nil || len(rs) != 0 {
-		t.Errorf("Runs = %v, %v; want none", rs, err)
+	if rs, err := s.RunsPage(ctx, domain, 0, 0); err != nil || len(rs) != 0 {
+		t.Errorf("RunsPage = %v, %v; want none", rs, err)
 	}
 }
 
@@ -388,23 +391,16 @@ func testAtomicity(t *testing.T, s store.Store) {
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
 			before := snapshot(t, s, domain, aliasDomain)
-			runsBefore, err := s.Runs(ctx, domain)
-			if err != nil {
-				t.Fatal(err)
-			}
+			runsBefore := runsOf(t, s, domain)
 			run := runAt(t, s, domain)
-			err = s.Apply(ctx, domain, append(good(), tc.last), run)
+			err := s.Apply(ctx, domain, append(good(), tc.last), run)
 			wantErr(t, err, tc.want, tc.mention...)
 
 			after := snapshot(t, s, domain, aliasDomain)
 			if !reflect.DeepEqual(before, after) {
 				t.Errorf("a failed Apply changed the store:\nbefore %+v\nafter  %+v", before, after)
 			}
-			runsAfter, err := s.Runs(ctx, domain)
-			if err != nil {
-				t.Fatal(err)
-			}
-			if len(runsAfter) != len(runsBefore) {
+			if runsAfter := runsOf(t, s, domain); len(runsAfter) != len(runsBefore) {
 				t.Errorf("a failed Apply recorded a run: %d runs, had %d", len(runsAfter), len(runsBefore))
 			}
 			wantResolveNotFound(t, s, "dave@example.com")
@@ -605,7 +601,8 @@ func testRuns(t *testing.T, s store.Store) {
 	if err := s.RecordRun(ctx, stopped); err != nil {
 		t.Fatal(err)
 	}
-	// Recorded after, but started before: runs are listed by start time.
+	// Recorded after, but started before: runs are listed by id, not by
+	// start time.
 	failed := newRun(domain, t0.Add(time.Hour))
 	failed.Outcome = store.OutcomeFailed
 	failed.Error = "ldap: bind failed"
@@ -619,11 +616,11 @@ func testRuns(t *testing.T, s store.Store) {
 		t.Errorf("run ids %d, %d, %d: want distinct and non-zero", first.ID, stopped.ID, failed.ID)
 	}
 
-	runs, err := s.Runs(ctx, domain)
-	if err != nil {
-		t.Fatal(err)
+	if first.ChangeCount != 1 || stopped.ChangeCount != 0 {
+		t.Errorf("ChangeCount after Apply %d, after RecordRun %d; want 1 and 0", first.ChangeCount, stopped.ChangeCount)
 	}
-	want := []store.Run{*stopped, *failed, *first}
+	runs := runsOf(t, s, domain)
+	want := []store.Run{*failed, *stopped, *first}
 	want[2].Generation = 0 // not part of the record
 	if len(runs) != len(want) {
 		t.Fatalf("Runs = %d runs, want %d: %+v", len(runs), len(want), runs)
@@ -1249,11 +1246,56 @@ func applyRetry(ctx context.Context, s store.Store, changes ...store.Change) err
 
 func runsOf(t *testing.T, s store.Store, domain string) []store.Run {
 	t.Helper()
-	runs, err := s.Runs(t.Context(), domain)
+	runs, err := AllRuns(t.Context(), s, domain)
 	if err != nil {
-		t.Fatalf("Runs: %v", err)
+		t.Fatalf("AllRuns: %v", err)
 	}
 	return runs
+}
+
+// AllRuns reads every run of a domain, newest first by id, each with its
+// changes: RunsPage a page of runs at a time, RunChanges a page of changes
+// at a time. It is for tests, which keep a few small runs; a program pages
+// instead (a domain may keep years of runs of 100,000 changes).
+func AllRuns(ctx context.Context, s store.Store, domain string) ([]store.Run, error) {
+	const page = 1000
+	var runs []store.Run
+	for before := int64(0); ; {
+		p, err := s.RunsPage(ctx, domain, page, before)
+		if err != nil {
+			return nil, err
+		}
+		runs = append(runs, p...)
+		if len(p) < page {
+			break
+		}
+		before = p[len(p)-1].ID
+	}
+	for i := range runs {
+		rcs, err := AllRunChanges(ctx, s, domain, runs[i].ID)
+		if err != nil {
+			return nil, err
+		}
+		runs[i].Changes = rcs
+	}
+	return runs, nil
+}
+
+// AllRunChanges reads every change of run id of a domain, in order, a page
+// of RunChanges at a time; nil if it has none.
+func AllRunChanges(ctx context.Context, s store.Store, domain string, id int64) ([]store.RunChange, error) {
+	const page = 10000
+	var all []store.RunChange
+	for {
+		p, err := s.RunChanges(ctx, domain, id, len(all), page)
+		if err != nil {
+			return nil, err
+		}
+		all = append(all, p...)
+		if len(p) < page {
+			return all, nil
+		}
+	}
 }
 
 func mailboxes(t *testing.T, s store.Store, domain string) []store.Mailbox {

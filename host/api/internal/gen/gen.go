@@ -400,10 +400,13 @@ type RunChange = store.RunChange
 
 // RunDetail defines model for RunDetail.
 type RunDetail struct {
+	// ChangeCount How many changes the run recorded (what it changed, or what a run that did not apply would have changed); getRun pages them.
+	ChangeCount int `json:"change_count"`
+
 	// Changes The page of the run's changes that offset and limit ask for.
 	Changes []RunChange `json:"changes"`
 
-	// ChangesTotal How many changes the run has in all.
+	// ChangesTotal How many changes the run has in all (its change_count).
 	ChangesTotal int    `json:"changes_total"`
 	Counts       Counts `json:"counts"`
 	Domain       string `json:"domain"`
@@ -457,8 +460,10 @@ type RunStarted struct {
 
 // RunSummary A run's record (S5) without its changes.
 type RunSummary struct {
-	Counts Counts `json:"counts"`
-	Domain string `json:"domain"`
+	// ChangeCount How many changes the run recorded (what it changed, or what a run that did not apply would have changed); getRun pages them.
+	ChangeCount int    `json:"change_count"`
+	Counts      Counts `json:"counts"`
+	Domain      string `json:"domain"`
 
 	// Ended When the run ended; null while it runs.
 	Ended *time.Time `json:"ended"`
