@@ -18,6 +18,10 @@ import (
 // its domain when the lease expires.
 const DefaultLeaseTTL = config.DefaultLeaseTTL
 
+// recentRuns is how many of a domain's newest runs a scheduled run looks
+// at to find whether its turn was taken.
+const recentRuns = 50
+
 // leasePoll is how often a run that waits for a busy domain tries again.
 const leasePoll = 250 * time.Millisecond
 
@@ -68,15 +72,24 @@ func (h *Host) lease(ctx context.Context, run *store.Run, o RunOptions) (context
 	}
 	run.Started = time.Now()
 	if o.SkipIfStartedWithin > 0 {
-		last, err := h.store.RunsPage(ctx, run.Domain, 1, 0)
+		// The newest runs by id, and among them the latest start: a record
+		// written late (an attempt made while the store was away) has a
+		// new id and an old start.
+		recent, err := h.store.RunsPage(ctx, run.Domain, recentRuns, 0)
 		if err != nil {
 			free()
 			return ctx, nil, err
 		}
-		if len(last) == 1 && time.Since(last[0].Started) < o.SkipIfStartedWithin {
+		var last *store.Run
+		for i := range recent {
+			if last == nil || recent[i].Started.After(last.Started) {
+				last = &recent[i]
+			}
+		}
+		if last != nil && time.Since(last.Started) < o.SkipIfStartedWithin {
 			free()
-			return ctx, nil, fmt.Errorf("%w: run %d started %s ago (by %s)", ErrRecentRun, last[0].ID,
-				time.Since(last[0].Started).Round(time.Millisecond), last[0].Holder)
+			return ctx, nil, fmt.Errorf("%w: run %d started %s ago (by %s)", ErrRecentRun, last.ID,
+				time.Since(last.Started).Round(time.Millisecond), last.Holder)
 		}
 	}
 	if err := h.store.StartRun(ctx, run); err != nil {
