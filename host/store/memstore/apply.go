@@ -38,7 +38,7 @@ import (
 //     changes. Apply sets run.ID and run.ChangeCount, and run.Domain if
 //     empty.
 func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change, run *store.Run) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -47,7 +47,7 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 	}
 	if run.Domain == "" {
 		run.Domain = domain
-	} else if d, err := normDomain(run.Domain); err != nil || d != domain {
+	} else if d, err := store.NormDomain(run.Domain); err != nil || d != domain {
 		return fmt.Errorf("apply to %s: run record is for domain %q", domain, run.Domain)
 	}
 	if err := s.lock(ctx); err != nil {
@@ -182,7 +182,7 @@ func (tx *applyTx) update(c *store.Change) error {
 	if err != nil {
 		return err
 	}
-	kind, err := normKind(c.After.Kind)
+	kind, err := store.NormKind(c.After.Kind)
 	if err != nil {
 		return err
 	}
@@ -224,7 +224,7 @@ func (tx *applyTx) create(c *store.Change) error {
 	if err != nil {
 		return err
 	}
-	kind, err := normKind(c.After.Kind)
+	kind, err := store.NormKind(c.After.Kind)
 	if err != nil {
 		return err
 	}

@@ -18,7 +18,7 @@ import (
 // AddGroup creates a gateway group (source manual); store.ErrExists if the
 // domain has one of that exact name. Names are byte-exact.
 func (s *Store) AddGroup(ctx context.Context, domain, name string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -40,7 +40,7 @@ func (s *Store) AddGroup(ctx context.Context, domain, name string) error {
 
 // RemoveGroup deletes a gateway group and every membership in it.
 func (s *Store) RemoveGroup(ctx context.Context, domain, name string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -90,7 +90,7 @@ func (s *Store) Unassign(ctx context.Context, domain, group, address string) err
 // change with the domain and the mailbox, and bumps the domain's generation
 // if change succeeds. change must fail without changing anything.
 func (s *Store) membership(ctx context.Context, domain, group, address string, change func(*domainState, *store.Mailbox) error) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -122,7 +122,7 @@ func (s *Store) membership(ctx context.Context, domain, group, address string, c
 // any mailbox of any domain owns is store.ErrExists, an unknown group
 // store.ErrNotFound, and then nothing is created.
 func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) (int64, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return 0, err
 	}
@@ -130,7 +130,7 @@ func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) 
 	if err != nil {
 		return 0, fmt.Errorf("add mailbox: %w", err)
 	}
-	kind, err := normKind(m.Kind)
+	kind, err := store.NormKind(m.Kind)
 	if err != nil {
 		return 0, fmt.Errorf("add mailbox %s: %w", addrs[0], err)
 	}
@@ -174,7 +174,7 @@ func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) 
 // address, with its aliases and memberships. An alias is not enough:
 // store.ErrNotFound.
 func (s *Store) RemoveMailbox(ctx context.Context, domain, address string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}

@@ -184,7 +184,7 @@ func (s *Store) ensureDomain(name string) *domainState {
 // EnsureDomain creates the domain if it does not exist. Domain names are
 // kept in lower case.
 func (s *Store) EnsureDomain(ctx context.Context, domain string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -201,13 +201,13 @@ func (s *Store) EnsureDomain(ctx context.Context, domain string) error {
 // domains included, in Foreign), and the domain's generation. An unknown
 // domain has an empty snapshot at generation 0.
 func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []string) (*store.Snapshot, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
 	covered := map[string]bool{domain: true}
 	for _, a := range aliasDomains {
-		a, err := normDomain(a)
+		a, err := store.NormDomain(a)
 		if err != nil {
 			return nil, fmt.Errorf("snapshot of %s: alias domain: %w", domain, err)
 		}
@@ -242,7 +242,7 @@ func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []stri
 // Mailboxes returns copies of a domain's mailboxes sorted by primary
 // address.
 func (s *Store) Mailboxes(ctx context.Context, domain string) ([]store.Mailbox, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -255,7 +255,7 @@ func (s *Store) Mailboxes(ctx context.Context, domain string) ([]store.Mailbox, 
 
 // Groups lists a domain's gateway groups sorted by name (byte order).
 func (s *Store) Groups(ctx context.Context, domain string) ([]store.Group, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -270,7 +270,7 @@ func (s *Store) Groups(ctx context.Context, domain string) ([]store.Group, error
 // byte-exact) sorted by address, with the source of each membership and of
 // its mailbox; store.ErrNotFound if the domain has no such group.
 func (s *Store) GroupMembers(ctx context.Context, domain, group string) ([]store.Member, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -417,39 +417,14 @@ func takenError(addr string, o owner) error {
 	return fmt.Errorf("address %q belongs to mailbox %d of %s: %w", addr, o.id, o.domain, store.ErrExists)
 }
 
-// normDomain returns domain in lower case, or an error if it is not a
-// plausible domain name.
-func normDomain(domain string) (string, error) {
-	d := strings.ToLower(strings.TrimSpace(domain))
-	if d == "" || strings.ContainsAny(d, "@ \t") {
-		return "", fmt.Errorf("invalid domain %q", domain)
-	}
-	return d, nil
-}
-
-// normAddress returns address in lower case, or an error if it is not
-// local@domain.
-func normAddress(address string) (string, error) {
-	a := strings.ToLower(strings.TrimSpace(address))
-	at := strings.LastIndexByte(a, '@')
-	if at <= 0 || at == len(a)-1 || strings.ContainsAny(a, " \t") {
-		return "", fmt.Errorf("invalid address %q", address)
-	}
-	return a, nil
-}
-
 // addrDomain returns the part of a normalized address after the '@'.
 func addrDomain(addr string) string {
 	return addr[strings.LastIndexByte(addr, '@')+1:]
 }
 
-// normKind returns kind, a user mailbox if empty, or an error if unknown.
-func normKind(kind string) (string, error) {
-	switch kind {
-	case "":
-		return sdk.KindUser, nil
-	case sdk.KindUser, sdk.KindPublicFolder:
-		return kind, nil
-	}
-	return "", fmt.Errorf("invalid mailbox kind %q", kind)
+// normAddress returns address in lower case, or an error if it is not
+// local@domain.
+func normAddress(address string) (string, error) {
+	addr, _, err := store.NormAddress(address)
+	return addr, err
 }

@@ -18,7 +18,7 @@ import (
 // The mutex makes the check and the take one step: of holders racing for a
 // free lease, exactly one gets it.
 func (s *Store) AcquireLease(ctx context.Context, domain, holder string, ttl time.Duration) (store.Lease, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return store.Lease{}, err
 	}
@@ -48,7 +48,7 @@ func (s *Store) AcquireLease(ctx context.Context, domain, holder string, ttl tim
 // store.ErrLeaseLost if another holder took it or it was released. A lease
 // that expired but that nobody took is still holder's.
 func (s *Store) RenewLease(ctx context.Context, domain, holder string, ttl time.Duration) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -71,7 +71,7 @@ func (s *Store) RenewLease(ctx context.Context, domain, holder string, ttl time.
 // ReleaseLease gives up holder's lease; a lease holder does not have is
 // left alone, and is no error.
 func (s *Store) ReleaseLease(ctx context.Context, domain, holder string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -109,7 +109,7 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return errors.New("start run: no run")
 	}
-	domain, err := normDomain(run.Domain)
+	domain, err := store.NormDomain(run.Domain)
 	if err != nil {
 		return fmt.Errorf("start run: %w", err)
 	}
@@ -148,7 +148,7 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return errors.New("record run: no run")
 	}
-	domain, err := normDomain(run.Domain)
+	domain, err := store.NormDomain(run.Domain)
 	if err != nil {
 		return fmt.Errorf("record run: %w", err)
 	}
@@ -193,29 +193,17 @@ func (s *Store) runIndex(domain string, id int64) int {
 	return i
 }
 
-// Limits of RunsPage.
-const (
-	defaultRunsPage = 50
-	maxRunsPage     = 1000
-)
-
 // RunsPage lists at most limit (1 to 1000; 0 means 50) of a domain's runs
 // with ids below beforeID (0: from the newest), newest first by id, without
 // their changes (with their count). s.runs is in id order, so it is read
 // from the end.
 func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]store.Run, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case limit == 0:
-		limit = defaultRunsPage
-	case limit < 0 || limit > maxRunsPage:
-		return nil, fmt.Errorf("runs of %s: page size %d is not between 1 and %d", domain, limit, maxRunsPage)
-	}
-	if beforeID < 0 {
-		return nil, fmt.Errorf("runs of %s: run id %d to page before is negative", domain, beforeID)
+	if limit, err = store.RunsPageLimit(domain, limit, beforeID); err != nil {
+		return nil, err
 	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
@@ -251,7 +239,7 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
 // store.ErrNotFound if there is none, also when run id belongs to another
 // domain.
 func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -267,30 +255,18 @@ func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, e
 	return &r, nil
 }
 
-// Limits of RunChanges.
-const (
-	defaultChangesPage = 1000
-	maxChangesPage     = 10000
-)
-
 // RunChanges returns copies of at most limit (1 to 10000; 0 means 1000) of
 // the changes of run id of domain, from index offset, in their order;
 // store.ErrNotFound if there is no such run, also when run id belongs to
 // another domain. The run keeps its changes as one slice: a page is a part
 // of it.
 func (s *Store) RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]store.RunChange, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case limit == 0:
-		limit = defaultChangesPage
-	case limit < 0 || limit > maxChangesPage:
-		return nil, fmt.Errorf("changes of run %d of %s: page size %d is not between 1 and %d", id, domain, limit, maxChangesPage)
-	}
-	if offset < 0 {
-		return nil, fmt.Errorf("changes of run %d of %s: offset %d is negative", id, domain, offset)
+	if limit, err = store.RunChangesLimit(domain, id, offset, limit); err != nil {
+		return nil, err
 	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err

@@ -27,7 +27,7 @@ func (s *Store) PutSettings(ctx context.Context, v *store.SettingsVersion, expec
 	if v == nil {
 		return errors.New("save settings: no settings")
 	}
-	domain, err := normDomain(v.Domain)
+	domain, err := store.NormDomain(v.Domain)
 	if err != nil {
 		return fmt.Errorf("save settings: %w", err)
 	}
@@ -70,7 +70,7 @@ func current(versions []store.SettingsVersion) int64 {
 // such version, or for 0 if the domain has none or was removed. A version
 // that removed the domain is returned with Removed set.
 func (s *Store) Settings(ctx context.Context, domain string, version int64) (*store.SettingsVersion, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, fmt.Errorf("settings: %w", err)
 	}
@@ -96,7 +96,7 @@ func (s *Store) Settings(ctx context.Context, domain string, version int64) (*st
 // SettingsHistory lists copies of every version of a domain's settings,
 // newest first, removals included, without their secrets.
 func (s *Store) SettingsHistory(ctx context.Context, domain string) ([]store.SettingsVersion, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, fmt.Errorf("settings history: %w", err)
 	}
@@ -134,7 +134,7 @@ func (s *Store) StoredDomains(ctx context.Context) ([]store.SettingsVersion, err
 // store.ErrNotFound if the domain has no settings or is removed already.
 // Mailboxes, groups, runs and older versions stay.
 func (s *Store) RemoveSettings(ctx context.Context, domain, author string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return fmt.Errorf("remove settings: %w", err)
 	}

@@ -45,7 +45,7 @@ import (
 // It sets run.ID and run.ChangeCount (and run.Domain if empty). On error
 // nothing is written and the error names the change that failed.
 func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change, run *store.Run) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -227,7 +227,7 @@ func (a *applier) update() error {
 		if err != nil {
 			return a.fail(i, err)
 		}
-		kind, err := normKind(c.After.Kind)
+		kind, err := store.NormKind(c.After.Kind)
 		if err != nil {
 			return a.fail(i, err)
 		}
@@ -370,7 +370,7 @@ func (a *applier) planCreate(pos int) error {
 	if err != nil {
 		return err
 	}
-	kind, err := normKind(m.Kind)
+	kind, err := store.NormKind(m.Kind)
 	if err != nil {
 		return err
 	}

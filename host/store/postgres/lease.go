@@ -17,7 +17,7 @@ import (
 // over; the holder's own lease is renewed (its since and run id kept).
 // "Now" is the database's clock, which every replica shares.
 func (s *Store) AcquireLease(ctx context.Context, domain, holder string, ttl time.Duration) (store.Lease, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return store.Lease{}, err
 	}
@@ -68,7 +68,7 @@ func (s *Store) AcquireLease(ctx context.Context, domain, holder string, ttl tim
 // the lease or it was released; a lease that expired but that nobody took
 // is still holder's.
 func (s *Store) RenewLease(ctx context.Context, domain, holder string, ttl time.Duration) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -89,7 +89,7 @@ func (s *Store) RenewLease(ctx context.Context, domain, holder string, ttl time.
 // ReleaseLease gives up holder's lease on domain; one that holder does not
 // have is left alone, and is no error.
 func (s *Store) ReleaseLease(ctx context.Context, domain, holder string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}

@@ -10,20 +10,19 @@ import (
 	"github.com/jackc/pgx/v5"
 
 	"github.com/dirsync/dirsync/host/store"
-	"github.com/dirsync/dirsync/sdk"
 )
 
 // Snapshot reads the state of a domain in one repeatable-read transaction,
 // with a handful of bulk queries, and the domain's generation. An unknown
 // domain has an empty snapshot at generation 0.
 func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []string) (*store.Snapshot, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
 	domains := []string{domain}
 	for _, d := range aliasDomains {
-		d, err := normDomain(d)
+		d, err := store.NormDomain(d)
 		if err != nil {
 			return nil, fmt.Errorf("alias domain: %w", err)
 		}
@@ -75,7 +74,7 @@ func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []stri
 
 // Mailboxes lists a domain's mailboxes sorted by primary address.
 func (s *Store) Mailboxes(ctx context.Context, domain string) ([]store.Mailbox, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -92,7 +91,7 @@ func (s *Store) Mailboxes(ctx context.Context, domain string) ([]store.Mailbox, 
 
 // Groups lists a domain's gateway groups sorted by name (byte order).
 func (s *Store) Groups(ctx context.Context, domain string) ([]store.Group, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -108,7 +107,7 @@ func (s *Store) Groups(ctx context.Context, domain string) ([]store.Group, error
 // membership and of its mailbox; store.ErrNotFound if the domain has no
 // such group.
 func (s *Store) GroupMembers(ctx context.Context, domain, group string) ([]store.Member, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -149,7 +148,7 @@ func (s *Store) GroupMembers(ctx context.Context, domain, group string) ([]store
 
 // Resolve returns the primary address of the mailbox that owns address.
 func (s *Store) Resolve(ctx context.Context, address string) (string, error) {
-	addr, _, err := normAddress(address)
+	addr, _, err := store.NormAddress(address)
 	if err != nil {
 		return "", err
 	}
@@ -304,39 +303,6 @@ func eachPair(ctx context.Context, q queryer, query string, args []any, fn func(
 	return rows.Err()
 }
 
-// normDomain returns domain in lower case, or an error if it is not a
-// plausible domain name.
-func normDomain(domain string) (string, error) {
-	d := strings.ToLower(strings.TrimSpace(domain))
-	if d == "" || strings.ContainsAny(d, "@ \t") {
-		return "", fmt.Errorf("invalid domain %q", domain)
-	}
-	return d, nil
-}
-
-// normAddress returns address in lower case and its domain part, or an error
-// if it is not local@domain.
-func normAddress(address string) (addr, domain string, err error) {
-	addr = strings.ToLower(strings.TrimSpace(address))
-	at := strings.LastIndexByte(addr, '@')
-	if at <= 0 || at == len(addr)-1 || strings.ContainsAny(addr, " \t") {
-		return "", "", fmt.Errorf("invalid address %q", address)
-	}
-	return addr, addr[at+1:], nil
-}
-
-// normKind returns kind, defaulting to a user mailbox, or an error for an
-// unknown kind.
-func normKind(kind string) (string, error) {
-	switch kind {
-	case "":
-		return sdk.KindUser, nil
-	case sdk.KindUser, sdk.KindPublicFolder:
-		return kind, nil
-	}
-	return "", fmt.Errorf("invalid mailbox kind %q", kind)
-}
-
 // address is one address of a mailbox with its domain part.
 type address struct{ addr, domain string }
 
@@ -346,7 +312,7 @@ func addressSet(m *store.Mailbox) ([]address, error) {
 	set := make([]address, 0, 1+len(m.Aliases))
 	seen := make(map[string]bool, 1+len(m.Aliases))
 	for i, raw := range append([]string{m.Primary}, m.Aliases...) {
-		addr, domain, err := normAddress(raw)
+		addr, domain, err := store.NormAddress(raw)
 		if err != nil {
 			if i == 0 {
 				return nil, fmt.Errorf("primary address: %w", err)

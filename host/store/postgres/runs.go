@@ -27,7 +27,7 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return fmt.Errorf("start run: no run")
 	}
-	domain, err := normDomain(run.Domain)
+	domain, err := store.NormDomain(run.Domain)
 	if err != nil {
 		return fmt.Errorf("start run: %w", err)
 	}
@@ -80,7 +80,7 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return fmt.Errorf("record run: no run")
 	}
-	domain, err := normDomain(run.Domain)
+	domain, err := store.NormDomain(run.Domain)
 	if err != nil {
 		return fmt.Errorf("record run: %w", err)
 	}
@@ -103,28 +103,16 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	return nil
 }
 
-// Limits of RunsPage.
-const (
-	defaultRunsPage = 50
-	maxRunsPage     = 1000
-)
-
 // RunsPage lists at most limit (1 to 1000; 0 means 50) of a domain's runs
 // with ids below beforeID (0: from the newest), newest first by id, without
 // their changes (with their count).
 func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]store.Run, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case limit == 0:
-		limit = defaultRunsPage
-	case limit < 0 || limit > maxRunsPage:
-		return nil, fmt.Errorf("runs of %s: page size %d is not between 1 and %d", domain, limit, maxRunsPage)
-	}
-	if beforeID < 0 {
-		return nil, fmt.Errorf("runs of %s: run id %d to page before is negative", domain, beforeID)
+	if limit, err = store.RunsPageLimit(domain, limit, beforeID); err != nil {
+		return nil, err
 	}
 	var runs []store.Run
 	if beforeID == 0 {
@@ -156,7 +144,7 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
 // Run returns run id of domain without its changes (with their count);
 // store.ErrNotFound if domain has no such run.
 func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -170,29 +158,17 @@ func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, e
 	return &runs[0], nil
 }
 
-// Limits of RunChanges.
-const (
-	defaultChangesPage = 1000
-	maxChangesPage     = 10000
-)
-
 // RunChanges returns at most limit (1 to 10000; 0 means 1000) of the
 // changes of run id of domain, from index offset, in their order;
 // store.ErrNotFound if domain has no such run. A change's index is its seq
 // (0, 1, … as written), so a page is a range of the primary key.
 func (s *Store) RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]store.RunChange, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case limit == 0:
-		limit = defaultChangesPage
-	case limit < 0 || limit > maxChangesPage:
-		return nil, fmt.Errorf("changes of run %d of %s: page size %d is not between 1 and %d", id, domain, limit, maxChangesPage)
-	}
-	if offset < 0 {
-		return nil, fmt.Errorf("changes of run %d of %s: offset %d is negative", id, domain, offset)
+	if limit, err = store.RunChangesLimit(domain, id, offset, limit); err != nil {
+		return nil, err
 	}
 	var rcs []store.RunChange
 	err = s.readTx(ctx, func(tx pgx.Tx) error {
@@ -331,7 +307,7 @@ func runDomain(run *store.Run, domain string) error {
 		run.Domain = domain
 		return nil
 	}
-	d, err := normDomain(run.Domain)
+	d, err := store.NormDomain(run.Domain)
 	if err != nil || d != domain {
 		return fmt.Errorf("apply to %s: run record is for domain %q", domain, run.Domain)
 	}

@@ -20,7 +20,7 @@ func (s *Store) PutSettings(ctx context.Context, v *store.SettingsVersion, expec
 	if v == nil {
 		return errors.New("save settings: no settings")
 	}
-	domain, err := normDomain(v.Domain)
+	domain, err := store.NormDomain(v.Domain)
 	if err != nil {
 		return fmt.Errorf("save settings: %w", err)
 	}
@@ -46,7 +46,7 @@ func (s *Store) PutSettings(ctx context.Context, v *store.SettingsVersion, expec
 			current = 0
 		}
 		if current != expect {
-			return conflict(last, removed, expect)
+			return store.ConflictError(last, removed, expect)
 		}
 		if err := ensureDomain(ctx, tx, domain); err != nil {
 			return err
@@ -61,28 +61,11 @@ func (s *Store) PutSettings(ctx context.Context, v *store.SettingsVersion, expec
 	return nil
 }
 
-// conflict is the store.ErrConflict of a PutSettings that expected version
-// expect where the latest is last (removed or not).
-func conflict(last int64, removed bool, expect int64) error {
-	var msg string
-	switch {
-	case last == 0:
-		msg = fmt.Sprintf("the domain has no settings, the change expected version %d", expect)
-	case removed:
-		msg = fmt.Sprintf("version %d removed the domain, the change expected version %d", last, expect)
-	case expect == 0:
-		msg = fmt.Sprintf("the domain has settings already, at version %d", last)
-	default:
-		msg = fmt.Sprintf("the settings are at version %d, the change expected version %d", last, expect)
-	}
-	return fmt.Errorf("%s: %w", msg, store.ErrConflict)
-}
-
 // RemoveSettings saves, by author, a version of domain's settings that
 // removes it, carrying the settings of the version it removes and no
 // secret; store.ErrNotFound if the domain has no settings or is removed.
 func (s *Store) RemoveSettings(ctx context.Context, domain, author string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return fmt.Errorf("remove settings: %w", err)
 	}
@@ -111,7 +94,7 @@ func (s *Store) RemoveSettings(ctx context.Context, domain, author string) error
 // with its secret; store.ErrNotFound if there is none, or for 0 if the
 // latest removed the domain.
 func (s *Store) Settings(ctx context.Context, domain string, version int64) (*store.SettingsVersion, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, fmt.Errorf("settings: %w", err)
 	}
@@ -137,7 +120,7 @@ func (s *Store) Settings(ctx context.Context, domain string, version int64) (*st
 // SettingsHistory lists every version of domain's settings, newest first,
 // without their secrets.
 func (s *Store) SettingsHistory(ctx context.Context, domain string) ([]store.SettingsVersion, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, fmt.Errorf("settings history: %w", err)
 	}

@@ -34,7 +34,7 @@ import (
 // It sets run.ID and run.ChangeCount (and run.Domain if empty). On error
 // nothing is written and the error names the change that failed.
 func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change, run *store.Run) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -222,7 +222,7 @@ func (a *applier) update(c *store.Change) error {
 	if err != nil {
 		return err
 	}
-	kind, err := normKind(c.After.Kind)
+	kind, err := store.NormKind(c.After.Kind)
 	if err != nil {
 		return err
 	}
@@ -261,7 +261,7 @@ func (a *applier) create(c *store.Change) error {
 	if err != nil {
 		return err
 	}
-	kind, err := normKind(m.Kind)
+	kind, err := store.NormKind(m.Kind)
 	if err != nil {
 		return err
 	}
@@ -395,7 +395,7 @@ func addressSet(m *store.Mailbox) ([]address, error) {
 	set := make([]address, 0, 1+len(m.Aliases))
 	seen := make(map[string]bool, 1+len(m.Aliases))
 	for i, raw := range append([]string{m.Primary}, m.Aliases...) {
-		addr, domain, err := normAddress(raw)
+		addr, domain, err := store.NormAddress(raw)
 		if err != nil {
 			if i == 0 {
 				return nil, fmt.Errorf("primary address: %w", err)

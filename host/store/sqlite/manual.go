@@ -13,7 +13,7 @@ import (
 // EnsureDomain creates the domain if it does not exist. Domain names are
 // kept in lower case.
 func (s *Store) EnsureDomain(ctx context.Context, domain string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -23,7 +23,7 @@ func (s *Store) EnsureDomain(ctx context.Context, domain string) error {
 // AddGroup creates a gateway group (source manual). Names are byte-exact:
 // "Sales" and "sales" are two groups.
 func (s *Store) AddGroup(ctx context.Context, domain, name string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -48,7 +48,7 @@ func (s *Store) AddGroup(ctx context.Context, domain, name string) error {
 
 // RemoveGroup deletes a gateway group and its memberships.
 func (s *Store) RemoveGroup(ctx context.Context, domain, name string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
@@ -98,11 +98,11 @@ func (s *Store) Unassign(ctx context.Context, domain, group, address string) err
 // generation if fn succeeds.
 func (s *Store) membership(ctx context.Context, domain, group, address string,
 	fn func(tx *sql.Tx, mailbox, gid int64, primary string) error) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
-	addr, _, err := normAddress(address)
+	addr, _, err := store.NormAddress(address)
 	if err != nil {
 		return err
 	}
@@ -138,7 +138,7 @@ func (s *Store) membership(ctx context.Context, domain, group, address string,
 // are stored in lower case; one that another mailbox owns is an ErrExists,
 // an unknown group an ErrNotFound, and then nothing is created.
 func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) (int64, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return 0, err
 	}
@@ -146,7 +146,7 @@ func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) 
 	if err != nil {
 		return 0, fmt.Errorf("add mailbox: %w", err)
 	}
-	kind, err := normKind(m.Kind)
+	kind, err := store.NormKind(m.Kind)
 	if err != nil {
 		return 0, fmt.Errorf("add mailbox %s: %w", set[0].addr, err)
 	}
@@ -202,11 +202,11 @@ func (s *Store) AddMailbox(ctx context.Context, domain string, m store.Mailbox) 
 // RemoveMailbox deletes the mailbox of domain whose primary address is
 // address, with its aliases and memberships.
 func (s *Store) RemoveMailbox(ctx context.Context, domain, address string) error {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return err
 	}
-	addr, _, err := normAddress(address)
+	addr, _, err := store.NormAddress(address)
 	if err != nil {
 		return err
 	}

@@ -30,7 +30,7 @@ func (s *Store) StartRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return fmt.Errorf("start run: no run")
 	}
-	domain, err := normDomain(run.Domain)
+	domain, err := store.NormDomain(run.Domain)
 	if err != nil {
 		return fmt.Errorf("start run: %w", err)
 	}
@@ -84,7 +84,7 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	if run == nil {
 		return fmt.Errorf("record run: no run")
 	}
-	domain, err := normDomain(run.Domain)
+	domain, err := store.NormDomain(run.Domain)
 	if err != nil {
 		return fmt.Errorf("record run: %w", err)
 	}
@@ -108,28 +108,16 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 	return nil
 }
 
-// Limits of RunsPage.
-const (
-	defaultRunsPage = 50
-	maxRunsPage     = 1000
-)
-
 // RunsPage lists at most limit (1 to 1000; 0 means 50) of a domain's runs
 // with ids below beforeID (0: from the newest), newest first by id, without
 // their changes (with their count).
 func (s *Store) RunsPage(ctx context.Context, domain string, limit int, beforeID int64) ([]store.Run, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	switch {
-	case limit == 0:
-		limit = defaultRunsPage
-	case limit < 0 || limit > maxRunsPage:
-		return nil, fmt.Errorf("runs of %s: page size %d is not between 1 and %d", domain, limit, maxRunsPage)
-	}
-	if beforeID < 0 {
-		return nil, fmt.Errorf("runs of %s: run id %d to page before is negative", domain, beforeID)
+	if limit, err = store.RunsPageLimit(domain, limit, beforeID); err != nil {
+		return nil, err
 	}
 	var runs []store.Run
 	if beforeID == 0 {
@@ -159,7 +147,7 @@ func (s *Store) LastRuns(ctx context.Context) (map[string]store.Run, error) {
 // Run returns run id of domain without its changes (with their count);
 // store.ErrNotFound if domain has no such run.
 func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
@@ -173,12 +161,6 @@ func (s *Store) Run(ctx context.Context, domain string, id int64) (*store.Run, e
 	return &runs[0], nil
 }
 
-// Limits of RunChanges.
-const (
-	defaultChangesPage = 1000
-	maxChangesPage     = 10000
-)
-
 // RunChanges returns at most limit (1 to 10000; 0 means 1000) of the
 // changes of run id of domain, from index offset, in their order;
 // store.ErrNotFound if domain has no such run.
@@ -189,12 +171,12 @@ const (
 // rare and their pages are read by hand (the CLI, the API, the page), so
 // the blob stays one value rather than rows of their own.
 func (s *Store) RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]store.RunChange, error) {
-	domain, err := normDomain(domain)
+	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
-	if limit, err = changesPage(offset, limit); err != nil {
-		return nil, fmt.Errorf("changes of run %d of %s: %w", id, domain, err)
+	if limit, err = store.RunChangesLimit(domain, id, offset, limit); err != nil {
+		return nil, err
 	}
 	var blob []byte
 	err = s.db.QueryRowContext(ctx, `SELECT changes FROM runs WHERE id = ? AND domain = ?`, id, domain).Scan(&blob)
@@ -212,21 +194,6 @@ func (s *Store) RunChanges(ctx context.Context, domain string, id int64, offset,
 		return nil, nil
 	}
 	return slices.Clip(rcs[offset:min(offset+limit, len(rcs))]), nil
-}
-
-// changesPage checks the offset and limit given to RunChanges and returns
-// the limit to use.
-func changesPage(offset, limit int) (int, error) {
-	switch {
-	case limit == 0:
-		limit = defaultChangesPage
-	case limit < 0 || limit > maxChangesPage:
-		return 0, fmt.Errorf("page size %d is not between 1 and %d", limit, maxChangesPage)
-	}
-	if offset < 0 {
-		return 0, fmt.Errorf("offset %d is negative", offset)
-	}
-	return limit, nil
 }
 
 // pruneBatch is how many runs PruneRuns deletes in one transaction, so that
@@ -326,7 +293,7 @@ func runDomain(run *store.Run, domain string) error {
 		run.Domain = domain
 		return nil
 	}
-	d, err := normDomain(run.Domain)
+	d, err := store.NormDomain(run.Domain)
 	if err != nil || d != domain {
 		return fmt.Errorf("apply to %s: run record is for domain %q", domain, run.Domain)
 	}
