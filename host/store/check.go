@@ -1,6 +1,7 @@
 package store
 
 import (
+	"errors"
 	"fmt"
 	"strings"
 
@@ -97,4 +98,27 @@ func ConflictError(last int64, removed bool, expect int64) error {
 		msg = fmt.Sprintf("the settings are at version %d, the change expected version %d", last, expect)
 	}
 	return fmt.Errorf("%s: %w", msg, ErrConflict)
+}
+
+// CheckSettingsVersion checks the arguments of PutSettings and returns the
+// domain's name as the store keeps it.
+func CheckSettingsVersion(v *SettingsVersion, expect int64) (string, error) {
+	if v == nil {
+		return "", errors.New("save settings: no settings")
+	}
+	domain, err := NormDomain(v.Domain)
+	if err != nil {
+		return "", fmt.Errorf("save settings: %w", err)
+	}
+	switch {
+	case len(v.Settings) == 0:
+		return "", fmt.Errorf("save settings of %s: empty settings", domain)
+	case v.Author == "":
+		return "", fmt.Errorf("save settings of %s: no author", domain)
+	case v.Removed:
+		return "", fmt.Errorf("save settings of %s: a version that removes the domain is saved by RemoveSettings", domain)
+	case expect < 0:
+		return "", fmt.Errorf("save settings of %s: expected version %d is negative", domain, expect)
+	}
+	return domain, nil
 }

@@ -3,7 +3,6 @@ package memstore
 import (
 	"bytes"
 	"context"
-	"errors"
 	"fmt"
 	"slices"
 	"strings"
@@ -24,22 +23,9 @@ import (
 // v.Version and v.Created, sets v.Domain to the lower-case name, and creates
 // the domain if needed.
 func (s *Store) PutSettings(ctx context.Context, v *store.SettingsVersion, expect int64) error {
-	if v == nil {
-		return errors.New("save settings: no settings")
-	}
-	domain, err := store.NormDomain(v.Domain)
+	domain, err := store.CheckSettingsVersion(v, expect)
 	if err != nil {
-		return fmt.Errorf("save settings: %w", err)
-	}
-	switch {
-	case len(v.Settings) == 0:
-		return fmt.Errorf("save settings of %s: empty settings", domain)
-	case v.Author == "":
-		return fmt.Errorf("save settings of %s: no author", domain)
-	case v.Removed:
-		return fmt.Errorf("save settings of %s: a version that removes the domain is saved by RemoveSettings", domain)
-	case expect < 0:
-		return fmt.Errorf("save settings of %s: expected version %d is negative", domain, expect)
+		return err
 	}
 	if err := s.lock(ctx); err != nil {
 		return err

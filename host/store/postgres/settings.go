@@ -17,22 +17,9 @@ import (
 // case. Of several writers that race to save the same next version, the
 // primary key lets one win; the others get store.ErrConflict.
 func (s *Store) PutSettings(ctx context.Context, v *store.SettingsVersion, expect int64) error {
-	if v == nil {
-		return errors.New("save settings: no settings")
-	}
-	domain, err := store.NormDomain(v.Domain)
+	domain, err := store.CheckSettingsVersion(v, expect)
 	if err != nil {
-		return fmt.Errorf("save settings: %w", err)
-	}
-	switch {
-	case len(v.Settings) == 0:
-		return fmt.Errorf("save settings of %s: empty settings", domain)
-	case v.Author == "":
-		return fmt.Errorf("save settings of %s: no author", domain)
-	case v.Removed:
-		return fmt.Errorf("save settings of %s: a version that removes the domain is saved by RemoveSettings", domain)
-	case expect < 0:
-		return fmt.Errorf("save settings of %s: expected version %d is negative", domain, expect)
+		return err
 	}
 	nv := *v
 	nv.Domain = domain
