@@ -88,15 +88,10 @@ type groupsView struct {
 type groupItem struct {
 	Name    string
 	Source  string
-	Members []memberItem
-}
-
-// memberItem is a mailbox in a group: how the membership was made (Source:
-// "manual" by hand, "ldap" by a sync) and where the mailbox comes from.
-type memberItem struct {
-	Address       string
-	Source        string
-	MailboxSource string
+	// Members are sorted by address; each says how the membership was made
+	// (Source: "manual" by hand, "ldap" by a sync) and where the mailbox
+	// comes from.
+	Members []store.Member
 }
 
 // groupList reads the domain's gateway groups with their members.
@@ -114,11 +109,7 @@ func (s *server) groupList(r *http.Request, domain string) ([]groupItem, error) 
 		if err != nil {
 			return nil, err
 		}
-		item := groupItem{Name: g.Name, Source: g.Source}
-		for _, m := range members { // sorted by address
-			item.Members = append(item.Members, memberItem{Address: m.Address, Source: m.Source, MailboxSource: m.MailboxSource})
-		}
-		out = append(out, item)
+		out = append(out, groupItem{Name: g.Name, Source: g.Source, Members: members})
 	}
 	return out, nil
 }
