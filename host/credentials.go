@@ -3,8 +3,6 @@ package host
 import (
 	"context"
 	"crypto/x509"
-	"fmt"
-	"os"
 
 	"github.com/dirsync/dirsync/host/config"
 )
@@ -66,19 +64,8 @@ func (f FileCredentials) BindPassword(_ context.Context, d *config.Domain) (stri
 	return f.Config.Password(d)
 }
 
-// RootCAs reads d's ca_file; nil when it names none.
-func (f FileCredentials) RootCAs(_ context.Context, d *config.Domain) (*x509.CertPool, error) {
-	if d.LDAP.CAFile == "" {
-		return nil, nil
-	}
-	path := f.Config.Rel(d.LDAP.CAFile)
-	pem, err := os.ReadFile(path)
-	if err != nil {
-		return nil, fmt.Errorf("domain %q: ca_file: %w", d.Name, err)
-	}
-	pool := x509.NewCertPool()
-	if !pool.AppendCertsFromPEM(pem) {
-		return nil, fmt.Errorf("domain %q: ca_file %s holds no PEM certificate", d.Name, path)
-	}
-	return pool, nil
+// RootCAs returns nil: the host then reads d's ca_file itself, as it
+// does without Credentials.
+func (FileCredentials) RootCAs(context.Context, *config.Domain) (*x509.CertPool, error) {
+	return nil, nil
 }

@@ -360,11 +360,6 @@ func (c *Config) checkPolicies(data []byte) error {
 //
 // Errors are *Error values naming the key; they have no line.
 func (c *Config) Validate() error {
-	if c.Manifest != nil && c.Plugins.Manifest == "" {
-		// A manifest built in code: no file to name.
-		c.Plugins.Manifest = "-"
-		defer func() { c.Plugins.Manifest = "" }()
-	}
 	if err := c.checkWith(nil, true); err != nil {
 		return err
 	}
@@ -544,7 +539,7 @@ func (c *Config) checkWith(data []byte, allWritten bool) error {
 	if err := c.checkStore(data); err != nil {
 		return err
 	}
-	if c.Plugins.Manifest == "" {
+	if c.Plugins.Manifest == "" && c.Manifest == nil { // a Manifest built in code names no file
 		return missing("plugins.manifest", "plugins")
 	}
 	if c.Plugins.CacheDir != "" {

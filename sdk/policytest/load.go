@@ -40,7 +40,7 @@ func Load(t testing.TB, path string) sdk.Policy {
 	if strings.HasSuffix(abs, ".wasm") {
 		runtime = "wasm"
 	}
-	l := &loaded{t: t, spec: config.Policy{Name: strings.TrimSuffix(filepath.Base(abs), ".wasm"), Runtime: runtime, Path: abs},
+	l := &loaded{spec: config.Policy{Name: strings.TrimSuffix(filepath.Base(abs), ".wasm"), Runtime: runtime, Path: abs},
 		opts: host.LoadOptions{CacheDir: t.TempDir()}}
 	if err := l.load(nil); err != nil {
 		t.Fatalf("policytest.Load %s: %v", path, err)
@@ -51,7 +51,6 @@ func Load(t testing.TB, path string) sdk.Policy {
 
 // loaded is a policy served by a host runtime, seen as an sdk.Policy.
 type loaded struct {
-	t    testing.TB
 	spec config.Policy
 	opts host.LoadOptions
 

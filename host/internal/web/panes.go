@@ -86,8 +86,8 @@ type groupsView struct {
 
 // groupItem is a gateway group with its members.
 type groupItem struct {
-	Name    string
-	Source  string
+	Name   string
+	Source string
 	// Members are sorted by address; each says how the membership was made
 	// (Source: "manual" by hand, "ldap" by a sync) and where the mailbox
 	// comes from.
