@@ -291,30 +291,11 @@ func (s *Server) Stop() error {
 }
 
 func (s *Server) stop() error {
-	s.mu.Lock()
-	for _, c := range s.admin {
-		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
-		c.Close(ctx)
-		cancel()
-	}
-	s.admin = nil
-	s.mu.Unlock()
+	s.closeAdmin()
 	var errs []error
 	if s.done != nil {
-		select {
-		case <-s.done:
-		default:
-			cmd := exec.Command(filepath.Join(s.bin, "pg_ctl"), "stop", "-D", s.dataDir(), "-m", "immediate", "-w", "-s")
-			cmd.Dir = s.Dir
-			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
-			if out, err := cmd.CombinedOutput(); err != nil {
-				errs = append(errs, fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out))))
-			}
-			select {
-			case <-s.done:
-			case <-time.After(30 * time.Second):
-				errs = append(errs, errors.New("pgtest: the server did not stop within 30s"))
-			}
+		if err := s.stopNow(); err != nil {
+			errs = append(errs, err)
 		}
 	}
 	if s.Dir != "" {
@@ -330,30 +311,50 @@ func (s *Server) stop() error {
 // and port; Resume starts it again. Clients see their connections break
 // and new ones refused while it is down.
 func (s *Server) Halt() error {
+	s.closeAdmin()
+	if s.done == nil {
+		return errors.New("pgtest: the server is not running")
+	}
+	if err := s.stopNow(); err != nil {
+		return err
+	}
+	s.done = nil
+	return nil
+}
+
+// closeAdmin closes the superuser's connections.
+func (s *Server) closeAdmin() {
 	s.mu.Lock()
+	defer s.mu.Unlock()
 	for _, c := range s.admin {
 		ctx, cancel := context.WithTimeout(context.Background(), time.Second)
 		c.Close(ctx)
 		cancel()
 	}
 	s.admin = nil
-	s.mu.Unlock()
-	if s.done == nil {
-		return errors.New("pgtest: the server is not running")
+}
+
+// stopNow stops the running server at once (pg_ctl stop -m immediate) and
+// waits for the postmaster's exit.
+func (s *Server) stopNow() error {
+	select {
+	case <-s.done:
+		return nil
+	default:
 	}
 	cmd := exec.Command(filepath.Join(s.bin, "pg_ctl"), "stop", "-D", s.dataDir(), "-m", "immediate", "-w", "-s")
 	cmd.Dir = s.Dir
 	cmd.SysProcAttr = &syscall.SysProcAttr{Credential: s.cred}
+	var errs []error
 	if out, err := cmd.CombinedOutput(); err != nil {
-		return fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out)))
+		errs = append(errs, fmt.Errorf("pgtest: pg_ctl stop: %v: %s", err, strings.TrimSpace(string(out))))
 	}
 	select {
 	case <-s.done:
 	case <-time.After(30 * time.Second):
-		return errors.New("pgtest: the server did not stop within 30s")
+		errs = append(errs, errors.New("pgtest: the server did not stop within 30s"))
 	}
-	s.done = nil
-	return nil
+	return errors.Join(errs...)
 }
 
 // Resume starts a halted server again on its port, after crash recovery,
