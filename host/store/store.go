@@ -134,6 +134,11 @@ type Counts struct {
 	// Cached counts the entries whose intent came from the map cache
 	// (unchanged since the last run) instead of a call to the policy.
 	Cached int `json:"cached_entries,omitempty"`
+	// Changed and Gone are what a delta read (Run.Read "delta") found: the
+	// entries added or changed, and those deleted or gone out of scope.
+	// Entries counts the whole domain as the run decided on it.
+	Changed int `json:"changed_entries,omitempty"`
+	Gone    int `json:"gone_entries,omitempty"`
 }
 
 // Run outcomes.
@@ -178,9 +183,20 @@ type Run struct {
 	// references) the directory returned: parts of the tree held by other
 	// servers, not read.
 	References []string `json:"references,omitempty"`
+	// Read says how the run read the directory: ReadFull (everything
+	// under the base) or ReadDelta (what changed since the domain's
+	// DirState); "" for a run that got no further than its start. Every
+	// writer stores it; every reader fills it.
+	Read string `json:"read,omitempty"`
 	// Generation is the Snapshot.Generation the run's changes were computed
 	// from; Apply refuses the run if the domain was written since.
 	Generation int64 `json:"-"`
+	// DirState is the directory state the run leaves for the next one:
+	// Apply replaces the domain's DirState with it in the run's
+	// transaction (nil deletes it), so that a run that does not apply
+	// keeps the state, and the cookie, of the last one that did. RecordRun
+	// and StartRun ignore it; no reader fills it.
+	DirState *DirState `json:"-"`
 	// ChangeCount is how many changes the run recorded: RunsPage, LastRuns
 	// and Run fill it without reading the changes. A writer (Apply,
 	// RecordRun, StartRun) sets it to len(Changes), whatever it was given.
@@ -190,6 +206,32 @@ type Run struct {
 	// reader fills it (a run may have 100,000 changes): RunChanges reads
 	// them a page at a time.
 	Changes []RunChange `json:"changes,omitempty"`
+}
+
+// How a run read the directory (Run.Read).
+const (
+	ReadFull  = "full"
+	ReadDelta = "delta"
+)
+
+// DirState is what a domain's last applied sync read from the directory:
+// enough for the next run to read only what changed since then (a delta)
+// and still decide on the whole domain. The host writes it through
+// Run.DirState in the Apply of a run; the store keeps it as given.
+type DirState struct {
+	// Key names what the state was read with (directory, base DN, filter,
+	// policy and its config, alias domains): the host reads in full when
+	// its key differs.
+	Key string
+	// Cookie is the directory's token of the point the state was read up
+	// to (an RFC 4533 sync cookie, an Active Directory DirSync cookie);
+	// empty when no delta can follow.
+	Cookie []byte
+	// FullAt is when the last full read of the state started.
+	FullAt time.Time
+	// Entries is the host's encoding of the entries read: opaque to the
+	// store, and large (about 200 bytes an entry).
+	Entries []byte
 }
 
 // Member is a mailbox in a gateway group, as GroupMembers lists it.
@@ -279,7 +321,8 @@ type Store interface {
 	// of it lands or none. It first checks that the domain's generation is
 	// still run.Generation (else ErrStoreChanged, nothing written), and
 	// bumps it. A run with an ID (from StartRun) has its row finished; one
-	// without gets a new row. If run.Changes is nil it records
+	// without gets a new row. The domain's DirState becomes run.DirState
+	// (nil: none) in the same transaction. If run.Changes is nil it records
 	// RunChanges(changes). It fills run.ID and run.ChangeCount.
 	//
 	// Changes are applied as a set, not one by one in the given order:
@@ -321,6 +364,11 @@ type Store interface {
 	// the domain has no run id, also when run id belongs to another
 	// domain.
 	RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]RunChange, error)
+	// DirState returns the directory state that the domain's last applied
+	// run left (Run.DirState), as it was given (an empty Cookie or Entries
+	// may come back nil); nil (and no error) when there is none or the
+	// domain does not exist.
+	DirState(ctx context.Context, domain string) (*DirState, error)
 	// PruneRuns deletes the finished runs of every domain that ended
 	// before before (a run recorded without an end time counts from its
 	// start), never a running one, and returns how many it deleted. Run ids

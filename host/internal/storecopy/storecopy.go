@@ -21,8 +21,8 @@
 // deleted row. (PostgreSQL never rolls a sequence back: a copy that fails
 // after moving them leaves them moved, which skips ids and reuses none.)
 //
-// The mapping, SQLite (schema version 4, host/store/sqlite) to PostgreSQL
-// (schema version 2, host/store/postgres/migrations):
+// The mapping, SQLite (schema version 5, host/store/sqlite) to PostgreSQL
+// (schema version 3, host/store/postgres/migrations):
 //
 //	domains      name, generation                → domains: the same
 //	mailboxes    id, domain, primary_address, kind, display_name, source, dir_id, dn
@@ -32,7 +32,7 @@
 //	groups       id, domain, name, source        → groups: the same, ids kept
 //	memberships  mailbox_id, group_id, source    → memberships: the same
 //	runs         id, domain, outcome, stage, error, server, holder,
-//	             settings_version, settings, change_count
+//	             settings_version, settings, change_count, read
 //	                                             → runs: the same, ids kept
 //	             started (text, UTC)             → started timestamptz
 //	             ended (text, '' if none)        → ended timestamptz, NULL if none
@@ -50,6 +50,9 @@
 //	             author                          → settings: the same, byte for byte
 //	             created (text, UTC)             → created timestamptz
 //	             removed (integer 0/1)           → removed boolean
+//	dir_state    domain, key, cookie (bytes or NULL), entries (bytes or NULL)
+//	                                             → dir_state: the same, byte for byte
+//	             full_at (text, UTC)             → full_at timestamptz
 //	leases                                       → not copied
 //	sqlite_sequence (mailboxes, groups, runs)    → the id sequences of those tables
 //
@@ -139,8 +142,8 @@ func (e *MismatchError) Error() string {
 }
 
 // tables are the tables copied, in the order copied: domains first, which
-// groups, runs and settings refer to by a foreign key (the bulk tables have
-// none). what names the rows in messages.
+// groups, runs, settings and dir_state refer to by a foreign key (the bulk
+// tables have none). what names the rows in messages.
 var tables = []struct{ name, what string }{
 	{"domains", "domains"},
 	{"mailboxes", "mailboxes"},
@@ -150,11 +153,12 @@ var tables = []struct{ name, what string }{
 	{"runs", "runs"},
 	{"run_changes", "run changes"},
 	{"settings", "settings versions"},
+	{"dir_state", "directory states"},
 }
 
 // lockedTables are the target's tables that Copy locks: those it writes
 // and leases, which refer to domains.
-const lockedTables = "domains, mailboxes, addresses, groups, memberships, leases, runs, run_changes, settings"
+const lockedTables = "domains, mailboxes, addresses, groups, memberships, leases, runs, run_changes, settings, dir_state"
 
 // sequenced are the tables whose ids come from a sequence in the target and
 // an AUTOINCREMENT counter in the source.
@@ -384,9 +388,9 @@ func (c *copier) copyTable(table string) (int64, error) {
 			})
 	case "runs":
 		return c.copyRows(table, `SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings_version,
-				settings, counts, intended, refs, change_count FROM runs ORDER BY id`,
+				settings, counts, intended, refs, change_count, read FROM runs ORDER BY id`,
 			[]string{"id", "domain", "started", "ended", "outcome", "stage", "error", "server", "holder", "settings_version",
-				"settings", "counts", "intended", "refs", "change_count"},
+				"settings", "counts", "intended", "refs", "change_count", "read"},
 			runRow)
 	case "run_changes":
 		return c.copyChanges()
@@ -394,6 +398,10 @@ func (c *copier) copyTable(table string) (int64, error) {
 		return c.copyRows(table, `SELECT domain, version, settings, secret, author, created, removed FROM settings ORDER BY domain, version`,
 			[]string{"domain", "version", "settings", "secret", "author", "created", "removed"},
 			settingsRow)
+	case "dir_state":
+		return c.copyRows(table, `SELECT domain, key, cookie, full_at, entries FROM dir_state ORDER BY domain`,
+			[]string{"domain", "key", "cookie", "full_at", "entries"},
+			dirStateRow)
 	}
 	return 0, fmt.Errorf("no table %s", table)
 }
@@ -445,10 +453,10 @@ func (s *rowSource) Err() error             { return s.err }
 func runRow(r *sql.Rows) ([]any, error) {
 	var id, settingsVersion int64
 	var changeCount int32
-	var domain, started, ended, outcome, stage, errText, server, holder, counts string
+	var domain, started, ended, outcome, stage, errText, server, holder, counts, read string
 	var settings, intended, refs sql.NullString
 	if err := r.Scan(&id, &domain, &started, &ended, &outcome, &stage, &errText, &server, &holder, &settingsVersion,
-		&settings, &counts, &intended, &refs, &changeCount); err != nil {
+		&settings, &counts, &intended, &refs, &changeCount, &read); err != nil {
 		return nil, err
 	}
 	fail := func(what string, err error) ([]any, error) {
@@ -498,7 +506,29 @@ func runRow(r *sql.Rows) ([]any, error) {
 		}
 	}
 	return []any{id, domain, start, end, outcome, stage, errText, server, holder, settingsVersion,
-		set, countsJSON, intendedJSON, references, changeCount}, nil
+		set, countsJSON, intendedJSON, references, changeCount, read}, nil
+}
+
+// dirStateRow converts a row of the source's dir_state. The bytes are
+// copied as they are, an empty value (which the SQLite store writes as
+// NULL) as NULL, as the PostgreSQL store writes it.
+func dirStateRow(r *sql.Rows) ([]any, error) {
+	var domain, key, fullAt string
+	var cookie, entries []byte
+	if err := r.Scan(&domain, &key, &cookie, &fullAt, &entries); err != nil {
+		return nil, err
+	}
+	t, err := parseTime(fullAt)
+	if err != nil {
+		return nil, fmt.Errorf("directory state of %s: full_at: %w", domain, err)
+	}
+	if len(cookie) == 0 {
+		cookie = nil
+	}
+	if len(entries) == 0 {
+		entries = nil
+	}
+	return []any{domain, key, cookie, t, entries}, nil
 }
 
 // settingsRow converts a row of the source's settings.

@@ -47,9 +47,10 @@ func TestSchemasAreMapped(t *testing.T) {
 		"addresses":       "address domain mailbox_id is_primary",
 		"groups":          "id domain name source",
 		"memberships":     "mailbox_id group_id source",
-		"runs":            "id domain started ended outcome error server counts changes stage holder settings intended refs settings_version change_count",
+		"runs":            "id domain started ended outcome error server counts changes stage holder settings intended refs settings_version change_count read",
 		"leases":          "domain holder run_id since expiry",
 		"settings":        "domain version settings secret author created removed",
+		"dir_state":       "domain key cookie full_at entries",
 		"sqlite_sequence": "name seq",
 	}
 	pgCols := map[string]string{
@@ -58,10 +59,11 @@ func TestSchemasAreMapped(t *testing.T) {
 		"addresses":         "address domain mailbox_id is_primary",
 		"groups":            "id domain name source",
 		"memberships":       "mailbox_id group_id source",
-		"runs":              "id domain started ended outcome stage error server holder settings_version settings counts intended refs change_count",
+		"runs":              "id domain started ended outcome stage error server holder settings_version settings counts intended refs change_count read",
 		"run_changes":       "run_id seq kind address grp before after",
 		"leases":            "domain holder run_id since expiry",
 		"settings":          "domain version settings secret author created removed",
+		"dir_state":         "domain key cookie full_at entries",
 		"schema_migrations": "version applied_at",
 	}
 
@@ -139,8 +141,9 @@ const (
 // memberships of both sources, runs of every outcome with changes,
 // intended counts, references and settings, a pruned run and a deleted
 // mailbox (ids of the AUTOINCREMENT counters beyond the rows), settings
-// versions with and without a sealed secret and a removal, and a lease
-// held now.
+// versions with and without a sealed secret and a removal, directory
+// states (one with an empty cookie and no entries) and runs of both reads,
+// and a lease held now.
 func newFixture(t *testing.T) fixture {
 	t.Helper()
 	ctx := t.Context()
@@ -187,12 +190,14 @@ func newFixture(t *testing.T) fixture {
 	apply(dom, &store.Run{Started: start, Ended: start.Add(1234567891 * time.Nanosecond), Outcome: store.OutcomeOK,
 		Server: "ldap://dc1.example.com", Holder: "host pid 1 #1", SettingsVersion: 1, Settings: `{"name":"example.com"}`,
 		Counts:     store.Counts{Created: 4, Entries: 9, Skipped: 2, Cached: 3},
-		References: []string{"ldap://dc2.example.com/dc=sub,dc=example,dc=com"}},
+		References: []string{"ldap://dc2.example.com/dc=sub,dc=example,dc=com"}, Read: store.ReadFull,
+		DirState: &store.DirState{Key: "first key", Cookie: []byte("first"), FullAt: start, Entries: []byte("replaced")}},
 		create("guid-a", "alice@example.com", []string{"a.anders@example.com", "alice@example.org"}, "Sales", "All Staff"),
 		create("guid-b", "bob@example.com", []string{"bob.b@example.com"}, "sales"),
 		create("guid-z", "zed@example.com", nil),
 		folder)
-	apply(other, &store.Run{Started: start.Add(time.Minute), Ended: start.Add(2 * time.Minute), Outcome: store.OutcomeOK},
+	apply(other, &store.Run{Started: start.Add(time.Minute), Ended: start.Add(2 * time.Minute), Outcome: store.OutcomeOK,
+		Read: store.ReadFull, DirState: &store.DirState{Key: "other key", Cookie: []byte{}, FullAt: start.Add(time.Minute)}},
 		create("guid-o", "ops@other.test", []string{"ops@example.org"}, "Ops"))
 	_, err = s.AddMailbox(ctx, dom, store.Mailbox{Primary: "postmaster@example.com", Kind: sdk.KindUser,
 		Source: sdk.SourceManual, Groups: []string{"Sales"}})
@@ -217,8 +222,14 @@ func newFixture(t *testing.T) fixture {
 	}
 	upd := *bob
 	upd.DisplayName, upd.Aliases = "Bob B.", []string{"bob.b@example.com", "bb@example.com"}
+	entries := make([]byte, 3<<20) // every byte value, a few MB of them
+	for i := range entries {
+		entries[i] = byte(i * 7)
+	}
 	apply(dom, &store.Run{Started: start.Add(3 * time.Minute), Ended: start.Add(4 * time.Minute), Outcome: store.OutcomeOK,
-		Counts: store.Counts{Updated: 1, Deleted: 1, MembersRemoved: 1}},
+		Counts: store.Counts{Updated: 1, Deleted: 1, MembersRemoved: 1}, Read: store.ReadDelta,
+		DirState: &store.DirState{Key: "dc1|dc=example,dc=com|(objectClass=*)|standard", Cookie: []byte("rid=001,csn=x\x00\xff"),
+			FullAt: start.Add(-time.Hour + 1234567891*time.Nanosecond), Entries: entries}},
 		store.Change{Kind: sdk.ChangeUpdate, Before: bob, After: &upd},
 		store.Change{Kind: sdk.ChangeDelete, Before: zed},
 		store.Change{Kind: sdk.ChangeRemoveMember, Before: bob, Group: "sales"})
@@ -226,7 +237,7 @@ func newFixture(t *testing.T) fixture {
 	// Runs that changed nothing: stopped with intended counts and its
 	// would-be changes, failed, recorded without an end.
 	must(s.RecordRun(ctx, &store.Run{Domain: dom, Started: start.Add(5 * time.Minute), Ended: start.Add(6 * time.Minute),
-		Outcome: store.OutcomeStopped, Stage: "guard", Error: "would delete 3 mailboxes",
+		Outcome: store.OutcomeStopped, Stage: "guard", Error: "would delete 3 mailboxes", Read: store.ReadDelta,
 		Intended: &store.Counts{Deleted: 3}, Changes: []store.RunChange{
 			{Kind: "delete", Address: "alice@example.com", Before: &store.MailboxView{Primary: "alice@example.com", Kind: sdk.KindUser, Groups: []string{"Sales"}}},
 			{Kind: "add_member", Address: "bob@example.com", Group: "All Staff"},
@@ -238,7 +249,7 @@ func newFixture(t *testing.T) fixture {
 	if _, err := s.AcquireLease(ctx, other, "host pid 2 #7", time.Hour); err != nil {
 		t.Fatal(err)
 	}
-	running := &store.Run{Domain: other, Started: time.Now(), Holder: "host pid 2 #7"}
+	running := &store.Run{Domain: other, Started: time.Now(), Holder: "host pid 2 #7", Read: store.ReadFull}
 	must(s.StartRun(ctx, running))
 
 	// Settings: two versions with sealed secrets, then a removal; another
@@ -289,7 +300,7 @@ func TestCopy(t *testing.T) {
 
 	// example.org holds addresses but is no domain of the store.
 	want := map[string]int64{"domains": 3, "groups": 4, "mailboxes": 5, "addresses": 10, "memberships": 6,
-		"runs": 7, "run_changes": 10, "settings": 4}
+		"runs": 7, "run_changes": 10, "settings": 4, "dir_state": 2}
 	for _, c := range res.Counts {
 		if c.Source != c.Target || c.Source != want[c.Table] {
 			t.Errorf("%s: source %d, target %d, want %d", c.Table, c.Source, c.Target, want[c.Table])
@@ -325,6 +336,25 @@ func TestCopy(t *testing.T) {
 			t.Fatal(err1, err2)
 		}
 		same("runs of "+d, utcRuns(a), utcRuns(b))
+		da, err1 := src.DirState(ctx, d)
+		db, err2 := dst.DirState(ctx, d)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		same("directory state of "+d, utcState(da), utcState(db))
+		// The states the fixture left: the last of each domain applied.
+		var key string
+		var entries int
+		if db != nil {
+			key, entries = db.Key, len(db.Entries)
+		}
+		wantKey, wantEntries := map[string]string{dom: "dc1|dc=example,dc=com|(objectClass=*)|standard", other: "other key"}[d], 0
+		if d == dom {
+			wantEntries = 3 << 20
+		}
+		if key != wantKey || entries != wantEntries {
+			t.Errorf("directory state of %s in the target: key %q, %d bytes of entries; want %q, %d bytes", d, key, entries, wantKey, wantEntries)
+		}
 		ha, err1 := src.SettingsHistory(ctx, d)
 		hb, err2 := dst.SettingsHistory(ctx, d)
 		if err1 != nil || err2 != nil {
@@ -407,6 +437,16 @@ func utcRuns(runs []store.Run) []store.Run {
 		}
 	}
 	return out
+}
+
+// utcState does as utcRuns for a directory state.
+func utcState(ds *store.DirState) *store.DirState {
+	if ds == nil {
+		return nil
+	}
+	c := *ds
+	c.FullAt = micro(c.FullAt)
+	return &c
 }
 
 // utcSettings does as utcRuns for settings versions.

@@ -37,6 +37,9 @@ import (
 //     one without gets a new row. If run.Changes is nil it is filled from
 //     changes. Apply sets run.ID and run.ChangeCount, and run.Domain if
 //     empty.
+//   - The directory state: the domain's becomes a copy of run.DirState
+//     (none if nil), with the rest of the commit; a failed Apply keeps the
+//     old one.
 func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change, run *store.Run) error {
 	domain, err := store.NormDomain(domain)
 	if err != nil {
@@ -84,6 +87,11 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 	// Every change succeeded: commit by swapping the copies in.
 	tx.d.generation++
 	s.domains[domain], s.owners, s.lastMailbox = tx.d, tx.owners, tx.lastID
+	if run.DirState == nil {
+		delete(s.dirStates, domain)
+	} else {
+		s.dirStates[domain] = copyDirState(run.DirState)
+	}
 	if run.Changes == nil && len(changes) > 0 {
 		run.Changes = store.RunChanges(changes)
 	}

@@ -34,6 +34,8 @@
 //     reused: runs.go;
 //   - settings versions and store.ErrConflict on a stale expected version:
 //     settings.go;
+//   - the directory state of a domain, replaced in the Apply of a run and
+//     only there: Apply and dirstate.go;
 //   - Resolve, from any address to its mailbox's primary address: here.
 package memstore
 
@@ -70,6 +72,9 @@ type Store struct {
 
 	leases   map[string]store.Lease             // by domain
 	settings map[string][]store.SettingsVersion // by domain; [i] is version i+1
+	// dirStates holds the directory state each domain's last applied run
+	// left (store.DirState), by domain: Apply replaces it, copied.
+	dirStates map[string]*store.DirState
 }
 
 // domainState is one domain's mailboxes and gateway groups.
@@ -127,11 +132,12 @@ var _ store.Store = (*Store)(nil)
 // New returns an empty store.
 func New() *Store {
 	return &Store{
-		now:      time.Now,
-		domains:  make(map[string]*domainState),
-		owners:   make(map[string]owner),
-		leases:   make(map[string]store.Lease),
-		settings: make(map[string][]store.SettingsVersion),
+		now:       time.Now,
+		domains:   make(map[string]*domainState),
+		owners:    make(map[string]owner),
+		leases:    make(map[string]store.Lease),
+		settings:  make(map[string][]store.SettingsVersion),
+		dirStates: make(map[string]*store.DirState),
 	}
 }
 
@@ -143,7 +149,7 @@ func (s *Store) Close() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.closed = true
-	s.domains, s.owners, s.runs, s.leases, s.settings = nil, nil, nil, nil, nil
+	s.domains, s.owners, s.runs, s.leases, s.settings, s.dirStates = nil, nil, nil, nil, nil, nil
 	return nil
 }
 

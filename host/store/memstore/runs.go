@@ -172,7 +172,7 @@ func (s *Store) RecordRun(ctx context.Context, run *store.Run) error {
 func (s *Store) writeRun(run *store.Run) {
 	run.ChangeCount = len(run.Changes)
 	r := copyRun(run, true)
-	r.Generation = 0 // not part of the record
+	r.Generation, r.DirState = 0, nil // not part of the record
 	if run.ID == 0 {
 		s.lastRun++
 		r.ID, run.ID = s.lastRun, s.lastRun

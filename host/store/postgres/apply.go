@@ -31,7 +31,8 @@ import (
 // domain's row until the transaction ends, and checks that the generation
 // was run.Generation, the one of the snapshot the changes were computed
 // from (store.ErrStoreChanged if not). A run that StartRun wrote (run.ID set)
-// has its row finished; another gets a new row.
+// has its row finished; another gets a new row. The domain's directory
+// state becomes run.DirState (deleted if nil).
 //
 // Deletes, updates and membership changes go to the server as pipelined
 // batches; the new mailboxes, all new addresses, the new mailboxes'
@@ -89,7 +90,10 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		if e.err != nil {
 			return fmt.Errorf("encode run changes: %w", e.err)
 		}
-		return writeRun(ctx, tx, &r, e.changes)
+		if err := writeRun(ctx, tx, &r, e.changes); err != nil {
+			return err
+		}
+		return writeDirState(ctx, tx, domain, run.DirState)
 	})
 	if err != nil {
 		if filled {

@@ -257,7 +257,7 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int64, error) 
 
 // runSelect are the columns queryRuns reads.
 const runSelect = `SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
-	counts, intended, refs, change_count`
+	counts, intended, refs, change_count, read`
 
 // queryRuns reads the runs that where (the rest of the query after FROM
 // runs, with its arguments) selects, without their changes, in one
@@ -276,7 +276,7 @@ func (s *Store) queryRuns(ctx context.Context, where string, args ...any) ([]sto
 			var settings *string
 			var counts, intended []byte
 			if err := rows.Scan(&r.ID, &r.Domain, &r.Started, &ended, &r.Outcome, &r.Stage, &r.Error, &r.Server, &r.Holder,
-				&r.SettingsVersion, &settings, &counts, &intended, &r.References, &r.ChangeCount); err != nil {
+				&r.SettingsVersion, &settings, &counts, &intended, &r.References, &r.ChangeCount, &r.Read); err != nil {
 				return err
 			}
 			if ended != nil {
@@ -327,10 +327,10 @@ func writeRun(ctx context.Context, tx pgx.Tx, run *store.Run, changes []encodedC
 	}
 	tag, err := tx.Exec(ctx, `
 		UPDATE runs SET ended = $1, outcome = $2, stage = $3, error = $4, server = $5, holder = $6,
-			settings_version = $7, settings = $8, counts = $9, intended = $10, refs = $11, change_count = $12
-		WHERE id = $13 AND domain = $14`,
+			settings_version = $7, settings = $8, counts = $9, intended = $10, refs = $11, change_count = $12, read = $13
+		WHERE id = $14 AND domain = $15`,
 		endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, len(changes), run.ID, run.Domain)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, len(changes), run.Read, run.ID, run.Domain)
 	if err != nil {
 		return fmt.Errorf("record run %d: %w", run.ID, err)
 	}
@@ -356,11 +356,11 @@ func insertRun(ctx context.Context, tx pgx.Tx, run *store.Run, changes []encoded
 	}
 	err = tx.QueryRow(ctx, `
 		INSERT INTO runs (domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
-			counts, intended, refs, change_count)
-		VALUES ($1, COALESCE($2, now()), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14)
+			counts, intended, refs, change_count, read)
+		VALUES ($1, COALESCE($2, now()), $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15)
 		RETURNING id, started`,
 		run.Domain, started, endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, len(changes)).Scan(&run.ID, &started)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, len(changes), run.Read).Scan(&run.ID, &started)
 	if err != nil {
 		return fmt.Errorf("record run: %w", err)
 	}

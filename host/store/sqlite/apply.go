@@ -28,7 +28,8 @@ import (
 // Before any of it, Apply checks that the domain's generation is still
 // run.Generation, the one of the snapshot the changes were computed from
 // (store.ErrStoreChanged if not), and bumps it. A run that StartRun wrote
-// (run.ID set) has its row finished; another gets a new row.
+// (run.ID set) has its row finished; another gets a new row. The domain's
+// directory state becomes run.DirState (deleted if nil).
 //
 // If run.Changes is nil, Apply fills it from changes, in their given order.
 // It sets run.ID and run.ChangeCount (and run.Domain if empty). On error
@@ -84,8 +85,10 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		if e.err != nil {
 			return fmt.Errorf("encode run changes: %w", e.err)
 		}
-		id, err = writeRun(ctx, tx, run, e.blob)
-		return err
+		if id, err = writeRun(ctx, tx, run, e.blob); err != nil {
+			return err
+		}
+		return writeDirState(ctx, tx, domain, run.DirState)
 	})
 	if err != nil {
 		if filled {

@@ -237,7 +237,7 @@ func (s *Store) PruneRuns(ctx context.Context, before time.Time) (int64, error) 
 
 // runSelect are the columns queryRuns reads: every one but the changes.
 const runSelect = `SELECT id, domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
-	counts, intended, refs, change_count`
+	counts, intended, refs, change_count, read`
 
 // queryRuns reads the runs that where (the rest of the query after FROM
 // runs, with its arguments) selects, without their changes.
@@ -253,7 +253,7 @@ func (s *Store) queryRuns(ctx context.Context, where string, args ...any) ([]sto
 		var started, ended, counts string
 		var settings, intended, refs sql.NullString
 		if err := rows.Scan(&r.ID, &r.Domain, &started, &ended, &r.Outcome, &r.Stage, &r.Error, &r.Server, &r.Holder,
-			&r.SettingsVersion, &settings, &counts, &intended, &refs, &r.ChangeCount); err != nil {
+			&r.SettingsVersion, &settings, &counts, &intended, &refs, &r.ChangeCount, &r.Read); err != nil {
 			return nil, err
 		}
 		if r.Started, err = parseTime(started); err != nil {
@@ -314,10 +314,10 @@ func writeRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) (
 	}
 	res, err := tx.ExecContext(ctx, `
 		UPDATE runs SET ended = ?, outcome = ?, stage = ?, error = ?, server = ?, holder = ?,
-			settings_version = ?, settings = ?, counts = ?, intended = ?, refs = ?, changes = ?, change_count = ?
+			settings_version = ?, settings = ?, counts = ?, intended = ?, refs = ?, changes = ?, change_count = ?, read = ?
 		WHERE id = ? AND domain = ?`,
 		endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes, len(run.Changes), run.ID, run.Domain)
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes, len(run.Changes), run.Read, run.ID, run.Domain)
 	if err != nil {
 		return 0, fmt.Errorf("record run %d: %w", run.ID, err)
 	}
@@ -335,10 +335,10 @@ func insertRun(ctx context.Context, tx *sql.Tx, run *store.Run, changes []byte) 
 	}
 	res, err := tx.ExecContext(ctx, `
 		INSERT INTO runs (domain, started, ended, outcome, stage, error, server, holder, settings_version, settings,
-			counts, intended, refs, changes, change_count)
-		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+			counts, intended, refs, changes, change_count, read)
+		VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)`,
 		run.Domain, formatTime(run.Started), endTime(run.Ended), run.Outcome, run.Stage, run.Error, run.Server, run.Holder,
-		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes, len(run.Changes))
+		run.SettingsVersion, c.settings, c.counts, c.intended, c.refs, changes, len(run.Changes), run.Read)
 	if err != nil {
 		return 0, fmt.Errorf("record run: %w", err)
 	}

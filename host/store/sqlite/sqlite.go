@@ -18,7 +18,9 @@
 // The settings of store-kept domains are rows of the settings table, one per
 // version, written once and never updated; the latest row of a domain is its
 // current settings, unless it marks the domain removed. Runs are deleted only
-// by PruneRuns; AUTOINCREMENT keeps their ids from being reused.
+// by PruneRuns; AUTOINCREMENT keeps their ids from being reused. The
+// directory state of a domain (store.DirState) is one row of dir_state,
+// replaced or deleted in the transaction of every Apply.
 package sqlite
 
 import (
@@ -283,6 +285,23 @@ CREATE INDEX runs_ended ON runs(ended);
 	// decoding them; countChanges fills it for the runs already kept.
 	`
 ALTER TABLE runs ADD COLUMN change_count INTEGER NOT NULL DEFAULT 0;
+`,
+	// 5: the directory state a domain's last applied sync left, for a
+	// delta read, and how each run read the directory.
+	`
+-- One row per domain: store.DirState, replaced by every Apply (see
+-- writeDirState). A table with rowids, not WITHOUT ROWID: entries may be
+-- tens of megabytes.
+CREATE TABLE dir_state (
+	domain  TEXT PRIMARY KEY REFERENCES domains(name),
+	key     TEXT NOT NULL,
+	cookie  BLOB,          -- NULL if empty
+	full_at TEXT NOT NULL, -- UTC, fixed width, like run times
+	entries BLOB           -- the host's encoding, kept as given; NULL if empty
+);
+
+-- store.ReadFull or store.ReadDelta; '' for a run that was only started.
+ALTER TABLE runs ADD COLUMN read TEXT NOT NULL DEFAULT '';
 `,
 }
 

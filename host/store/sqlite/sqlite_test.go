@@ -365,15 +365,20 @@ func TestUpgradeFromV1(t *testing.T) {
 
 	// The tables, columns and indexes of later versions are there, and work
 	// on the old rows.
-	for _, name := range []string{"settings", "leases", "runs_domain_id", "runs_ended", "runs_running"} {
+	for _, name := range []string{"settings", "leases", "runs_domain_id", "runs_ended", "runs_running", "dir_state"} {
 		var n int
 		if err := s.db.QueryRow(`SELECT count(*) FROM sqlite_schema WHERE name = ?`, name).Scan(&n); err != nil || n != 1 {
 			t.Errorf("%s after the upgrade: %d, %v; want it made", name, n, err)
 		}
 	}
-	var n int
-	if err := s.db.QueryRow(`SELECT count(*) FROM pragma_table_info('runs') WHERE name = 'settings_version'`).Scan(&n); err != nil || n != 1 {
-		t.Errorf("runs.settings_version after the upgrade: %d, %v", n, err)
+	for _, col := range []string{"settings_version", "change_count", "read"} {
+		var n int
+		if err := s.db.QueryRow(`SELECT count(*) FROM pragma_table_info('runs') WHERE name = ?`, col).Scan(&n); err != nil || n != 1 {
+			t.Errorf("runs.%s after the upgrade: %d, %v", col, n, err)
+		}
+	}
+	if ds, err := s.DirState(ctx, d); err != nil || ds != nil {
+		t.Errorf("DirState after the upgrade = %+v, %v; want none", ds, err)
 	}
 	page, err := s.RunsPage(ctx, d, 2, 0)
 	if err != nil || len(page) != 2 || page[0].ID != 3 || page[1].ID != 2 || page[0].Changes != nil || page[0].ChangeCount != 3 {

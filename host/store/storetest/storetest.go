@@ -75,6 +75,11 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"RunOneOfItsDomainOnly", testRunOne},
 		{"RunChangesPagedInOrder", testRunChanges},
 		{"RunChangesLimits", testRunChangesLimits},
+		{"RunReadRoundTrip", testRunRead},
+		{"DirStateRoundTrip", testDirStateRoundTrip},
+		{"DirStateApplyNilDeletes", testDirStateApplyNilDeletes},
+		{"DirStateFailedApplyKeepsIt", testDirStateFailedApplyKeeps},
+		{"DirStateRecordRunStartRunIgnoreIt", testDirStateRunWritersIgnore},
 		{"PruneRunsKeepsRunningAndRecent", testPruneRuns},
 		{"SettingsVersionsNumberedPerDomain", testSettingsVersions},
 		{"PutSettingsStaleExpectConflicts", testSettingsConflict},
@@ -1136,8 +1141,8 @@ func testRunFields(t *testing.T, s store.Store) {
 			Stage: "guard", Error: "would delete 600 of 1000 LDAP mailboxes", Server: "ldap://dc1.example.com",
 			Holder: "gw1:4242:7", SettingsVersion: 7, Settings: settings, Counts: store.Counts{Entries: 400, Held: 2},
 			Intended:   &store.Counts{Deleted: 600, MembersRemoved: 3},
-			References: refs,
-			Changes:    []store.RunChange{{Kind: "delete", Address: "bob@example.com", Before: bob}},
+			References: refs, Read: store.ReadFull,
+			Changes: []store.RunChange{{Kind: "delete", Address: "bob@example.com", Before: bob}},
 		}, func(run *store.Run) error { return s.RecordRun(ctx, run) }},
 		{"FailedWithoutIntended", store.Run{
 			Domain: domain, Started: t0.Add(time.Hour), Ended: t0.Add(time.Hour + time.Second), Outcome: store.OutcomeFailed,
@@ -1146,7 +1151,7 @@ func testRunFields(t *testing.T, s store.Store) {
 		{"CancelledAfterStartRun", store.Run{
 			Domain: domain, Started: t0.Add(2 * time.Hour), Ended: t0.Add(2*time.Hour + time.Second), Outcome: store.OutcomeCancelled,
 			Stage: "policy", Error: "context canceled", Holder: "gw2:99:1", SettingsVersion: 3, Settings: settings,
-			Intended: &store.Counts{}, References: refs[:1],
+			Intended: &store.Counts{}, References: refs[:1], Read: store.ReadDelta,
 		}, func(run *store.Run) error {
 			acquire(t, s, run.Domain, run.Holder, leaseTTL)
 			defer s.ReleaseLease(ctx, run.Domain, run.Holder)
@@ -1160,7 +1165,8 @@ func testRunFields(t *testing.T, s store.Store) {
 		{"Applied", store.Run{
 			Domain: domain, Started: t0.Add(3 * time.Hour), Ended: t0.Add(3*time.Hour + time.Second), Outcome: store.OutcomeOK,
 			Holder: "gw1:4242:9", SettingsVersion: 12, Settings: settings, Counts: store.Counts{Created: 1, Entries: 1},
-			References: refs,
+			References: refs, Read: store.ReadDelta,
+			DirState: &store.DirState{Key: "k", Cookie: []byte("c"), FullAt: t0, Entries: []byte("e")},
 		}, func(run *store.Run) error {
 			run.Generation = snapshot(t, s, domain).Generation
 			return s.Apply(ctx, domain, []store.Change{create("guid-c", "carol@example.com", nil)}, run)
@@ -1173,7 +1179,7 @@ func testRunFields(t *testing.T, s store.Store) {
 				t.Fatal(err)
 			}
 			want := run
-			want.Generation = 0 // not part of the record
+			want.Generation, want.DirState = 0, nil // not part of the record
 			for _, got := range runsOf(t, s, domain) {
 				if got.ID != run.ID {
 					continue

@@ -1,0 +1,67 @@
+package postgres
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"github.com/jackc/pgx/v5"
+
+	"github.com/dirsync/dirsync/host/store"
+)
+
+// DirState returns the directory state that the domain's last applied run
+// left; nil (and no error) when there is none or the domain is unknown. An
+// empty cookie or entries reads back nil; FullAt is in UTC, to the
+// microsecond.
+func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	var ds store.DirState
+	err = s.pool.QueryRow(ctx, `SELECT key, cookie, full_at, entries FROM dir_state WHERE domain = $1`, domain).
+		Scan(&ds.Key, &ds.Cookie, &ds.FullAt, &ds.Entries)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("directory state of %s: %w", domain, ctxErr(ctx, err))
+	}
+	if len(ds.Cookie) == 0 {
+		ds.Cookie = nil
+	}
+	if len(ds.Entries) == 0 {
+		ds.Entries = nil
+	}
+	return &ds, nil
+}
+
+// writeDirState replaces the directory state of domain with ds, or deletes
+// it if ds is nil. It runs in Apply's transaction, which holds the lock of
+// the domain's row.
+func writeDirState(ctx context.Context, tx pgx.Tx, domain string, ds *store.DirState) error {
+	if ds == nil {
+		if _, err := tx.Exec(ctx, `DELETE FROM dir_state WHERE domain = $1`, domain); err != nil {
+			return fmt.Errorf("delete the directory state: %w", err)
+		}
+		return nil
+	}
+	_, err := tx.Exec(ctx, `
+		INSERT INTO dir_state (domain, key, cookie, full_at, entries) VALUES ($1, $2, $3, $4, $5)
+		ON CONFLICT (domain) DO UPDATE SET
+			key = excluded.key, cookie = excluded.cookie, full_at = excluded.full_at, entries = excluded.entries`,
+		domain, ds.Key, byteaOrNull(ds.Cookie), ds.FullAt, byteaOrNull(ds.Entries))
+	if err != nil {
+		return fmt.Errorf("write the directory state: %w", err)
+	}
+	return nil
+}
+
+// byteaOrNull is b as a bytea parameter: NULL if it is empty.
+func byteaOrNull(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

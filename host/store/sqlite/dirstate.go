@@ -1,0 +1,68 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+
+	"github.com/dirsync/dirsync/host/store"
+)
+
+// DirState returns the directory state that the domain's last applied run
+// left; nil (and no error) when there is none or the domain is unknown. An
+// empty cookie or entries reads back nil.
+func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	var ds store.DirState
+	var fullAt string
+	err = s.db.QueryRowContext(ctx, `SELECT key, cookie, full_at, entries FROM dir_state WHERE domain = ?`, domain).
+		Scan(&ds.Key, &ds.Cookie, &fullAt, &ds.Entries)
+	if errors.Is(err, sql.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("directory state of %s: %w", domain, err)
+	}
+	if ds.FullAt, err = parseTime(fullAt); err != nil {
+		return nil, fmt.Errorf("directory state of %s: full_at: %w", domain, err)
+	}
+	if len(ds.Cookie) == 0 {
+		ds.Cookie = nil
+	}
+	if len(ds.Entries) == 0 {
+		ds.Entries = nil
+	}
+	return &ds, nil
+}
+
+// writeDirState replaces the directory state of domain with ds, or deletes
+// it if ds is nil. It runs in Apply's transaction.
+func writeDirState(ctx context.Context, tx *sql.Tx, domain string, ds *store.DirState) error {
+	if ds == nil {
+		if _, err := tx.ExecContext(ctx, `DELETE FROM dir_state WHERE domain = ?`, domain); err != nil {
+			return fmt.Errorf("delete the directory state: %w", err)
+		}
+		return nil
+	}
+	_, err := tx.ExecContext(ctx, `
+		INSERT INTO dir_state (domain, key, cookie, full_at, entries) VALUES (?, ?, ?, ?, ?)
+		ON CONFLICT (domain) DO UPDATE SET
+			key = excluded.key, cookie = excluded.cookie, full_at = excluded.full_at, entries = excluded.entries`,
+		domain, ds.Key, blobOrNull(ds.Cookie), formatTime(ds.FullAt), blobOrNull(ds.Entries))
+	if err != nil {
+		return fmt.Errorf("write the directory state: %w", err)
+	}
+	return nil
+}
+
+// blobOrNull is b as a BLOB parameter: NULL if it is empty.
+func blobOrNull(b []byte) any {
+	if len(b) == 0 {
+		return nil
+	}
+	return b
+}

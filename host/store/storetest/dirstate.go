@@ -1,0 +1,316 @@
+package storetest
+
+import (
+	"bytes"
+	"math/rand/v2"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/dirsync/dirsync/host/store"
+)
+
+// dirState is a directory state with entries of n bytes, made from seed
+// (zero bytes and every other value among them).
+func dirState(key string, seed uint64, n int) *store.DirState {
+	entries := make([]byte, n)
+	r := rand.New(rand.NewPCG(seed, 1))
+	for i := range entries {
+		entries[i] = byte(r.Uint32())
+	}
+	return &store.DirState{
+		Key:    key,
+		Cookie: []byte("rid=001,csn=20250301100000.123456Z#000000#000#000000\x00\xff"),
+		// Nanoseconds and a zone of its own: a store keeps the instant
+		// to the microsecond at least, in any zone.
+		FullAt:  time.Date(2025, 3, 1, 11, 0, 0, 123456789, time.FixedZone("CET", 3600)),
+		Entries: entries,
+	}
+}
+
+// applyState applies changes to domain in a run that leaves ds.
+func applyState(t *testing.T, s store.Store, domain string, ds *store.DirState, changes ...store.Change) {
+	t.Helper()
+	run := runAt(t, s, domain)
+	run.DirState = ds
+	if err := s.Apply(t.Context(), domain, changes, run); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+}
+
+// getState reads the directory state of domain.
+func getState(t *testing.T, s store.Store, domain string) *store.DirState {
+	t.Helper()
+	ds, err := s.DirState(t.Context(), domain)
+	if err != nil {
+		t.Fatalf("DirState(%s): %v", domain, err)
+	}
+	return ds
+}
+
+// wantState checks that got is want: the key, the bytes (an empty cookie
+// or entries may read back nil or empty) and the instant of FullAt to the
+// microsecond.
+func wantState(t *testing.T, what string, got, want *store.DirState) {
+	t.Helper()
+	switch {
+	case want == nil && got == nil:
+		return
+	case want == nil:
+		t.Errorf("%s: DirState = key %q, want none", what, got.Key)
+		return
+	case got == nil:
+		t.Errorf("%s: DirState = none, want key %q", what, want.Key)
+		return
+	}
+	if got.Key != want.Key {
+		t.Errorf("%s: key %q, want %q", what, got.Key, want.Key)
+	}
+	if !bytes.Equal(got.Cookie, want.Cookie) {
+		t.Errorf("%s: cookie %q, want %q", what, got.Cookie, want.Cookie)
+	}
+	if d := got.FullAt.Sub(want.FullAt).Abs(); d >= time.Microsecond {
+		t.Errorf("%s: full at %v, want %v (%v apart)", what, got.FullAt, want.FullAt, d)
+	}
+	if !bytes.Equal(got.Entries, want.Entries) {
+		i := 0
+		for i < min(len(got.Entries), len(want.Entries)) && got.Entries[i] == want.Entries[i] {
+			i++
+		}
+		t.Errorf("%s: entries of %d bytes, want %d bytes; they differ from byte %d", what, len(got.Entries), len(want.Entries), i)
+	}
+}
+
+// cloneState copies ds, so that what the test gave the store can be
+// changed after.
+func cloneState(ds *store.DirState) *store.DirState {
+	c := *ds
+	c.Cookie, c.Entries = bytes.Clone(ds.Cookie), bytes.Clone(ds.Entries)
+	return &c
+}
+
+func testDirStateRoundTrip(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	wantState(t, "a domain the store does not know", getState(t, s, "unknown.example.net"), nil)
+	if err := s.EnsureDomain(ctx, domain); err != nil {
+		t.Fatal(err)
+	}
+	wantState(t, "a domain without state", getState(t, s, domain), nil)
+
+	// 5 MB of entries come back byte for byte; the domain's name in any
+	// case names it.
+	given := dirState("ldap://dc1.example.com|dc=example,dc=com|(objectClass=user)|standard@1", 1, 5<<20)
+	want := cloneState(given)
+	applyState(t, s, domain, given, create("guid-a", "alice@example.com", nil))
+	// The caller may reuse its slices once Apply returns.
+	given.Cookie[0], given.Entries[0], given.Entries[len(given.Entries)-1] = 'x', ^given.Entries[0], ^given.Entries[len(given.Entries)-1]
+	got := getState(t, s, "EXAMPLE.Com")
+	wantState(t, "after Apply", got, want)
+	// Nor does the caller's change of what it read reach the store.
+	if got != nil && len(got.Entries) > 0 {
+		got.Entries[0] ^= 0xff
+		got.Cookie[0] = 'y'
+		wantState(t, "after changing what DirState returned", getState(t, s, domain), want)
+	}
+
+	// Per domain: another domain has none, then its own.
+	wantState(t, otherDomain+" before its Apply", getState(t, s, otherDomain), nil)
+	other := dirState("other key", 2, 1000)
+	other.FullAt = time.Date(2024, 12, 31, 23, 59, 59, 999999000, time.UTC)
+	applyState(t, s, otherDomain, other)
+	wantState(t, otherDomain, getState(t, s, otherDomain), other)
+	wantState(t, domain+" after an Apply to "+otherDomain, getState(t, s, domain), want)
+
+	// The next Apply replaces it: a delta's state, with an empty cookie
+	// and no entries.
+	next := &store.DirState{Key: "next key", Cookie: []byte{}, FullAt: time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)}
+	applyState(t, s, domain, next)
+	wantState(t, "after a second Apply", getState(t, s, domain), next)
+	wantState(t, otherDomain+" after a second Apply to "+domain, getState(t, s, otherDomain), other)
+}
+
+func testDirStateApplyNilDeletes(t *testing.T, s store.Store) {
+	state := dirState("key", 3, 4096)
+	applyState(t, s, domain, state)
+	applyState(t, s, otherDomain, state)
+	wantState(t, "after Apply", getState(t, s, domain), state)
+
+	// A run that leaves no state (a read that cannot be continued) deletes
+	// the domain's, and only the domain's.
+	applyState(t, s, domain, nil, create("guid-a", "alice@example.com", nil))
+	wantState(t, "after an Apply without state", getState(t, s, domain), nil)
+	wantState(t, otherDomain, getState(t, s, otherDomain), state)
+
+	// Deleting none is no error.
+	applyState(t, s, domain, nil)
+	wantState(t, "after a second Apply without state", getState(t, s, domain), nil)
+}
+
+func testDirStateFailedApplyKeeps(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	old := dirState("old key", 4, 64<<10)
+	applyState(t, s, domain, old, create("guid-a", "alice@example.com", nil))
+	applyState(t, s, otherDomain, nil, create("guid-o", "olga@other.com", []string{"o@example.com"}))
+	newState := dirState("new key", 5, 1000)
+
+	tests := []struct {
+		name   string
+		target error
+		apply  func() error
+	}{
+		{"StaleGeneration", store.ErrStoreChanged, func() error {
+			run := runAt(t, s, domain)
+			run.Generation--
+			run.DirState = newState
+			return s.Apply(ctx, domain, []store.Change{create("guid-b", "bob@example.com", nil)}, run)
+		}},
+		{"NilOnStaleGeneration", store.ErrStoreChanged, func() error {
+			run := runAt(t, s, domain)
+			run.Generation++
+			return s.Apply(ctx, domain, nil, run)
+		}},
+		{"AddressTaken", store.ErrExists, func() error {
+			run := runAt(t, s, domain)
+			run.DirState = newState
+			return s.Apply(ctx, domain, []store.Change{
+				create("guid-b", "bob@example.com", nil),
+				create("guid-c", "carol@example.com", []string{"o@example.com"}), // olga's
+			}, run)
+		}},
+		{"NilOnAddressTaken", store.ErrExists, func() error {
+			run := runAt(t, s, domain)
+			return s.Apply(ctx, domain, []store.Change{create("guid-c", "o@example.com", nil)}, run)
+		}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			wantErr(t, tc.apply(), tc.target)
+			wantState(t, "after a failed Apply", getState(t, s, domain), old)
+		})
+	}
+	if ms := mailboxes(t, s, domain); len(ms) != 1 {
+		t.Errorf("the failed Applies left %d mailboxes, want alice's only", len(ms))
+	}
+}
+
+func testDirStateRunWritersIgnore(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	old := dirState("old key", 6, 2048)
+	applyState(t, s, domain, old)
+	other := dirState("other key", 7, 10)
+
+	// StartRun with a state, RecordRun finishing it without one.
+	acquire(t, s, domain, "host-a", leaseTTL)
+	run := &store.Run{Domain: domain, Started: time.Now(), Holder: "host-a", Read: store.ReadDelta, DirState: other}
+	if err := s.StartRun(ctx, run); err != nil {
+		t.Fatalf("StartRun: %v", err)
+	}
+	wantState(t, "after StartRun", getState(t, s, domain), old)
+	run.Ended, run.Outcome, run.Stage, run.Error, run.DirState = time.Now(), store.OutcomeFailed, "policy", "policy failed", nil
+	if err := s.RecordRun(ctx, run); err != nil {
+		t.Fatalf("RecordRun: %v", err)
+	}
+	wantState(t, "after RecordRun without state", getState(t, s, domain), old)
+
+	// RecordRun of a new row, with a state; of another domain too.
+	stopped := newRun(domain, time.Now())
+	stopped.Outcome, stopped.Stage, stopped.Intended, stopped.DirState = store.OutcomeStopped, "guard", &store.Counts{Deleted: 9}, other
+	if err := s.RecordRun(ctx, stopped); err != nil {
+		t.Fatalf("RecordRun: %v", err)
+	}
+	fresh := newRun(otherDomain, time.Now())
+	fresh.Outcome, fresh.DirState = store.OutcomeFailed, other
+	if err := s.RecordRun(ctx, fresh); err != nil {
+		t.Fatalf("RecordRun: %v", err)
+	}
+	wantState(t, "after RecordRun with state", getState(t, s, domain), old)
+	wantState(t, otherDomain+" after RecordRun with state", getState(t, s, otherDomain), nil)
+
+	// No reader fills Run.DirState.
+	for _, r := range runsOf(t, s, domain) {
+		if r.DirState != nil {
+			t.Errorf("run %d read back with a DirState", r.ID)
+		}
+	}
+}
+
+func testRunRead(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	// A run started, then applied: "" while it runs, then what it read.
+	acquire(t, s, domain, "host-a", leaseTTL)
+	applied := &store.Run{Domain: domain, Started: time.Now(), Holder: "host-a"}
+	if err := s.StartRun(ctx, applied); err != nil {
+		t.Fatalf("StartRun: %v", err)
+	}
+	wantRead(t, s, domain, applied.ID, "")
+	applied.Ended, applied.Outcome, applied.Read = time.Now(), store.OutcomeOK, store.ReadDelta
+	applied.Generation = snapshot(t, s, domain).Generation
+	if err := s.Apply(ctx, domain, []store.Change{create("guid-a", "alice@example.com", nil)}, applied); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	wantRead(t, s, domain, applied.ID, store.ReadDelta)
+
+	// A run started with its read known, finished by RecordRun.
+	started := &store.Run{Domain: domain, Started: time.Now(), Holder: "host-a", Read: store.ReadFull}
+	if err := s.StartRun(ctx, started); err != nil {
+		t.Fatalf("StartRun: %v", err)
+	}
+	wantRead(t, s, domain, started.ID, store.ReadFull)
+	started.Ended, started.Outcome, started.Stage, started.Error = time.Now(), store.OutcomeFailed, "fetch", "cookie refused"
+	if err := s.RecordRun(ctx, started); err != nil {
+		t.Fatalf("RecordRun: %v", err)
+	}
+	wantRead(t, s, domain, started.ID, store.ReadFull)
+
+	// New rows: RecordRun and Apply without StartRun, in another domain.
+	recorded := newRun(otherDomain, time.Now())
+	recorded.Outcome, recorded.Read = store.OutcomeStopped, store.ReadDelta
+	if err := s.RecordRun(ctx, recorded); err != nil {
+		t.Fatalf("RecordRun: %v", err)
+	}
+	wantRead(t, s, otherDomain, recorded.ID, store.ReadDelta)
+	full := runAt(t, s, otherDomain)
+	full.Read = store.ReadFull
+	if err := s.Apply(ctx, otherDomain, nil, full); err != nil {
+		t.Fatalf("Apply: %v", err)
+	}
+	wantRead(t, s, otherDomain, full.ID, store.ReadFull)
+	wantRead(t, s, otherDomain, recorded.ID, store.ReadDelta)
+	wantRead(t, s, domain, applied.ID, store.ReadDelta)
+}
+
+// wantRead checks the Read of run id of domain as RunsPage, Run and, for the
+// domain's newest run, LastRuns give it.
+func wantRead(t *testing.T, s store.Store, domain string, id int64, want string) {
+	t.Helper()
+	ctx := t.Context()
+	var seen []string
+	page, err := s.RunsPage(ctx, domain, 0, 0)
+	if err != nil {
+		t.Fatalf("RunsPage: %v", err)
+	}
+	for _, r := range page {
+		if r.ID == id {
+			seen = append(seen, "RunsPage "+r.Read)
+		}
+	}
+	r, err := s.Run(ctx, domain, id)
+	if err != nil {
+		t.Fatalf("Run: %v", err)
+	}
+	seen = append(seen, "Run "+r.Read)
+	last, err := s.LastRuns(ctx)
+	if err != nil {
+		t.Fatalf("LastRuns: %v", err)
+	}
+	if l, ok := last[domain]; ok && l.ID == id {
+		seen = append(seen, "LastRuns "+l.Read)
+	}
+	wantSeen := []string{"RunsPage " + want, "Run " + want}
+	if len(page) > 0 && page[0].ID == id {
+		wantSeen = append(wantSeen, "LastRuns "+want)
+	}
+	if strings.Join(seen, ", ") != strings.Join(wantSeen, ", ") {
+		t.Errorf("read of run %d of %s: %q, want %q", id, domain, seen, wantSeen)
+	}
+}
