@@ -322,7 +322,9 @@ func parseResult(body string) (res ldapResult, rest string, err error) {
 	if err != nil {
 		return res, "", err
 	}
-	if code < 0 || code >= ldap.ErrorNetwork {
+	// go-ldap uses the codes from 200 for its own errors; 4096 is RFC
+	// 4533's e-syncRefreshRequired.
+	if code < 0 || code >= ldap.ErrorNetwork && code != resultSyncRefreshRequired {
 		return res, "", malformed("result code %d", code)
 	}
 	res.code = uint16(code)
@@ -583,4 +585,81 @@ func pagingCookie(controls string) (cookie string, found bool, err error) {
 		return cookie, true, nil
 	}
 	return "", false, nil
+}
+
+// findControl returns the value of the control oid among controls (the
+// content of a message's [0] controls). found is false when the control is
+// absent; a control that appears twice, or any control that is not a
+// well-formed Control SEQUENCE, is an error.
+func findControl(controls, oid string) (value string, found bool, err error) {
+	for s := controls; s != ""; {
+		var ctl string
+		if ctl, s, err = expect(s, tagSequence, "control"); err != nil {
+			return "", false, err
+		}
+		typ, r, err := expect(ctl, tagOctetString, "control type")
+		if err != nil {
+			return "", false, err
+		}
+		if r != "" && r[0] == tagBoolean {
+			var crit string
+			if crit, r, err = expect(r, tagBoolean, "criticality"); err != nil {
+				return "", false, err
+			}
+			if _, err := parseBool(crit); err != nil {
+				return "", false, err
+			}
+		}
+		var v string
+		if r != "" {
+			if v, r, err = expect(r, tagOctetString, "control value"); err != nil {
+				return "", false, err
+			}
+		}
+		if r != "" {
+			return "", false, malformed("control %s: data after its value", typ)
+		}
+		if typ != oid {
+			continue
+		}
+		if found {
+			return "", false, malformed("control %s appears twice", oid)
+		}
+		value, found = v, true
+	}
+	return value, found, nil
+}
+
+// parseBool decodes the content of a BER BOOLEAN.
+func parseBool(s string) (bool, error) {
+	if len(s) != 1 {
+		return false, malformed("boolean of %d bytes", len(s))
+	}
+	return s[0] != 0, nil
+}
+
+// optional splits off an element with tag want when s starts with one.
+func optional(s string, want byte, what string) (content string, present bool, rest string, err error) {
+	if s == "" || s[0] != want {
+		return "", false, s, nil
+	}
+	content, rest, err = expect(s, want, what)
+	return content, err == nil, rest, err
+}
+
+// decodeIntermediate decodes an IntermediateResponse body: its
+// responseName [0] and responseValue [1], both optional.
+func decodeIntermediate(body string) (name string, value string, hasValue bool, err error) {
+	name, _, rest, err := optional(body, 0x80, "responseName")
+	if err != nil {
+		return "", "", false, err
+	}
+	value, hasValue, rest, err = optional(rest, 0x81, "responseValue")
+	if err != nil {
+		return "", "", false, err
+	}
+	if rest != "" {
+		return "", "", false, malformed("data after the intermediate response value")
+	}
+	return name, value, hasValue, nil
 }

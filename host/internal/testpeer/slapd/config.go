@@ -65,6 +65,16 @@ access to *
 # like AD, deleting or renaming an entry also updates the groups' member.
 overlay memberof
 memberof-refint true
+
+# RFC 4533 content synchronization (delta and live sync). The memberOf
+# values and the member values that memberof-refint writes are internal,
+# never-replicated operations: syncprov does not report them.
+{{- if .SyncProv}}
+overlay syncprov
+{{- if .SessionLog}}
+syncprov-sessionlog {{.SessionLog}}
+{{- end}}
+{{- end}}
 `))
 
 // slapdConf is the data of confTemplate.
@@ -79,6 +89,8 @@ type slapdConf struct {
 	MaxSize                        int64
 	BaseDN, AdminDN, AdminPassword string
 	DBDir                          string
+	SyncProv                       bool
+	SessionLog                     int
 }
 
 // quote renders a slapd.conf argument in double quotes.
@@ -113,6 +125,8 @@ func (s *Server) writeConfig() error {
 		AdminDN:       o.AdminDN,
 		AdminPassword: o.AdminPassword,
 		DBDir:         filepath.Join(s.Dir, "db"),
+		SyncProv:      !o.NoSyncProv,
+		SessionLog:    o.SyncSessionLog,
 	}
 	c.Schemas = append(c.Schemas, o.ExtraSchema...)
 	// Debian and most distributions build back-mdb and the overlays as
@@ -120,6 +134,9 @@ func (s *Server) writeConfig() error {
 	if md, err := findDir(o.ModuleDir, "back_mdb.so", "/usr/lib/ldap", "/usr/lib64/openldap", "/usr/lib/openldap", "/usr/local/libexec/openldap", "/usr/libexec/openldap"); err == nil {
 		c.ModuleDir = md
 		c.Modules = []string{"back_mdb", "memberof"}
+		if c.SyncProv {
+			c.Modules = append(c.Modules, "syncprov")
+		}
 	} else if o.ModuleDir != "" {
 		return fmt.Errorf("slapd: OpenLDAP modules: %w", err)
 	}

@@ -5,8 +5,11 @@
 // database in a temporary directory, the AD-like schema of
 // testdata/adlike.schema (sAMAccountName, sAMAccountType, proxyAddresses,
 // userAccountControl; adUser, adGroup, publicFolder), the memberof overlay
-// (memberOf maintained for groupOfNames/member) and ACLs that let every
-// authenticated identity read everything. Bulk data is loaded with slapadd
+// (memberOf maintained for groupOfNames/member), the syncprov overlay (RFC
+// 4533 content synchronization: delta and live sync; Options.SyncSessionLog)
+// and ACLs that let every authenticated identity read everything. Size and
+// time limits are unlimited unless Options says otherwise: a sync search
+// (which cannot be paged) needs that. Bulk data is loaded with slapadd
 // before slapd starts (Options.LDIF); later changes go over LDAP (Load, Add,
 // Modify, Delete).
 //
@@ -91,7 +94,19 @@ type Options struct {
 	// SchemaDir holds core.schema, cosine.schema and inetorgperson.schema
 	// (default /etc/ldap/schema or /etc/openldap/schema).
 	SchemaDir string
-	// ModuleDir holds back_mdb and memberof modules (default /usr/lib/ldap
+	// NoSyncProv leaves out the syncprov overlay, which is otherwise always
+	// on: the server then refuses RFC 4533 content synchronization (the
+	// sync request control), like a server without it.
+	NoSyncProv bool
+	// SyncSessionLog is syncprov's session log size (syncprov-sessionlog):
+	// how many recent writes it remembers, so that a sync from a cookie
+	// within them is answered with a delete phase (the UUIDs of the
+	// entries deleted or gone out of the search's scope). 0 (no log): a
+	// sync from a cookie is answered with a present phase (the UUIDs of
+	// every unchanged entry). The log lives in memory: after a restart it
+	// is empty and the present phase is used until it covers the cookie.
+	SyncSessionLog int
+	// ModuleDir holds back_mdb, memberof and syncprov modules (default /usr/lib/ldap
 	// or other usual places; none when they are built in).
 	ModuleDir string
 }
@@ -389,7 +404,10 @@ func (s *Server) slapadd(ctx context.Context, bin string) error {
 	if err != nil {
 		return fmt.Errorf("slapd: prepare LDIF: %w", err)
 	}
-	cmd := exec.CommandContext(ctx, bin, "-q", "-f", s.confFile, "-l", input)
+	// -w writes the contextCSN of the loaded entries to the base entry:
+	// syncprov's state, without which a sync cookie has nothing to start
+	// from.
+	cmd := exec.CommandContext(ctx, bin, "-q", "-w", "-f", s.confFile, "-l", input)
 	var out bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &out
 	if err := cmd.Run(); err != nil {
