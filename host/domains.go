@@ -39,6 +39,9 @@ type DomainInfo struct {
 	Name     string        `json:"name"`
 	Sync     bool          `json:"sync"`
 	Interval time.Duration `json:"-"`
+	// Live says that dirsync serve keeps a live search open for the
+	// domain (Host.Live).
+	Live bool `json:"-"`
 	// ManagedBy is ManagedByConfig or ManagedByStore.
 	ManagedBy string `json:"managed_by"`
 	// Version is the settings version of a store-kept domain (0 for one of
@@ -64,7 +67,7 @@ type Settings struct {
 func (h *Host) Domains(ctx context.Context) ([]DomainInfo, error) {
 	var out []DomainInfo
 	for _, d := range h.cfg.Domains {
-		out = append(out, DomainInfo{Name: d.Name, Sync: d.Sync, Interval: d.Interval.Duration, ManagedBy: ManagedByConfig})
+		out = append(out, DomainInfo{Name: d.Name, Sync: d.Sync, Interval: d.Interval.Duration, Live: d.Live, ManagedBy: ManagedByConfig})
 	}
 	if h.store != nil {
 		kept, err := h.store.StoredDomains(ctx)
@@ -79,7 +82,7 @@ func (h *Host) Domains(ctx context.Context) ([]DomainInfo, error) {
 			if err != nil {
 				return out, err
 			}
-			out = append(out, DomainInfo{Name: d.Name, Sync: d.Sync, Interval: d.Interval.Duration, ManagedBy: ManagedByStore, Version: v.Version})
+			out = append(out, DomainInfo{Name: d.Name, Sync: d.Sync, Interval: d.Interval.Duration, Live: d.Live, ManagedBy: ManagedByStore, Version: v.Version})
 		}
 	}
 	slices.SortFunc(out, func(a, b DomainInfo) int { return strings.Compare(a.Name, b.Name) })

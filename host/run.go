@@ -36,6 +36,12 @@ type RunOptions struct {
 	// ErrRecentRun, unrecorded. Replicas sharing a schedule so run each
 	// due turn once. 0 runs regardless.
 	SkipIfStartedWithin time.Duration
+	// Full reads the whole directory although the domain's kept state
+	// would let the run read only what changed since the last (a delta).
+	Full bool
+	// live, for a run of Host.Live, holds the changes a live search
+	// gathered: the run applies them instead of reading the directory.
+	live *liveBatch
 	// OnStart, if set, is called with the run's id once the run holds its
 	// domain and its start is recorded (a sync only): a caller that starts
 	// runs in the background can answer with the id at once.
@@ -47,8 +53,11 @@ type Report struct {
 	Domain  string `json:"domain"`
 	Mode    string `json:"mode"` // "sync", "dry-run" or "preview"
 	Outcome string `json:"outcome"`
-	RunID   int64  `json:"run_id,omitempty"`
-	Server  string `json:"server,omitempty"`
+	// Read says how the directory was read: "full" or "delta" (only what
+	// changed since the last applied sync); "" when it was not read.
+	Read   string `json:"read,omitempty"`
+	RunID  int64  `json:"run_id,omitempty"`
+	Server string `json:"server,omitempty"`
 	// FailedOver lists the servers tried, and not reachable, before Server.
 	FailedOver []string `json:"failed_over,omitempty"`
 	Filter     string   `json:"filter"`
@@ -272,9 +281,13 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		return fail("switch", ErrSyncOff)
 	}
 
-	in, stage, err := h.read(ctx, r, run != nil, rep)
+	in, stage, err := h.read(ctx, r, run != nil, rep, o)
 	if err != nil {
 		return fail(stage, err)
+	}
+	var state *store.DirState
+	if mode == "sync" { // before decide drops the entries
+		state = h.dirState(d, in)
 	}
 	dec, err := h.decide(ctx, d, in, rep)
 	if err != nil {
@@ -296,6 +309,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		rep.Timings.Total = time.Since(started)
 		return rep, nil
 	}
+	run.DirState = state
 	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation); err != nil {
 		return fail("apply", err)
 	}
@@ -318,13 +332,20 @@ type runInput struct {
 	snap    *store.Snapshot
 	refs    []diff.Ref
 	intents []sdk.Intent
+	// The directory state to keep (dirstate.State: keys parallel to refs
+	// and intents), under key, with the directory's cookie (nil: none)
+	// and the start of the last full read.
+	keys     []string
+	stateKey string
+	cookie   []byte
+	fullAt   time.Time
 }
 
 // read takes the reading stages of a run: the policy and its check of the
 // filter, the bind credentials, the store's snapshot (after making the
 // domain, unless the run's record made it) and the fetch and map. A
 // failure comes with the stage it failed at.
-func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report) (*runInput, string, error) {
+func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report, o RunOptions) (*runInput, string, error) {
 	d := r.d
 	p, err := h.Policy(ctx, d.Policy)
 	if err != nil {
@@ -352,19 +373,39 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	for _, g := range snap.Groups {
 		in.sd.Groups = append(in.sd.Groups, g.Name)
 	}
-	if err := h.fetch(ctx, d, creds, rep, in); err != nil {
+	if err := h.fetch(ctx, d, creds, rep, in, o); err != nil {
 		return nil, stageOf(err), err
 	}
 	return in, "", nil
 }
 
-// fetch reads the directory and maps its entries into in, overlapped: the
-// policy maps one batch while the next page is read. It reports the
-// server, a fail-over, the continuation references it did not follow and
-// the map cache's hits, and saves the cache (but for a preview).
-func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput) error {
+// fetch reads the directory, only what changed when it can (delta.go), and
+// maps its entries into in; a full read is overlapped: the policy maps one
+// batch while the next page is read. It reports the server, a fail-over,
+// the continuation references it did not follow and the map cache's hits,
+// and saves the cache (but for a preview or a delta read).
+func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput, o RunOptions) error {
 	cache := h.mapCache(ctx, d, in.p, in.sd)
-	refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, in.p, in.sd, cache)
+	in.stateKey = h.stateKey(d, in)
+	if o.live != nil {
+		return h.fetchLive(ctx, d, rep, in, o.live, cache)
+	}
+	plan := h.planRead(ctx, d, in.stateKey, rep.Mode, o)
+	if plan.state != nil {
+		err := h.fetchDelta(ctx, d, creds, rep, in, plan.state, cache)
+		if !errors.Is(err, errFullRead) {
+			return err
+		}
+		plan.why = err.Error()
+		rep.Counts = store.Counts{}
+	}
+	h.log.Debug("reading the directory in full", "domain", d.Name, "why", plan.why)
+	rep.Read = store.ReadFull
+	in.fullAt = time.Now()
+	if rep.Mode == "sync" {
+		in.cookie = h.takeCookie(ctx, d, creds)
+	}
+	keys, refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, in.p, in.sd, cache)
 	rep.Server = res.URL
 	rep.References = res.References
 	if i := slices.Index(d.LDAP.URLs, res.URL); i > 0 {
@@ -392,7 +433,7 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 			}
 		}
 	}
-	in.refs, in.intents = refs, intents
+	in.keys, in.refs, in.intents = keys, refs, intents
 	return nil
 }
 
@@ -438,7 +479,7 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 // apply writes the final changes and the run's record in one store
 // transaction (S3, S5), checked against the generation of the snapshot.
 func (h *Host) apply(ctx context.Context, d *config.Domain, run *store.Run, rep *Report, final []sdk.Change, generation int64) error {
-	run.Outcome, run.Server, run.Counts, run.Changes = store.OutcomeOK, rep.Server, rep.Counts, rep.Changes
+	run.Outcome, run.Server, run.Counts, run.Changes, run.Read = store.OutcomeOK, rep.Server, rep.Counts, rep.Changes, rep.Read
 	run.References, run.Generation = rep.References, generation
 	if len(final) > 0 {
 		h.log.Info("writing to the store", "domain", d.Name, "run", run.ID, "changes", len(final))
@@ -482,6 +523,7 @@ func (h *Host) fail(ctx context.Context, rep *Report, run *store.Run, stage stri
 		}
 		run.Ended, run.Outcome, run.Stage, run.Error = time.Now(), rep.Outcome, stage, rep.Error
 		run.Server, run.Counts, run.Intended, run.References, run.Changes = rep.Server, rep.Counts, rep.Intended, rep.References, rep.Changes
+		run.Read = rep.Read
 		if rerr := h.store.RecordRun(context.WithoutCancel(ctx), run); rerr != nil {
 			err = fmt.Errorf("%w; and the run could not be recorded (it is, once the store answers again): %w", err, rerr)
 			stage = "record"
@@ -531,7 +573,7 @@ const (
 	progressEvery = 10000 // entries between progress lines
 )
 
-func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache) ([]diff.Ref, []sdk.Intent, ldapfetch.Result, error) {
+func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache) ([]string, []diff.Ref, []sdk.Intent, ldapfetch.Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
@@ -540,6 +582,7 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 	batches := make(chan []sdk.Entry, mappers)
 	var (
 		mu      sync.Mutex
+		keys    []string
 		refs    []diff.Ref
 		intents []sdk.Intent
 		mapErr  error
@@ -565,6 +608,7 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 					cancel()
 				} else {
 					for i := range b {
+						keys = append(keys, strings.Clone(syncKey(&b[i])))
 						refs = append(refs, diff.Ref{ID: strings.Clone(b[i].ID), DN: strings.Clone(b[i].DN)})
 						compact(&out[i])
 					}
@@ -602,12 +646,12 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 	rep.Timings.Fetch = time.Since(start)
 	wg.Wait()
 	if mapErr != nil {
-		return nil, nil, res, mapErr
+		return nil, nil, nil, res, mapErr
 	}
 	if ferr != nil {
-		return nil, nil, res, &stageError{"fetch", ferr}
+		return nil, nil, nil, res, &stageError{"fetch", ferr}
 	}
-	return refs, intents, res, nil
+	return keys, refs, intents, res, nil
 }
 
 // fetchConfig is the directory read of a domain's settings.

@@ -79,6 +79,7 @@ func (s *server) StartRun(ctx context.Context, req gen.StartRunRequestObject) (g
 	if b := req.Body; b != nil {
 		o.DryRun = b.DryRun != nil && *b.DryRun
 		o.ConfirmDeletes = b.ConfirmDeletes != nil && *b.ConfirmDeletes
+		o.Full = b.Full != nil && *b.Full
 	}
 	if o.DryRun {
 		// A dry run records nothing and so has no id to answer with: it
@@ -108,6 +109,10 @@ func runSummary(r *store.Run) gen.RunSummary {
 	if !r.Ended.IsZero() {
 		t := r.Ended
 		out.Ended = &t
+	}
+	if r.Read != "" {
+		read := gen.Read(r.Read)
+		out.Read = &read
 	}
 	out.Stage = optional(r.Stage)
 	out.Error = optional(r.Error)
@@ -184,7 +189,7 @@ func (s *server) GetRun(ctx context.Context, req gen.GetRunRequestObject) (gen.G
 	}
 	sum := runSummary(r)
 	out := gen.RunDetail{Id: sum.Id, Domain: sum.Domain, Started: sum.Started, Ended: sum.Ended, Outcome: sum.Outcome,
-		Stage: sum.Stage, Error: sum.Error, Server: sum.Server, Holder: sum.Holder, Counts: sum.Counts,
+		Read: sum.Read, Stage: sum.Stage, Error: sum.Error, Server: sum.Server, Holder: sum.Holder, Counts: sum.Counts,
 		Intended: sum.Intended, References: sum.References, SettingsVersion: sum.SettingsVersion,
 		ChangeCount: sum.ChangeCount, ChangesTotal: r.ChangeCount}
 	if r.Settings != "" {

@@ -32,6 +32,8 @@ func settingsJSON(set *host.Settings) gen.DomainSettings {
 		Policy:       d.Policy,
 		AliasDomains: orEmpty(d.AliasDomains),
 		Interval:     d.Interval.String(),
+		FullInterval: d.FullInterval.String(),
+		Live:         d.Live,
 		ManagedBy:    gen.DomainSettingsManagedBy(set.ManagedBy),
 		Version:      set.Version,
 		Ldap: gen.LDAPSettings{

@@ -110,8 +110,16 @@ type Domain struct {
 	AliasDomains []string `toml:"alias_domains" json:"alias_domains,omitempty"`
 	// Interval is how often dirsync serve syncs the domain (default 1h).
 	Interval Duration `toml:"interval" json:"interval"`
-	LDAP     LDAP     `toml:"ldap" json:"ldap"`
-	Safety   Safety   `toml:"safety" json:"safety"`
+	// FullInterval is how often a run reads the whole directory although
+	// it could read only what changed since the last (default 24h): a
+	// full read catches drift that a delta cannot see.
+	FullInterval Duration `toml:"full_interval" json:"full_interval"`
+	// Live keeps a search open in dirsync serve that the directory tells
+	// each change as it happens (OpenLDAP's refreshAndPersist), applied
+	// within seconds in small runs; the scheduled runs go on.
+	Live   bool   `toml:"live" json:"live"`
+	LDAP   LDAP   `toml:"ldap" json:"ldap"`
+	Safety Safety `toml:"safety" json:"safety"`
 }
 
 // LDAP is a domain's [domain.ldap] table.
@@ -228,6 +236,7 @@ const (
 	DefaultMaxEntries       = 5_000_000
 	DefaultLeaseTTL         = 30 * time.Second
 	DefaultInterval         = time.Hour
+	DefaultFullInterval     = 24 * time.Hour
 	DefaultMaxConcurrent    = 2
 	DefaultKeepRuns         = 90 * 24 * time.Hour
 	DefaultListen           = "127.0.0.1:8425"
@@ -623,7 +632,7 @@ func (c *Config) checkStore(data []byte) error {
 // for keys it leaves out, safety limits included, to be filled (say by
 // decoding JSON over it) and checked with Check.
 func NewDomain(name string) Domain {
-	return Domain{Name: name, Interval: Duration{DefaultInterval},
+	return Domain{Name: name, Interval: Duration{DefaultInterval}, FullInterval: Duration{DefaultFullInterval},
 		LDAP:   LDAP{PageSize: DefaultPageSize, Timeout: Duration{DefaultLDAPTimeout}, ConnectTimeout: Duration{DefaultConnectTimeout}, MaxEntries: DefaultMaxEntries},
 		Safety: Safety{MaxDeletes: DefaultMaxDeletes, MaxDeletePercent: DefaultMaxDeletePercent, PercentFloor: DefaultPercentFloor}}
 }
@@ -669,6 +678,12 @@ func (d *Domain) check(written func(path ...string) bool) *fieldError {
 	}
 	if d.Interval.Duration == 0 {
 		d.Interval.Duration = DefaultInterval
+	}
+	if iv := d.FullInterval.Duration; iv < 0 || (iv > 0 && iv < time.Second) {
+		return bad("full_interval", "must be 1s or more")
+	}
+	if d.FullInterval.Duration == 0 {
+		d.FullInterval.Duration = DefaultFullInterval
 	}
 	l := &d.LDAP
 	if len(l.URLs) == 0 {

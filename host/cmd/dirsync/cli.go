@@ -12,6 +12,7 @@ import (
 	"os/signal"
 	"regexp"
 	"sort"
+	"strconv"
 	"strings"
 	"syscall"
 	"text/tabwriter"
@@ -33,7 +34,7 @@ const (
 
 const usage = `usage: dirsync [--config FILE] COMMAND [ARGS]
 
-  sync    --domain D [--dry-run] [--confirm-deletes] [--wait DURATION] [--json]
+  sync    --domain D [--dry-run] [--confirm-deletes] [--full] [--wait DURATION] [--json]
   preview --domain D [--json]
   filter  check [--policy P] 'FILTER'
   group   add|remove|list --domain D [NAME] [--json]
@@ -404,6 +405,7 @@ func (c *cli) sync(ctx context.Context, args []string) error {
 	dry := f.Bool("dry-run", false, "run every stage but the write: report what would change, change and record nothing")
 	confirm := f.Bool("confirm-deletes", false, "let this one run past the deletion limits of [domain.safety] (never past an empty read)")
 	wait := f.Duration("wait", 0, "wait up to `DURATION` (30s, 2m) for another run that holds the domain, then fail")
+	full := f.Bool("full", false, "read the whole directory, not only what changed since the last sync")
 	if _, err := f.parse(args, 0, 0, "no arguments"); err != nil {
 		return err
 	}
@@ -413,7 +415,7 @@ func (c *cli) sync(ctx context.Context, args []string) error {
 	if err := c.open(writeStore, true); err != nil {
 		return err
 	}
-	rep, err := c.h.Run(ctx, f.domain, host.RunOptions{DryRun: *dry, ConfirmDeletes: *confirm, Wait: *wait})
+	rep, err := c.h.Run(ctx, f.domain, host.RunOptions{DryRun: *dry, ConfirmDeletes: *confirm, Wait: *wait, Full: *full})
 	return c.report(rep, err, f.json, false)
 }
 
@@ -519,7 +521,11 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 	case rep.Mode != "sync":
 		verb = rep.Mode
 	}
-	fmt.Fprintf(w, "\n%s %s: %d entries read; ", rep.Domain, verb, k.Entries)
+	if rep.Read == store.ReadDelta {
+		fmt.Fprintf(w, "\n%s %s: %d entries, read as a delta (%d changed, %d gone since the last sync); ", rep.Domain, verb, k.Entries, k.Changed, k.Gone)
+	} else {
+		fmt.Fprintf(w, "\n%s %s: %d entries read; ", rep.Domain, verb, k.Entries)
+	}
 	if i := rep.Intended; i != nil {
 		fmt.Fprintf(w, "nothing changed (it would have created %d, updated %d, deleted %d, memberships added %d, removed %d)",
 			i.Created, i.Updated, i.Deleted, i.MembersAdded, i.MembersRemoved)
@@ -842,8 +848,12 @@ func (c *cli) runs(ctx context.Context, args []string) error {
 		if w := r.Intended; w != nil {
 			errText = fmt.Sprintf("(nothing applied; it would have created %d, updated %d, deleted %d) %s", w.Created, w.Updated, w.Deleted, errText)
 		}
-		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%d\t%s\t%s\n", r.ID, r.Started.Local().Format(time.DateTime),
-			took, outcome, k.Entries, counts, errText)
+		read := strconv.Itoa(k.Entries)
+		if r.Read == store.ReadDelta {
+			read += fmt.Sprintf(" (delta: %d changed, %d gone)", k.Changed, k.Gone)
+		}
+		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Started.Local().Format(time.DateTime),
+			took, outcome, read, counts, errText)
 	}
 	return tw.Flush()
 }

@@ -22,8 +22,8 @@ type cmdDoc struct {
 
 // docs are keyed by the command's words, as its flag set is named.
 var docs = map[string]cmdDoc{
-	"sync": {synopsis: "sync --domain D [--dry-run] [--confirm-deletes] [--wait DURATION] [--json]",
-		about: "Reads the domain's directory, maps what it read with the domain's policy and applies the changes to the store in one transaction. A run that would delete too much, or whose read came back empty, stops before writing. Every sync is recorded (dirsync runs)."},
+	"sync": {synopsis: "sync --domain D [--dry-run] [--confirm-deletes] [--full] [--wait DURATION] [--json]",
+		about: "Reads the domain's directory, maps what it read with the domain's policy and applies the changes to the store in one transaction. Where the directory can tell what changed since the last sync (OpenLDAP's syncprov), only that is read, unless --full or full_interval says otherwise; the report says which (\"read\": \"full\" or \"delta\"). A run that would delete too much, or whose read came back empty, stops before writing. Every sync is recorded (dirsync runs)."},
 	"preview": {synopsis: "preview --domain D [--json]",
 		about: "Shows what a sync would do: the valid users and public folders, the groups, the unmatched groups, the skipped entries and the changes. It changes nothing and works with the sync switch off."},
 	"filter": {synopsis: "filter check [--policy P] 'FILTER'",

@@ -49,7 +49,7 @@ func TestHelp(t *testing.T) {
 		{name: "--help", args: []string{"--help"}, want: overall},
 		{name: "-h", args: []string{"-h"}, want: overall},
 		{name: "help sync", args: []string{"help", "sync"}, want: []string{
-			"usage: dirsync sync --domain D [--dry-run] [--confirm-deletes] [--wait DURATION] [--json]\n",
+			"usage: dirsync sync --domain D [--dry-run] [--confirm-deletes] [--full] [--wait DURATION] [--json]\n",
 			"--domain D", "work on the domain D",
 			"--dry-run", "run every stage but the write",
 			"--confirm-deletes", "let this one run past the deletion limits",

@@ -304,6 +304,13 @@ func (s *server) run(ctx context.Context) error {
 		defer close(schedDone)
 		s.sched.Run(schedCtx)
 	}()
+	live := &liveSearches{s: s}
+	livePoke := make(chan struct{}, 1)
+	liveDone := make(chan struct{})
+	go func() {
+		defer close(liveDone)
+		live.run(schedCtx, livePoke)
+	}()
 	notify("READY=1\nSTATUS=serving")
 
 	var failed error
@@ -314,6 +321,10 @@ loop:
 			break loop
 		case <-hup:
 			s.reload(ctx)
+			select {
+			case livePoke <- struct{}{}:
+			default:
+			}
 		case <-prune.C:
 			s.prune(ctx)
 		case err := <-httpErr:
@@ -340,7 +351,7 @@ loop:
 		}
 	}()
 	select {
-	case <-schedDone:
+	case <-joined(schedDone, liveDone):
 	case <-shutCtx.Done():
 		s.log.Warn("runs still going on at the shutdown deadline; they end with the process and the next run of their domain marks them abandoned")
 	}
@@ -561,4 +572,16 @@ func notify(state string) {
 	}
 	defer conn.Close()
 	conn.Write([]byte(state))
+}
+
+// joined is closed once every one of chans is.
+func joined(chans ...chan struct{}) <-chan struct{} {
+	all := make(chan struct{})
+	go func() {
+		for _, c := range chans {
+			<-c
+		}
+		close(all)
+	}()
+	return all
 }

@@ -142,6 +142,24 @@ func (e Outcome) Valid() bool {
 	}
 }
 
+// Defines values for Read.
+const (
+	Delta Read = "delta"
+	Full  Read = "full"
+)
+
+// Valid indicates whether the value is a known member of the Read enum.
+func (e Read) Valid() bool {
+	switch e {
+	case Delta:
+		return true
+	case Full:
+		return true
+	default:
+		return false
+	}
+}
+
 // ConnectionResult What a connection test found.
 type ConnectionResult = host.ConnectionResult
 
@@ -159,11 +177,17 @@ type DomainSettings struct {
 	// Author Who saved this version (an API token's name, "cli"); store-kept domains only.
 	Author *string `json:"author,omitempty"`
 
+	// FullInterval How often a run reads the whole directory although it could read only what changed, a Go duration ("24h0m0s").
+	FullInterval string `json:"full_interval"`
+
 	// Interval How often `dirsync serve` syncs the domain, a Go duration ("1h0m0s").
 	Interval string `json:"interval"`
 
 	// Ldap The `[domain.ldap]` table. The bind password itself is never shown: `password_set` says whether there is one.
 	Ldap LDAPSettings `json:"ldap"`
+
+	// Live `dirsync serve` keeps a search open that the directory tells each change (OpenLDAP), applied within seconds.
+	Live bool `json:"live"`
 
 	// ManagedBy Where the settings live: "config" is dirsync.toml (shown here, changed only in the file), "store" is the store (changed here).
 	ManagedBy DomainSettingsManagedBy `json:"managed_by"`
@@ -372,6 +396,9 @@ type Problem struct {
 	Type string `json:"type"`
 }
 
+// Read How the run read the directory: everything, or only what changed since the last applied sync; absent when it did not read.
+type Read string
+
 // Recipient defines model for Recipient.
 type Recipient struct {
 	Address string `json:"address"`
@@ -420,8 +447,11 @@ type RunDetail struct {
 	Id     int64   `json:"id"`
 
 	// Intended What a run that did not apply would have changed.
-	Intended   *Counts   `json:"intended,omitempty"`
-	Outcome    Outcome   `json:"outcome"`
+	Intended *Counts `json:"intended,omitempty"`
+	Outcome  Outcome `json:"outcome"`
+
+	// Read How the run read the directory: everything, or only what changed since the last applied sync; absent when it did not read.
+	Read       *Read     `json:"read,omitempty"`
 	References *[]string `json:"references,omitempty"`
 	Server     *string   `json:"server,omitempty"`
 
@@ -451,6 +481,9 @@ type RunRequest struct {
 
 	// DryRun Run every stage but the write, record nothing, and answer with the report.
 	DryRun *bool `json:"dry_run,omitempty"`
+
+	// Full Read the whole directory, not only what changed since the last sync.
+	Full *bool `json:"full,omitempty"`
 }
 
 // RunStarted defines model for RunStarted.
@@ -474,8 +507,11 @@ type RunSummary struct {
 	Id     int64   `json:"id"`
 
 	// Intended What a run that did not apply would have changed.
-	Intended   *Counts   `json:"intended,omitempty"`
-	Outcome    Outcome   `json:"outcome"`
+	Intended *Counts `json:"intended,omitempty"`
+	Outcome  Outcome `json:"outcome"`
+
+	// Read How the run read the directory: everything, or only what changed since the last applied sync; absent when it did not read.
+	Read       *Read     `json:"read,omitempty"`
 	References *[]string `json:"references,omitempty"`
 	Server     *string   `json:"server,omitempty"`
 

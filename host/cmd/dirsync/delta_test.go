@@ -1,0 +1,330 @@
+package main
+
+import (
+	"context"
+	"database/sql"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/dirsync/dirsync/host/store"
+
+	"github.com/go-ldap/ldap/v3"
+	_ "modernc.org/sqlite"
+)
+
+// twin is another store and config reading the same directory as e.
+func (e *env) twin() *env {
+	e.t.Helper()
+	b, err := os.ReadFile(e.config)
+	if err != nil {
+		e.t.Fatal(err)
+	}
+	d := &env{t: e.t, srv: e.srv, dir: e.t.TempDir()}
+	for _, f := range []string{"reader.pw", "plugin.toml"} {
+		c, err := os.ReadFile(filepath.Join(e.dir, f))
+		if err != nil {
+			e.t.Fatal(err)
+		}
+		d.write(f, string(c))
+	}
+	d.config = d.write("dirsync.toml", string(b))
+	return d
+}
+
+// syncRead syncs and returns how the run read the directory.
+func (e *env) syncRead(args ...string) string {
+	e.t.Helper()
+	var rep struct {
+		Read   string `json:"read"`
+		Counts struct {
+			Changed int `json:"changed_entries"`
+			Gone    int `json:"gone_entries"`
+		} `json:"counts"`
+	}
+	if err := json.Unmarshal([]byte(e.ok(append([]string{"sync", "--domain", "example.com", "--json"}, args...)...)), &rep); err != nil {
+		e.t.Fatal(err)
+	}
+	return rep.Read
+}
+
+// TestDeltaEqualsFull changes the directory step by step and syncs it into
+// two stores after each step: one always reads in full (--full), the other
+// reads what changed (RFC 4533 with the test slapd's syncprov). After every
+// step the two stores are byte-identical (mailbox list and group list
+// --json), and the delta store's run says it read a delta.
+func TestDeltaEqualsFull(t *testing.T) {
+	full := newEnv(t)
+	delta := full.twin()
+	for _, e := range []*env{full, delta} {
+		for _, g := range []string{"Sales", "Engineering", "All Staff"} {
+			e.ok("group", "add", "--domain", "example.com", g)
+		}
+	}
+	srv := full.srv
+	const people = "ou=People,dc=example,dc=com"
+	steps := []struct {
+		name   string
+		change func() error
+	}{
+		{"first sync", nil},
+		{"nothing changed", nil},
+		{"add", func() error {
+			return srv.Add("cn=Judy Jones,"+people, map[string][]string{
+				"objectClass": {"top", "person", "organizationalPerson", "inetOrgPerson", "adUser"},
+				"cn":          {"Judy Jones"}, "sn": {"Jones"}, "displayName": {"Judy Jones"},
+				"sAMAccountName": {"judy"}, "sAMAccountType": {"805306368"}, "userAccountControl": {"512"},
+				"mail": {"judy@example.com"}, "proxyAddresses": {"SMTP:judy@example.com", "smtp:j.jones@example.com"},
+			})
+		}},
+		{"modify address", func() error {
+			return srv.Replace("cn=Alice Anders,"+people, "proxyAddresses", "SMTP:alice@example.com", "smtp:alice.anders@example.com")
+		}},
+		{"group membership", func() error {
+			req := ldap.NewModifyRequest("cn=Sales,ou=Groups,dc=example,dc=com", nil)
+			req.Add("member", []string{"cn=Judy Jones," + people})
+			req.Delete("member", []string{"cn=Bob Brown," + people})
+			return srv.Modify(req)
+		}},
+		{"rename", func() error {
+			c, err := srv.Dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.ModifyDN(ldap.NewModifyDNRequest("cn=Carol Clark,"+people, "cn=Carol King", true, ""))
+		}},
+		{"out of the filter", func() error {
+			return srv.Replace("cn=Ivan Ito,"+people, "sAMAccountType", "805306369")
+		}},
+		{"delete", func() error { return srv.Delete("cn=Dave Dunn," + people) }},
+		{"a new entry with a deleted one's DN", func() error {
+			// The groups lost the old Erin (refint); the new one is in none
+			// of them, although a group kept from before named her DN.
+			if err := srv.Delete("cn=Erin Evans," + people); err != nil {
+				return err
+			}
+			return srv.Add("cn=Erin Evans,"+people, map[string][]string{
+				"objectClass": {"top", "person", "organizationalPerson", "inetOrgPerson", "adUser"},
+				"cn":          {"Erin Evans"}, "sn": {"Evans"}, "sAMAccountName": {"erin2"},
+				"sAMAccountType": {"805306368"}, "mail": {"erin.e@example.com"}, "proxyAddresses": {"SMTP:erin.e@example.com"},
+			})
+		}},
+		{"a hand-made group now matches", func() error {
+			for _, e := range []*env{full, delta} {
+				e.ok("group", "add", "--domain", "example.com", "Marketing")
+			}
+			return nil
+		}},
+	}
+	for i, step := range steps {
+		if step.change != nil {
+			if err := step.change(); err != nil {
+				t.Fatalf("%s: %v", step.name, err)
+			}
+		}
+		if got := full.syncRead("--full"); got != "full" {
+			t.Errorf("%s: sync --full read %q", step.name, got)
+		}
+		wantRead := "delta"
+		if i == 0 || step.name == "a hand-made group now matches" {
+			wantRead = "full" // no state yet; the gateway groups changed
+		}
+		if got := delta.syncRead(); got != wantRead {
+			t.Errorf("%s: sync read %q, want %q", step.name, got, wantRead)
+		}
+		if f, d := full.state(), delta.state(); f != d {
+			t.Fatalf("%s: the stores differ\nfull:  %s\ndelta: %s", step.name, f, d)
+		}
+	}
+	m := delta.mailboxes()
+	if _, ok := m["judy@example.com"]; !ok || len(m) != 9 {
+		t.Errorf("mailboxes after the steps: %v", m)
+	}
+	if _, ok := m["dave@example.com"]; ok {
+		t.Error("dave's mailbox survived his deletion")
+	}
+	if g := m["erin.e@example.com"].Groups; len(g) != 0 {
+		t.Errorf("the new Erin is in the old one's groups: %v", g)
+	}
+	if !strings.Contains(delta.ok("runs", "--domain", "example.com"), "(delta: ") {
+		t.Errorf("runs do not show the delta reads:\n%s", delta.ok("runs", "--domain", "example.com"))
+	}
+}
+
+// TestDeltaFallsBackToFull checks what makes a run read in full although
+// the domain has a kept state: a changed filter, --full, full_interval, and
+// a cookie the directory refuses.
+func TestDeltaFallsBackToFull(t *testing.T) {
+	e := newEnv(t)
+	if got := e.syncRead(); got != "full" {
+		t.Fatalf("first sync read %q", got)
+	}
+	if got := e.syncRead(); got != "delta" {
+		t.Fatalf("second sync read %q", got)
+	}
+	if got := e.syncRead("--full"); got != "full" {
+		t.Errorf("sync --full read %q", got)
+	}
+	// A changed filter: what an unchanged entry maps to may differ.
+	base, _ := os.ReadFile(e.config)
+	e.writeConfig("(|(sAMAccountType=805306368)(sAMAccountType=268435456))", "")
+	if got := e.syncRead(); got != "full" {
+		t.Errorf("sync after a filter change read %q", got)
+	}
+	if got := e.syncRead(); got != "delta" {
+		t.Errorf("second sync with the new filter read %q", got)
+	}
+	e.write("dirsync.toml", string(base))
+	e.syncRead()
+
+	// full_interval elapsed.
+	e.write("dirsync.toml", strings.Replace(string(base), "policy        = \"standard\"", "policy        = \"standard\"\nfull_interval = \"1s\"", 1))
+	if got := e.syncRead(); got != "delta" {
+		t.Errorf("sync within full_interval read %q", got)
+	}
+	time.Sleep(1100 * time.Millisecond)
+	if got := e.syncRead(); got != "full" {
+		t.Errorf("sync after full_interval read %q", got)
+	}
+	e.write("dirsync.toml", string(base))
+
+	// A cookie the directory does not know: the run reads in full and
+	// keeps a good cookie again.
+	db, err := sql.Open("sqlite", filepath.Join(e.dir, "var", "dirsync.db"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	if _, err := db.Exec(`UPDATE dir_state SET cookie = ?`, []byte("rid=000,csn=20991231000000.000000Z#000000#000#000000")); err != nil {
+		t.Fatal(err)
+	}
+	before := e.state()
+	if got := e.syncRead(); got != "full" {
+		t.Errorf("sync with a refused cookie read %q", got)
+	}
+	if got := e.syncRead(); got != "delta" {
+		t.Errorf("sync after the refused cookie read %q", got)
+	}
+	want(t, "store after the refused cookie", e.state(), before)
+}
+
+// TestServeLive runs `dirsync serve` with live = true against a real slapd
+// (syncprov): a new entry is in the store within seconds; a delete under
+// the guard's limits is applied, a mass delete above them stops its batch
+// (recorded, nothing applied) until an operator confirms a run; a live
+// search whose server goes away reconnects and catches up with what
+// changed meanwhile, applying nothing twice.
+func TestServeLive(t *testing.T) {
+	e := newEnv(t)
+	listen := freeAddr(t)
+	cfg := e.writeServeConfig(serveConfig{listen: listen, interval: "1h"})
+	for _, f := range []string{e.config, cfg} {
+		b, _ := os.ReadFile(f)
+		s := strings.Replace(string(b), "interval      = \"1h\"", "interval      = \"1h\"\nlive          = true", 1)
+		if err := os.WriteFile(f, []byte(s+"  [domain.safety]\n  max_deletes = 1\n"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	e.ok("group", "add", "--domain", "example.com", "Sales")
+	p := e.startServe(cfg, listen)
+	has := func(addr string) func() bool {
+		return func() bool { _, ok := e.mailboxes()[addr]; return ok }
+	}
+	p.eventually(30*time.Second, "the first sync", has("alice@example.com"))
+
+	const people = "ou=People,dc=example,dc=com"
+	add := func(cn, mail string) {
+		t.Helper()
+		if err := e.srv.Add("cn="+cn+","+people, map[string][]string{
+			"objectClass": {"top", "person", "organizationalPerson", "inetOrgPerson", "adUser"},
+			"cn":          {cn}, "sn": {cn}, "sAMAccountType": {"805306368"},
+			"mail": {mail}, "proxyAddresses": {"SMTP:" + mail},
+		}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	t0 := time.Now()
+	add("Judy Jones", "judy@example.com")
+	p.eventually(5*time.Second, "judy's mailbox, live", has("judy@example.com"))
+	t.Logf("a new entry was in the store %v after ldapadd returned", time.Since(t0).Round(time.Millisecond))
+
+	// Under the limit (max_deletes = 1): applied.
+	if err := e.srv.Delete("cn=Bob Brown," + people); err != nil {
+		t.Fatal(err)
+	}
+	p.eventually(5*time.Second, "bob's mailbox deleted, live", func() bool { return !has("bob@example.com")() })
+
+	// Above it: the batch stops, recorded, and nothing of it is applied.
+	for _, cn := range []string{"Carol Clark", "Dave Dunn"} {
+		if err := e.srv.Delete("cn=" + cn + "," + people); err != nil {
+			t.Fatal(err)
+		}
+	}
+	p.eventually(10*time.Second, "a stopped run", func() bool { return countOutcome(e.runs(), "stopped") > 0 })
+	m := e.mailboxes()
+	if _, ok := m["carol@example.com"]; !ok {
+		t.Fatal("a stopped live batch deleted carol's mailbox")
+	}
+	if _, ok := m["dave@example.com"]; !ok {
+		t.Fatal("a stopped live batch deleted dave's mailbox")
+	}
+	e.ok("sync", "--domain", "example.com", "--confirm-deletes", "--wait", "30s")
+	if m := e.mailboxes(); len(m) != 7 {
+		t.Fatalf("after the confirmed run: %d mailboxes, want 7", len(m))
+	}
+
+	// The live search is open again (it was waiting after the stop) ...
+	add("Ina Ide", "ina@example.com")
+	p.eventually(10*time.Second, "ina's mailbox, live", has("ina@example.com"))
+	// ... when the server goes away and comes back; a change made before
+	// the live search reconnects is caught up.
+	drops := strings.Count(p.log.String(), "live search ended; reconnecting")
+	if err := e.srv.Stop(); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Restart(context.Background()); err != nil {
+		t.Fatal(err)
+	}
+	add("Kim Kraft", "kim@example.com")
+	p.eventually(20*time.Second, "kim's mailbox after the reconnect", has("kim@example.com"))
+	if strings.Count(p.log.String(), "live search ended; reconnecting") <= drops {
+		t.Error("the live search did not say that it lost its connection")
+	}
+	add("Lea Lang", "lea@example.com")
+	p.eventually(5*time.Second, "lea's mailbox, live again", has("lea@example.com"))
+
+	// Nothing applied twice: each mailbox was created by one run.
+	created := map[string]int{}
+	for _, r := range e.runs() {
+		if r.Outcome != "ok" {
+			continue
+		}
+		id := r.ID
+		var detail struct {
+			Changes []store.RunChange `json:"changes"`
+		}
+		if err := json.Unmarshal([]byte(e.ok("runs", "show", "--domain", "example.com", strconv.FormatInt(id, 10), "--json")), &detail); err != nil {
+			t.Fatal(err)
+		}
+		for _, c := range detail.Changes {
+			if c.Kind == "create" {
+				created[c.Address]++
+			}
+		}
+	}
+	for a, n := range created {
+		if n != 1 {
+			t.Errorf("%s created by %d runs", a, n)
+		}
+	}
+	if created["kim@example.com"] != 1 || created["judy@example.com"] != 1 || created["ina@example.com"] != 1 {
+		t.Errorf("creates: %v", created)
+	}
+	p.stop(syscall.SIGTERM)
+}

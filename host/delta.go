@@ -1,0 +1,229 @@
+package host
+
+import (
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"fmt"
+	"runtime/debug"
+	"strings"
+	"time"
+
+	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/diff"
+	"github.com/dirsync/dirsync/host/internal/dirstate"
+	"github.com/dirsync/dirsync/host/internal/ldapfetch"
+	"github.com/dirsync/dirsync/host/internal/mapcache"
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// A run reads the directory in full or, when the domain's last applied
+// sync left a directory state with a cookie (store.DirState), only what
+// changed since (a delta): the changed entries are mapped, patched into the
+// kept state, and the run decides on the whole domain from there exactly as
+// after a full read — diff, reconcile and the guards see the same input,
+// so S1–S5 hold unchanged. A delta is not taken, and the run reads in full,
+// when:
+//   - RunOptions.Full asks for it (dirsync sync --full), or the run is a
+//     preview;
+//   - there is no state, or it was read with other settings: its key
+//     (stateKey) covers the servers, base DN, filter, the attributes, the
+//     policy module, its config and the domain as the policy sees it
+//     (alias domains, gateway groups), since each changes what an
+//     unchanged entry maps to;
+//   - the last full read is older than the domain's full_interval;
+//   - the directory refuses the cookie, or names as unchanged an entry
+//     the state does not hold.
+
+// readPlan is how a run reads: the kept state to read a delta from (nil:
+// in full).
+type readPlan struct {
+	state *store.DirState
+	why   string // why the read is full, for the log
+}
+
+// planRead decides between a full and a delta read; key is the state key
+// of the run's settings.
+func (h *Host) planRead(ctx context.Context, d *config.Domain, key, mode string, o RunOptions) readPlan {
+	var plan readPlan
+	switch {
+	case mode == "preview":
+		plan.why = "a preview reads in full"
+		return plan
+	case o.Full:
+		plan.why = "a full read was asked for"
+		return plan
+	}
+	st, err := h.store.DirState(ctx, d.Name)
+	switch {
+	case err != nil:
+		h.log.Warn("the kept directory state could not be read; reading in full", "domain", d.Name, "err", err)
+		plan.why = "the kept state could not be read"
+	case st == nil:
+		plan.why = "no kept state"
+	case st.Key != key:
+		plan.why = "the settings, policy or gateway groups changed since the state was read"
+	case len(st.Cookie) == 0:
+		plan.why = "the directory gave no cookie"
+	case time.Since(st.FullAt) >= d.FullInterval.Duration:
+		plan.why = fmt.Sprintf("the last full read is older than full_interval (%v)", d.FullInterval.Duration)
+	default:
+		plan.state = st
+	}
+	return plan
+}
+
+// stateKey names what a directory state depends on besides the
+// directory's content.
+func (h *Host) stateKey(d *config.Domain, in *runInput) string {
+	h.mu.Lock()
+	module := h.modules[d.Policy]
+	h.mu.Unlock()
+	if module == nil { // linked in: the policy is the program's
+		module = []byte("builtin " + buildID())
+	}
+	var cfg map[string]any
+	if spec := h.cfg.Manifest.Policy(d.Policy); spec != nil {
+		cfg = spec.Config
+	}
+	ctx, err := mapcache.NewContext(module, in.p.Info(), cfg, in.sd)
+	if err != nil {
+		return "" // a config that does not encode: never equal to a kept key
+	}
+	sum := sha256.New()
+	sum.Write(ctx[:])
+	for _, part := range []string{d.LDAP.BaseDN, d.LDAP.Filter, strings.Join(d.LDAP.URLs, " "), strings.Join(in.p.Info().Attributes, " ")} {
+		fmt.Fprintf(sum, "%d:%s", len(part), part)
+	}
+	return "1:" + hex.EncodeToString(sum.Sum(nil))
+}
+
+// buildID names this program's build: a linked-in policy changes only
+// with it.
+func buildID() string {
+	bi, ok := debug.ReadBuildInfo()
+	if !ok {
+		return "unknown"
+	}
+	id := bi.Main.Path + "@" + bi.Main.Version
+	for _, s := range bi.Settings {
+		if s.Key == "vcs.revision" || s.Key == "vcs.modified" {
+			id += " " + s.Value
+		}
+	}
+	return id
+}
+
+// syncKey is the key the directory's change messages name an entry by:
+// its entryUUID (RFC 4533) when it has one, else its id (an AD
+// objectGUID).
+func syncKey(e *sdk.Entry) string {
+	if k := ldapfetch.SyncKey(*e); k != "" {
+		return k
+	}
+	return e.ID
+}
+
+// takeCookie asks the directory for a cookie of its present state before a
+// full read (nil when it cannot give one: no delta will follow).
+func (h *Host) takeCookie(ctx context.Context, d *config.Domain, creds bind) []byte {
+	cookie, err := ldapfetch.Cookie(ctx, h.fetchConfig(d, creds))
+	switch {
+	case errors.Is(err, ldapfetch.ErrSyncUnsupported):
+		h.log.Debug("the directory does not do content synchronization; every run reads in full", "domain", d.Name)
+		return nil
+	case err != nil:
+		h.log.Info("no cookie for a later delta read; the next run reads in full too", "domain", d.Name, "err", err)
+		return nil
+	}
+	return cookie
+}
+
+// fetchDelta reads what changed since the kept state, maps it and patches
+// the state into in. errFullRead (wrapped) asks the caller to read in full.
+func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput, st *store.DirState, cache *mapcache.Cache) error {
+	var changed []sdk.Entry
+	start := time.Now()
+	res, err := ldapfetch.Sync(ctx, h.fetchConfig(d, creds), rep.Filter, in.p.Info().Attributes, st.Cookie, func(e sdk.Entry) error {
+		changed = append(changed, e)
+		return nil
+	})
+	rep.Timings.Fetch = time.Since(start)
+	rep.Server = res.URL
+	if errors.Is(err, ldapfetch.ErrRefreshRequired) {
+		return fmt.Errorf("%w: %v", errFullRead, err)
+	}
+	if err != nil {
+		return &stageError{"fetch", err}
+	}
+	ch := dirChanges{entries: changed, deleted: res.Deleted, presentPhase: res.PresentPhase, present: res.Present, cookie: res.Cookie}
+	return h.patch(ctx, d, rep, in, st, &ch, cache)
+}
+
+// dirChanges are what the directory said changed since a cookie.
+type dirChanges struct {
+	entries      []sdk.Entry // added or changed
+	deleted      []string    // keys of entries deleted or gone out of scope
+	presentPhase bool        // present names every unchanged entry
+	present      []string
+	cookie       []byte // the cookie after the changes; nil: none given
+}
+
+// patch maps the changed entries and patches them into the kept state st,
+// which becomes in's entries. errFullRead (wrapped) when the changes do
+// not fit the state.
+func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, ch *dirChanges, cache *mapcache.Cache) error {
+	prev, err := dirstate.Decode(st.Entries)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errFullRead, err)
+	}
+	delta := &dirstate.Delta{Deleted: ch.deleted, PresentPhase: ch.presentPhase, Present: ch.present}
+	for i := 0; i < len(ch.entries); i += batchSize {
+		b := ch.entries[i:min(i+batchSize, len(ch.entries))]
+		t := time.Now()
+		out, err := mapBatch(ctx, in.p, in.sd, b, cache)
+		rep.Timings.Policy += time.Since(t)
+		if err != nil {
+			return &stageError{"policy", fmt.Errorf("policy %q: map: %w", d.Policy, err)}
+		}
+		for j := range b {
+			compact(&out[j])
+			delta.Changed.Append(strings.Clone(syncKey(&b[j])), diff.Ref{ID: strings.Clone(b[j].ID), DN: strings.Clone(b[j].DN)}, out[j])
+		}
+	}
+	patched, gone, err := dirstate.Patch(prev, delta)
+	if err != nil {
+		return fmt.Errorf("%w: %v", errFullRead, err)
+	}
+	in.keys, in.refs, in.intents, in.fullAt = patched.Keys, patched.Refs, patched.Intents, st.FullAt
+	in.cookie = ch.cookie
+	if in.cookie == nil {
+		in.cookie = st.Cookie
+	}
+	rep.Read = store.ReadDelta
+	rep.Counts.Entries = patched.Len()
+	rep.Counts.Changed, rep.Counts.Gone = len(ch.entries), gone
+	if cache != nil {
+		rep.Counts.Cached = cache.Hits()
+	}
+	return nil
+}
+
+// errFullRead is a delta that cannot be read: the run reads in full.
+var errFullRead = errors.New("reading in full")
+
+// dirState is the directory state a sync leaves for the next run: nil when
+// the directory gave no cookie (no delta can follow).
+func (h *Host) dirState(d *config.Domain, in *runInput) *store.DirState {
+	if len(in.cookie) == 0 {
+		return nil
+	}
+	b, err := dirstate.Encode(&dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents})
+	if err != nil {
+		h.log.Warn("the directory state cannot be kept; the next run reads in full", "domain", d.Name, "err", err)
+		return nil
+	}
+	return &store.DirState{Key: in.stateKey, Cookie: in.cookie, FullAt: in.fullAt, Entries: b}
+}

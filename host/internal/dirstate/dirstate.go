@@ -1,0 +1,322 @@
+// Package dirstate keeps what a run read from the directory — for each
+// entry its sync key, stable id, DN and what the policy made of it — in
+// the form the store keeps (store.DirState.Entries), so that the next run
+// can read only what changed since (a delta), patch the state with it and
+// still decide on the whole domain, exactly as a full read would.
+//
+// The encoding:
+//
+//	magic "dirsync-dirstate-1\n"
+//	count    uvarint
+//	entries  count × (key, id, dn: uvarint length + bytes each;
+//	                  intent: uvarint length + encoded pb.Intent)
+//
+// A state that does not decode is no state: the run reads in full.
+package dirstate
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+
+	"github.com/dirsync/dirsync/host/internal/diff"
+	"github.com/dirsync/dirsync/sdk"
+	"github.com/dirsync/dirsync/sdk/abi"
+)
+
+const magic = "dirsync-dirstate-1\n"
+
+// State is the entries of a domain as the directory last gave them, three
+// parallel slices: Keys[i] is the key the directory's change messages
+// name entry i by (an OpenLDAP entryUUID, an AD objectGUID), Refs[i] its
+// id and DN, Intents[i] the policy's intent for it.
+type State struct {
+	Keys    []string
+	Refs    []diff.Ref
+	Intents []sdk.Intent
+}
+
+// Len is the number of entries.
+func (s *State) Len() int { return len(s.Keys) }
+
+// Append adds an entry.
+func (s *State) Append(key string, ref diff.Ref, in sdk.Intent) {
+	s.Keys = append(s.Keys, key)
+	s.Refs = append(s.Refs, ref)
+	s.Intents = append(s.Intents, in)
+}
+
+// Encode returns the stored form of s.
+func Encode(s *State) ([]byte, error) {
+	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) {
+		return nil, errors.New("dirstate: keys, refs and intents differ in length")
+	}
+	b := make([]byte, 0, len(magic)+binary.MaxVarintLen64+len(s.Keys)*256)
+	b = append(b, magic...)
+	b = binary.AppendUvarint(b, uint64(len(s.Keys)))
+	var buf []byte
+	for i := range s.Keys {
+		b = appendString(b, s.Keys[i])
+		b = appendString(b, s.Refs[i].ID)
+		b = appendString(b, s.Refs[i].DN)
+		var err error
+		if buf, err = abi.AppendIntent(buf[:0], &s.Intents[i]); err != nil {
+			return nil, fmt.Errorf("dirstate: entry %q: %w", s.Refs[i].DN, err)
+		}
+		b = binary.AppendUvarint(b, uint64(len(buf)))
+		b = append(b, buf...)
+	}
+	return b, nil
+}
+
+func appendString(b []byte, s string) []byte {
+	b = binary.AppendUvarint(b, uint64(len(s)))
+	return append(b, s...)
+}
+
+// Decode reads a stored state. The strings of the result share one copy
+// of b.
+func Decode(b []byte) (*State, error) {
+	if len(b) < len(magic) || string(b[:len(magic)]) != magic {
+		return nil, errors.New("dirstate: not a directory state of this version")
+	}
+	data := string(b[len(magic):]) // one copy; every string below is a part of it
+	d := decoder{s: data}
+	n := d.uvarint()
+	if d.err == nil && n > uint64(len(data)) { // each entry takes bytes
+		d.err = errors.New("count past the end")
+	}
+	s := &State{}
+	if d.err == nil {
+		s.Keys, s.Refs, s.Intents = make([]string, 0, n), make([]diff.Ref, 0, n), make([]sdk.Intent, 0, n)
+	}
+	for i := uint64(0); d.err == nil && i < n; i++ {
+		key, id, dn, raw := d.str(), d.str(), d.str(), d.str()
+		if d.err != nil {
+			break
+		}
+		in, err := abi.DecodeIntent([]byte(raw))
+		if err != nil {
+			d.err = fmt.Errorf("entry %d: %w", i, err)
+			break
+		}
+		s.Append(key, diff.Ref{ID: id, DN: dn}, in)
+	}
+	if d.err == nil && d.s != "" {
+		d.err = errors.New("bytes after the last entry")
+	}
+	if d.err != nil {
+		return nil, fmt.Errorf("dirstate: %w", d.err)
+	}
+	return s, nil
+}
+
+// decoder reads uvarint-prefixed parts off s.
+type decoder struct {
+	s   string
+	err error
+}
+
+func (d *decoder) uvarint() uint64 {
+	if d.err != nil {
+		return 0
+	}
+	var v uint64
+	for i := 0; i < len(d.s) && i < binary.MaxVarintLen64; i++ {
+		c := d.s[i]
+		v |= uint64(c&0x7f) << (7 * i)
+		if c < 0x80 {
+			d.s = d.s[i+1:]
+			return v
+		}
+	}
+	d.err = errors.New("truncated length")
+	return 0
+}
+
+func (d *decoder) str() string {
+	n := d.uvarint()
+	if d.err != nil {
+		return ""
+	}
+	if n > uint64(len(d.s)) {
+		d.err = errors.New("truncated entry")
+		return ""
+	}
+	v := d.s[:n]
+	d.s = d.s[n:]
+	return v
+}
+
+// Delta is what changed in the directory since a state was read.
+type Delta struct {
+	// Changed are the entries added or changed (or come into scope), each
+	// with its key, ref and intent.
+	Changed State
+	// Deleted are the keys of entries deleted or gone out of scope.
+	Deleted []string
+	// PresentPhase says that Present names every entry that is unchanged
+	// (and may name changed ones too): an entry of the state that is
+	// neither in Present nor changed is gone.
+	PresentPhase bool
+	Present      []string
+}
+
+// ErrStale is a delta that does not fit the state: the directory names an
+// entry as unchanged that the state does not hold. The state is not what
+// the directory last gave; the run must read in full.
+var ErrStale = errors.New("the directory's changes do not fit the kept state (an unchanged entry it does not hold)")
+
+// Patch returns the state with the delta applied: changed entries
+// replaced in place (or appended when new), deleted and — with a present
+// phase — unnamed ones removed; and how many of s's entries it removed.
+// A key in both Changed and Deleted counts as changed. s is not modified.
+func Patch(s *State, d *Delta) (*State, int, error) {
+	drop := make(map[string]bool, len(d.Deleted))
+	for _, k := range d.Deleted {
+		drop[k] = true
+	}
+	changed := make(map[string]int, d.Changed.Len())
+	for i, k := range d.Changed.Keys {
+		changed[k] = i // the last change of a key wins
+	}
+	var present map[string]bool
+	if d.PresentPhase {
+		present = make(map[string]bool, len(d.Present))
+		for _, k := range d.Present {
+			present[k] = true
+		}
+		held := make(map[string]bool, s.Len())
+		for _, k := range s.Keys {
+			held[k] = true
+		}
+		for _, k := range d.Present {
+			if _, ok := changed[k]; !held[k] && !ok {
+				return nil, 0, fmt.Errorf("%w: %s", ErrStale, k)
+			}
+		}
+	}
+	out := &State{}
+	out.Keys = make([]string, 0, s.Len()+d.Changed.Len())
+	out.Refs = make([]diff.Ref, 0, cap(out.Keys))
+	out.Intents = make([]sdk.Intent, 0, cap(out.Keys))
+	done := make(map[string]bool, len(changed))
+	removed := 0
+	for i, k := range s.Keys {
+		if j, ok := changed[k]; ok {
+			if !done[k] {
+				out.Append(k, d.Changed.Refs[j], d.Changed.Intents[j])
+				done[k] = true
+			}
+			continue
+		}
+		if drop[k] || (present != nil && !present[k]) {
+			removed++
+			continue
+		}
+		out.Append(k, s.Refs[i], s.Intents[i])
+	}
+	for i, k := range d.Changed.Keys {
+		if done[k] || changed[k] != i {
+			continue
+		}
+		out.Append(k, d.Changed.Refs[i], d.Changed.Intents[i])
+		done[k] = true
+	}
+	fixReferences(s, out, changed)
+	return out, removed, nil
+}
+
+// fixReferences does to the unchanged entries of out what the directory
+// did to them when others changed, and which a delta does not send (slapd
+// does not replicate the writes of its memberof and refint overlays; AD
+// does not report a back-link's change): member and memberOf values that
+// name an entry renamed or moved follow it, those that name an entry gone
+// are dropped, and a memberOf value naming a group that changed is dropped
+// when the group no longer lists the entry. So a delta run joins groups
+// and members as a full read would. changed indexes the keys of the
+// entries the delta changed, which are as the directory sent them.
+func fixReferences(prev, out *State, changed map[string]int) {
+	now := make(map[string]int, out.Len())
+	for i, k := range out.Keys {
+		now[k] = i
+	}
+	renamed := map[string]string{} // old DN (normalized) → new DN
+	gone := map[string]bool{}      // DNs (normalized) of entries gone
+	for i, k := range prev.Keys {
+		old := diff.NormDN(prev.Refs[i].DN)
+		j, ok := now[k]
+		switch {
+		case !ok:
+			gone[old] = true
+		case diff.NormDN(out.Refs[j].DN) != old:
+			renamed[old] = out.Refs[j].DN
+		}
+	}
+	groups := map[string]map[string]bool{} // changed groups: DN → their members' DNs
+	for k := range changed {
+		i := now[k]
+		if g := out.Intents[i].Group; g != nil && out.Intents[i].Kind == sdk.IntentGroup {
+			members := make(map[string]bool, len(g.Members))
+			for _, m := range g.Members {
+				members[diff.NormDN(m)] = true
+			}
+			groups[diff.NormDN(out.Refs[i].DN)] = members
+		}
+	}
+	if len(renamed) == 0 && len(gone) == 0 && len(groups) == 0 {
+		return
+	}
+	// follow rewrites DN values: renamed ones follow, gone ones go, and
+	// keep may drop others. It returns nil when nothing changed.
+	follow := func(vals []string, keep func(dn string) bool) []string {
+		var out []string
+		for i, v := range vals {
+			n := diff.NormDN(v)
+			nv, moved := renamed[n]
+			drop := gone[n] && !moved
+			if moved {
+				n = diff.NormDN(nv)
+			}
+			if !drop && keep != nil && !keep(n) {
+				drop = true
+			}
+			if out == nil && (moved || drop) {
+				out = append(make([]string, 0, len(vals)), vals[:i]...)
+			}
+			switch {
+			case out == nil:
+			case drop:
+			case moved:
+				out = append(out, nv)
+			default:
+				out = append(out, v)
+			}
+		}
+		return out
+	}
+	for i, k := range out.Keys {
+		if _, fresh := changed[k]; fresh {
+			continue
+		}
+		it := &out.Intents[i]
+		switch {
+		case it.Group != nil:
+			if m := follow(it.Group.Members, nil); m != nil {
+				g := *it.Group
+				g.Members = m
+				it.Group = &g
+			}
+		case it.Mailbox != nil:
+			self := diff.NormDN(out.Refs[i].DN)
+			if m := follow(it.Mailbox.MemberOf, func(g string) bool {
+				members, ok := groups[g]
+				return !ok || members[self]
+			}); m != nil {
+				mb := *it.Mailbox
+				mb.MemberOf = m
+				it.Mailbox = &mb
+			}
+		}
+	}
+}

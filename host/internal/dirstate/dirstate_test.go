@@ -1,0 +1,154 @@
+package dirstate
+
+import (
+	"errors"
+	"reflect"
+	"slices"
+	"testing"
+
+	"github.com/dirsync/dirsync/host/internal/diff"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+func mailbox(primary string) sdk.Intent {
+	return sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Primary: primary, Aliases: []string{"x-" + primary}, Kind: "user"}}
+}
+
+func state(keys ...string) *State {
+	s := &State{}
+	for _, k := range keys {
+		s.Append(k, diff.Ref{ID: "id-" + k, DN: "cn=" + k + ",dc=example,dc=com"}, mailbox(k+"@example.com"))
+	}
+	return s
+}
+
+func TestRoundTrip(t *testing.T) {
+	s := state("a", "b", "c")
+	s.Append("g", diff.Ref{ID: "id-g", DN: "cn=g"}, sdk.Intent{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Sales", Members: []string{"cn=a,dc=example,dc=com"}}})
+	s.Append("s", diff.Ref{ID: "id-s", DN: "cn=s"}, sdk.Intent{Kind: sdk.IntentSkip, Reason: "no address"})
+	b, err := Encode(s)
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !reflect.DeepEqual(got.Keys, s.Keys) || !reflect.DeepEqual(got.Refs, s.Refs) || len(got.Intents) != len(s.Intents) {
+		t.Fatalf("decoded %+v, want %+v", got, s)
+	}
+	if got.Intents[3].Group.Name != "Sales" || got.Intents[0].Mailbox.Aliases[0] != "x-a@example.com" || got.Intents[4].Reason != "no address" {
+		t.Errorf("intents decoded as %+v", got.Intents)
+	}
+	empty, err := Encode(&State{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if s, err := Decode(empty); err != nil || s.Len() != 0 {
+		t.Errorf("empty state: %v, %v", s, err)
+	}
+	// Every truncation, and a foreign blob, fails: never a shorter state.
+	for n := 0; n < len(b); n++ {
+		if _, err := Decode(b[:n]); err == nil {
+			t.Fatalf("Decode of %d of %d bytes succeeded", n, len(b))
+		}
+	}
+	if _, err := Decode(append(slices.Clone(b), 0)); err == nil {
+		t.Error("Decode with a byte after the end succeeded")
+	}
+}
+
+func TestPatch(t *testing.T) {
+	tests := []struct {
+		name    string
+		delta   Delta
+		want    []string // keys after
+		primary map[string]string
+		err     error
+	}{
+		{name: "nothing", want: []string{"a", "b", "c"}},
+		{name: "add", delta: Delta{Changed: *state("d")}, want: []string{"a", "b", "c", "d"}},
+		{name: "modify in place", delta: Delta{Changed: State{Keys: []string{"b"}, Refs: []diff.Ref{{ID: "id-b", DN: "cn=b2"}}, Intents: []sdk.Intent{mailbox("b2@example.com")}}},
+			want: []string{"a", "b", "c"}, primary: map[string]string{"b": "b2@example.com"}},
+		{name: "delete", delta: Delta{Deleted: []string{"a", "zz"}}, want: []string{"b", "c"}},
+		{name: "present phase", delta: Delta{PresentPhase: true, Present: []string{"c"}, Changed: *state("a")}, want: []string{"a", "c"}},
+		{name: "present phase, nothing named", delta: Delta{PresentPhase: true}, want: []string{}},
+		{name: "present unknown", delta: Delta{PresentPhase: true, Present: []string{"q"}}, err: ErrStale},
+		{name: "changed twice", delta: Delta{Changed: State{Keys: []string{"d", "d"}, Refs: []diff.Ref{{ID: "1"}, {ID: "2"}}, Intents: []sdk.Intent{mailbox("d1@x"), mailbox("d2@x")}}},
+			want: []string{"a", "b", "c", "d"}, primary: map[string]string{"d": "d2@x"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			before := state("a", "b", "c")
+			got, _, err := Patch(before, &tt.delta)
+			if !errors.Is(err, tt.err) {
+				t.Fatalf("err = %v, want %v", err, tt.err)
+			}
+			if err != nil {
+				return
+			}
+			if !reflect.DeepEqual(got.Keys, tt.want) && !(len(got.Keys) == 0 && len(tt.want) == 0) {
+				t.Errorf("keys = %v, want %v", got.Keys, tt.want)
+			}
+			for i, k := range got.Keys {
+				if p, ok := tt.primary[k]; ok && got.Intents[i].Mailbox.Primary != p {
+					t.Errorf("%s: primary %s, want %s", k, got.Intents[i].Mailbox.Primary, p)
+				}
+			}
+			if !reflect.DeepEqual(before, state("a", "b", "c")) {
+				t.Error("Patch modified its input")
+			}
+		})
+	}
+}
+
+// TestPatchFixesReferences checks that the unchanged entries' member and
+// memberOf values follow what the delta changed, as the directory's own
+// (unreplicated) writes make them in a full read.
+func TestPatchFixesReferences(t *testing.T) {
+	user := func(key, dn string, memberOf ...string) (string, diff.Ref, sdk.Intent) {
+		return key, diff.Ref{ID: key, DN: dn}, sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Primary: key + "@x", MemberOf: memberOf}}
+	}
+	group := func(key, dn string, members ...string) (string, diff.Ref, sdk.Intent) {
+		return key, diff.Ref{ID: key, DN: dn}, sdk.Intent{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: key, Members: members}}
+	}
+	prev := &State{}
+	prev.Append(user("a", "cn=A,o=x", "cn=G,o=x"))
+	prev.Append(user("b", "cn=B,o=x", "cn=G,o=x", "cn=H,o=x"))
+	prev.Append(user("c", "cn=C,o=x", "cn=H,o=x"))
+	prev.Append(group("g", "cn=G,o=x", "cn=A,o=x", "cn=B,o=x"))
+	prev.Append(group("h", "cn=H,o=x", "cn=B,o=x", "CN=C, o=x"))
+	delta := &Delta{Deleted: []string{"c"}}
+	delta.Changed.Append(user("a", "cn=A2,o=x", "cn=G,o=x"))  // renamed
+	delta.Changed.Append(group("g", "cn=G,o=x", "cn=A2,o=x")) // b removed
+	delta.Changed.Append(user("c2", "cn=C,o=x"))              // a new entry with c's DN
+	got, removed, err := Patch(prev, delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if removed != 1 {
+		t.Errorf("removed = %d, want 1", removed)
+	}
+	byKey := map[string]sdk.Intent{}
+	for i, k := range got.Keys {
+		byKey[k] = got.Intents[i]
+	}
+	if m := byKey["b"].Mailbox.MemberOf; !reflect.DeepEqual(m, []string{"cn=H,o=x"}) {
+		t.Errorf("b's memberOf = %q: G no longer lists b", m)
+	}
+	if m := byKey["h"].Group.Members; !reflect.DeepEqual(m, []string{"cn=B,o=x"}) {
+		t.Errorf("h's members = %q: c is gone, and the new entry with its DN is not c", m)
+	}
+	if m := prev.Intents[1].Mailbox.MemberOf; len(m) != 2 {
+		t.Errorf("Patch changed the intents of its input: %q", m)
+	}
+	// A rename: a group that did not change follows its member.
+	prev = &State{}
+	prev.Append(user("a", "cn=A,o=x"))
+	prev.Append(group("g", "cn=G,o=x", "cn=A,o=x"))
+	delta = &Delta{}
+	delta.Changed.Append(user("a", "cn=A2,ou=y,o=x"))
+	if got, _, _ = Patch(prev, delta); !reflect.DeepEqual(got.Intents[1].Group.Members, []string{"cn=A2,ou=y,o=x"}) {
+		t.Errorf("g's members after the rename = %q", got.Intents[1].Group.Members)
+	}
+}

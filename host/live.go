@@ -1,0 +1,323 @@
+package host
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"time"
+
+	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/ldapfetch"
+	"github.com/dirsync/dirsync/host/internal/mapcache"
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+// LiveOptions tune Host.Live.
+type LiveOptions struct {
+	// Quiet is how long a burst of changes may pause before the changes
+	// so far are applied (default 200ms); MaxDelay bounds how long the
+	// first change of a burst waits (default 1s).
+	Quiet, MaxDelay time.Duration
+	// MaxBatch applies the changes once this many have gathered (default
+	// 5000).
+	MaxBatch int
+	// OnRun, if set, is called after each run that applies a batch, with
+	// what Run would return.
+	OnRun func(rep *Report, err error)
+}
+
+// Defaults of LiveOptions, and the reconnect backoff of Live.
+const (
+	DefaultLiveQuiet    = 200 * time.Millisecond
+	DefaultLiveMaxDelay = time.Second
+	DefaultLiveMaxBatch = 5000
+	liveBackoffMin      = time.Second
+	liveBackoffMax      = 5 * time.Minute
+)
+
+// ErrNotLive is returned by Live for a domain whose sync switch or live
+// setting is off.
+var ErrNotLive = errors.New("the domain is not set to live (live = true and sync = true)")
+
+// errLiveStale: the domain's kept state moved on (another run applied
+// what followed the cookie a live batch was read from); the batch is
+// dropped and the live search starts again from the kept state.
+var errLiveStale = errors.New("the kept directory state moved on since the live search started (another run read the directory); the live search starts again from it")
+
+// Live keeps a live search open on the domain's directory (OpenLDAP's
+// refreshAndPersist, RFC 4533) and applies each change within moments: the
+// changes of a burst are gathered (LiveOptions) and applied as one run,
+// through Map, Reconcile, the guards and Apply like any run, recorded with
+// read "delta". A domain without a kept state is first synced in full. A
+// dropped connection reconnects with the kept cookie after a backoff (1s,
+// doubling to 5m; reset after a healthy minute); a cookie the directory
+// refuses makes a full run. A batch the guard stops is not applied: the
+// live search starts again after the backoff and finds the same changes,
+// until an operator confirms a run (dirsync sync --confirm-deletes) that
+// moves the kept state on. Live returns when ctx ends (nil) or when the
+// domain is not live (ErrNotLive).
+func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
+	if o.Quiet <= 0 {
+		o.Quiet = DefaultLiveQuiet
+	}
+	if o.MaxDelay <= 0 {
+		o.MaxDelay = DefaultLiveMaxDelay
+	}
+	if o.MaxBatch <= 0 {
+		o.MaxBatch = DefaultLiveMaxBatch
+	}
+	backoff := liveBackoffMin
+	for {
+		start := time.Now()
+		err := h.liveOnce(ctx, domain, o)
+		switch {
+		case ctx.Err() != nil:
+			return nil
+		case errors.Is(err, ErrNotLive):
+			return err
+		case errors.Is(err, errLiveStale):
+			h.log.Debug("live search restarts from the kept state", "domain", domain)
+			continue
+		}
+		if time.Since(start) > time.Minute {
+			backoff = liveBackoffMin
+		}
+		h.log.Warn("live search ended; reconnecting", "domain", domain, "err", err, "after", backoff)
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, liveBackoffMax)
+	}
+}
+
+// liveOnce runs one live search until it fails.
+func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions) error {
+	r, err := h.resolve(ctx, domain)
+	if err != nil {
+		return err
+	}
+	d := r.d
+	if !d.Sync || !d.Live {
+		return ErrNotLive
+	}
+	p, err := h.Policy(ctx, d.Policy)
+	if err != nil {
+		return err
+	}
+	fresp, err := checkFilter(ctx, p, d.LDAP.Filter)
+	if err != nil {
+		return err
+	}
+	creds, err := h.credentials(ctx, r)
+	if err != nil {
+		return err
+	}
+	st, err := h.liveState(ctx, r, p)
+	if err != nil {
+		return err
+	}
+	h.log.Info("live search open", "domain", d.Name)
+	events := make(chan ldapfetch.SyncEvent, 256)
+	readErr := make(chan error, 1)
+	lctx, cancel := context.WithCancel(ctx)
+	defer cancel()
+	go func() {
+		err := ldapfetch.Persist(lctx, h.fetchConfig(d, creds), fresp.Filter, p.Info().Attributes, st.Cookie, func(ev ldapfetch.SyncEvent) error {
+			select {
+			case events <- ev:
+				return nil
+			case <-lctx.Done():
+				return lctx.Err()
+			}
+		})
+		readErr <- err
+	}()
+	b := newLiveBatch(st.Cookie)
+	var first, last time.Time
+	var timer <-chan time.Time
+	for {
+		select {
+		case err := <-readErr:
+			if errors.Is(err, ldapfetch.ErrRefreshRequired) {
+				h.log.Warn("the directory refused the live search's cookie; syncing in full", "domain", d.Name)
+				_, err = h.Run(ctx, d.Name, RunOptions{Full: true, Wait: time.Minute})
+				if err == nil {
+					return errLiveStale
+				}
+			}
+			return err
+		case ev := <-events:
+			b.add(ev)
+			now := time.Now()
+			if first.IsZero() {
+				first = now
+			}
+			last = now
+			if ev.Kind == ldapfetch.EventRefreshDone || b.n >= o.MaxBatch {
+				if err := h.liveFlush(ctx, d.Name, b, o); err != nil {
+					return err
+				}
+				b, first, timer = newLiveBatch(b.next()), time.Time{}, nil
+				continue
+			}
+			timer = time.After(min(o.Quiet, time.Until(first.Add(o.MaxDelay))))
+		case <-timer:
+			if time.Since(last) < o.Quiet && time.Since(first) < o.MaxDelay {
+				timer = time.After(min(o.Quiet-time.Since(last), time.Until(first.Add(o.MaxDelay))))
+				continue
+			}
+			if err := h.liveFlush(ctx, d.Name, b, o); err != nil {
+				return err
+			}
+			b, first, timer = newLiveBatch(b.next()), time.Time{}, nil
+		}
+	}
+}
+
+// liveState returns the domain's kept state for the live search to start
+// from, syncing the domain first when there is none usable.
+func (h *Host) liveState(ctx context.Context, r *resolved, p interface{ Info() sdk.Info }) (*store.DirState, error) {
+	for attempt := 0; ; attempt++ {
+		st, err := h.store.DirState(ctx, r.d.Name)
+		if err != nil {
+			return nil, err
+		}
+		if st != nil && len(st.Cookie) > 0 {
+			return st, nil
+		}
+		if attempt > 0 {
+			return nil, errors.New("the directory gives no cookie (is content synchronization, OpenLDAP's syncprov, set up for this reader?)")
+		}
+		if _, err := h.Run(ctx, r.d.Name, RunOptions{Wait: time.Minute}); err != nil {
+			return nil, err
+		}
+	}
+}
+
+// liveFlush applies a batch as one run; a batch without changes only moves
+// nothing (its cookie is kept by the next batch that applies).
+func (h *Host) liveFlush(ctx context.Context, domain string, b *liveBatch, o LiveOptions) error {
+	if b.empty() {
+		return nil
+	}
+	rep, err := h.Run(ctx, domain, RunOptions{Wait: time.Minute, live: b})
+	if o.OnRun != nil {
+		o.OnRun(rep, err)
+	}
+	if errors.Is(err, errLiveStale) {
+		return errLiveStale
+	}
+	if err != nil {
+		return fmt.Errorf("applying live changes: %w", err)
+	}
+	b.applied = true
+	h.log.Info("live changes applied", "domain", domain, "run", rep.RunID, "changed", rep.Counts.Changed, "gone", rep.Counts.Gone,
+		"created", rep.Counts.Created, "updated", rep.Counts.Updated, "deleted", rep.Counts.Deleted)
+	return nil
+}
+
+// liveBatch gathers the events of a live search between two runs.
+type liveBatch struct {
+	base         []byte // the kept cookie the events follow
+	cookie       []byte // the cookie after them; nil: none given yet
+	entries      []sdk.Entry
+	index        map[string]int // key → its entry in entries
+	deleted      map[string]bool
+	present      []string
+	presentPhase bool
+	refreshDone  bool
+	n            int  // events
+	applied      bool // a run applied it
+}
+
+func newLiveBatch(base []byte) *liveBatch {
+	return &liveBatch{base: base, index: map[string]int{}, deleted: map[string]bool{}}
+}
+
+// add takes an event; the later of two events of one entry wins.
+func (b *liveBatch) add(ev ldapfetch.SyncEvent) {
+	b.n++
+	switch ev.Kind {
+	case ldapfetch.EventEntry:
+		k := syncKey(&ev.Entry)
+		delete(b.deleted, k)
+		if i, ok := b.index[k]; ok {
+			b.entries[i] = ev.Entry
+		} else {
+			b.index[k] = len(b.entries)
+			b.entries = append(b.entries, ev.Entry)
+		}
+	case ldapfetch.EventDelete:
+		b.deleted[ev.Key] = true
+	case ldapfetch.EventPresent:
+		b.present = append(b.present, ev.Key)
+	case ldapfetch.EventRefreshDone:
+		b.refreshDone = true
+		b.presentPhase = ev.PresentPhase
+	}
+	if ev.Cookie != nil {
+		b.cookie = ev.Cookie
+	}
+}
+
+// empty reports whether the batch changes nothing: no entry, no delete,
+// and no present phase (which may delete).
+func (b *liveBatch) empty() bool {
+	return len(b.entries) == 0 && len(b.deleted) == 0 && !b.presentPhase
+}
+
+// next is the base of the batch after this one: the kept cookie after it,
+// which is its cookie once a run applied it, else its own base (a batch
+// with nothing to apply is not run; its events carry on in the next).
+func (b *liveBatch) next() []byte {
+	if b.applied && b.cookie != nil {
+		return b.cookie
+	}
+	return b.base
+}
+
+// changes are the batch as the changes a delta run patches in.
+func (b *liveBatch) changes() *dirChanges {
+	ch := &dirChanges{presentPhase: b.presentPhase, present: b.present, cookie: b.cookie}
+	for i := range b.entries {
+		if !b.deleted[syncKey(&b.entries[i])] {
+			ch.entries = append(ch.entries, b.entries[i])
+		}
+	}
+	for k := range b.deleted {
+		ch.deleted = append(ch.deleted, k)
+	}
+	return ch
+}
+
+// checkLiveBase fails with errLiveStale unless the kept state is the one
+// the batch's events follow.
+func checkLiveBase(st *store.DirState, key string, b *liveBatch) error {
+	if st == nil || st.Key != key || !bytes.Equal(st.Cookie, b.base) {
+		return errLiveStale
+	}
+	return nil
+}
+
+// fetchLive patches a live batch into the kept state, which must be the
+// one the batch follows.
+func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in *runInput, b *liveBatch, cache *mapcache.Cache) error {
+	st, err := h.store.DirState(ctx, d.Name)
+	if err != nil {
+		return &stageError{"store", err}
+	}
+	if err := checkLiveBase(st, in.stateKey, b); err != nil {
+		return &stageError{"fetch", err}
+	}
+	if err := h.patch(ctx, d, rep, in, st, b.changes(), cache); err != nil {
+		if errors.Is(err, errFullRead) {
+			return &stageError{"fetch", fmt.Errorf("%w (%v)", errLiveStale, err)}
+		}
+		return err
+	}
+	return nil
+}
