@@ -94,7 +94,7 @@ func (h *Host) stateKey(d *config.Domain, in *runInput) string {
 	}
 	sum := sha256.New()
 	sum.Write(ctx[:])
-	for _, part := range []string{d.LDAP.BaseDN, d.LDAP.Filter, strings.Join(d.LDAP.URLs, " "), strings.Join(in.p.Info().Attributes, " ")} {
+	for _, part := range []string{d.Policy, d.LDAP.BaseDN, d.LDAP.Filter, strings.Join(d.LDAP.URLs, " "), strings.Join(in.p.Info().Attributes, " ")} {
 		fmt.Fprintf(sum, "%d:%s", len(part), part)
 	}
 	return "1:" + hex.EncodeToString(sum.Sum(nil))
@@ -126,40 +126,48 @@ func syncKey(e *sdk.Entry) string {
 	return e.ID
 }
 
-// takeCookie asks the directory for a cookie of its present state before a
-// full read (nil when it cannot give one: no delta will follow).
-func (h *Host) takeCookie(ctx context.Context, d *config.Domain, creds bind) []byte {
-	cookie, err := ldapfetch.Cookie(ctx, h.fetchConfig(d, creds))
-	switch {
-	case errors.Is(err, ldapfetch.ErrSyncUnsupported):
-		h.log.Debug("the directory does not do content synchronization; every run reads in full", "domain", d.Name)
-		return nil
-	case err != nil:
-		h.log.Info("no cookie for a later delta read; the next run reads in full too", "domain", d.Name, "err", err)
-		return nil
+// fetchDelta reads what changed since the kept state's cookie, with the
+// reader that made the cookie (its first byte: cookieKind), maps it and
+// patches the state into in. errFullRead (wrapped) asks the caller to read
+// in full.
+func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput, st *store.DirState, cache *mapcache.Cache) error {
+	cfg := h.fetchConfig(d, creds)
+	start := time.Now()
+	var ch *dirChanges
+	var err error
+	switch kind, raw := st.Cookie[0], st.Cookie[1:]; kind {
+	case cookieSyncrepl:
+		ch, err = h.readSyncrepl(ctx, cfg, rep, in, raw)
+	case cookieDirSync:
+		ch, err = h.readDirSync(ctx, cfg, rep, in, raw)
+	case cookieUSN:
+		ch, err = h.readUSN(ctx, cfg, rep, in, raw)
+	default:
+		err = fmt.Errorf("%w: a cookie of an unknown kind", errFullRead)
 	}
-	return cookie
+	rep.Timings.Fetch = time.Since(start)
+	if err != nil {
+		return err
+	}
+	return h.patch(ctx, d, rep, in, st, ch, cache)
 }
 
-// fetchDelta reads what changed since the kept state, maps it and patches
-// the state into in. errFullRead (wrapped) asks the caller to read in full.
-func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput, st *store.DirState, cache *mapcache.Cache) error {
+// readSyncrepl reads what changed since an RFC 4533 cookie.
+func (h *Host) readSyncrepl(ctx context.Context, cfg ldapfetch.Config, rep *Report, in *runInput, cookie []byte) (*dirChanges, error) {
 	var changed []sdk.Entry
-	start := time.Now()
-	res, err := ldapfetch.Sync(ctx, h.fetchConfig(d, creds), rep.Filter, in.p.Info().Attributes, st.Cookie, func(e sdk.Entry) error {
+	res, err := ldapfetch.Sync(ctx, cfg, rep.Filter, in.p.Info().Attributes, cookie, func(e sdk.Entry) error {
 		changed = append(changed, e)
 		return nil
 	})
-	rep.Timings.Fetch = time.Since(start)
 	rep.Server = res.URL
 	if errors.Is(err, ldapfetch.ErrRefreshRequired) {
-		return fmt.Errorf("%w: %v", errFullRead, err)
+		return nil, fmt.Errorf("%w: %v", errFullRead, err)
 	}
 	if err != nil {
-		return &stageError{"fetch", err}
+		return nil, &stageError{"fetch", err}
 	}
-	ch := dirChanges{entries: changed, deleted: res.Deleted, presentPhase: res.PresentPhase, present: res.Present, cookie: res.Cookie}
-	return h.patch(ctx, d, rep, in, st, &ch, cache)
+	return &dirChanges{entries: changed, deleted: res.Deleted, presentPhase: res.PresentPhase, present: res.Present,
+		cookie: kindCookie(cookieSyncrepl, res.Cookie)}, nil
 }
 
 // dirChanges are what the directory said changed since a cookie.

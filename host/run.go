@@ -403,7 +403,10 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 	rep.Read = store.ReadFull
 	in.fullAt = time.Now()
 	if rep.Mode == "sync" {
-		in.cookie = h.takeCookie(ctx, d, creds)
+		var err error
+		if in.cookie, err = h.takeCookie(ctx, d, creds); err != nil {
+			return err
+		}
 	}
 	keys, refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, in.p, in.sd, cache)
 	rep.Server = res.URL

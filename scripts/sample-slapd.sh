@@ -65,6 +65,7 @@ sync          = true
 policy        = "standard"
 alias_domains = ["example.org"]
 interval      = "1m"
+live          = true
   [domain.ldap]
   urls          = ["ldap://127.0.0.1:3890"]
   bind_dn       = "cn=reader,dc=example,dc=com"
@@ -91,7 +92,14 @@ Try (README, "The API"):
     curl -s -H "Authorization: Bearer \$DIRSYNC_TOKEN" http://127.0.0.1:8425/api/v1/domains/example.com/runs
     curl -s http://127.0.0.1:8425/metrics | grep ^dirsync_runs_total
 
-The domain syncs every minute; Ctrl-C stops dirsync serve and slapd.
+The domain syncs every minute, and live: a change in the directory is in
+the store within seconds. Add a new hire and look for her mailbox:
+
+    . $(dirname "$1")/slapd.env
+    ldapadd -x -H "\$LDAP_URL" -D "\$ADMIN_DN" -y "\$ADMIN_PASSWORD_FILE" -f examples/directory/new-user.ldif
+    bin/dirsync --config $1 mailbox list --domain example.com | grep judy
+
+Ctrl-C stops dirsync serve and slapd.
 
 MSG
 	bin/dirsync --config "$1" serve || true

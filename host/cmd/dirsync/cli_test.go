@@ -494,9 +494,11 @@ func TestSyncWasmEqualsBuiltin(t *testing.T) {
 		} `json:"counts"`
 		Conflicts []json.RawMessage `json:"conflicts"`
 	}
+	// Full reads: the map cache is what a full read of unchanged entries
+	// skips (a delta does not read them at all).
 	sync := func() counts {
 		var c counts
-		if err := jsonOut(e.ok("sync", "--domain", D, "--json"), &c); err != nil {
+		if err := jsonOut(e.ok("sync", "--domain", D, "--json", "--full"), &c); err != nil {
 			t.Fatal(err)
 		}
 		return c

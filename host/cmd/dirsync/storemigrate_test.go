@@ -150,13 +150,13 @@ func TestStoreMigrate(t *testing.T) {
 		t.Fatalf("store migrate: exit %d\nstdout: %s\nstderr: %s", code, out, errs)
 	}
 	t.Logf("store migrate took %s\nstdout:\n%sstderr:\n%s", took, out, errs)
-	for _, w := range []string{"TABLE", "SOURCE", "TARGET", "mailboxes", "run changes", "settings versions",
+	for _, w := range []string{"TABLE", "SOURCE", "TARGET", "mailboxes", "run changes", "settings versions", "directory states",
 		"migrated sqlite:" + dbPath + " to postgres:" + dsn, "every count matches"} {
 		if !strings.Contains(out, w) {
 			t.Errorf("store migrate output lacks %q:\n%s", w, out)
 		}
 	}
-	for _, table := range []string{"domains", "mailboxes", "addresses", "groups", "memberships", "runs", "run changes", "settings versions"} {
+	for _, table := range []string{"domains", "mailboxes", "addresses", "groups", "memberships", "runs", "run changes", "settings versions", "directory states"} {
 		if !regexp.MustCompile(`(?m)^store migrate: copied ` + table + ` +\d+ in `).MatchString(errs) {
 			t.Errorf("no progress line for %s:\n%s", table, errs)
 		}
@@ -241,7 +241,7 @@ func TestStoreMigrate(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("store migrate --json: %v\n%s", err, out)
 	}
-	if !res.Match || len(res.Counts) != 8 || res.From != "sqlite:"+dbPath || !strings.Contains(res.To, "xxxxx") {
+	if !res.Match || len(res.Counts) != 9 || res.From != "sqlite:"+dbPath || !strings.Contains(res.To, "xxxxx") {
 		t.Errorf("store migrate --json: %s", out)
 	}
 	for _, c := range res.Counts {

@@ -173,7 +173,8 @@ type Error struct {
 	// Err is the cause.
 	Err error
 
-	secret string
+	secret     string
+	connecting bool // the error is connect's: no search was made
 }
 
 func (e *Error) Error() string {
@@ -421,6 +422,25 @@ func parseURL(raw string) (scheme, addr, host string, err error) {
 // bind the server refuses (e.g. wrong password) does not, so that one bad
 // password does not count as several failed logons.
 func connect(ctx context.Context, cfg Config) (*client, string, error) {
+	c, server, err := connectURLs(ctx, cfg)
+	var fe *Error
+	if errors.As(err, &fe) {
+		fe.connecting = true
+	}
+	return c, server, err
+}
+
+// Unreachable reports whether err is a failure to reach, talk to or bind
+// to a server (every one of Config.URLs): no search was made. A caller
+// that tried something optional first can take such an error as the
+// answer the read itself would get, rather than connect and bind again
+// (a second failed logon with a wrong password).
+func Unreachable(err error) bool {
+	var fe *Error
+	return errors.As(err, &fe) && fe.connecting
+}
+
+func connectURLs(ctx context.Context, cfg Config) (*client, string, error) {
 	var failures []error
 	refused := false
 	for _, u := range cfg.URLs {
