@@ -640,35 +640,6 @@ func namingContextOf(base *ldap.DN, root map[string][]string) (string, error) {
 	return best, nil
 }
 
-// withConn connects as Fetch does, runs op on the bound connection and
-// times it in res. An error that is not an *Error names the server.
-func withConn(ctx context.Context, cfg Config, res *Result, op func(*client) error) error {
-	start := time.Now()
-	conn, server, err := connect(ctx, cfg)
-	if err != nil {
-		return err
-	}
-	res.URL = server
-	// Cancelling ctx fails any read or write in progress.
-	stop := context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(time.Unix(1, 0)) })
-	defer func() {
-		stop()
-		conn.close()
-	}()
-	err = op(conn)
-	res.Elapsed = time.Since(start)
-	if err != nil {
-		var fe *Error
-		if !errors.As(err, &fe) {
-			fe = &Error{Server: server, Op: "read", Err: err}
-			err = fe
-		}
-		fe.secret = cfg.Password
-		return err
-	}
-	return nil
-}
-
 // readRootDSE reads the attributes of the root DSE that DirSync and
 // ServerUSN use.
 func readRootDSE(ctx context.Context, c *client, cfg Config, res *Result) (map[string][]string, error) {

@@ -303,9 +303,24 @@ func Fetch(ctx context.Context, cfg Config, filter string, attrs []string, fn fu
 	if err != nil {
 		return res, err
 	}
+	err = withConn(ctx, cfg, &res, func(conn *client) error {
+		err := search(ctx, conn, cfg, filter, requestAttributes(attrs), &res, fn)
+		if _, ok := err.(*Error); err != nil && !ok {
+			err = &Error{Server: res.URL, Op: fmt.Sprintf("search page %d (after %d entries)", res.Pages+1, res.Entries), Err: err}
+		}
+		return err
+	})
+	res.Elapsed = time.Since(start)
+	return res, err
+}
+
+// withConn connects as Fetch does, runs op on the bound connection and
+// times it in res. An error that is not an *Error names the server.
+func withConn(ctx context.Context, cfg Config, res *Result, op func(*client) error) error {
+	start := time.Now()
 	conn, server, err := connect(ctx, cfg)
 	if err != nil {
-		return res, err
+		return err
 	}
 	res.URL = server
 	// Cancelling ctx fails any read or write in progress.
@@ -314,18 +329,18 @@ func Fetch(ctx context.Context, cfg Config, filter string, attrs []string, fn fu
 		stop()
 		conn.close()
 	}()
-
-	err = search(ctx, conn, cfg, filter, requestAttributes(attrs), &res, fn)
+	err = op(conn)
 	res.Elapsed = time.Since(start)
 	if err != nil {
-		fe, ok := err.(*Error)
-		if !ok {
-			fe = &Error{Server: server, Op: fmt.Sprintf("search page %d (after %d entries)", res.Pages+1, res.Entries), Err: err}
+		var fe *Error
+		if !errors.As(err, &fe) {
+			fe = &Error{Server: server, Op: "read", Err: err}
+			err = fe
 		}
 		fe.secret = cfg.Password
-		return res, fe
+		return err
 	}
-	return res, nil
+	return nil
 }
 
 // FetchAll is Fetch that returns the entries in a slice.

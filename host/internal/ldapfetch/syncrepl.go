@@ -372,27 +372,19 @@ func runSync(ctx context.Context, cfg Config, mode int, filter string, attrs []s
 	if err != nil {
 		return res, &Error{Op: "config", Err: err, secret: cfg.Password}
 	}
-	conn, server, err := connect(ctx, cfg)
-	if err != nil {
-		return res, err
-	}
-	res.URL = server
-	stop := context.AfterFunc(ctx, func() { _ = conn.nc.SetDeadline(time.Unix(1, 0)) })
-	defer func() {
-		stop()
-		conn.close()
-	}()
-	if mode == syncRefreshAndPersist {
-		setKeepAlive(conn.nc)
-	}
-	s := &syncer{ctx: ctx, c: conn, cfg: cfg, res: &res, emit: emit, conv: newConverter(), persist: mode == syncRefreshAndPersist,
-		sent: cookie, refreshing: true}
-	err = s.run(searchRequest(cfg.BaseDN, compiled, attrs), &syncRequestControl{mode: mode, cookie: cookie})
+	err = withConn(ctx, cfg, &res.Result, func(conn *client) error {
+		if mode == syncRefreshAndPersist {
+			setKeepAlive(conn.nc)
+		}
+		s := &syncer{ctx: ctx, c: conn, cfg: cfg, res: &res, emit: emit, conv: newConverter(), persist: mode == syncRefreshAndPersist,
+			sent: cookie, refreshing: true}
+		if err := s.run(searchRequest(cfg.BaseDN, compiled, attrs), &syncRequestControl{mode: mode, cookie: cookie}); err != nil {
+			return s.fail(err)
+		}
+		return nil
+	})
 	res.Elapsed = time.Since(start)
-	if err != nil {
-		return res, s.fail(err)
-	}
-	return res, nil
+	return res, err
 }
 
 // setKeepAlive turns on persistKeepAlive for the TCP connection under nc.
