@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,6 +92,20 @@ func (h *Host) lease(ctx context.Context, run *store.Run, o RunOptions) (context
 			return ctx, nil, fmt.Errorf("%w: run %d started %s ago (by %s)", ErrRecentRun, last.ID,
 				time.Since(last.Started).Round(time.Millisecond), last.Holder)
 		}
+	}
+	if o.live != nil {
+		// A live batch follows one kept state: when another run (another
+		// replica's live search, a scheduled run) moved it on, the batch
+		// is dropped unrecorded, like a turn another run took.
+		st, err := h.store.DirState(ctx, run.Domain)
+		if err == nil && (st == nil || !bytes.Equal(st.Cookie, o.live.base)) {
+			err = errLiveStale
+		}
+		if err != nil {
+			free()
+			return ctx, nil, err
+		}
+		o.live.state = st
 	}
 	if err := h.store.StartRun(ctx, run); err != nil {
 		free()

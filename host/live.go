@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -205,11 +204,11 @@ func (h *Host) liveFlush(ctx context.Context, domain string, b *liveBatch, o Liv
 		return nil
 	}
 	rep, err := h.Run(ctx, domain, RunOptions{Wait: time.Minute, live: b})
+	if errors.Is(err, errLiveStale) {
+		return errLiveStale // not a run: another one applied what followed
+	}
 	if o.OnRun != nil {
 		o.OnRun(rep, err)
-	}
-	if errors.Is(err, errLiveStale) {
-		return errLiveStale
 	}
 	if err != nil {
 		return fmt.Errorf("applying live changes: %w", err)
@@ -222,8 +221,9 @@ func (h *Host) liveFlush(ctx context.Context, domain string, b *liveBatch, o Liv
 
 // liveBatch gathers the events of a live search between two runs.
 type liveBatch struct {
-	base         []byte // the kept cookie the events follow
-	cookie       []byte // the cookie after them; nil: none given yet
+	base         []byte          // the kept cookie the events follow
+	state        *store.DirState // the kept state, as the run's lease found it
+	cookie       []byte          // the cookie after them; nil: none given yet
 	entries      []sdk.Entry
 	index        map[string]int // key → its entry in entries
 	deleted      map[string]bool
@@ -294,24 +294,13 @@ func (b *liveBatch) changes() *dirChanges {
 	return ch
 }
 
-// checkLiveBase fails with errLiveStale unless the kept state is the one
-// the batch's events follow.
-func checkLiveBase(st *store.DirState, key string, b *liveBatch) error {
-	if st == nil || st.Key != key || !bytes.Equal(st.Cookie, b.base) {
-		return errLiveStale
-	}
-	return nil
-}
-
-// fetchLive patches a live batch into the kept state, which must be the
-// one the batch follows.
+// fetchLive patches a live batch into the kept state, which the run's
+// lease found to be the one the batch follows (Host.lease); kept with
+// other settings, it is stale too.
 func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in *runInput, b *liveBatch, cache *mapcache.Cache) error {
-	st, err := h.store.DirState(ctx, d.Name)
-	if err != nil {
-		return &stageError{"store", err}
-	}
-	if err := checkLiveBase(st, in.stateKey, b); err != nil {
-		return &stageError{"fetch", err}
+	st := b.state
+	if st == nil || st.Key != in.stateKey {
+		return &stageError{"fetch", errLiveStale}
 	}
 	if err := h.patch(ctx, d, rep, in, st, b.changes(), cache); err != nil {
 		if errors.Is(err, errFullRead) {

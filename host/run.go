@@ -257,7 +257,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		var release func()
 		var err error
 		ctx, release, err = h.lease(ctx, run, o)
-		if errors.Is(err, store.ErrDomainBusy) || errors.Is(err, ErrRecentRun) {
+		if errors.Is(err, store.ErrDomainBusy) || errors.Is(err, ErrRecentRun) || errors.Is(err, errLiveStale) {
 			// Not a run of its own but a turn another run has: the holder's
 			// run is the record (replicas racing for a domain would
 			// otherwise fill the runs with failures).
