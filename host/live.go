@@ -25,6 +25,9 @@ type LiveOptions struct {
 	// OnRun, if set, is called after each run that applies a batch, with
 	// what Run would return.
 	OnRun func(rep *Report, err error)
+	// OnOpen, if set, is called with true when the live search is open
+	// and with false when it ends.
+	OnOpen func(open bool)
 }
 
 // Defaults of LiveOptions, and the reconnect backoff of Live.
@@ -120,6 +123,10 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions) error
 		return err
 	}
 	h.log.Info("live search open", "domain", d.Name)
+	if o.OnOpen != nil {
+		o.OnOpen(true)
+		defer o.OnOpen(false)
+	}
 	events := make(chan ldapfetch.SyncEvent, 256)
 	readErr := make(chan error, 1)
 	lctx, cancel := context.WithCancel(ctx)

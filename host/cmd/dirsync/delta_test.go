@@ -237,6 +237,8 @@ func TestServeLive(t *testing.T) {
 		return func() bool { _, ok := e.mailboxes()[addr]; return ok }
 	}
 	p.eventually(30*time.Second, "the first sync", has("alice@example.com"))
+	const connected = `dirsync_live_connected{domain="example.com"}`
+	p.eventually(10*time.Second, connected+" 1", func() bool { return p.metric(connected) == 1 })
 
 	const people = "ou=People,dc=example,dc=com"
 	add := func(cn, mail string) {

@@ -100,9 +100,10 @@ func (l *liveSearches) start(ctx context.Context, name string) {
 		defer close(ls.done)
 		defer l.s.release(ref)
 		l.s.log.Info("live search starting", "domain", name)
-		err := ref.h.Live(lctx, name, host.LiveOptions{OnRun: func(rep *host.Report, err error) {
-			l.s.metrics.Observe(name, rep, err)
-		}})
+		err := ref.h.Live(lctx, name, host.LiveOptions{
+			OnRun:  func(rep *host.Report, err error) { l.s.metrics.Observe(name, rep, err) },
+			OnOpen: func(open bool) { l.s.metrics.Live(name, open) },
+		})
 		if err != nil && !errors.Is(err, host.ErrNotLive) {
 			l.s.log.Warn("live search stopped", "domain", name, "err", err)
 		}

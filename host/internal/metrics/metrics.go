@@ -68,6 +68,7 @@ type Metrics struct {
 	guardStops  *prometheus.CounterVec
 	lastSuccess *prometheus.GaugeVec
 	inProgress  *prometheus.GaugeVec
+	live        *prometheus.GaugeVec
 
 	mu   sync.Mutex
 	last map[string]time.Time // the value of lastSuccess, per domain
@@ -108,13 +109,17 @@ func New(version string) *Metrics {
 			Name: "dirsync_run_in_progress",
 			Help: "1 while a sync run of the domain goes on in this process, else 0.",
 		}, []string{"domain"}),
+		live: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "dirsync_live_connected",
+			Help: "For a domain with live = true: 1 while this process's live search on its directory is open, else 0.",
+		}, []string{"domain"}),
 	}
 	build := prometheus.NewGaugeVec(prometheus.GaugeOpts{
 		Name: "dirsync_build_info",
 		Help: "The dirsync build: always 1, with the version and the Go version as labels.",
 	}, []string{"version", "goversion"})
 	build.WithLabelValues(version, runtime.Version()).Set(1)
-	m.reg.MustRegister(m.runs, m.duration, m.changes, m.entries, m.guardStops, m.lastSuccess, m.inProgress, build,
+	m.reg.MustRegister(m.runs, m.duration, m.changes, m.entries, m.guardStops, m.lastSuccess, m.inProgress, m.live, build,
 		collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	for _, s := range stages {
 		m.duration.WithLabelValues(s)
@@ -157,6 +162,7 @@ func (m *Metrics) Forget(domain string) {
 	m.guardStops.DeletePartialMatch(l)
 	m.lastSuccess.DeletePartialMatch(l)
 	m.inProgress.DeletePartialMatch(l)
+	m.live.DeletePartialMatch(l)
 	m.mu.Lock()
 	delete(m.last, domain)
 	m.mu.Unlock()
@@ -165,6 +171,15 @@ func (m *Metrics) Forget(domain string) {
 // Started marks a run of the domain as going on.
 func (m *Metrics) Started(domain string) {
 	m.inProgress.WithLabelValues(domain).Set(1)
+}
+
+// Live marks the domain's live search as open or not.
+func (m *Metrics) Live(domain string, open bool) {
+	v := 0.0
+	if open {
+		v = 1
+	}
+	m.live.WithLabelValues(domain).Set(v)
 }
 
 // SetLastSuccess sets when the domain's last successful run ended (from the

@@ -88,7 +88,7 @@ func main() {
 	liveRuntimes := flag.String("live-runtimes", "builtin,wasm", "runtimes (of -runtimes, SQLite stores only) whose live latency is measured with dirsync serve")
 	flag.IntVar(&o.rounds, "rounds", 3, "rounds of syncs with every runtime; the summary shows medians")
 	flag.IntVar(&o.changes, "changes", 1000, "users whose displayName is changed before the measured delta run")
-	flag.IntVar(&o.liveChanges, "live-changes", 0, "changes made one at a time to a live dirsync serve (0: 100, or 25 above 200,000 users)")
+	flag.IntVar(&o.liveChanges, "live-changes", 0, "changes made one at a time to a live dirsync serve (0: 100, or 10 above 200,000 users)")
 	flag.IntVar(&o.sessionLog, "sessionlog", 10000, "slapd's syncprov-sessionlog (0: none, a delta's unchanged entries come as a present phase)")
 	flag.IntVar(&o.wasmMemMB, "wasm-memory-mb", 0, "the wasm policy's memory_limit_mb (0: 1024, or 3072 above 200,000 users)")
 	flag.Parse()
@@ -106,7 +106,7 @@ func main() {
 	if o.liveChanges == 0 {
 		o.liveChanges = 100
 		if big {
-			o.liveChanges = 25
+			o.liveChanges = 10
 		}
 	}
 	if o.wasmMemMB == 0 {
@@ -350,8 +350,8 @@ func (m *measures) syncs(ctx context.Context, rt, config string, round int, floo
 		if cm := reCounts.FindStringSubmatch(out); cm != nil {
 			upd = fmt.Sprintf(", +%s ~%s -%s", cm[1], cm[2], cm[3])
 		}
-		fmt.Printf("%-44s %8s  %5.2fx floor  RSS %4d MB  %s  [%s%s]\n", rt+": "+label, d.Round(time.Millisecond),
-			float64(d)/float64(floor), rss>>20, st, read, upd)
+		fmt.Printf("%-44s %8s  %5.2fx floor  RSS %4d MB  %s  %s  [%s%s]\n", rt+": "+label, d.Round(time.Millisecond),
+			float64(d)/float64(floor), rss>>20, st, st.rest(d), read, upd)
 		switch what {
 		case kDelta, kChanged:
 			if !strings.HasPrefix(read, "read delta") {
@@ -899,6 +899,23 @@ func medianStages(sts []stageTimes) string {
 		med[k] = median(ds)
 	}
 	return fmt.Sprintf("took %s  %s", med["took"], med)
+}
+
+// rest splits what the stages leave of a sync's wall time d: "in run",
+// the rest of the host's own time for the run (took: reading the store's
+// snapshot and the kept directory state, loading the policy and the map
+// cache, encoding the state to keep), and "process", the rest of the
+// process's life (start, config, opening the store, exit).
+func (st stageTimes) rest(d time.Duration) string {
+	took, ok := st["took"]
+	if !ok {
+		return "(no took)"
+	}
+	var sum time.Duration
+	for _, k := range stageNames {
+		sum += st[k]
+	}
+	return fmt.Sprintf("(rest: in run %s, process %s)", (took - sum).Round(time.Millisecond), (d - took).Round(time.Millisecond))
 }
 
 func (st stageTimes) String() string {
