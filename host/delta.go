@@ -213,6 +213,10 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	rep.Read = store.ReadDelta
 	rep.Counts.Entries = patched.Len()
 	rep.Counts.Changed, rep.Counts.Gone = len(ch.entries), gone
+	// Nothing read changed, and nobody wrote the domain since the state
+	// was kept: the run would decide what the last one did. (The kept
+	// cookie stays: it still reads from where the state is.)
+	in.unchanged = len(ch.entries) == 0 && gone == 0 && prev.Settled && prev.Generation == st.Generation && st.Generation > 0
 	if cache != nil {
 		rep.Counts.Cached = cache.Hits()
 	}
@@ -228,10 +232,34 @@ func (h *Host) dirState(d *config.Domain, in *runInput) *store.DirState {
 	if len(in.cookie) == 0 {
 		return nil
 	}
-	b, err := dirstate.Encode(&dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents})
+	// Apply bumps the generation it checks by one.
+	b, err := dirstate.Encode(&dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents, Generation: in.snap.Generation + 1})
 	if err != nil {
 		h.log.Warn("the directory state cannot be kept; the next run reads in full", "domain", d.Name, "err", err)
 		return nil
 	}
 	return &store.DirState{Key: in.stateKey, Cookie: in.cookie, FullAt: in.fullAt, Entries: b}
+}
+
+// unchanged finishes a run whose delta found nothing to do: a sync is
+// recorded as ok with what it read (the kept state stays as it is), a dry
+// run or preview just reports.
+func (h *Host) unchanged(ctx context.Context, run *store.Run, rep *Report, started time.Time, o RunOptions) (*Report, error) {
+	rep.Unchanged = true
+	rep.Outcome = store.OutcomeOK
+	rep.Changes = []store.RunChange{}
+	rep.Timings.Total = time.Since(started)
+	if run == nil || o.DryRun {
+		return rep, nil
+	}
+	run.Ended, run.Outcome, run.Server, run.Counts, run.Read = time.Now(), store.OutcomeOK, rep.Server, rep.Counts, rep.Read
+	if err := h.store.RecordRun(ctx, run); err != nil {
+		return h.fail(ctx, rep, run, "apply", err)
+	}
+	rep.RunID = run.ID
+	h.logDone(rep)
+	if h.applied != nil {
+		h.applied(rep)
+	}
+	return rep, nil
 }

@@ -315,5 +315,8 @@ func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in 
 		}
 		return err
 	}
+	// The batch's cookie is kept even when nothing it read changes what
+	// the run decides: the next batch follows it.
+	in.unchanged = false
 	return nil
 }

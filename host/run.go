@@ -11,6 +11,7 @@ import (
 
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/diff"
+	"github.com/dirsync/dirsync/host/internal/dirstate"
 	"github.com/dirsync/dirsync/host/internal/guard"
 	"github.com/dirsync/dirsync/host/internal/ldapfetch"
 	"github.com/dirsync/dirsync/host/internal/mapcache"
@@ -55,9 +56,14 @@ type Report struct {
 	Outcome string `json:"outcome"`
 	// Read says how the directory was read: "full" or "delta" (only what
 	// changed since the last applied sync); "" when it was not read.
-	Read   string `json:"read,omitempty"`
-	RunID  int64  `json:"run_id,omitempty"`
-	Server string `json:"server,omitempty"`
+	Read string `json:"read,omitempty"`
+	// Unchanged says that a delta found nothing changed in the directory
+	// and nobody wrote the domain in the store since the last sync: the
+	// run decided nothing (the policy was not asked) and changed nothing.
+	// Counts then has the entries only.
+	Unchanged bool   `json:"unchanged,omitempty"`
+	RunID     int64  `json:"run_id,omitempty"`
+	Server    string `json:"server,omitempty"`
 	// FailedOver lists the servers tried, and not reachable, before Server.
 	FailedOver []string `json:"failed_over,omitempty"`
 	Filter     string   `json:"filter"`
@@ -285,6 +291,9 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	if err != nil {
 		return fail(stage, err)
 	}
+	if in.unchanged {
+		return h.unchanged(ctx, run, rep, started, o)
+	}
 	var state *store.DirState
 	if mode == "sync" { // before decide drops the entries
 		state = h.dirState(d, in)
@@ -308,6 +317,11 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		rep.Outcome = store.OutcomeOK
 		rep.Timings.Total = time.Since(started)
 		return rep, nil
+	}
+	if state != nil {
+		// The last decision stands while nothing changes only if it waits
+		// on nothing else: no conflict, no veto.
+		dirstate.SetSettled(state.Entries, len(rep.Conflicts) == 0 && len(rep.Vetoed) == 0)
 	}
 	run.DirState = state
 	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation); err != nil {
@@ -339,6 +353,10 @@ type runInput struct {
 	stateKey string
 	cookie   []byte
 	fullAt   time.Time
+	// unchanged: a delta found nothing changed in the directory, and the
+	// store was not written since the kept state: the last run's decision
+	// stands, and the run has nothing to decide or apply.
+	unchanged bool
 }
 
 // read takes the reading stages of a run: the policy and its check of the
@@ -365,18 +383,40 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 			return nil, "store", err
 		}
 	}
-	snap, err := h.store.Snapshot(ctx, d.Name, d.AliasDomains)
+	groups, err := h.store.Groups(ctx, d.Name)
 	if err != nil {
 		return nil, "store", err
 	}
-	in := &runInput{p: p, snap: snap, sd: sdk.Domain{Name: d.Name, AliasDomains: d.AliasDomains}}
-	for _, g := range snap.Groups {
+	in := &runInput{p: p, sd: sdk.Domain{Name: d.Name, AliasDomains: d.AliasDomains}}
+	for _, g := range groups {
 		in.sd.Groups = append(in.sd.Groups, g.Name)
 	}
 	if err := h.fetch(ctx, d, creds, rep, in, o); err != nil {
 		return nil, stageOf(err), err
 	}
+	if in.unchanged {
+		return in, "", nil // nothing to decide: no snapshot needed
+	}
+	// The store's state after the read: Apply refuses the run if the
+	// domain is written after this (store.ErrStoreChanged). The entries were
+	// mapped with the gateway groups as they were before the read.
+	if in.snap, err = h.store.Snapshot(ctx, d.Name, d.AliasDomains); err != nil {
+		return nil, "store", err
+	}
+	if !sameGroups(in.snap.Groups, in.sd.Groups) {
+		return nil, "store", fmt.Errorf("the gateway groups changed while the directory was read: %w", store.ErrStoreChanged)
+	}
 	return in, "", nil
+}
+
+// sameGroups reports whether groups are the gateway groups named by names.
+func sameGroups(groups []store.Group, names []string) bool {
+	have := make([]string, len(groups))
+	for i, g := range groups {
+		have[i] = g.Name
+	}
+	slices.Sort(have)
+	return slices.Equal(have, slices.Sorted(slices.Values(names)))
 }
 
 // fetch reads the directory, only what changed when it can (delta.go), and

@@ -232,6 +232,10 @@ type DirState struct {
 	// Entries is the host's encoding of the entries read: opaque to the
 	// store, and large (about 200 bytes an entry).
 	Entries []byte
+	// Generation is filled by Store.DirState: the domain's write
+	// generation as it reads the state (Snapshot.Generation). Writers
+	// ignore it.
+	Generation int64
 }
 
 // Member is a mailbox in a gateway group, as GroupMembers lists it.

@@ -521,6 +521,14 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 	case rep.Mode != "sync":
 		verb = rep.Mode
 	}
+	if rep.Unchanged {
+		fmt.Fprintf(w, "\n%s %s: %d entries, read as a delta: nothing changed in the directory or the store since the last sync", rep.Domain, verb, k.Entries)
+		if rep.Server != "" {
+			fmt.Fprintf(w, " (server %s, %s)", rep.Server, rep.Timings.Total.Round(time.Millisecond))
+		}
+		fmt.Fprintln(w)
+		return err
+	}
 	if rep.Read == store.ReadDelta {
 		fmt.Fprintf(w, "\n%s %s: %d entries, read as a delta (%d changed, %d gone since the last sync); ", rep.Domain, verb, k.Entries, k.Changed, k.Gone)
 	} else {

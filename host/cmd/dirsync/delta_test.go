@@ -4,6 +4,7 @@ import (
 	"context"
 	"database/sql"
 	"encoding/json"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -168,6 +169,31 @@ func TestDeltaFallsBackToFull(t *testing.T) {
 	if got := e.syncRead(); got != "delta" {
 		t.Fatalf("second sync read %q", got)
 	}
+	// Nothing changed in the directory or the store: nothing to decide.
+	unchanged := func() bool {
+		var rep struct {
+			Unchanged bool `json:"unchanged"`
+		}
+		if err := json.Unmarshal([]byte(e.ok("sync", "--domain", "example.com", "--json")), &rep); err != nil {
+			t.Fatal(err)
+		}
+		return rep.Unchanged
+	}
+	if !unchanged() {
+		t.Error("a delta with nothing changed anywhere is not reported unchanged")
+	}
+	if out := e.ok("sync", "--domain", "example.com"); !strings.Contains(out, "nothing changed in the directory or the store since the last sync") {
+		t.Errorf("an unchanged sync says:\n%s", out)
+	}
+	// A hand-made mailbox writes the domain: the next delta decides again
+	// (and leaves the hand-made mailbox alone, R6).
+	e.ok("mailbox", "add", "--domain", "example.com", "zed@example.com")
+	if unchanged() {
+		t.Error("a delta after a hand-made change is reported unchanged")
+	}
+	if !unchanged() {
+		t.Error("the delta after that is not unchanged")
+	}
 	if got := e.syncRead("--full"); got != "full" {
 		t.Errorf("sync --full read %q", got)
 	}
@@ -329,4 +355,34 @@ func TestServeLive(t *testing.T) {
 		t.Errorf("creates: %v", created)
 	}
 	p.stop(syscall.SIGTERM)
+}
+
+// TestDeltaAfterAConflict: a run that left a conflict (an address owned
+// by another domain's mailbox, R10) is not taken as settled, so that once
+// the other domain frees the address the next delta imports the entry,
+// although neither the directory nor this domain changed.
+func TestDeltaAfterAConflict(t *testing.T) {
+	e := newEnv(t)
+	b, _ := os.ReadFile(e.config)
+	e.write("dirsync.toml", string(b)+fmt.Sprintf(`
+[[domain]]
+name   = "example.org"
+sync   = false
+policy = "standard"
+  [domain.ldap]
+  urls    = [%q]
+  base_dn = "dc=example,dc=com"
+`, e.srv.URL))
+	e.ok("mailbox", "add", "--domain", "example.org", "erin.evans@example.org")
+	e.ok("sync", "--domain", "example.com")
+	if _, ok := e.mailboxes()["erin@example.com"]; ok {
+		t.Fatal("erin was imported although another domain owns her alias")
+	}
+	e.ok("mailbox", "remove", "--domain", "example.org", "erin.evans@example.org")
+	if got := e.syncRead(); got != "delta" {
+		t.Errorf("sync read %q", got)
+	}
+	if _, ok := e.mailboxes()["erin@example.com"]; !ok {
+		t.Error("erin was not imported once her alias was free")
+	}
 }

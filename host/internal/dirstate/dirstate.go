@@ -7,6 +7,8 @@
 // The encoding:
 //
 //	magic "dirsync-dirstate-1\n"
+//	settled    1 byte, 0 or 1 (State.Settled; SetSettled changes it in place)
+//	generation uvarint (State.Generation)
 //	count    uvarint
 //	entries  count × (key, id, dn: uvarint length + bytes each;
 //	                  intent: uvarint length + encoded pb.Intent)
@@ -34,6 +36,26 @@ type State struct {
 	Keys    []string
 	Refs    []diff.Ref
 	Intents []sdk.Intent
+	// Generation is the store's write generation of the domain once the
+	// run that keeps the state applied: while the domain's generation is
+	// still this, nothing but the directory can have changed what a run
+	// decides.
+	Generation int64
+	// Settled says that the run that kept the state applied all it
+	// proposed: no conflict and no veto waits on something outside the
+	// directory and the domain (another domain's mailbox, the clock).
+	Settled bool
+}
+
+// SetSettled sets State.Settled in an encoded state, in place: a run
+// knows it only once it decided, after it encoded the state.
+func SetSettled(b []byte, settled bool) {
+	if len(b) > len(magic) {
+		b[len(magic)] = 0
+		if settled {
+			b[len(magic)] = 1
+		}
+	}
 }
 
 // Len is the number of entries.
@@ -53,6 +75,12 @@ func Encode(s *State) ([]byte, error) {
 	}
 	b := make([]byte, 0, len(magic)+binary.MaxVarintLen64+len(s.Keys)*256)
 	b = append(b, magic...)
+	settled := byte(0)
+	if s.Settled {
+		settled = 1
+	}
+	b = append(b, settled)
+	b = binary.AppendUvarint(b, uint64(s.Generation))
 	b = binary.AppendUvarint(b, uint64(len(s.Keys)))
 	var buf []byte
 	for i := range s.Keys {
@@ -82,11 +110,13 @@ func Decode(b []byte) (*State, error) {
 	}
 	data := string(b[len(magic):]) // one copy; every string below is a part of it
 	d := decoder{s: data}
+	settled := d.byte()
+	gen := d.uvarint()
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(data)) { // each entry takes bytes
 		d.err = errors.New("count past the end")
 	}
-	s := &State{}
+	s := &State{Generation: int64(gen), Settled: settled == 1}
 	if d.err == nil {
 		s.Keys, s.Refs, s.Intents = make([]string, 0, n), make([]diff.Ref, 0, n), make([]sdk.Intent, 0, n)
 	}
@@ -115,6 +145,19 @@ func Decode(b []byte) (*State, error) {
 type decoder struct {
 	s   string
 	err error
+}
+
+func (d *decoder) byte() byte {
+	if d.err != nil {
+		return 0
+	}
+	if d.s == "" || d.s[0] > 1 {
+		d.err = errors.New("bad flags")
+		return 0
+	}
+	c := d.s[0]
+	d.s = d.s[1:]
+	return c
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -196,7 +239,7 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 			}
 		}
 	}
-	out := &State{}
+	out := &State{Generation: s.Generation, Settled: s.Settled}
 	out.Keys = make([]string, 0, s.Len()+d.Changed.Len())
 	out.Refs = make([]diff.Ref, 0, cap(out.Keys))
 	out.Intents = make([]sdk.Intent, 0, cap(out.Keys))

@@ -24,6 +24,7 @@ func state(keys ...string) *State {
 
 func TestRoundTrip(t *testing.T) {
 	s := state("a", "b", "c")
+	s.Generation = 300
 	s.Append("g", diff.Ref{ID: "id-g", DN: "cn=g"}, sdk.Intent{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Sales", Members: []string{"cn=a,dc=example,dc=com"}}})
 	s.Append("s", diff.Ref{ID: "id-s", DN: "cn=s"}, sdk.Intent{Kind: sdk.IntentSkip, Reason: "no address"})
 	b, err := Encode(s)
@@ -37,8 +38,12 @@ func TestRoundTrip(t *testing.T) {
 	if !reflect.DeepEqual(got.Keys, s.Keys) || !reflect.DeepEqual(got.Refs, s.Refs) || len(got.Intents) != len(s.Intents) {
 		t.Fatalf("decoded %+v, want %+v", got, s)
 	}
-	if got.Intents[3].Group.Name != "Sales" || got.Intents[0].Mailbox.Aliases[0] != "x-a@example.com" || got.Intents[4].Reason != "no address" {
+	if got.Generation != 300 || got.Settled || got.Intents[3].Group.Name != "Sales" || got.Intents[0].Mailbox.Aliases[0] != "x-a@example.com" || got.Intents[4].Reason != "no address" {
 		t.Errorf("intents decoded as %+v", got.Intents)
+	}
+	SetSettled(b, true)
+	if got, err := Decode(b); err != nil || !got.Settled || got.Len() != 5 {
+		t.Errorf("after SetSettled: %v, %v", got, err)
 	}
 	empty, err := Encode(&State{})
 	if err != nil {

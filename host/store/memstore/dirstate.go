@@ -24,7 +24,9 @@ func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, e
 	if ds == nil {
 		return nil, nil
 	}
-	return copyDirState(ds), nil
+	c := copyDirState(ds)
+	c.Generation = s.domain(domain).generation
+	return c, nil
 }
 
 // copyDirState returns a copy of ds that shares no memory with it, the

@@ -20,8 +20,9 @@ func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, e
 		return nil, err
 	}
 	var ds store.DirState
-	err = s.pool.QueryRow(ctx, `SELECT key, cookie, full_at, entries FROM dir_state WHERE domain = $1`, domain).
-		Scan(&ds.Key, &ds.Cookie, &ds.FullAt, &ds.Entries)
+	err = s.pool.QueryRow(ctx, `SELECT s.key, s.cookie, s.full_at, s.entries, d.generation
+		FROM dir_state s JOIN domains d ON d.name = s.domain WHERE s.domain = $1`, domain).
+		Scan(&ds.Key, &ds.Cookie, &ds.FullAt, &ds.Entries, &ds.Generation)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}

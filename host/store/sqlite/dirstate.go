@@ -19,8 +19,9 @@ func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, e
 	}
 	var ds store.DirState
 	var fullAt string
-	err = s.db.QueryRowContext(ctx, `SELECT key, cookie, full_at, entries FROM dir_state WHERE domain = ?`, domain).
-		Scan(&ds.Key, &ds.Cookie, &fullAt, &ds.Entries)
+	err = s.db.QueryRowContext(ctx, `SELECT s.key, s.cookie, s.full_at, s.entries, d.generation
+		FROM dir_state s JOIN domains d ON d.name = s.domain WHERE s.domain = ?`, domain).
+		Scan(&ds.Key, &ds.Cookie, &fullAt, &ds.Entries, &ds.Generation)
 	if errors.Is(err, sql.ErrNoRows) {
 		return nil, nil
 	}

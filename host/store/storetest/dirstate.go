@@ -314,3 +314,30 @@ func wantRead(t *testing.T, s store.Store, domain string, id int64, want string)
 		t.Errorf("read of run %d of %s: %q, want %q", id, domain, seen, wantSeen)
 	}
 }
+
+// testDirStateGeneration: DirState gives the domain's write generation as
+// it stands, the Snapshot's, after the Apply that wrote the state and after
+// a hand-made change since; a given Generation is not stored.
+func testDirStateGeneration(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	st := dirState("key", 5, 100)
+	st.Generation = 9999
+	applyState(t, s, domain, st, create("guid-a", "alice@example.com", nil))
+	gen := func() int64 {
+		snap, err := s.Snapshot(ctx, domain, nil)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return snap.Generation
+	}
+	if got, want := getState(t, s, domain).Generation, gen(); got != want || want == 0 {
+		t.Errorf("after Apply: DirState.Generation = %d, Snapshot.Generation = %d", got, want)
+	}
+	before := gen()
+	if err := s.AddGroup(ctx, domain, "Sales"); err != nil {
+		t.Fatal(err)
+	}
+	if got, want := getState(t, s, domain).Generation, gen(); got != want || want == before {
+		t.Errorf("after a hand-made change: DirState.Generation = %d, Snapshot.Generation = %d (was %d)", got, want, before)
+	}
+}

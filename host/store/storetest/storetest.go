@@ -80,6 +80,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DirStateApplyNilDeletes", testDirStateApplyNilDeletes},
 		{"DirStateFailedApplyKeepsIt", testDirStateFailedApplyKeeps},
 		{"DirStateRecordRunStartRunIgnoreIt", testDirStateRunWritersIgnore},
+		{"DirStateGeneration", testDirStateGeneration},
 		{"PruneRunsKeepsRunningAndRecent", testPruneRuns},
 		{"SettingsVersionsNumberedPerDomain", testSettingsVersions},
 		{"PutSettingsStaleExpectConflicts", testSettingsConflict},
