@@ -20,6 +20,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"slices"
 
 	"github.com/dirsync/dirsync/host/internal/diff"
 	"github.com/dirsync/dirsync/sdk"
@@ -229,13 +230,18 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 		for _, k := range d.Present {
 			present[k] = true
 		}
-		held := make(map[string]bool, s.Len())
+		// Every key named present is held or changed: count those held.
+		held := 0
 		for _, k := range s.Keys {
-			held[k] = true
+			if present[k] {
+				held++
+			}
 		}
-		for _, k := range d.Present {
-			if _, ok := changed[k]; !held[k] && !ok {
-				return nil, 0, fmt.Errorf("%w: %s", ErrStale, k)
+		if held < len(present) {
+			for _, k := range d.Present {
+				if _, ok := changed[k]; !ok && !slices.Contains(s.Keys, k) {
+					return nil, 0, fmt.Errorf("%w: %s", ErrStale, k)
+				}
 			}
 		}
 	}
@@ -243,6 +249,7 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 	out.Keys = make([]string, 0, s.Len()+d.Changed.Len())
 	out.Refs = make([]diff.Ref, 0, cap(out.Keys))
 	out.Intents = make([]sdk.Intent, 0, cap(out.Keys))
+	var refs references
 	done := make(map[string]bool, len(changed))
 	removed := 0
 	for i, k := range s.Keys {
@@ -250,11 +257,13 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 			if !done[k] {
 				out.Append(k, d.Changed.Refs[j], d.Changed.Intents[j])
 				done[k] = true
+				refs.rename(s.Refs[i].DN, d.Changed.Refs[j].DN)
 			}
 			continue
 		}
 		if drop[k] || (present != nil && !present[k]) {
 			removed++
+			refs.remove(s.Refs[i].DN)
 			continue
 		}
 		out.Append(k, s.Refs[i], s.Intents[i])
@@ -266,50 +275,66 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 		out.Append(k, d.Changed.Refs[i], d.Changed.Intents[i])
 		done[k] = true
 	}
-	fixReferences(s, out, changed)
+	for i := range d.Changed.Intents {
+		if g := d.Changed.Intents[i].Group; g != nil && d.Changed.Intents[i].Kind == sdk.IntentGroup && changed[d.Changed.Keys[i]] == i {
+			refs.regroup(d.Changed.Refs[i].DN, g.Members)
+		}
+	}
+	refs.fix(out, changed)
 	return out, removed, nil
 }
 
-// fixReferences does to the unchanged entries of out what the directory
-// did to them when others changed, and which a delta does not send (slapd
-// does not replicate the writes of its memberof and refint overlays; AD
-// does not report a back-link's change): member and memberOf values that
-// name an entry renamed or moved follow it, those that name an entry gone
-// are dropped, and a memberOf value naming a group that changed is dropped
+// references are what a delta changed that other entries' member and
+// memberOf values name: DNs renamed or moved, DNs gone, and the members of
+// the groups that changed.
+type references struct {
+	renamed map[string]string          // old DN (normalized) → new DN
+	gone    map[string]bool            // DNs (normalized) of entries gone
+	groups  map[string]map[string]bool // changed groups' DNs → their members' DNs
+}
+
+func (r *references) rename(old, now string) {
+	if o := diff.NormDN(old); o != diff.NormDN(now) {
+		if r.renamed == nil {
+			r.renamed = map[string]string{}
+		}
+		r.renamed[o] = now
+	}
+}
+
+func (r *references) remove(dn string) {
+	if r.gone == nil {
+		r.gone = map[string]bool{}
+	}
+	r.gone[diff.NormDN(dn)] = true
+}
+
+func (r *references) regroup(dn string, members []string) {
+	m := make(map[string]bool, len(members))
+	for _, v := range members {
+		m[diff.NormDN(v)] = true
+	}
+	if r.groups == nil {
+		r.groups = map[string]map[string]bool{}
+	}
+	r.groups[diff.NormDN(dn)] = m
+}
+
+// fix does to the unchanged entries of out what the directory did to them
+// when others changed, and which a delta does not send (slapd does not
+// replicate the writes of its memberof and refint overlays; AD does not
+// report a back-link's change): member and memberOf values that name an
+// entry renamed or moved follow it, those that name an entry gone are
+// dropped, and a memberOf value naming a group that changed is dropped
 // when the group no longer lists the entry. So a delta run joins groups
 // and members as a full read would. changed indexes the keys of the
-// entries the delta changed, which are as the directory sent them.
-func fixReferences(prev, out *State, changed map[string]int) {
-	now := make(map[string]int, out.Len())
-	for i, k := range out.Keys {
-		now[k] = i
-	}
-	renamed := map[string]string{} // old DN (normalized) → new DN
-	gone := map[string]bool{}      // DNs (normalized) of entries gone
-	for i, k := range prev.Keys {
-		old := diff.NormDN(prev.Refs[i].DN)
-		j, ok := now[k]
-		switch {
-		case !ok:
-			gone[old] = true
-		case diff.NormDN(out.Refs[j].DN) != old:
-			renamed[old] = out.Refs[j].DN
-		}
-	}
-	groups := map[string]map[string]bool{} // changed groups: DN → their members' DNs
-	for k := range changed {
-		i := now[k]
-		if g := out.Intents[i].Group; g != nil && out.Intents[i].Kind == sdk.IntentGroup {
-			members := make(map[string]bool, len(g.Members))
-			for _, m := range g.Members {
-				members[diff.NormDN(m)] = true
-			}
-			groups[diff.NormDN(out.Refs[i].DN)] = members
-		}
-	}
-	if len(renamed) == 0 && len(gone) == 0 && len(groups) == 0 {
+// entries the delta changed, which are as the directory sent them. A
+// delta that renamed, removed and regrouped nothing costs nothing here.
+func (r *references) fix(out *State, changed map[string]int) {
+	if len(r.renamed) == 0 && len(r.gone) == 0 && len(r.groups) == 0 {
 		return
 	}
+	renamed, gone, groups := r.renamed, r.gone, r.groups
 	// follow rewrites DN values: renamed ones follow, gone ones go, and
 	// keep may drop others. It returns nil when nothing changed.
 	follow := func(vals []string, keep func(dn string) bool) []string {
