@@ -21,6 +21,7 @@ import (
 	"errors"
 	"fmt"
 	"slices"
+	"unsafe"
 
 	"github.com/dirsync/dirsync/host/internal/diff"
 	"github.com/dirsync/dirsync/sdk"
@@ -126,7 +127,9 @@ func Decode(b []byte) (*State, error) {
 		if d.err != nil {
 			break
 		}
-		in, err := abi.DecodeIntent([]byte(raw))
+		// DecodeIntent only reads its bytes, and its strings alias them:
+		// they are data's, which nothing changes.
+		in, err := abi.DecodeIntent(unsafe.Slice(unsafe.StringData(raw), len(raw)))
 		if err != nil {
 			d.err = fmt.Errorf("entry %d: %w", i, err)
 			break

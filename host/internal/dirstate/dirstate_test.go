@@ -4,6 +4,7 @@ import (
 	"errors"
 	"reflect"
 	"slices"
+	"strconv"
 	"testing"
 
 	"github.com/dirsync/dirsync/host/internal/diff"
@@ -155,5 +156,28 @@ func TestPatchFixesReferences(t *testing.T) {
 	delta.Changed.Append(user("a", "cn=A2,ou=y,o=x"))
 	if got, _, _ = Patch(prev, delta); !reflect.DeepEqual(got.Intents[1].Group.Members, []string{"cn=A2,ou=y,o=x"}) {
 		t.Errorf("g's members after the rename = %q", got.Intents[1].Group.Members)
+	}
+}
+
+// BenchmarkDecode decodes a state of 100,000 mailboxes, the work every
+// delta run starts with.
+func BenchmarkDecode(b *testing.B) {
+	s := &State{}
+	for i := range 100_000 {
+		k := strconv.Itoa(i)
+		s.Append("uuid-"+k, diff.Ref{ID: "uuid-" + k, DN: "cn=User " + k + ",ou=People,dc=example,dc=com"},
+			sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Primary: "user" + k + "@example.com", Kind: "user",
+				DisplayName: "User " + k, Aliases: []string{"u" + k + "@example.com"}, MemberOf: []string{"cn=Group " + k[:1] + ",ou=Groups,dc=example,dc=com"}}})
+	}
+	enc, err := Encode(s)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.SetBytes(int64(len(enc)))
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Decode(enc); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
