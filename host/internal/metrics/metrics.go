@@ -95,7 +95,7 @@ func New(version string) *Metrics {
 		}, []string{"domain", "kind"}),
 		entries: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dirsync_entries_read_total",
-			Help: "Directory entries sync runs read, by domain.",
+			Help: "Directory entries sync runs read, by domain (of a delta run, the changed entries it read).",
 		}, []string{"domain"}),
 		guardStops: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "dirsync_guard_stops_total",
@@ -245,7 +245,11 @@ func (m *Metrics) Observe(domain string, rep *host.Report, err error) {
 	for i, n := range []int{k.Created, k.Updated, k.Deleted, k.Adopted, k.MembersAdded, k.MembersRemoved} {
 		m.changes.WithLabelValues(domain, changeKinds[i]).Add(float64(n))
 	}
-	m.entries.WithLabelValues(domain).Add(float64(k.Entries))
+	read := k.Entries
+	if rep.Read == store.ReadDelta {
+		read = k.Changed // a delta read the changed entries only
+	}
+	m.entries.WithLabelValues(domain).Add(float64(read))
 	if err == nil && outcome == store.OutcomeOK {
 		m.SetLastSuccess(domain, time.Now())
 	}
