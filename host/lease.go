@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"os"
+	"strings"
 	"sync/atomic"
 	"time"
 
@@ -22,6 +23,12 @@ const DefaultLeaseTTL = config.DefaultLeaseTTL
 // recentRuns is how many of a domain's newest runs a scheduled run looks
 // at to find whether its turn was taken.
 const recentRuns = 50
+
+// liveHolder ends the holder of a run of a live search's changes. Such runs
+// take no scheduled turn: a domain whose directory changes often would
+// otherwise never have a scheduled run, nor its full read on
+// full_interval.
+const liveHolder = " (live)"
 
 // leasePoll is how often a run that waits for a busy domain tries again.
 const leasePoll = 250 * time.Millisecond
@@ -83,6 +90,9 @@ func (h *Host) lease(ctx context.Context, run *store.Run, o RunOptions) (context
 		}
 		var last *store.Run
 		for i := range recent {
+			if strings.HasSuffix(recent[i].Holder, liveHolder) {
+				continue
+			}
 			if last == nil || recent[i].Started.After(last.Started) {
 				last = &recent[i]
 			}

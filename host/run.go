@@ -260,6 +260,9 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		h.flushRecords(ctx)
 		run = &store.Run{Domain: d.Name, Started: started, Outcome: store.OutcomeRunning, Holder: h.holder(),
 			Settings: settingsJSON(d), SettingsVersion: r.version}
+		if o.live != nil {
+			run.Holder += liveHolder
+		}
 		var release func()
 		var err error
 		ctx, release, err = h.lease(ctx, run, o)

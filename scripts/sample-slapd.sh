@@ -96,7 +96,7 @@ The domain syncs every minute, and live: a change in the directory is in
 the store within seconds. Add a new hire and look for her mailbox:
 
     . $(dirname "$1")/slapd.env
-    ldapadd -x -H "\$LDAP_URL" -D "\$ADMIN_DN" -y "\$ADMIN_PASSWORD_FILE" -f examples/directory/new-user.ldif
+    ldapadd -x -H "\$URL" -D "\$ADMIN_DN" -y "\$ADMIN_PASSWORD_FILE" -f examples/directory/new-user.ldif
     bin/dirsync --config $1 mailbox list --domain example.com | grep judy
 
 Ctrl-C stops dirsync serve and slapd.

@@ -421,7 +421,7 @@ func (s *Scheduler) logEnd(domain string, rep *host.Report, err error, took time
 		return
 	}
 	if errors.Is(err, host.ErrRecentRun) {
-		s.log.Info("domain skipped: another process ran this turn", "domain", domain, "err", err)
+		s.log.Info("domain skipped: another run took this turn (another replica, or the live search)", "domain", domain, "err", err)
 		return
 	}
 	if rep == nil {
