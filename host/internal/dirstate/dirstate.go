@@ -75,7 +75,7 @@ func Encode(s *State) ([]byte, error) {
 	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) {
 		return nil, errors.New("dirstate: keys, refs and intents differ in length")
 	}
-	b := make([]byte, 0, len(magic)+binary.MaxVarintLen64+len(s.Keys)*256)
+	b := make([]byte, 0, encodedSize(s))
 	b = append(b, magic...)
 	settled := byte(0)
 	if s.Settled {
@@ -97,6 +97,27 @@ func Encode(s *State) ([]byte, error) {
 		b = append(b, buf...)
 	}
 	return b, nil
+}
+
+// encodedSize estimates the size of s encoded, a little over, so that
+// Encode writes into one allocation: growing a state of tens of megabytes
+// by doubling copies it and touches twice the memory. The strings are
+// counted; the intents' size is that of a sample.
+func encodedSize(s *State) int {
+	n := len(magic) + 1 + 2*binary.MaxVarintLen64
+	for i := range s.Keys {
+		n += len(s.Keys[i]) + len(s.Refs[i].ID) + len(s.Refs[i].DN) + 4*binary.MaxVarintLen32
+	}
+	sample, size := min(len(s.Intents), 256), 0
+	var buf []byte
+	for i := range sample {
+		buf, _ = abi.AppendIntent(buf[:0], &s.Intents[i*len(s.Intents)/sample])
+		size += len(buf)
+	}
+	if sample > 0 {
+		n += len(s.Intents) * (size/sample + 1) * 5 / 4
+	}
+	return n
 }
 
 func appendString(b []byte, s string) []byte {

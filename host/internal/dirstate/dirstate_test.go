@@ -162,14 +162,7 @@ func TestPatchFixesReferences(t *testing.T) {
 // BenchmarkDecode decodes a state of 100,000 mailboxes, the work every
 // delta run starts with.
 func BenchmarkDecode(b *testing.B) {
-	s := &State{}
-	for i := range 100_000 {
-		k := strconv.Itoa(i)
-		s.Append("uuid-"+k, diff.Ref{ID: "uuid-" + k, DN: "cn=User " + k + ",ou=People,dc=example,dc=com"},
-			sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Primary: "user" + k + "@example.com", Kind: "user",
-				DisplayName: "User " + k, Aliases: []string{"u" + k + "@example.com"}, MemberOf: []string{"cn=Group " + k[:1] + ",ou=Groups,dc=example,dc=com"}}})
-	}
-	enc, err := Encode(s)
+	enc, err := Encode(benchState())
 	if err != nil {
 		b.Fatal(err)
 	}
@@ -180,4 +173,27 @@ func BenchmarkDecode(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkEncode encodes the state of 100,000 mailboxes that every sync
+// keeps.
+func BenchmarkEncode(b *testing.B) {
+	s := benchState()
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := Encode(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
+
+func benchState() *State {
+	s := &State{}
+	for i := range 100_000 {
+		k := strconv.Itoa(i)
+		s.Append("uuid-"+k, diff.Ref{ID: "uuid-" + k, DN: "cn=User " + k + ",ou=People,dc=example,dc=com"},
+			sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Primary: "user" + k + "@example.com", Kind: "user",
+				DisplayName: "User " + k, Aliases: []string{"u" + k + "@example.com"}, MemberOf: []string{"cn=Group " + k[:1] + ",ou=Groups,dc=example,dc=com"}}})
+	}
+	return s
 }

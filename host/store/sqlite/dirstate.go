@@ -1,9 +1,9 @@
 package sqlite
 
 import (
+	"bytes"
 	"context"
 	"database/sql"
-	"errors"
 	"fmt"
 
 	"github.com/dirsync/dirsync/host/store"
@@ -19,15 +19,25 @@ func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, e
 	}
 	var ds store.DirState
 	var fullAt string
-	err = s.db.QueryRowContext(ctx, `SELECT s.key, s.cookie, s.full_at, s.entries, d.generation
-		FROM dir_state s JOIN domains d ON d.name = s.domain WHERE s.domain = ?`, domain).
-		Scan(&ds.Key, &ds.Cookie, &fullAt, &ds.Entries, &ds.Generation)
-	if errors.Is(err, sql.ErrNoRows) {
-		return nil, nil
-	}
+	// Rows and RawBytes, not QueryRow: database/sql would copy the blob
+	// (tens of megabytes) once more.
+	rows, err := s.db.QueryContext(ctx, `SELECT s.key, s.cookie, s.full_at, s.entries, d.generation
+		FROM dir_state s JOIN domains d ON d.name = s.domain WHERE s.domain = ?`, domain)
 	if err != nil {
 		return nil, fmt.Errorf("directory state of %s: %w", domain, err)
 	}
+	defer rows.Close()
+	if !rows.Next() {
+		if err := rows.Err(); err != nil {
+			return nil, fmt.Errorf("directory state of %s: %w", domain, err)
+		}
+		return nil, nil
+	}
+	var entries sql.RawBytes
+	if err := rows.Scan(&ds.Key, &ds.Cookie, &fullAt, &entries, &ds.Generation); err != nil {
+		return nil, fmt.Errorf("directory state of %s: %w", domain, err)
+	}
+	ds.Entries = bytes.Clone(entries)
 	if ds.FullAt, err = parseTime(fullAt); err != nil {
 		return nil, fmt.Errorf("directory state of %s: full_at: %w", domain, err)
 	}
