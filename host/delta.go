@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -56,7 +57,7 @@ func (h *Host) planRead(ctx context.Context, d *config.Domain, key, mode string,
 		plan.why = "a full read was asked for"
 		return plan
 	}
-	st, err := h.store.DirState(ctx, d.Name)
+	st, err := h.store.DirStateHead(ctx, d.Name) // the entries only if the delta needs them
 	switch {
 	case err != nil:
 		h.log.Warn("the kept directory state could not be read; reading in full", "domain", d.Name, "err", err)
@@ -149,7 +150,38 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 	if err != nil {
 		return err
 	}
-	return h.patch(ctx, d, rep, in, st, ch, cache)
+	hd, herr := dirstate.DecodeHead(st.Head)
+	if herr == nil && unchangedDelta(ch, hd, st.Generation) {
+		in.unchanged, in.cookie, in.fullAt = true, st.Cookie, st.FullAt
+		rep.Read = store.ReadDelta
+		rep.Counts.Entries = hd.Count
+		return nil
+	}
+	// The entries, which the run's lease keeps as they were a moment ago.
+	full, err := h.store.DirState(ctx, d.Name)
+	if err != nil {
+		return &stageError{"store", err}
+	}
+	if full == nil || !bytes.Equal(full.Cookie, st.Cookie) {
+		return fmt.Errorf("%w: the kept state changed while the delta was read", errFullRead)
+	}
+	return h.patch(ctx, d, rep, in, full, ch, cache)
+}
+
+// unchangedDelta reports whether a delta changes nothing that a run would
+// decide, told from the kept state's head alone: no entry changed, no
+// entry gone (the present phase names exactly the kept keys; else nothing
+// was deleted), nobody wrote the domain since the state was kept
+// (generation is the domain's now), and the run that kept it settled
+// everything (no conflict or veto waiting on another domain).
+func unchangedDelta(ch *dirChanges, hd dirstate.Head, generation int64) bool {
+	if len(ch.entries) > 0 || !hd.Settled || hd.Generation != generation || generation == 0 {
+		return false
+	}
+	if ch.presentPhase {
+		return len(ch.present) == hd.Count && dirstate.KeysHash(ch.present) == hd.Keys
+	}
+	return len(ch.deleted) == 0
 }
 
 // readSyncrepl reads what changed since an RFC 4533 cookie.
@@ -216,7 +248,8 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	// Nothing read changed, and nobody wrote the domain since the state
 	// was kept: the run would decide what the last one did. (The kept
 	// cookie stays: it still reads from where the state is.)
-	in.unchanged = len(ch.entries) == 0 && gone == 0 && prev.Settled && prev.Generation == st.Generation && st.Generation > 0
+	hd, err := dirstate.DecodeHead(st.Head)
+	in.unchanged = err == nil && len(ch.entries) == 0 && gone == 0 && hd.Settled && hd.Generation == st.Generation && st.Generation > 0
 	if cache != nil {
 		rep.Counts.Cached = cache.Hits()
 	}
@@ -232,13 +265,15 @@ func (h *Host) dirState(d *config.Domain, in *runInput) *store.DirState {
 	if len(in.cookie) == 0 {
 		return nil
 	}
-	// Apply bumps the generation it checks by one.
-	b, err := dirstate.Encode(&dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents, Generation: in.snap.Generation + 1})
+	b, err := dirstate.Encode(&dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents})
 	if err != nil {
 		h.log.Warn("the directory state cannot be kept; the next run reads in full", "domain", d.Name, "err", err)
 		return nil
 	}
-	return &store.DirState{Key: in.stateKey, Cookie: in.cookie, FullAt: in.fullAt, Entries: b}
+	// Apply bumps the generation it checks by one; Settled is known once
+	// the run decided (SetSettled).
+	head := dirstate.EncodeHead(dirstate.Head{Generation: in.snap.Generation + 1, Count: len(in.keys), Keys: dirstate.KeysHash(in.keys)})
+	return &store.DirState{Key: in.stateKey, Cookie: in.cookie, FullAt: in.fullAt, Entries: b, Head: head}
 }
 
 // unchanged finishes a run whose delta found nothing to do: a sync is

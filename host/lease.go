@@ -107,7 +107,7 @@ func (h *Host) lease(ctx context.Context, run *store.Run, o RunOptions) (context
 		// A live batch follows one kept state: when another run (another
 		// replica's live search, a scheduled run) moved it on, the batch
 		// is dropped unrecorded, like a turn another run took.
-		st, err := h.store.DirState(ctx, run.Domain)
+		st, err := h.store.DirStateHead(ctx, run.Domain)
 		if err == nil && (st == nil || !bytes.Equal(st.Cookie, o.live.base)) {
 			err = errLiveStale
 		}

@@ -188,7 +188,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions) error
 // from, syncing the domain first when there is none usable.
 func (h *Host) liveState(ctx context.Context, r *resolved, p interface{ Info() sdk.Info }) (*store.DirState, error) {
 	for attempt := 0; ; attempt++ {
-		st, err := h.store.DirState(ctx, r.d.Name)
+		st, err := h.store.DirStateHead(ctx, r.d.Name)
 		if err != nil {
 			return nil, err
 		}
@@ -229,7 +229,7 @@ func (h *Host) liveFlush(ctx context.Context, domain string, b *liveBatch, o Liv
 // liveBatch gathers the events of a live search between two runs.
 type liveBatch struct {
 	base         []byte          // the kept cookie the events follow
-	state        *store.DirState // the kept state, as the run's lease found it
+	state        *store.DirState // the kept state's head, as the run's lease found it
 	cookie       []byte          // the cookie after them; nil: none given yet
 	entries      []sdk.Entry
 	index        map[string]int // key → its entry in entries
@@ -305,8 +305,14 @@ func (b *liveBatch) changes() *dirChanges {
 // lease found to be the one the batch follows (Host.lease); kept with
 // other settings, it is stale too.
 func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in *runInput, b *liveBatch, cache *mapcache.Cache) error {
-	st := b.state
-	if st == nil || st.Key != in.stateKey {
+	if b.state == nil || b.state.Key != in.stateKey {
+		return &stageError{"fetch", errLiveStale}
+	}
+	st, err := h.store.DirState(ctx, d.Name) // under the lease: as its check found it
+	if err != nil {
+		return &stageError{"store", err}
+	}
+	if st == nil {
 		return &stageError{"fetch", errLiveStale}
 	}
 	if err := h.patch(ctx, d, rep, in, st, b.changes(), cache); err != nil {

@@ -324,7 +324,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	if state != nil {
 		// The last decision stands while nothing changes only if it waits
 		// on nothing else: no conflict, no veto.
-		dirstate.SetSettled(state.Entries, len(rep.Conflicts) == 0 && len(rep.Vetoed) == 0)
+		dirstate.SetSettled(state.Head, len(rep.Conflicts) == 0 && len(rep.Vetoed) == 0)
 	}
 	run.DirState = state
 	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation); err != nil {

@@ -232,6 +232,10 @@ type DirState struct {
 	// Entries is the host's encoding of the entries read: opaque to the
 	// store, and large (about 200 bytes an entry).
 	Entries []byte
+	// Head is a small part of the host's encoding (its summary of
+	// Entries), kept as given and readable without Entries
+	// (DirStateHead).
+	Head []byte
 	// Generation is filled by Store.DirState: the domain's write
 	// generation as it reads the state (Snapshot.Generation). Writers
 	// ignore it.
@@ -369,10 +373,13 @@ type Store interface {
 	// domain.
 	RunChanges(ctx context.Context, domain string, id int64, offset, limit int) ([]RunChange, error)
 	// DirState returns the directory state that the domain's last applied
-	// run left (Run.DirState), as it was given (an empty Cookie or Entries
-	// may come back nil); nil (and no error) when there is none or the
-	// domain does not exist.
+	// run left (Run.DirState), as it was given (an empty Cookie, Entries
+	// or Head may come back nil); nil (and no error) when there is none or
+	// the domain does not exist.
 	DirState(ctx context.Context, domain string) (*DirState, error)
+	// DirStateHead is DirState without its Entries (nil): the cheap read
+	// of a state that may be tens of megabytes.
+	DirStateHead(ctx context.Context, domain string) (*DirState, error)
 	// PruneRuns deletes the finished runs of every domain that ended
 	// before before (a run recorded without an end time counts from its
 	// start), never a running one, and returns how many it deleted. Run ids

@@ -2,16 +2,23 @@
 // entry its sync key, stable id, DN and what the policy made of it — in
 // the form the store keeps (store.DirState.Entries), so that the next run
 // can read only what changed since (a delta), patch the state with it and
-// still decide on the whole domain, exactly as a full read would.
+// still decide on the whole domain, exactly as a full read would; and a
+// summary of it (store.DirState.Head) that tells, without the entries,
+// whether a delta changed anything.
 //
-// The encoding:
+// The encodings:
 //
-//	magic "dirsync-dirstate-1\n"
-//	settled    1 byte, 0 or 1 (State.Settled; SetSettled changes it in place)
-//	generation uvarint (State.Generation)
-//	count    uvarint
-//	entries  count × (key, id, dn: uvarint length + bytes each;
-//	                  intent: uvarint length + encoded pb.Intent)
+//	entries:
+//	  magic "dirsync-dirstate-1\n"
+//	  count    uvarint
+//	  entries  count × (key, id, dn: uvarint length + bytes each;
+//	                    intent: uvarint length + encoded pb.Intent)
+//	head:
+//	  version    1 byte, 1
+//	  settled    1 byte, 0 or 1 (Head.Settled; SetSettled changes it in place)
+//	  generation uvarint (Head.Generation)
+//	  count      uvarint (Head.Count)
+//	  keys       8 bytes, big-endian (Head.Keys)
 //
 // A state that does not decode is no state: the run reads in full.
 package dirstate
@@ -38,6 +45,10 @@ type State struct {
 	Keys    []string
 	Refs    []diff.Ref
 	Intents []sdk.Intent
+}
+
+// Head summarizes a kept state.
+type Head struct {
 	// Generation is the store's write generation of the domain once the
 	// run that keeps the state applied: while the domain's generation is
 	// still this, nothing but the directory can have changed what a run
@@ -47,17 +58,74 @@ type State struct {
 	// proposed: no conflict and no veto waits on something outside the
 	// directory and the domain (another domain's mailbox, the clock).
 	Settled bool
+	// Count is the number of entries, Keys the hash of their keys as a
+	// set (KeysHash).
+	Count int
+	Keys  uint64
 }
 
-// SetSettled sets State.Settled in an encoded state, in place: a run
-// knows it only once it decided, after it encoded the state.
-func SetSettled(b []byte, settled bool) {
-	if len(b) > len(magic) {
-		b[len(magic)] = 0
+const headVersion = 1
+
+// EncodeHead returns the stored form of h.
+func EncodeHead(h Head) []byte {
+	b := []byte{headVersion, 0}
+	if h.Settled {
+		b[1] = 1
+	}
+	b = binary.AppendUvarint(b, uint64(h.Generation))
+	b = binary.AppendUvarint(b, uint64(h.Count))
+	return binary.BigEndian.AppendUint64(b, h.Keys)
+}
+
+// DecodeHead reads a stored head.
+func DecodeHead(b []byte) (Head, error) {
+	var h Head
+	if len(b) < 2 || b[0] != headVersion || b[1] > 1 {
+		return h, errors.New("dirstate: not a state head of this version")
+	}
+	h.Settled = b[1] == 1
+	gen, n := binary.Uvarint(b[2:])
+	if n <= 0 {
+		return h, errors.New("dirstate: head: bad generation")
+	}
+	count, m := binary.Uvarint(b[2+n:])
+	if m <= 0 || len(b) != 2+n+m+8 {
+		return h, errors.New("dirstate: head: bad count or length")
+	}
+	h.Generation, h.Count, h.Keys = int64(gen), int(count), binary.BigEndian.Uint64(b[2+n+m:])
+	return h, nil
+}
+
+// SetSettled sets Head.Settled in an encoded head, in place: a run knows
+// it only once it decided, after it encoded the state.
+func SetSettled(head []byte, settled bool) {
+	if len(head) > 1 {
+		head[1] = 0
 		if settled {
-			b[len(magic)] = 1
+			head[1] = 1
 		}
 	}
+}
+
+// KeysHash hashes keys as a set: the same keys in any order give the same
+// hash. It is stored, so it is fixed: FNV-1a of each key, mixed
+// (SplitMix64's finalizer), summed.
+func KeysHash(keys []string) uint64 {
+	var sum uint64
+	for _, k := range keys {
+		h := uint64(14695981039346656037)
+		for i := 0; i < len(k); i++ {
+			h ^= uint64(k[i])
+			h *= 1099511628211
+		}
+		h ^= h >> 30
+		h *= 0xbf58476d1ce4e5b9
+		h ^= h >> 27
+		h *= 0x94d049bb133111eb
+		h ^= h >> 31
+		sum += h
+	}
+	return sum
 }
 
 // Len is the number of entries.
@@ -77,12 +145,6 @@ func Encode(s *State) ([]byte, error) {
 	}
 	b := make([]byte, 0, encodedSize(s))
 	b = append(b, magic...)
-	settled := byte(0)
-	if s.Settled {
-		settled = 1
-	}
-	b = append(b, settled)
-	b = binary.AppendUvarint(b, uint64(s.Generation))
 	b = binary.AppendUvarint(b, uint64(len(s.Keys)))
 	var buf []byte
 	for i := range s.Keys {
@@ -104,7 +166,7 @@ func Encode(s *State) ([]byte, error) {
 // by doubling copies it and touches twice the memory. The strings are
 // counted; the intents' size is that of a sample.
 func encodedSize(s *State) int {
-	n := len(magic) + 1 + 2*binary.MaxVarintLen64
+	n := len(magic) + binary.MaxVarintLen64
 	for i := range s.Keys {
 		n += len(s.Keys[i]) + len(s.Refs[i].ID) + len(s.Refs[i].DN) + 4*binary.MaxVarintLen32
 	}
@@ -133,13 +195,11 @@ func Decode(b []byte) (*State, error) {
 	}
 	data := string(b[len(magic):]) // one copy; every string below is a part of it
 	d := decoder{s: data}
-	settled := d.byte()
-	gen := d.uvarint()
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(data)) { // each entry takes bytes
 		d.err = errors.New("count past the end")
 	}
-	s := &State{Generation: int64(gen), Settled: settled == 1}
+	s := &State{}
 	if d.err == nil {
 		s.Keys, s.Refs, s.Intents = make([]string, 0, n), make([]diff.Ref, 0, n), make([]sdk.Intent, 0, n)
 	}
@@ -170,19 +230,6 @@ func Decode(b []byte) (*State, error) {
 type decoder struct {
 	s   string
 	err error
-}
-
-func (d *decoder) byte() byte {
-	if d.err != nil {
-		return 0
-	}
-	if d.s == "" || d.s[0] > 1 {
-		d.err = errors.New("bad flags")
-		return 0
-	}
-	c := d.s[0]
-	d.s = d.s[1:]
-	return c
 }
 
 func (d *decoder) uvarint() uint64 {
@@ -269,7 +316,7 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 			}
 		}
 	}
-	out := &State{Generation: s.Generation, Settled: s.Settled}
+	out := &State{}
 	out.Keys = make([]string, 0, s.Len()+d.Changed.Len())
 	out.Refs = make([]diff.Ref, 0, cap(out.Keys))
 	out.Intents = make([]sdk.Intent, 0, cap(out.Keys))

@@ -50,8 +50,8 @@
 //	             author                          → settings: the same, byte for byte
 //	             created (text, UTC)             → created timestamptz
 //	             removed (integer 0/1)           → removed boolean
-//	dir_state    domain, key, cookie (bytes or NULL), entries (bytes or NULL)
-//	                                             → dir_state: the same, byte for byte
+//	dir_state    domain, key, cookie (bytes or NULL), head (bytes or NULL),
+//	             entries (bytes or NULL)         → dir_state: the same, byte for byte
 //	             full_at (text, UTC)             → full_at timestamptz
 //	leases                                       → not copied
 //	sqlite_sequence (mailboxes, groups, runs)    → the id sequences of those tables
@@ -399,8 +399,8 @@ func (c *copier) copyTable(table string) (int64, error) {
 			[]string{"domain", "version", "settings", "secret", "author", "created", "removed"},
 			settingsRow)
 	case "dir_state":
-		return c.copyRows(table, `SELECT domain, key, cookie, full_at, entries FROM dir_state ORDER BY domain`,
-			[]string{"domain", "key", "cookie", "full_at", "entries"},
+		return c.copyRows(table, `SELECT domain, key, cookie, full_at, head, entries FROM dir_state ORDER BY domain`,
+			[]string{"domain", "key", "cookie", "full_at", "head", "entries"},
 			dirStateRow)
 	}
 	return 0, fmt.Errorf("no table %s", table)
@@ -514,8 +514,8 @@ func runRow(r *sql.Rows) ([]any, error) {
 // NULL) as NULL, as the PostgreSQL store writes it.
 func dirStateRow(r *sql.Rows) ([]any, error) {
 	var domain, key, fullAt string
-	var cookie, entries []byte
-	if err := r.Scan(&domain, &key, &cookie, &fullAt, &entries); err != nil {
+	var cookie, head, entries []byte
+	if err := r.Scan(&domain, &key, &cookie, &fullAt, &head, &entries); err != nil {
 		return nil, err
 	}
 	t, err := parseTime(fullAt)
@@ -525,10 +525,13 @@ func dirStateRow(r *sql.Rows) ([]any, error) {
 	if len(cookie) == 0 {
 		cookie = nil
 	}
+	if len(head) == 0 {
+		head = nil
+	}
 	if len(entries) == 0 {
 		entries = nil
 	}
-	return []any{domain, key, cookie, t, entries}, nil
+	return []any{domain, key, cookie, t, head, entries}, nil
 }
 
 // settingsRow converts a row of the source's settings.

@@ -1,6 +1,7 @@
 package storecopy
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -50,7 +51,7 @@ func TestSchemasAreMapped(t *testing.T) {
 		"runs":            "id domain started ended outcome error server counts changes stage holder settings intended refs settings_version change_count read",
 		"leases":          "domain holder run_id since expiry",
 		"settings":        "domain version settings secret author created removed",
-		"dir_state":       "domain key cookie full_at entries",
+		"dir_state":       "domain key cookie full_at head entries",
 		"sqlite_sequence": "name seq",
 	}
 	pgCols := map[string]string{
@@ -63,7 +64,7 @@ func TestSchemasAreMapped(t *testing.T) {
 		"run_changes":       "run_id seq kind address grp before after",
 		"leases":            "domain holder run_id since expiry",
 		"settings":          "domain version settings secret author created removed",
-		"dir_state":         "domain key cookie full_at entries",
+		"dir_state":         "domain key cookie full_at head entries",
 		"schema_migrations": "version applied_at",
 	}
 
@@ -191,13 +192,13 @@ func newFixture(t *testing.T) fixture {
 		Server: "ldap://dc1.example.com", Holder: "host pid 1 #1", SettingsVersion: 1, Settings: `{"name":"example.com"}`,
 		Counts:     store.Counts{Created: 4, Entries: 9, Skipped: 2, Cached: 3},
 		References: []string{"ldap://dc2.example.com/dc=sub,dc=example,dc=com"}, Read: store.ReadFull,
-		DirState: &store.DirState{Key: "first key", Cookie: []byte("first"), FullAt: start, Entries: []byte("replaced")}},
+		DirState: &store.DirState{Key: "first key", Cookie: []byte("first"), FullAt: start, Entries: []byte("replaced"), Head: []byte("replaced head")}},
 		create("guid-a", "alice@example.com", []string{"a.anders@example.com", "alice@example.org"}, "Sales", "All Staff"),
 		create("guid-b", "bob@example.com", []string{"bob.b@example.com"}, "sales"),
 		create("guid-z", "zed@example.com", nil),
 		folder)
 	apply(other, &store.Run{Started: start.Add(time.Minute), Ended: start.Add(2 * time.Minute), Outcome: store.OutcomeOK,
-		Read: store.ReadFull, DirState: &store.DirState{Key: "other key", Cookie: []byte{}, FullAt: start.Add(time.Minute)}},
+		Read: store.ReadFull, DirState: &store.DirState{Key: "other key", Cookie: []byte{}, Head: []byte{}, FullAt: start.Add(time.Minute)}},
 		create("guid-o", "ops@other.test", []string{"ops@example.org"}, "Ops"))
 	_, err = s.AddMailbox(ctx, dom, store.Mailbox{Primary: "postmaster@example.com", Kind: sdk.KindUser,
 		Source: sdk.SourceManual, Groups: []string{"Sales"}})
@@ -229,7 +230,7 @@ func newFixture(t *testing.T) fixture {
 	apply(dom, &store.Run{Started: start.Add(3 * time.Minute), Ended: start.Add(4 * time.Minute), Outcome: store.OutcomeOK,
 		Counts: store.Counts{Updated: 1, Deleted: 1, MembersRemoved: 1}, Read: store.ReadDelta,
 		DirState: &store.DirState{Key: "dc1|dc=example,dc=com|(objectClass=*)|standard", Cookie: []byte("rid=001,csn=x\x00\xff"),
-			FullAt: start.Add(-time.Hour + 1234567891*time.Nanosecond), Entries: entries}},
+			FullAt: start.Add(-time.Hour + 1234567891*time.Nanosecond), Entries: entries, Head: []byte("v1\x00\xff head")}},
 		store.Change{Kind: sdk.ChangeUpdate, Before: bob, After: &upd},
 		store.Change{Kind: sdk.ChangeDelete, Before: zed},
 		store.Change{Kind: sdk.ChangeRemoveMember, Before: bob, Group: "sales"})
@@ -342,18 +343,27 @@ func TestCopy(t *testing.T) {
 			t.Fatal(err1, err2)
 		}
 		same("directory state of "+d, utcState(da), utcState(db))
+		sa, err1 := src.DirStateHead(ctx, d)
+		sb, err2 := dst.DirStateHead(ctx, d)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		same("directory state head of "+d, utcState(sa), utcState(sb))
 		// The states the fixture left: the last of each domain applied.
 		var key string
 		var entries int
+		var head []byte
 		if db != nil {
-			key, entries = db.Key, len(db.Entries)
+			key, entries, head = db.Key, len(db.Entries), db.Head
 		}
 		wantKey, wantEntries := map[string]string{dom: "dc1|dc=example,dc=com|(objectClass=*)|standard", other: "other key"}[d], 0
+		var wantHead []byte
 		if d == dom {
-			wantEntries = 3 << 20
+			wantEntries, wantHead = 3<<20, []byte("v1\x00\xff head")
 		}
-		if key != wantKey || entries != wantEntries {
-			t.Errorf("directory state of %s in the target: key %q, %d bytes of entries; want %q, %d bytes", d, key, entries, wantKey, wantEntries)
+		if key != wantKey || entries != wantEntries || !bytes.Equal(head, wantHead) {
+			t.Errorf("directory state of %s in the target: key %q, %d bytes of entries, head %q; want %q, %d bytes, %q",
+				d, key, entries, head, wantKey, wantEntries, wantHead)
 		}
 		ha, err1 := src.SettingsHistory(ctx, d)
 		hb, err2 := dst.SettingsHistory(ctx, d)

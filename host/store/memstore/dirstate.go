@@ -9,9 +9,21 @@ import (
 
 // DirState returns a copy of the directory state that the domain's last
 // applied run left; nil (and no error) when there is none or the domain is
-// unknown. An empty cookie or entries reads back nil, as the SQL stores
-// give them.
+// unknown. An empty cookie, entries or head reads back nil, as the SQL
+// stores give them.
 func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, error) {
+	return s.dirState(ctx, domain, true)
+}
+
+// DirStateHead is DirState without the entries (nil): it does not copy
+// them.
+func (s *Store) DirStateHead(ctx context.Context, domain string) (*store.DirState, error) {
+	return s.dirState(ctx, domain, false)
+}
+
+// dirState copies the directory state of domain, its entries only if
+// withEntries.
+func (s *Store) dirState(ctx context.Context, domain string, withEntries bool) (*store.DirState, error) {
 	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
@@ -24,7 +36,14 @@ func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, e
 	if ds == nil {
 		return nil, nil
 	}
-	c := copyDirState(ds)
+	var c *store.DirState
+	if withEntries {
+		c = copyDirState(ds)
+	} else {
+		head := *ds
+		head.Entries = nil
+		c = copyDirState(&head)
+	}
 	c.Generation = s.domain(domain).generation
 	return c, nil
 }
@@ -33,7 +52,7 @@ func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, e
 // caller's or the store's. Empty byte slices become nil.
 func copyDirState(ds *store.DirState) *store.DirState {
 	c := *ds
-	c.Cookie, c.Entries = cloneBytes(ds.Cookie), cloneBytes(ds.Entries)
+	c.Cookie, c.Head, c.Entries = cloneBytes(ds.Cookie), cloneBytes(ds.Head), cloneBytes(ds.Entries)
 	return &c
 }
 

@@ -12,17 +12,33 @@ import (
 
 // DirState returns the directory state that the domain's last applied run
 // left; nil (and no error) when there is none or the domain is unknown. An
-// empty cookie or entries reads back nil; FullAt is in UTC, to the
+// empty cookie, entries or head reads back nil; FullAt is in UTC, to the
 // microsecond.
 func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, error) {
+	return s.dirState(ctx, domain, true)
+}
+
+// DirStateHead is DirState without the entries: it does not read the
+// entries column (nor its TOAST chunks).
+func (s *Store) DirStateHead(ctx context.Context, domain string) (*store.DirState, error) {
+	return s.dirState(ctx, domain, false)
+}
+
+// dirState reads the directory state of domain, its entries only if
+// withEntries.
+func (s *Store) dirState(ctx context.Context, domain string, withEntries bool) (*store.DirState, error) {
 	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
+	entriesCol := "NULL::bytea"
+	if withEntries {
+		entriesCol = "s.entries"
+	}
 	var ds store.DirState
-	err = s.pool.QueryRow(ctx, `SELECT s.key, s.cookie, s.full_at, s.entries, d.generation
+	err = s.pool.QueryRow(ctx, `SELECT s.key, s.cookie, s.full_at, s.head, `+entriesCol+`, d.generation
 		FROM dir_state s JOIN domains d ON d.name = s.domain WHERE s.domain = $1`, domain).
-		Scan(&ds.Key, &ds.Cookie, &ds.FullAt, &ds.Entries, &ds.Generation)
+		Scan(&ds.Key, &ds.Cookie, &ds.FullAt, &ds.Head, &ds.Entries, &ds.Generation)
 	if errors.Is(err, pgx.ErrNoRows) {
 		return nil, nil
 	}
@@ -31,6 +47,9 @@ func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, e
 	}
 	if len(ds.Cookie) == 0 {
 		ds.Cookie = nil
+	}
+	if len(ds.Head) == 0 {
+		ds.Head = nil
 	}
 	if len(ds.Entries) == 0 {
 		ds.Entries = nil
@@ -49,10 +68,11 @@ func writeDirState(ctx context.Context, tx pgx.Tx, domain string, ds *store.DirS
 		return nil
 	}
 	_, err := tx.Exec(ctx, `
-		INSERT INTO dir_state (domain, key, cookie, full_at, entries) VALUES ($1, $2, $3, $4, $5)
+		INSERT INTO dir_state (domain, key, cookie, full_at, head, entries) VALUES ($1, $2, $3, $4, $5, $6)
 		ON CONFLICT (domain) DO UPDATE SET
-			key = excluded.key, cookie = excluded.cookie, full_at = excluded.full_at, entries = excluded.entries`,
-		domain, ds.Key, byteaOrNull(ds.Cookie), ds.FullAt, byteaOrNull(ds.Entries))
+			key = excluded.key, cookie = excluded.cookie, full_at = excluded.full_at,
+			head = excluded.head, entries = excluded.entries`,
+		domain, ds.Key, byteaOrNull(ds.Cookie), ds.FullAt, byteaOrNull(ds.Head), byteaOrNull(ds.Entries))
 	if err != nil {
 		return fmt.Errorf("write the directory state: %w", err)
 	}

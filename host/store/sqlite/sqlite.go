@@ -291,12 +291,14 @@ ALTER TABLE runs ADD COLUMN change_count INTEGER NOT NULL DEFAULT 0;
 	`
 -- One row per domain: store.DirState, replaced by every Apply (see
 -- writeDirState). A table with rowids, not WITHOUT ROWID: entries may be
--- tens of megabytes.
+-- tens of megabytes. entries comes last: the columns before it are read
+-- without its overflow pages (DirStateHead).
 CREATE TABLE dir_state (
 	domain  TEXT PRIMARY KEY REFERENCES domains(name),
 	key     TEXT NOT NULL,
 	cookie  BLOB,          -- NULL if empty
 	full_at TEXT NOT NULL, -- UTC, fixed width, like run times
+	head    BLOB,          -- the host's summary of entries, kept as given; NULL if empty
 	entries BLOB           -- the host's encoding, kept as given; NULL if empty
 );
 

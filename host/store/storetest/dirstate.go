@@ -10,13 +10,17 @@ import (
 	"github.com/dirsync/dirsync/host/store"
 )
 
-// dirState is a directory state with entries of n bytes, made from seed
-// (zero bytes and every other value among them).
+// dirState is a directory state with entries of n bytes and a head of 100,
+// made from seed (zero bytes and every other value among them).
 func dirState(key string, seed uint64, n int) *store.DirState {
 	entries := make([]byte, n)
 	r := rand.New(rand.NewPCG(seed, 1))
 	for i := range entries {
 		entries[i] = byte(r.Uint32())
+	}
+	head := []byte{0, 0xff, '\n'}
+	for len(head) < 100 {
+		head = append(head, byte(r.Uint32()))
 	}
 	return &store.DirState{
 		Key:    key,
@@ -25,6 +29,7 @@ func dirState(key string, seed uint64, n int) *store.DirState {
 		// to the microsecond at least, in any zone.
 		FullAt:  time.Date(2025, 3, 1, 11, 0, 0, 123456789, time.FixedZone("CET", 3600)),
 		Entries: entries,
+		Head:    head,
 	}
 }
 
@@ -48,9 +53,9 @@ func getState(t *testing.T, s store.Store, domain string) *store.DirState {
 	return ds
 }
 
-// wantState checks that got is want: the key, the bytes (an empty cookie
-// or entries may read back nil or empty) and the instant of FullAt to the
-// microsecond.
+// wantState checks that got is want: the key, the bytes (an empty cookie,
+// entries or head may read back nil or empty) and the instant of FullAt to
+// the microsecond.
 func wantState(t *testing.T, what string, got, want *store.DirState) {
 	t.Helper()
 	switch {
@@ -69,6 +74,9 @@ func wantState(t *testing.T, what string, got, want *store.DirState) {
 	if !bytes.Equal(got.Cookie, want.Cookie) {
 		t.Errorf("%s: cookie %q, want %q", what, got.Cookie, want.Cookie)
 	}
+	if !bytes.Equal(got.Head, want.Head) {
+		t.Errorf("%s: head %q, want %q", what, got.Head, want.Head)
+	}
 	if d := got.FullAt.Sub(want.FullAt).Abs(); d >= time.Microsecond {
 		t.Errorf("%s: full at %v, want %v (%v apart)", what, got.FullAt, want.FullAt, d)
 	}
@@ -85,7 +93,7 @@ func wantState(t *testing.T, what string, got, want *store.DirState) {
 // changed after.
 func cloneState(ds *store.DirState) *store.DirState {
 	c := *ds
-	c.Cookie, c.Entries = bytes.Clone(ds.Cookie), bytes.Clone(ds.Entries)
+	c.Cookie, c.Entries, c.Head = bytes.Clone(ds.Cookie), bytes.Clone(ds.Entries), bytes.Clone(ds.Head)
 	return &c
 }
 
@@ -104,12 +112,14 @@ func testDirStateRoundTrip(t *testing.T, s store.Store) {
 	applyState(t, s, domain, given, create("guid-a", "alice@example.com", nil))
 	// The caller may reuse its slices once Apply returns.
 	given.Cookie[0], given.Entries[0], given.Entries[len(given.Entries)-1] = 'x', ^given.Entries[0], ^given.Entries[len(given.Entries)-1]
+	given.Head[0], given.Head[len(given.Head)-1] = 'h', ^given.Head[len(given.Head)-1]
 	got := getState(t, s, "EXAMPLE.Com")
 	wantState(t, "after Apply", got, want)
 	// Nor does the caller's change of what it read reach the store.
 	if got != nil && len(got.Entries) > 0 {
 		got.Entries[0] ^= 0xff
 		got.Cookie[0] = 'y'
+		got.Head[0] = 'z'
 		wantState(t, "after changing what DirState returned", getState(t, s, domain), want)
 	}
 
@@ -122,11 +132,126 @@ func testDirStateRoundTrip(t *testing.T, s store.Store) {
 	wantState(t, domain+" after an Apply to "+otherDomain, getState(t, s, domain), want)
 
 	// The next Apply replaces it: a delta's state, with an empty cookie
-	// and no entries.
-	next := &store.DirState{Key: "next key", Cookie: []byte{}, FullAt: time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)}
+	// and head and no entries.
+	next := &store.DirState{Key: "next key", Cookie: []byte{}, Head: []byte{}, FullAt: time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)}
 	applyState(t, s, domain, next)
 	wantState(t, "after a second Apply", getState(t, s, domain), next)
 	wantState(t, otherDomain+" after a second Apply to "+domain, getState(t, s, otherDomain), other)
+
+	// A head without entries, and entries without a head.
+	headOnly := &store.DirState{Key: "head only", Head: []byte("\x00summary\xff"), FullAt: time.Date(2025, 3, 3, 0, 0, 0, 0, time.UTC)}
+	applyState(t, s, domain, headOnly)
+	wantState(t, "a head without entries", getState(t, s, domain), headOnly)
+	entriesOnly := dirState("entries only", 8, 3000)
+	entriesOnly.Head = nil
+	applyState(t, s, domain, entriesOnly)
+	wantState(t, "entries without a head", getState(t, s, domain), entriesOnly)
+}
+
+// getHead reads the directory state of domain with DirStateHead.
+func getHead(t *testing.T, s store.Store, domain string) *store.DirState {
+	t.Helper()
+	ds, err := s.DirStateHead(t.Context(), domain)
+	if err != nil {
+		t.Fatalf("DirStateHead(%s): %v", domain, err)
+	}
+	return ds
+}
+
+// wantHead checks that got, what DirStateHead read, is full, what DirState
+// read, field for field, but for Entries, which must be nil.
+func wantHead(t *testing.T, what string, got, full *store.DirState) {
+	t.Helper()
+	switch {
+	case full == nil && got == nil:
+		return
+	case full == nil:
+		t.Errorf("%s: DirStateHead = key %q, DirState none", what, got.Key)
+		return
+	case got == nil:
+		t.Errorf("%s: DirStateHead = none, DirState key %q", what, full.Key)
+		return
+	}
+	if got.Key != full.Key {
+		t.Errorf("%s: DirStateHead key %q, DirState %q", what, got.Key, full.Key)
+	}
+	if !bytes.Equal(got.Cookie, full.Cookie) {
+		t.Errorf("%s: DirStateHead cookie %q, DirState %q", what, got.Cookie, full.Cookie)
+	}
+	if !got.FullAt.Equal(full.FullAt) {
+		t.Errorf("%s: DirStateHead full at %v, DirState %v", what, got.FullAt, full.FullAt)
+	}
+	if !bytes.Equal(got.Head, full.Head) {
+		t.Errorf("%s: DirStateHead head %q, DirState %q", what, got.Head, full.Head)
+	}
+	if got.Entries != nil {
+		t.Errorf("%s: DirStateHead read %d bytes of entries, want nil", what, len(got.Entries))
+	}
+	if got.Generation != full.Generation {
+		t.Errorf("%s: DirStateHead generation %d, DirState %d", what, got.Generation, full.Generation)
+	}
+}
+
+// testDirStateHead: DirStateHead reads what DirState does but the entries,
+// the generation as it fills it; none for a domain without state or
+// unknown; the domain's name in any case.
+func testDirStateHead(t *testing.T, s store.Store) {
+	ctx := t.Context()
+	wantHead(t, "a domain the store does not know", getHead(t, s, "unknown.example.net"), nil)
+	if err := s.EnsureDomain(ctx, domain); err != nil {
+		t.Fatal(err)
+	}
+	wantHead(t, "a domain without state", getHead(t, s, domain), nil)
+
+	given := dirState("ldap://dc1.example.com|dc=example,dc=com|(objectClass=user)|standard@1", 11, 2<<20)
+	want := cloneState(given)
+	applyState(t, s, domain, given, create("guid-a", "alice@example.com", nil))
+	full := getState(t, s, domain)
+	wantState(t, "DirState after Apply", full, want)
+	head := getHead(t, s, "EXAMPLE.Com")
+	wantHead(t, "after Apply", head, full)
+	if head != nil && full != nil {
+		if !bytes.Equal(head.Head, want.Head) || len(head.Head) == 0 {
+			t.Errorf("after Apply: DirStateHead head %q, want %q", head.Head, want.Head)
+		}
+		if head.Generation == 0 || head.Generation != snapshot(t, s, domain).Generation {
+			t.Errorf("after Apply: DirStateHead generation %d, Snapshot %d", head.Generation, snapshot(t, s, domain).Generation)
+		}
+		// The caller's change of what it read does not reach the store.
+		head.Head[0] ^= 0xff
+		head.Cookie[0] = 'y'
+		wantHead(t, "after changing what DirStateHead returned", getHead(t, s, domain), full)
+	}
+
+	// A hand-made change moves the generation both read.
+	if err := s.AddGroup(ctx, domain, "Sales"); err != nil {
+		t.Fatal(err)
+	}
+	full = getState(t, s, domain)
+	head = getHead(t, s, domain)
+	wantHead(t, "after a hand-made change", head, full)
+	if head != nil && head.Generation != snapshot(t, s, domain).Generation {
+		t.Errorf("after a hand-made change: DirStateHead generation %d, Snapshot %d", head.Generation, snapshot(t, s, domain).Generation)
+	}
+
+	// Per domain: another domain has none, then its own.
+	wantHead(t, otherDomain+" before its Apply", getHead(t, s, otherDomain), nil)
+	other := dirState("other key", 12, 1000)
+	applyState(t, s, otherDomain, other)
+	wantHead(t, otherDomain, getHead(t, s, otherDomain), getState(t, s, otherDomain))
+	wantState(t, otherDomain+" by DirStateHead", getHead(t, s, otherDomain), &store.DirState{Key: other.Key, Cookie: other.Cookie, FullAt: other.FullAt, Head: other.Head})
+
+	// An empty cookie and head, no entries: nil or empty, as DirState.
+	next := &store.DirState{Key: "next key", Cookie: []byte{}, Head: []byte{}, FullAt: time.Date(2025, 3, 2, 0, 0, 0, 0, time.UTC)}
+	applyState(t, s, domain, next)
+	head = getHead(t, s, domain)
+	wantHead(t, "an empty state", head, getState(t, s, domain))
+	wantState(t, "an empty state by DirStateHead", head, next)
+
+	// An Apply without state deletes it.
+	applyState(t, s, domain, nil)
+	wantHead(t, "after an Apply without state", getHead(t, s, domain), nil)
+	wantHead(t, otherDomain+" after an Apply without state to "+domain, getHead(t, s, otherDomain), getState(t, s, otherDomain))
 }
 
 func testDirStateApplyNilDeletes(t *testing.T, s store.Store) {

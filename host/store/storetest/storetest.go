@@ -81,6 +81,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DirStateFailedApplyKeepsIt", testDirStateFailedApplyKeeps},
 		{"DirStateRecordRunStartRunIgnoreIt", testDirStateRunWritersIgnore},
 		{"DirStateGeneration", testDirStateGeneration},
+		{"DirStateHead", testDirStateHead},
 		{"PruneRunsKeepsRunningAndRecent", testPruneRuns},
 		{"SettingsVersionsNumberedPerDomain", testSettingsVersions},
 		{"PutSettingsStaleExpectConflicts", testSettingsConflict},

@@ -298,7 +298,7 @@ func (m *measures) problem(format string, a ...any) {
 }
 
 var (
-	reDelta  = regexp.MustCompile(`read as a delta \((\d+) changed, (\d+) gone`)
+	reDelta  = regexp.MustCompile(`read as a delta(?: \((\d+) changed, (\d+) gone|(: nothing changed))`)
 	reRead   = regexp.MustCompile(`: (\d+) entries(?: read;|, read as a delta)`)
 	reCounts = regexp.MustCompile(`created (\d+), updated (\d+), deleted (\d+)`)
 )
@@ -342,6 +342,9 @@ func (m *measures) syncs(ctx context.Context, rt, config string, round int, floo
 		read := "read full"
 		if dm := reDelta.FindStringSubmatch(out); dm != nil {
 			read = fmt.Sprintf("read delta (%s changed, %s gone)", dm[1], dm[2])
+			if dm[3] != "" {
+				read = "read delta (nothing changed: the short path)"
+			}
 		}
 		if rm := reRead.FindStringSubmatch(out); rm != nil {
 			read += ", " + rm[1] + " entries"
@@ -355,11 +358,11 @@ func (m *measures) syncs(ctx context.Context, rt, config string, round int, floo
 		switch what {
 		case kDelta, kChanged:
 			if !strings.HasPrefix(read, "read delta") {
-				m.problem("%s round %d, %s: the run read in full, not a delta", rt, round, label)
+				m.problem("%s round %d, %s: the report does not say it read a delta; its output ends:\n%s", rt, round, label, tail(out, 3))
 			}
 		case kFirst, kFull, kFullNoCache:
 			if strings.HasPrefix(read, "read delta") {
-				m.problem("%s round %d, %s: the run read a delta, not in full", rt, round, label)
+				m.problem("%s round %d, %s: the run read a delta, not in full; its output ends:\n%s", rt, round, label, tail(out, 3))
 			}
 		}
 		if what == kChanged {

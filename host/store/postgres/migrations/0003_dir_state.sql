@@ -10,6 +10,7 @@ CREATE TABLE dir_state (
 	key     text NOT NULL,
 	cookie  bytea,                -- NULL if empty
 	full_at timestamptz NOT NULL, -- when the last full read started
+	head    bytea,                -- the host's summary of entries, kept byte for byte; NULL if empty
 	entries bytea                 -- the host's encoding, kept byte for byte; NULL if empty
 );
 
