@@ -122,6 +122,24 @@ func TestDeltaEqualsFull(t *testing.T) {
 			}
 			return nil
 		}},
+		{"base DN narrowed to ou=People", func() error {
+			for _, e := range []*env{full, delta} {
+				b, err := os.ReadFile(e.config)
+				if err != nil {
+					return err
+				}
+				e.write("dirsync.toml", strings.Replace(string(b), `base_dn       = "dc=example,dc=com"`, `base_dn       = "`+people+`"`, 1))
+			}
+			return nil
+		}},
+		{"move out of the base", func() error {
+			c, err := srv.Dial()
+			if err != nil {
+				return err
+			}
+			defer c.Close()
+			return c.ModifyDN(ldap.NewModifyDNRequest("cn=Frank Fischer,"+people, "cn=Frank Fischer", true, "ou=Folders,dc=example,dc=com"))
+		}},
 	}
 	for i, step := range steps {
 		if step.change != nil {
@@ -133,8 +151,8 @@ func TestDeltaEqualsFull(t *testing.T) {
 			t.Errorf("%s: sync --full read %q", step.name, got)
 		}
 		wantRead := "delta"
-		if i == 0 || step.name == "a hand-made group now matches" {
-			wantRead = "full" // no state yet; the gateway groups changed
+		if i == 0 || step.name == "a hand-made group now matches" || strings.HasPrefix(step.name, "base DN") {
+			wantRead = "full" // no state yet; the gateway groups or the base changed
 		}
 		if got := delta.syncRead(); got != wantRead {
 			t.Errorf("%s: sync read %q, want %q", step.name, got, wantRead)
@@ -144,7 +162,10 @@ func TestDeltaEqualsFull(t *testing.T) {
 		}
 	}
 	m := delta.mailboxes()
-	if _, ok := m["judy@example.com"]; !ok || len(m) != 9 {
+	if _, ok := m["frank@example.com"]; ok {
+		t.Error("frank's mailbox survived his move out of the base")
+	}
+	if _, ok := m["judy@example.com"]; !ok || len(m) != 7 {
 		t.Errorf("mailboxes after the steps: %v", m)
 	}
 	if _, ok := m["dave@example.com"]; ok {
