@@ -521,17 +521,17 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 	case rep.Mode != "sync":
 		verb = rep.Mode
 	}
-	if rep.Unchanged {
+	switch {
+	case rep.Unchanged:
 		fmt.Fprintf(w, "\n%s %s: %d entries, read as a delta: nothing changed in the directory or the store since the last sync", rep.Domain, verb, k.Entries)
 		if rep.Server != "" {
 			fmt.Fprintf(w, " (server %s, %s)", rep.Server, rep.Timings.Total.Round(time.Millisecond))
 		}
 		fmt.Fprintln(w)
-		return err
-	}
-	if rep.Read == store.ReadDelta {
+		return emptyNote(w, rep, err)
+	case rep.Read == store.ReadDelta:
 		fmt.Fprintf(w, "\n%s %s: %d entries, read as a delta (%d changed, %d gone since the last sync); ", rep.Domain, verb, k.Entries, k.Changed, k.Gone)
-	} else {
+	default:
 		fmt.Fprintf(w, "\n%s %s: %d entries read; ", rep.Domain, verb, k.Entries)
 	}
 	if i := rep.Intended; i != nil {
@@ -563,9 +563,14 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 	if err == nil && rep.Error != "" {
 		fmt.Fprintf(w, "note: %s\n", rep.Error)
 	}
-	if err == nil && rep.Error == "" && k.Entries == 0 && rep.Filter != "" {
-		// Nothing to stop (the store holds no mailbox of the directory),
-		// but most likely not what was meant.
+	return emptyNote(w, rep, err)
+}
+
+// emptyNote notes a run that read no entry and passes err on: nothing to
+// stop (the store holds no mailbox of the directory), but most likely not
+// what was meant.
+func emptyNote(w io.Writer, rep *host.Report, err error) error {
+	if err == nil && rep.Error == "" && rep.Counts.Entries == 0 && rep.Filter != "" {
 		fmt.Fprintf(w, "note: %s\n", guard.EmptyRead(0, rep.Filter, rep.BaseDN))
 	}
 	return err

@@ -51,7 +51,7 @@ dirsync_changes_total{domain="example.com",kind="deleted"} 2
 dirsync_changes_total{domain="example.com",kind="memberships_added"} 10
 dirsync_changes_total{domain="example.com",kind="memberships_removed"} 8
 dirsync_changes_total{domain="example.com",kind="updated"} 4
-# HELP dirsync_entries_read_total Directory entries sync runs read, by domain.
+# HELP dirsync_entries_read_total Directory entries sync runs read, by domain (of a delta run, the changed entries it read).
 # TYPE dirsync_entries_read_total counter
 dirsync_entries_read_total{domain="example.com"} 80
 # HELP dirsync_runs_total Sync runs ended, by domain and outcome (ok, failed, stopped, cancelled; busy: the domain was held by another run).
@@ -135,7 +135,7 @@ dirsync_runs_total{domain="example.com",outcome="busy"} 1
 dirsync_runs_total{domain="example.com",outcome="cancelled"} 1
 dirsync_runs_total{domain="example.com",outcome="failed"} 1
 dirsync_runs_total{domain="example.com",outcome="stopped"} 3
-# HELP dirsync_entries_read_total Directory entries sync runs read, by domain.
+# HELP dirsync_entries_read_total Directory entries sync runs read, by domain (of a delta run, the changed entries it read).
 # TYPE dirsync_entries_read_total counter
 dirsync_entries_read_total{domain="example.com"} 50
 `
