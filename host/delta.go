@@ -165,7 +165,7 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 	if full == nil || !bytes.Equal(full.Cookie, st.Cookie) {
 		return fmt.Errorf("%w: the kept state changed while the delta was read", errFullRead)
 	}
-	return h.patch(ctx, d, rep, in, full, ch, cache)
+	return h.patch(ctx, d, rep, in, full, nil, ch, cache)
 }
 
 // unchangedDelta reports whether a delta changes nothing that a run would
@@ -214,10 +214,15 @@ type dirChanges struct {
 // patch maps the changed entries and patches them into the kept state st,
 // which becomes in's entries. errFullRead (wrapped) when the changes do
 // not fit the state.
-func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, ch *dirChanges, cache *mapcache.Cache) error {
-	prev, err := dirstate.Decode(st.Entries)
-	if err != nil {
-		return fmt.Errorf("%w: %v", errFullRead, err)
+//
+// prev, when not nil, is st's entries decoded already (a live search keeps
+// them from its last batch); else they are decoded from st.Entries.
+func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, prev *dirstate.State, ch *dirChanges, cache *mapcache.Cache) error {
+	if prev == nil {
+		var err error
+		if prev, err = dirstate.Decode(st.Entries); err != nil {
+			return fmt.Errorf("%w: %v", errFullRead, err)
+		}
 	}
 	delta := &dirstate.Delta{Deleted: ch.deleted, PresentPhase: ch.presentPhase, Present: ch.present}
 	for i := 0; i < len(ch.entries); i += batchSize {

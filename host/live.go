@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/dirstate"
 	"github.com/dirsync/dirsync/host/internal/ldapfetch"
 	"github.com/dirsync/dirsync/host/internal/mapcache"
 	"github.com/dirsync/dirsync/host/store"
@@ -167,7 +168,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions) error
 				if err := h.liveFlush(ctx, d.Name, b, o); err != nil {
 					return err
 				}
-				b, first, timer = newLiveBatch(b.next()), time.Time{}, nil
+				b, first, timer = b.following(), time.Time{}, nil
 				continue
 			}
 			timer = time.After(min(o.Quiet, time.Until(first.Add(o.MaxDelay))))
@@ -179,7 +180,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions) error
 			if err := h.liveFlush(ctx, d.Name, b, o); err != nil {
 				return err
 			}
-			b, first, timer = newLiveBatch(b.next()), time.Time{}, nil
+			b, first, timer = b.following(), time.Time{}, nil
 		}
 	}
 }
@@ -230,6 +231,8 @@ func (h *Host) liveFlush(ctx context.Context, domain string, b *liveBatch, o Liv
 type liveBatch struct {
 	base         []byte          // the kept cookie the events follow
 	state        *store.DirState // the kept state's head, as the run's lease found it
+	prev         *dirstate.State // the kept entries, decoded, when the last batch left them
+	next         *dirstate.State // the entries this batch leaves once applied
 	cookie       []byte          // the cookie after them; nil: none given yet
 	entries      []sdk.Entry
 	index        map[string]int // key → its entry in entries
@@ -277,14 +280,22 @@ func (b *liveBatch) empty() bool {
 	return len(b.entries) == 0 && len(b.deleted) == 0 && !b.presentPhase
 }
 
-// next is the base of the batch after this one: the kept cookie after it,
-// which is its cookie once a run applied it, else its own base (a batch
-// with nothing to apply is not run; its events carry on in the next).
-func (b *liveBatch) next() []byte {
-	if b.applied && b.cookie != nil {
-		return b.cookie
+// following is the batch after this one. It follows the kept cookie after
+// this one: its cookie once a run applied it, else its own base (a batch
+// with nothing to apply is not run; its events carry on in the next), with
+// the entries that go with it when known.
+func (b *liveBatch) following() *liveBatch {
+	if !b.applied {
+		n := newLiveBatch(b.base)
+		n.prev = b.prev
+		return n
 	}
-	return b.base
+	n := newLiveBatch(b.base)
+	if b.cookie != nil {
+		n = newLiveBatch(b.cookie)
+	}
+	n.prev = b.next
+	return n
 }
 
 // changes are the batch as the changes a delta run patches in.
@@ -308,14 +319,19 @@ func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in 
 	if b.state == nil || b.state.Key != in.stateKey {
 		return &stageError{"fetch", errLiveStale}
 	}
-	st, err := h.store.DirState(ctx, d.Name) // under the lease: as its check found it
-	if err != nil {
-		return &stageError{"store", err}
+	// The entries the last batch left, which the kept state's cookie
+	// (checked under the lease) says are still the kept ones; else read.
+	st, prev := b.state, b.prev
+	if prev == nil {
+		var err error
+		if st, err = h.store.DirState(ctx, d.Name); err != nil {
+			return &stageError{"store", err}
+		}
+		if st == nil {
+			return &stageError{"fetch", errLiveStale}
+		}
 	}
-	if st == nil {
-		return &stageError{"fetch", errLiveStale}
-	}
-	if err := h.patch(ctx, d, rep, in, st, b.changes(), cache); err != nil {
+	if err := h.patch(ctx, d, rep, in, st, prev, b.changes(), cache); err != nil {
 		if errors.Is(err, errFullRead) {
 			return &stageError{"fetch", fmt.Errorf("%w (%v)", errLiveStale, err)}
 		}
@@ -324,5 +340,8 @@ func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in 
 	// The batch's cookie is kept even when nothing it read changes what
 	// the run decides: the next batch follows it.
 	in.unchanged = false
+	// What the next batch patches, if this one applies. (Nothing in a run
+	// changes the intents it decides on.)
+	b.next = &dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents}
 	return nil
 }

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"syscall"
@@ -302,6 +303,23 @@ func TestServeLive(t *testing.T) {
 	add("Judy Jones", "judy@example.com")
 	p.eventually(5*time.Second, "judy's mailbox, live", has("judy@example.com"))
 	t.Logf("a new entry was in the store %v after ldapadd returned", time.Since(t0).Round(time.Millisecond))
+	// A membership, and a rename of a member (the group's member value
+	// follows it in slapd, unsent).
+	req := ldap.NewModifyRequest("cn=Sales,ou=Groups,dc=example,dc=com", nil)
+	req.Add("member", []string{"cn=Judy Jones," + people})
+	if err := e.srv.Modify(req); err != nil {
+		t.Fatal(err)
+	}
+	p.eventually(5*time.Second, "judy in Sales, live", func() bool { return slices.Contains(e.mailboxes()["judy@example.com"].Groups, "Sales") })
+	c, err := e.srv.Dial()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := c.ModifyDN(ldap.NewModifyDNRequest("cn=Alice Anders,"+people, "cn=Alice Smith", true, "")); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	p.eventually(5*time.Second, "alice's new DN, live", func() bool { return strings.HasPrefix(e.mailboxes()["alice@example.com"].DN, "cn=Alice Smith") })
 
 	// Under the limit (max_deletes = 1): applied.
 	if err := e.srv.Delete("cn=Bob Brown," + people); err != nil {
@@ -376,6 +394,18 @@ func TestServeLive(t *testing.T) {
 		t.Errorf("creates: %v", created)
 	}
 	p.stop(syscall.SIGTERM)
+
+	// What the live batches left is what a full read gives.
+	var full struct {
+		Read   string       `json:"read"`
+		Counts store.Counts `json:"counts"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("sync", "--domain", "example.com", "--full", "--json")), &full); err != nil {
+		t.Fatal(err)
+	}
+	if k := full.Counts; full.Read != "full" || k.Created+k.Updated+k.Deleted+k.Adopted+k.MembersAdded+k.MembersRemoved != 0 {
+		t.Errorf("a full read after the live batches changed something: %+v", full)
+	}
 }
 
 // TestDeltaAfterAConflict: a run that left a conflict (an address owned
