@@ -55,9 +55,12 @@ serve-demo: deps-ldap build
 
 # Reads N users (default 100000) with ldapsearch and syncs them with dirsync
 # and each policy runtime into SQLite, and with the builtin one into a
-# throwaway PostgreSQL, ROUNDS (default 3) times.
+# throwaway PostgreSQL, ROUNDS (default 3) times: first sync, unchanged full
+# and delta resyncs, a delta after 1,000 users changed, and (builtin, wasm)
+# the latency of live changes through dirsync serve. RUNTIMES=builtin,wasm
+# picks runtimes; BENCH_FLAGS passes more flags to the bench program.
 bench: deps-ldap-pg build
-	N=$(N) ROUNDS=$(ROUNDS) bash scripts/bench.sh
+	N=$(N) ROUNDS=$(ROUNDS) RUNTIMES=$(RUNTIMES) BENCH_FLAGS='$(BENCH_FLAGS)' bash scripts/bench.sh
 
 # Three dirsync serve replicas on one throwaway PostgreSQL and the sample
 # slapd: which replica runs each run, and a takeover after one is killed.
