@@ -72,9 +72,10 @@ func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
 		o.MaxBatch = DefaultLiveMaxBatch
 	}
 	backoff := liveBackoffMin
+	var refused time.Time // when the directory last refused the cookie
 	for {
 		start := time.Now()
-		err := h.liveOnce(ctx, domain, o)
+		err := h.liveOnce(ctx, domain, o, &refused)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -97,8 +98,10 @@ func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
 	}
 }
 
-// liveOnce runs one live search until it fails.
-func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions) error {
+// liveOnce runs one live search until it fails. refused is when the
+// directory last refused the kept cookie (a full run follows, unless it was
+// a moment ago).
+func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refused *time.Time) error {
 	r, err := h.resolve(ctx, domain)
 	if err != nil {
 		return err
@@ -150,7 +153,13 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions) error
 		select {
 		case err := <-readErr:
 			if errors.Is(err, ldapfetch.ErrRefreshRequired) {
-				h.log.Warn("the directory refused the live search's cookie; syncing in full", "domain", d.Name)
+				if time.Since(*refused) < time.Minute {
+					// Refused again right after a full read's fresh cookie:
+					// reading in full again would only load the directory.
+					return fmt.Errorf("the directory refused the live search's cookie again, a moment after a full read: %w", err)
+				}
+				*refused = time.Now()
+				h.log.Warn("the directory refused the live search's cookie; syncing in full", "domain", d.Name, "err", err)
 				_, err = h.Run(ctx, d.Name, RunOptions{Full: true, Wait: time.Minute})
 				if err == nil {
 					return errLiveStale

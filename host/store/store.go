@@ -230,7 +230,7 @@ type DirState struct {
 	// FullAt is when the last full read of the state started.
 	FullAt time.Time
 	// Entries is the host's encoding of the entries read: opaque to the
-	// store, and large (about 200 bytes an entry).
+	// store, and large (about 350 bytes an entry).
 	Entries []byte
 	// Head is a small part of the host's encoding (its summary of
 	// Entries), kept as given and readable without Entries
