@@ -136,7 +136,8 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 	lctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 	go func() {
-		err := ldapfetch.Persist(lctx, h.fetchConfig(d, creds), fresp.Filter, p.Info().Attributes, st.Cookie, func(ev ldapfetch.SyncEvent) error {
+		// The kept cookie without its kind (an RFC 4533 one: liveState).
+		err := ldapfetch.Persist(lctx, h.fetchConfig(d, creds), fresp.Filter, p.Info().Attributes, st.Cookie[1:], func(ev ldapfetch.SyncEvent) error {
 			select {
 			case events <- ev:
 				return nil
@@ -202,7 +203,10 @@ func (h *Host) liveState(ctx context.Context, r *resolved, p interface{ Info() s
 		if err != nil {
 			return nil, err
 		}
-		if st != nil && len(st.Cookie) > 0 {
+		if st != nil && len(st.Cookie) > 1 {
+			if st.Cookie[0] != cookieSyncrepl {
+				return nil, fmt.Errorf("%w: the directory tells changes by polling only (Active Directory: DirSync or uSNChanged), not as they happen; scheduled runs read its deltas", ErrNotLive)
+			}
 			return st, nil
 		}
 		if attempt > 0 {
@@ -279,7 +283,7 @@ func (b *liveBatch) add(ev ldapfetch.SyncEvent) {
 		b.presentPhase = ev.PresentPhase
 	}
 	if ev.Cookie != nil {
-		b.cookie = ev.Cookie
+		b.cookie = kindCookie(cookieSyncrepl, ev.Cookie)
 	}
 }
 

@@ -394,8 +394,15 @@ func TestServeLive(t *testing.T) {
 		t.Errorf("creates: %v", created)
 	}
 	p.stop(syscall.SIGTERM)
+	if strings.Contains(p.log.String(), "refused the live search's cookie") {
+		t.Error("the directory refused a cookie the live search kept")
+	}
 
-	// What the live batches left is what a full read gives.
+	// The live batches kept a cookie the next scheduled run reads a delta
+	// from, and what they left is what a full read gives.
+	if got := e.syncRead(); got != "delta" {
+		t.Errorf("a sync after the live batches read %q", got)
+	}
 	var full struct {
 		Read   string       `json:"read"`
 		Counts store.Counts `json:"counts"`
