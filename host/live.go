@@ -122,7 +122,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 	if err != nil {
 		return err
 	}
-	st, err := h.liveState(ctx, r, p)
+	st, err := h.liveState(ctx, r)
 	if err != nil {
 		return err
 	}
@@ -147,7 +147,12 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 		})
 		readErr <- err
 	}()
-	b := newLiveBatch(st.Cookie)
+	return h.liveEvents(ctx, d.Name, newLiveBatch(st.Cookie), events, readErr, o, refused)
+}
+
+// liveEvents gathers the live search's events into batches and applies
+// each (liveFlush) until the search ends with readErr.
+func (h *Host) liveEvents(ctx context.Context, domain string, b *liveBatch, events <-chan ldapfetch.SyncEvent, readErr <-chan error, o LiveOptions, refused *time.Time) error {
 	var first, last time.Time
 	var timer <-chan time.Time
 	for {
@@ -160,8 +165,8 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 					return fmt.Errorf("the directory refused the live search's cookie again, a moment after a full read: %w", err)
 				}
 				*refused = time.Now()
-				h.log.Warn("the directory refused the live search's cookie; syncing in full", "domain", d.Name, "err", err)
-				_, err = h.Run(ctx, d.Name, RunOptions{Full: true, Wait: time.Minute})
+				h.log.Warn("the directory refused the live search's cookie; syncing in full", "domain", domain, "err", err)
+				_, err = h.Run(ctx, domain, RunOptions{Full: true, Wait: time.Minute})
 				if err == nil {
 					return errLiveStale
 				}
@@ -175,7 +180,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 			}
 			last = now
 			if ev.Kind == ldapfetch.EventRefreshDone || b.n >= o.MaxBatch {
-				if err := h.liveFlush(ctx, d.Name, b, o); err != nil {
+				if err := h.liveFlush(ctx, domain, b, o); err != nil {
 					return err
 				}
 				b, first, timer = b.following(), time.Time{}, nil
@@ -187,7 +192,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 				timer = time.After(min(o.Quiet-time.Since(last), time.Until(first.Add(o.MaxDelay))))
 				continue
 			}
-			if err := h.liveFlush(ctx, d.Name, b, o); err != nil {
+			if err := h.liveFlush(ctx, domain, b, o); err != nil {
 				return err
 			}
 			b, first, timer = b.following(), time.Time{}, nil
@@ -197,7 +202,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 
 // liveState returns the domain's kept state for the live search to start
 // from, syncing the domain first when there is none usable.
-func (h *Host) liveState(ctx context.Context, r *resolved, p interface{ Info() sdk.Info }) (*store.DirState, error) {
+func (h *Host) liveState(ctx context.Context, r *resolved) (*store.DirState, error) {
 	for attempt := 0; ; attempt++ {
 		st, err := h.store.DirStateHead(ctx, r.d.Name)
 		if err != nil {
