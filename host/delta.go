@@ -79,15 +79,9 @@ func (h *Host) planRead(ctx context.Context, d *config.Domain, key, mode string,
 // stateKey names what a directory state depends on besides the
 // directory's content.
 func (h *Host) stateKey(d *config.Domain, in *runInput) string {
-	h.mu.Lock()
-	module := h.modules[d.Policy]
-	h.mu.Unlock()
+	module, cfg := h.policyIdentity(d.Policy)
 	if module == nil { // linked in: the policy is the program's
 		module = []byte("builtin " + buildID())
-	}
-	var cfg map[string]any
-	if spec := h.cfg.Manifest.Policy(d.Policy); spec != nil {
-		cfg = spec.Config
 	}
 	ctx, err := mapcache.NewContext(module, in.p.Info(), cfg, in.sd)
 	if err != nil {
@@ -125,6 +119,18 @@ func syncKey(e *sdk.Entry) string {
 		return k
 	}
 	return e.ID
+}
+
+// entryRef is what a run keeps of an entry beside its intent, copied out
+// of the LDAP message it came in: its sync key and its id and DN. The key
+// shares the id's copy when they are equal, as they mostly are.
+func entryRef(e *sdk.Entry) (string, diff.Ref) {
+	ref := diff.Ref{ID: strings.Clone(e.ID), DN: strings.Clone(e.DN)}
+	key := syncKey(e)
+	if key == e.ID {
+		return ref.ID, ref
+	}
+	return strings.Clone(key), ref
 }
 
 // fetchDelta reads what changed since the kept state's cookie, with the
@@ -175,13 +181,20 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 // (generation is the domain's now), and the run that kept it settled
 // everything (no conflict or veto waiting on another domain).
 func unchangedDelta(ch *dirChanges, hd dirstate.Head, generation int64) bool {
-	if len(ch.entries) > 0 || !hd.Settled || hd.Generation != generation || generation == 0 {
+	if len(ch.entries) > 0 || !settledAt(hd, generation) {
 		return false
 	}
 	if ch.presentPhase {
 		return len(ch.present) == hd.Count && dirstate.KeysHash(ch.present) == hd.Keys
 	}
 	return len(ch.deleted) == 0
+}
+
+// settledAt reports whether the run that kept a state settled everything
+// (no conflict or veto waiting on another domain) and nobody wrote the
+// domain since: generation, the domain's now, is the one it left.
+func settledAt(hd dirstate.Head, generation int64) bool {
+	return hd.Settled && hd.Generation == generation && generation > 0
 }
 
 // readSyncrepl reads what changed since an RFC 4533 cookie.
@@ -235,7 +248,8 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 		}
 		for j := range b {
 			compact(&out[j])
-			delta.Changed.Append(strings.Clone(syncKey(&b[j])), diff.Ref{ID: strings.Clone(b[j].ID), DN: strings.Clone(b[j].DN)}, out[j])
+			key, ref := entryRef(&b[j])
+			delta.Changed.Append(key, ref, out[j])
 		}
 	}
 	patched, gone, err := dirstate.Patch(prev, delta)
@@ -254,7 +268,7 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	// was kept: the run would decide what the last one did. (The kept
 	// cookie stays: it still reads from where the state is.)
 	hd, err := dirstate.DecodeHead(st.Head)
-	in.unchanged = err == nil && len(ch.entries) == 0 && gone == 0 && hd.Settled && hd.Generation == st.Generation && st.Generation > 0
+	in.unchanged = err == nil && len(ch.entries) == 0 && gone == 0 && settledAt(hd, st.Generation)
 	if cache != nil {
 		rep.Counts.Cached = cache.Hits()
 	}

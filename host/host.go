@@ -159,16 +159,10 @@ func (h *Host) Policy(ctx context.Context, name string) (PolicyRuntime, error) {
 // (wasm or plugin), where a call costs far more than a lookup; nil for a
 // builtin policy or when there is no cache folder.
 func (h *Host) mapCache(ctx context.Context, d *config.Domain, p policy.Runtime, sd sdk.Domain) *mapcache.Cache {
-	h.mu.Lock()
-	module := h.modules[d.Policy]
-	h.mu.Unlock()
+	module, cfg := h.policyIdentity(d.Policy)
 	dir := h.cacheDir()
 	if module == nil || dir == "" {
 		return nil
-	}
-	var cfg map[string]any
-	if spec := h.cfg.Manifest.Policy(d.Policy); spec != nil {
-		cfg = spec.Config
 	}
 	mc, err := mapcache.NewContext(module, p.Info(), cfg, sd)
 	if err != nil {
@@ -180,6 +174,19 @@ func (h *Host) mapCache(ctx context.Context, d *config.Domain, p policy.Runtime,
 		h.log.Warn("every entry is mapped again", "domain", d.Name, "err", err)
 	}
 	return c
+}
+
+// policyIdentity is what a policy's Map results depend on besides the
+// entry and the domain: the SHA-256 of its module file (nil for a linked-in
+// policy) and its config from the manifest.
+func (h *Host) policyIdentity(name string) (module []byte, cfg map[string]any) {
+	h.mu.Lock()
+	module = h.modules[name]
+	h.mu.Unlock()
+	if spec := h.cfg.Manifest.Policy(name); spec != nil {
+		cfg = spec.Config
+	}
+	return module, cfg
 }
 
 func (h *Host) load(ctx context.Context, spec *config.Policy) (policy.Runtime, error) {

@@ -654,8 +654,8 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 					cancel()
 				} else {
 					for i := range b {
-						keys = append(keys, strings.Clone(syncKey(&b[i])))
-						refs = append(refs, diff.Ref{ID: strings.Clone(b[i].ID), DN: strings.Clone(b[i].DN)})
+						key, ref := entryRef(&b[i])
+						keys, refs = append(keys, key), append(refs, ref)
 						compact(&out[i])
 					}
 					intents = append(intents, out...)
