@@ -257,7 +257,6 @@ type liveBatch struct {
 	deleted      map[string]bool
 	present      []string
 	presentPhase bool
-	refreshDone  bool
 	n            int  // events
 	applied      bool // a run applied it
 }
@@ -284,7 +283,6 @@ func (b *liveBatch) add(ev ldapfetch.SyncEvent) {
 	case ldapfetch.EventPresent:
 		b.present = append(b.present, ev.Key)
 	case ldapfetch.EventRefreshDone:
-		b.refreshDone = true
 		b.presentPhase = ev.PresentPhase
 	}
 	if ev.Cookie != nil {
