@@ -25,9 +25,9 @@ type liveSearches struct {
 }
 
 type liveSearch struct {
-	ref    *hostRef
-	cancel context.CancelFunc
-	done   chan struct{}
+	ref     *hostRef
+	version int64 // the domain's settings version it started with
+	cancel  context.CancelFunc
 }
 
 // run checks the live domains every liveCheck and at each poke until ctx
@@ -62,49 +62,47 @@ func (l *liveSearches) check(ctx context.Context) {
 		}
 		return
 	}
-	want := map[string]bool{}
+	want := map[string]int64{} // live domains and their settings versions
 	for _, d := range list {
 		if d.Sync && d.Live {
-			want[d.Name] = true
+			want[d.Name] = d.Version
 		}
 	}
+	// A search that ended by itself (a directory that cannot be live)
+	// stays ended until the domain's settings or the config change.
 	for name, ls := range l.running {
-		select {
-		case <-ls.done: // ended by itself (not live any more)
-			delete(l.running, name)
-			continue
-		default:
-		}
-		if !want[name] || ls.ref != ref {
+		if v, ok := want[name]; !ok || v != ls.version || ls.ref != ref {
 			ls.cancel()
 			delete(l.running, name)
 		}
 	}
-	for name := range want {
+	for name, v := range want {
 		if _, ok := l.running[name]; ok {
 			continue
 		}
-		l.start(ctx, name)
+		l.start(ctx, name, v)
 	}
 }
 
 // start begins the live search of a domain on the Host in use.
-func (l *liveSearches) start(ctx context.Context, name string) {
+func (l *liveSearches) start(ctx context.Context, name string, version int64) {
 	ref := l.s.acquire()
 	lctx, cancel := context.WithCancel(ctx)
-	ls := &liveSearch{ref: ref, cancel: cancel, done: make(chan struct{})}
+	ls := &liveSearch{ref: ref, version: version, cancel: cancel}
 	l.running[name] = ls
 	l.wg.Add(1)
 	go func() {
 		defer l.wg.Done()
-		defer close(ls.done)
 		defer l.s.release(ref)
 		l.s.log.Info("live search starting", "domain", name)
 		err := ref.h.Live(lctx, name, host.LiveOptions{
 			OnRun:  func(rep *host.Report, err error) { l.s.metrics.Observe(name, rep, err) },
 			OnOpen: func(open bool) { l.s.metrics.Live(name, open) },
 		})
-		if err != nil && !errors.Is(err, host.ErrNotLive) {
+		switch {
+		case errors.Is(err, host.ErrNotLive):
+			l.s.log.Info("no live search for this domain", "domain", name, "why", err)
+		case err != nil:
 			l.s.log.Warn("live search stopped", "domain", name, "err", err)
 		}
 	}()
