@@ -125,13 +125,16 @@ func (w *want) addGroup(g string) {
 // Compute proposes the changes. refs and intents are parallel; domain.Groups
 // must hold the snapshot's gateway groups.
 func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Snapshot) *Result {
+	// Sized for the usual directory: nearly every entry a mailbox with an
+	// alias or two, nearly every LDAP mailbox kept.
+	n := len(intents)
 	c := &computation{
-		res:       &Result{},
+		res:       &Result{Mailboxes: make([]sdk.Mailbox, 0, n), Changes: make([]sdk.Change, 0, n)},
 		snap:      snap,
-		byDN:      map[string]*want{},
+		byDN:      make(map[string]*want, n),
 		groupByDN: map[string]dgroup{},
-		matched:   map[int64]bool{},
-		claim:     map[string]*want{},
+		matched:   make(map[int64]bool, len(snap.Mailboxes)),
+		claim:     make(map[string]*want, 2*n),
 		seenID:    map[string]bool{},
 	}
 	c.sortIntents(refs, intents)
@@ -178,6 +181,8 @@ type dgroup struct {
 func (c *computation) sortIntents(refs []Ref, intents []sdk.Intent) {
 	res := c.res
 	unmatched := map[string]bool{}
+	wants := make([]want, 0, len(intents)) // one allocation for all of them
+	c.wants = make([]*want, 0, len(intents))
 	for i := range intents {
 		it := &intents[i]
 		ref := refs[i]
@@ -190,8 +195,9 @@ func (c *computation) sortIntents(refs []Ref, intents []sdk.Intent) {
 				res.Skipped = append(res.Skipped, Skip{DN: ref.DN, Reason: "policy gave a mailbox without a primary address"})
 				continue
 			}
-			w := &want{ref: ref, intent: it.Mailbox}
-			w.addrs = append(w.addrs, it.Mailbox.Primary)
+			wants = append(wants, want{ref: ref, intent: it.Mailbox, addrs: make([]string, 1, 1+len(it.Mailbox.Aliases))})
+			w := &wants[len(wants)-1]
+			w.addrs[0] = it.Mailbox.Primary
 			for _, a := range it.Mailbox.Aliases {
 				if a != it.Mailbox.Primary {
 					w.addrs = append(w.addrs, a)
@@ -277,7 +283,7 @@ func (c *computation) joinMemberships() {
 // directory id, every mailbox by id.
 func (c *computation) indexStore() {
 	snap := c.snap
-	c.existing = map[string]*sdk.Mailbox{}
+	c.existing = make(map[string]*sdk.Mailbox, len(snap.Mailboxes))
 	c.byID = make(map[int64]*sdk.Mailbox, len(snap.Mailboxes)+len(snap.Foreign))
 	for id, m := range snap.Foreign {
 		c.byID[id] = &m
@@ -433,15 +439,13 @@ func (c *computation) compareMailbox(w *want) {
 		upd.Groups = m.Groups
 		res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeUpdate, Before: clone(*m), After: clone(upd), Conflicts: c.conflicts(w, m.ID)})
 	}
-	have := map[string]bool{}
 	for _, g := range m.Groups {
-		have[g] = true
 		if !slices.Contains(w.groups, g) { // R5: the directory is authoritative
 			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeRemoveMember, Before: clone(*m), After: clone(after), Group: g})
 		}
 	}
 	for _, g := range after.Groups {
-		if !have[g] {
+		if !slices.Contains(m.Groups, g) {
 			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeAddMember, Before: clone(*m), After: clone(after), Group: g})
 		}
 	}
