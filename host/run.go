@@ -626,13 +626,19 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 	// Mappers: one per core. Map is pure per entry, so batches may be
 	// mapped in any order; each result keeps its own refs.
 	batches := make(chan []sdk.Entry, mappers)
-	var (
-		mu      sync.Mutex
+	// Each mapped batch is kept as it is and joined once at the end: a
+	// slice grown entry by entry would copy 100,000 intents several times.
+	type mapped struct {
 		keys    []string
 		refs    []diff.Ref
 		intents []sdk.Intent
-		mapErr  error
-		wg      sync.WaitGroup
+	}
+	var (
+		mu     sync.Mutex
+		done   []mapped
+		total  int
+		mapErr error
+		wg     sync.WaitGroup
 	)
 	for range mappers {
 		wg.Add(1)
@@ -652,14 +658,17 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 						mapErr = &stageError{"policy", fmt.Errorf("policy %q: map: %w", d.Policy, err)}
 					}
 					cancel()
-				} else {
-					for i := range b {
-						key, ref := entryRef(&b[i])
-						keys, refs = append(keys, key), append(refs, ref)
-						compact(&out[i])
-					}
-					intents = append(intents, out...)
+					mu.Unlock()
+					continue
 				}
+				mu.Unlock()
+				m := mapped{keys: make([]string, len(b)), refs: make([]diff.Ref, len(b)), intents: out}
+				for i := range b {
+					m.keys[i], m.refs[i] = entryRef(&b[i])
+					compact(&out[i])
+				}
+				mu.Lock()
+				done, total = append(done, m), total+len(b)
 				mu.Unlock()
 			}
 		}()
@@ -696,6 +705,11 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 	}
 	if ferr != nil {
 		return nil, nil, nil, res, &stageError{"fetch", ferr}
+	}
+	keys, refs, intents := make([]string, 0, total), make([]diff.Ref, 0, total), make([]sdk.Intent, 0, total)
+	for i := range done {
+		keys, refs, intents = append(keys, done[i].keys...), append(refs, done[i].refs...), append(intents, done[i].intents...)
+		done[i] = mapped{}
 	}
 	return keys, refs, intents, res, nil
 }
