@@ -114,6 +114,11 @@ type applier struct {
 	insMailbox, updMailbox, delMailbox, inDomain *sql.Stmt
 	insAddress, delAddresses                     *sql.Stmt
 	addMember, delMember                         *sql.Stmt
+
+	// For creates (bulk.go): the id the next mailbox gets (0: not read
+	// yet) and the rows of a batch of creates.
+	nextID                               int64
+	mailboxRows, addressRows, memberRows multiInsert
 }
 
 func newApplier(ctx context.Context, tx *sql.Tx, domain string) (*applier, error) {
@@ -130,8 +135,8 @@ func newApplier(ctx context.Context, tx *sql.Tx, domain string) (*applier, error
 		p *(*sql.Stmt)
 		q string
 	}{
-		{&a.insMailbox, `INSERT INTO mailboxes (domain, primary_address, kind, display_name, source, dir_id, dn)
-			VALUES (?, ?, ?, ?, ?, ?, ?)`},
+		{&a.insMailbox, `INSERT INTO mailboxes (id, domain, primary_address, kind, display_name, source, dir_id, dn)
+			VALUES (?, ?, ?, ?, ?, ?, ?, ?)`},
 		// A NULL source keeps the mailbox's source (update); adopt sets one.
 		{&a.updMailbox, `UPDATE mailboxes SET primary_address = ?, kind = ?, display_name = ?, dn = ?, dir_id = ?,
 			source = COALESCE(?, source) WHERE id = ? AND domain = ?`},
@@ -149,6 +154,22 @@ func newApplier(ctx context.Context, tx *sql.Tx, domain string) (*applier, error
 			return nil, fmt.Errorf("prepare %q: %w", st.q, err)
 		}
 	}
+	for _, m := range []struct {
+		m     *multiInsert
+		table string
+		cols  []string
+		tail  string
+	}{
+		{&a.mailboxRows, "mailboxes", []string{"id", "domain", "primary_address", "kind", "display_name", "source", "dir_id", "dn"}, ""},
+		{&a.addressRows, "addresses", []string{"address", "domain", "mailbox_id", "is_primary"}, ""},
+		{&a.memberRows, "memberships", []string{"mailbox_id", "group_id", "source"},
+			" ON CONFLICT (mailbox_id, group_id) DO UPDATE SET source = excluded.source"},
+	} {
+		if err := a.prepareMulti(m.m, m.table, m.cols, m.tail); err != nil {
+			a.close()
+			return nil, err
+		}
+	}
 	return a, nil
 }
 
@@ -158,6 +179,9 @@ func (a *applier) close() {
 		if st != nil {
 			st.Close()
 		}
+	}
+	for _, m := range []*multiInsert{&a.mailboxRows, &a.addressRows, &a.memberRows} {
+		m.close()
 	}
 }
 
@@ -187,10 +211,16 @@ func (a *applier) apply(changes []store.Change) error {
 		{deletes, a.delete},
 		{updates, a.update},        // changes the mailboxes, releases their addresses,
 		{updates, a.takeAddresses}, // and only then takes the new ones
-		{creates, a.create},
+		{nil, nil},                 // creates, in batches
 		{members, a.membership},
 	}
 	for _, p := range phases {
+		if p.do == nil {
+			if err := a.creates(changes, creates); err != nil {
+				return err
+			}
+			continue
+		}
 		for _, i := range p.changes {
 			if err := a.done.Err(); err != nil {
 				return err
@@ -199,6 +229,34 @@ func (a *applier) apply(changes []store.Change) error {
 				return changeError(&changes[i], err)
 			}
 		}
+	}
+	return nil
+}
+
+// creates writes the creates of changes at indexes idx, bulkRows at a
+// time (the rest one at a time).
+func (a *applier) creates(changes []store.Change, idx []int) error {
+	batch := make([]*store.Change, 0, bulkRows)
+	for k, i := range idx {
+		batch = append(batch, &changes[i])
+		if len(batch) < bulkRows && k < len(idx)-1 {
+			continue
+		}
+		if err := a.done.Err(); err != nil {
+			return err
+		}
+		if len(batch) == bulkRows && bulkCreates {
+			if err := a.createBatch(batch); err != nil {
+				return err
+			}
+		} else {
+			for _, c := range batch {
+				if err := a.create(c); err != nil {
+					return changeError(c, err)
+				}
+			}
+		}
+		batch = batch[:0]
 	}
 	return nil
 }
@@ -256,30 +314,19 @@ func (a *applier) takeAddresses(c *store.Change) error {
 }
 
 func (a *applier) create(c *store.Change) error {
-	m := c.After
-	if m == nil {
-		return errors.New("create without After")
-	}
-	set, err := addressSet(m)
+	r, err := a.newMailbox(c)
 	if err != nil {
 		return err
 	}
-	kind, err := store.NormKind(m.Kind)
-	if err != nil {
-		return err
-	}
-	res, err := a.insMailbox.ExecContext(a.ctx, a.domain, set[0].addr, kind, m.DisplayName, sdk.SourceLDAP, m.DirID, m.DN)
-	if err != nil {
+	m, id := c.After, r.id
+	if _, err := a.insMailbox.ExecContext(a.ctx, id, a.domain, r.set[0].addr, r.kind, m.DisplayName, sdk.SourceLDAP, m.DirID, m.DN); err != nil {
+		delete(a.created, m.DirID)
 		if isUnique(err) {
 			return fmt.Errorf("directory id %q is taken by another mailbox of %s: %w", m.DirID, a.domain, store.ErrExists)
 		}
 		return err
 	}
-	id, err := res.LastInsertId()
-	if err != nil {
-		return err
-	}
-	if err := a.insertAddresses(id, set); err != nil {
+	if err := a.insertAddresses(id, r.set); err != nil {
 		return err
 	}
 	for _, g := range m.Groups {
@@ -291,7 +338,6 @@ func (a *applier) create(c *store.Change) error {
 			return err
 		}
 	}
-	a.created[m.DirID] = id
 	return nil
 }
 

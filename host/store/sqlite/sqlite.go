@@ -77,6 +77,10 @@ func Open(dsn string) (*Store, error) {
 		"_pragma=foreign_keys(1)",
 		"_pragma=journal_mode(WAL)",
 		"_pragma=synchronous(NORMAL)",
+		// Statement journals in memory: a multi-row INSERT (bulk.go) and a
+		// savepoint journal the pages they change, which in a temporary
+		// file costs a first sync a fifth of its write.
+		"_pragma=temp_store(MEMORY)",
 		"_txlock=immediate", // write transactions take the write lock at BEGIN
 	}
 	if query != "" {

@@ -51,6 +51,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Memberships", testMemberships},
 		{"Atomicity", testAtomicity},
 		{"AddressUniqueness", testAddressUniqueness},
+		{"ManyCreatesInOneApply", testManyCreates},
 		{"OwnersAndForeign", testOwnersAndForeign},
 		{"DomainIsolation", testDomainIsolation},
 		{"GroupNamesCaseExact", testGroupNamesCaseExact},
