@@ -9,10 +9,16 @@
 // The encodings:
 //
 //	entries:
-//	  magic "dirsync-dirstate-1\n"
-//	  count    uvarint
-//	  entries  count × (key, id, dn: uvarint length + bytes each;
-//	                    intent: uvarint length + encoded pb.Intent)
+//	  magic "dirsync-dirstate-2\n"
+//	  the rest compressed as one S2 block (github.com/klauspost/compress/s2):
+//	    count    uvarint
+//	    entries  count × (key, id, dn: uvarint length + bytes each;
+//	                      intent: uvarint length + encoded pb.Intent)
+//
+//	  (version 1, magic "dirsync-dirstate-1\n", the same uncompressed, still
+//	  decodes.) S2 shrinks a state 6-fold (100,000 users: 34 MB to 5.6 MB,
+//	  DN suffixes and group DNs repeat) for ~0.1 s of a core, less than the
+//	  store takes to write the difference: BenchmarkEncode, BenchmarkDecode.
 //	head:
 //	  version    1 byte, 1
 //	  settled    1 byte, 0 or 1 (Head.Settled; SetSettled changes it in place)
@@ -30,12 +36,17 @@ import (
 	"slices"
 	"unsafe"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/dirsync/dirsync/host/internal/diff"
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
 )
 
-const magic = "dirsync-dirstate-1\n"
+const (
+	magic   = "dirsync-dirstate-2\n"
+	magicV1 = "dirsync-dirstate-1\n"
+)
 
 // State is the entries of a domain as the directory last gave them, three
 // parallel slices: Keys[i] is the key the directory's change messages
@@ -144,7 +155,6 @@ func Encode(s *State) ([]byte, error) {
 		return nil, errors.New("dirstate: keys, refs and intents differ in length")
 	}
 	b := make([]byte, 0, encodedSize(s))
-	b = append(b, magic...)
 	b = binary.AppendUvarint(b, uint64(len(s.Keys)))
 	var buf []byte
 	for i := range s.Keys {
@@ -158,7 +168,9 @@ func Encode(s *State) ([]byte, error) {
 		b = binary.AppendUvarint(b, uint64(len(buf)))
 		b = append(b, buf...)
 	}
-	return b, nil
+	out := make([]byte, len(magic)+s2.MaxEncodedLen(len(b)))
+	copy(out, magic)
+	return out[:len(magic)+len(s2.Encode(out[len(magic):], b))], nil
 }
 
 // encodedSize estimates the size of s encoded, a little over, so that
@@ -166,7 +178,7 @@ func Encode(s *State) ([]byte, error) {
 // by doubling copies it and touches twice the memory. The strings are
 // counted; the intents' size is that of a sample.
 func encodedSize(s *State) int {
-	n := len(magic) + binary.MaxVarintLen64
+	n := binary.MaxVarintLen64
 	for i := range s.Keys {
 		n += len(s.Keys[i]) + len(s.Refs[i].ID) + len(s.Refs[i].DN) + 4*binary.MaxVarintLen32
 	}
@@ -188,12 +200,21 @@ func appendString(b []byte, s string) []byte {
 }
 
 // Decode reads a stored state. The strings of the result share one copy
-// of b.
+// of b (decompressed).
 func Decode(b []byte) (*State, error) {
-	if len(b) < len(magic) || string(b[:len(magic)]) != magic {
+	var data string // every string below is a part of it
+	switch {
+	case len(b) >= len(magic) && string(b[:len(magic)]) == magic:
+		raw, err := s2.Decode(nil, b[len(magic):])
+		if err != nil {
+			return nil, fmt.Errorf("dirstate: %w", err)
+		}
+		data = unsafe.String(unsafe.SliceData(raw), len(raw)) // raw is ours alone
+	case len(b) >= len(magicV1) && string(b[:len(magicV1)]) == magicV1:
+		data = string(b[len(magicV1):]) // one copy: b is the caller's
+	default:
 		return nil, errors.New("dirstate: not a directory state of this version")
 	}
-	data := string(b[len(magic):]) // one copy; every string below is a part of it
 	d := decoder{s: data}
 	n := d.uvarint()
 	if d.err == nil && n > uint64(len(data)) { // each entry takes bytes

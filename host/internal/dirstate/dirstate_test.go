@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"testing"
 
+	"github.com/klauspost/compress/s2"
+
 	"github.com/dirsync/dirsync/host/internal/diff"
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -56,6 +58,15 @@ func TestRoundTrip(t *testing.T) {
 	}
 	if _, err := Decode(append(slices.Clone(b), 0)); err == nil {
 		t.Error("Decode with a byte after the end succeeded")
+	}
+	// A state kept by a version that did not compress it still decodes.
+	raw, err := s2.Decode(nil, b[len(magic):])
+	if err != nil {
+		t.Fatal(err)
+	}
+	v1, err := Decode(append([]byte(magicV1), raw...))
+	if err != nil || !reflect.DeepEqual(v1.Keys, s.Keys) || !reflect.DeepEqual(v1.Refs, s.Refs) || v1.Intents[3].Group.Name != "Sales" {
+		t.Errorf("version 1 state decoded as %+v, %v", v1, err)
 	}
 }
 
@@ -175,11 +186,14 @@ func BenchmarkDecode(b *testing.B) {
 func BenchmarkEncode(b *testing.B) {
 	s := benchState()
 	b.ReportAllocs()
+	var enc []byte
 	for b.Loop() {
-		if _, err := Encode(s); err != nil {
+		var err error
+		if enc, err = Encode(s); err != nil {
 			b.Fatal(err)
 		}
 	}
+	b.ReportMetric(float64(len(enc)), "stored-bytes")
 }
 
 func benchState() *State {
