@@ -297,9 +297,15 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	if in.unchanged {
 		return h.unchanged(ctx, run, rep, started, o)
 	}
-	var state *store.DirState
-	if mode == "sync" { // before decide drops the entries
-		state = h.dirState(d, in)
+	// The state to keep is encoded while the run decides (decide drops
+	// the run's references to the entries, and reads but never changes
+	// them). A run that ends before it applies leaves the encoder to
+	// finish into its buffered channel.
+	state := func() *store.DirState { return nil }
+	if mode == "sync" {
+		ch := make(chan *store.DirState, 1)
+		go func(in runInput) { ch <- h.dirState(d, &in) }(*in)
+		state = func() *store.DirState { return <-ch }
 	}
 	dec, err := h.decide(ctx, d, in, rep)
 	if err != nil {
@@ -321,12 +327,11 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		rep.Timings.Total = time.Since(started)
 		return rep, nil
 	}
-	if state != nil {
+	if run.DirState = state(); run.DirState != nil {
 		// The last decision stands while nothing changes only if it waits
 		// on nothing else: no conflict, no veto.
-		dirstate.SetSettled(state.Head, len(rep.Conflicts) == 0 && len(rep.Vetoed) == 0)
+		dirstate.SetSettled(run.DirState.Head, len(rep.Conflicts) == 0 && len(rep.Vetoed) == 0)
 	}
-	run.DirState = state
 	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation); err != nil {
 		return fail("apply", err)
 	}
