@@ -231,6 +231,7 @@ type dirChanges struct {
 // prev, when not nil, is st's entries decoded already (a live search keeps
 // them from its last batch); else they are decoded from st.Entries.
 func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, prev *dirstate.State, ch *dirChanges, cache *mapcache.Cache) error {
+	in.readSnapshot()
 	if prev == nil {
 		var err error
 		if prev, err = dirstate.Decode(st.Entries); err != nil {

@@ -365,6 +365,16 @@ type runInput struct {
 	// store was not written since the kept state: the last run's decision
 	// stands, and the run has nothing to decide or apply.
 	unchanged bool
+	// readSnapshot starts reading the store's snapshot of the domain
+	// beside the rest of the read, once the read knows it will decide
+	// (a full read, a delta with changes); read waits for it.
+	readSnapshot func()
+	snapshot     chan snapshotResult
+}
+
+type snapshotResult struct {
+	snap *store.Snapshot
+	err  error
 }
 
 // read takes the reading stages of a run: the policy and its check of the
@@ -399,16 +409,28 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	for _, g := range groups {
 		in.sd.Groups = append(in.sd.Groups, g.Name)
 	}
+	// The store's state during the read: Apply refuses the run if the
+	// domain is written after this (store.ErrStoreChanged). The entries are
+	// mapped with the gateway groups as they were before the read.
+	in.snapshot = make(chan snapshotResult, 1)
+	var once sync.Once
+	in.readSnapshot = func() {
+		once.Do(func() {
+			go func() {
+				snap, err := h.store.Snapshot(ctx, d.Name, d.AliasDomains)
+				in.snapshot <- snapshotResult{snap, err}
+			}()
+		})
+	}
 	if err := h.fetch(ctx, d, creds, rep, in, o); err != nil {
 		return nil, stageOf(err), err
 	}
 	if in.unchanged {
 		return in, "", nil // nothing to decide: no snapshot needed
 	}
-	// The store's state after the read: Apply refuses the run if the
-	// domain is written after this (store.ErrStoreChanged). The entries were
-	// mapped with the gateway groups as they were before the read.
-	if in.snap, err = h.store.Snapshot(ctx, d.Name, d.AliasDomains); err != nil {
+	in.readSnapshot() // if the read did not start it
+	res := <-in.snapshot
+	if in.snap, err = res.snap, res.err; err != nil {
 		return nil, "store", err
 	}
 	if !sameGroups(in.snap.Groups, in.sd.Groups) {
@@ -448,6 +470,7 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 		rep.Counts = store.Counts{}
 	}
 	h.log.Debug("reading the directory in full", "domain", d.Name, "why", plan.why)
+	in.readSnapshot()
 	rep.Read = store.ReadFull
 	in.fullAt = time.Now()
 	if rep.Mode == "sync" {
