@@ -44,8 +44,10 @@ type Group struct {
 // Result is the outcome of a diff.
 type Result struct {
 	// Mailboxes are the valid users and public folders, as they would be
-	// after the run (before reconcile), sorted by primary address.
+	// after the run (before reconcile), sorted by primary address (only
+	// from Compute: Changes leaves them out). Kept is how many there are.
 	Mailboxes []sdk.Mailbox
+	Kept      int
 	// Groups are the matched directory groups; Unmatched the names of the
 	// groups no gateway group matches (R4).
 	Groups    []Group
@@ -122,14 +124,26 @@ func (w *want) addGroup(g string) {
 	}
 }
 
-// Compute proposes the changes. refs and intents are parallel; domain.Groups
-// must hold the snapshot's gateway groups.
+// Compute proposes the changes and lists the mailboxes. refs and intents
+// are parallel; domain.Groups must hold the snapshot's gateway groups.
 func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Snapshot) *Result {
+	return compute(refs, intents, snap, true)
+}
+
+// Changes is Compute without the list of mailboxes (Result.Mailboxes), which
+// only a preview shows: a sync of 100,000 users would hold a copy of every
+// mailbox for nothing.
+func Changes(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Snapshot) *Result {
+	return compute(refs, intents, snap, false)
+}
+
+func compute(refs []Ref, intents []sdk.Intent, snap *store.Snapshot, list bool) *Result {
 	// Sized for the usual directory: nearly every entry a mailbox with an
 	// alias or two, nearly every LDAP mailbox kept.
 	n := len(intents)
 	c := &computation{
-		res:       &Result{Mailboxes: make([]sdk.Mailbox, 0, n), Changes: make([]sdk.Change, 0, n)},
+		res:       &Result{Changes: make([]sdk.Change, 0, n)},
+		list:      list,
 		snap:      snap,
 		byDN:      make(map[string]*want, n),
 		groupByDN: map[string]dgroup{},
@@ -144,6 +158,7 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 	c.assignAddresses()
 	c.countMembers()
 	c.compare()
+	c.res.Kept = len(c.wants)
 	sort.Slice(c.res.Mailboxes, func(i, j int) bool { return c.res.Mailboxes[i].Primary < c.res.Mailboxes[j].Primary })
 	slices.SortStableFunc(c.res.Changes, compareChanges)
 	return c.res
@@ -153,6 +168,7 @@ func Compute(domain sdk.Domain, refs []Ref, intents []sdk.Intent, snap *store.Sn
 type computation struct {
 	res  *Result
 	snap *store.Snapshot
+	list bool // Result.Mailboxes wanted
 
 	// From the intents.
 	wants     []*want           // the desired mailboxes
@@ -426,13 +442,13 @@ func (c *computation) compareMailbox(w *want) {
 	}
 	m := c.existing[w.ref.ID]
 	if m == nil {
-		res.Mailboxes = append(res.Mailboxes, after)
+		c.listMailbox(after)
 		res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeCreate, After: clone(after), Conflicts: c.conflicts(w, 0)})
 		return
 	}
 	c.matched[m.ID] = true
 	after.ID = m.ID
-	res.Mailboxes = append(res.Mailboxes, after)
+	c.listMailbox(after)
 	if after.Primary != m.Primary || after.DN != m.DN || after.Kind != m.Kind ||
 		after.DisplayName != m.DisplayName || !slices.Equal(after.Aliases, m.Aliases) {
 		upd := after
@@ -448,6 +464,16 @@ func (c *computation) compareMailbox(w *want) {
 		if !slices.Contains(m.Groups, g) {
 			res.Changes = append(res.Changes, sdk.Change{Kind: sdk.ChangeAddMember, Before: clone(*m), After: clone(after), Group: g})
 		}
+	}
+}
+
+// listMailbox adds m to Result.Mailboxes, if they are wanted.
+func (c *computation) listMailbox(m sdk.Mailbox) {
+	if c.list {
+		if c.res.Mailboxes == nil {
+			c.res.Mailboxes = make([]sdk.Mailbox, 0, len(c.wants))
+		}
+		c.res.Mailboxes = append(c.res.Mailboxes, m)
 	}
 }
 

@@ -279,6 +279,12 @@ func TestCompute(t *testing.T) {
 			if len(res.Held) != tc.held {
 				t.Errorf("held = %v, want %d", res.Held, tc.held)
 			}
+			// A sync's diff proposes the same without listing the mailboxes.
+			only := Changes(d, refs, intents, tc.snap)
+			if got := summary(only); got != tc.want || only.Mailboxes != nil || only.Kept != len(res.Mailboxes) || res.Kept != len(res.Mailboxes) {
+				t.Errorf("Changes: %s, %d mailboxes listed, kept %d; Compute listed %d, kept %d",
+					got, len(only.Mailboxes), only.Kept, len(res.Mailboxes), res.Kept)
+			}
 		})
 	}
 }
