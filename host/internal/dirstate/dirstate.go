@@ -10,7 +10,9 @@
 //
 //	entries:
 //	  magic "dirsync-dirstate-2\n"
-//	  the rest compressed as one S2 block (github.com/klauspost/compress/s2):
+//	  chunks, each: raw length uvarint, compressed length uvarint, an S2
+//	  block (github.com/klauspost/compress/s2) of up to 1 MiB of the raw
+//	  encoding, which, their blocks decompressed and joined, is:
 //	    count    uvarint
 //	    entries  count × (key, id, dn: uvarint length + bytes each;
 //	                      intent: uvarint length + encoded pb.Intent)
@@ -149,49 +151,82 @@ func (s *State) Append(key string, ref diff.Ref, in sdk.Intent) {
 	s.Intents = append(s.Intents, in)
 }
 
+// chunk is how much of the raw encoding is compressed at a time: Encode
+// never holds the whole of it (34 MB for 100,000 users), only the
+// compressed result and one chunk.
+const chunk = 1 << 20
+
 // Encode returns the stored form of s.
 func Encode(s *State) ([]byte, error) {
 	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) {
 		return nil, errors.New("dirstate: keys, refs and intents differ in length")
 	}
-	b := make([]byte, 0, encodedSize(s))
-	b = binary.AppendUvarint(b, uint64(len(s.Keys)))
+	out := append(make([]byte, 0, 64<<10), magic...)
+	raw := make([]byte, 0, chunk+64<<10)
+	blk := make([]byte, s2.MaxEncodedLen(cap(raw)))
+	flush := func() {
+		c := s2.Encode(blk, raw)
+		out = binary.AppendUvarint(out, uint64(len(raw)))
+		out = binary.AppendUvarint(out, uint64(len(c)))
+		out = append(out, c...)
+		raw = raw[:0]
+	}
+	raw = binary.AppendUvarint(raw, uint64(len(s.Keys)))
 	var buf []byte
 	for i := range s.Keys {
-		b = appendString(b, s.Keys[i])
-		b = appendString(b, s.Refs[i].ID)
-		b = appendString(b, s.Refs[i].DN)
+		raw = appendString(raw, s.Keys[i])
+		raw = appendString(raw, s.Refs[i].ID)
+		raw = appendString(raw, s.Refs[i].DN)
 		var err error
 		if buf, err = abi.AppendIntent(buf[:0], &s.Intents[i]); err != nil {
 			return nil, fmt.Errorf("dirstate: entry %q: %w", s.Refs[i].DN, err)
 		}
-		b = binary.AppendUvarint(b, uint64(len(buf)))
-		b = append(b, buf...)
+		raw = binary.AppendUvarint(raw, uint64(len(buf)))
+		raw = append(raw, buf...)
+		if len(raw) >= chunk {
+			flush()
+		}
 	}
-	out := make([]byte, len(magic)+s2.MaxEncodedLen(len(b)))
-	copy(out, magic)
-	return out[:len(magic)+len(s2.Encode(out[len(magic):], b))], nil
+	if len(raw) > 0 {
+		flush()
+	}
+	return out, nil
 }
 
-// encodedSize estimates the size of s encoded, a little over, so that
-// Encode writes into one allocation: growing a state of tens of megabytes
-// by doubling copies it and touches twice the memory. The strings are
-// counted; the intents' size is that of a sample.
-func encodedSize(s *State) int {
-	n := binary.MaxVarintLen64
-	for i := range s.Keys {
-		n += len(s.Keys[i]) + len(s.Refs[i].ID) + len(s.Refs[i].DN) + 4*binary.MaxVarintLen32
+// decompress returns the raw encoding of chunks (the stored form after
+// its magic) in one allocation of its exact size.
+func decompress(chunks []byte) ([]byte, error) {
+	type part struct{ raw, off, end int }
+	var parts []part
+	total := 0
+	for i := 0; i < len(chunks); {
+		rawLen, n := binary.Uvarint(chunks[i:])
+		if n <= 0 || rawLen > 4*chunk {
+			return nil, errors.New("a chunk's length is broken")
+		}
+		i += n
+		compLen, n := binary.Uvarint(chunks[i:])
+		if n <= 0 || compLen > uint64(len(chunks)-i-n) {
+			return nil, errors.New("truncated chunk")
+		}
+		i += n
+		parts = append(parts, part{int(rawLen), i, i + int(compLen)})
+		total += int(rawLen)
+		i += int(compLen)
 	}
-	sample, size := min(len(s.Intents), 256), 0
-	var buf []byte
-	for i := range sample {
-		buf, _ = abi.AppendIntent(buf[:0], &s.Intents[i*len(s.Intents)/sample])
-		size += len(buf)
+	raw := make([]byte, total)
+	off := 0
+	for _, p := range parts {
+		c := chunks[p.off:p.end]
+		if n, err := s2.DecodedLen(c); err != nil || n != p.raw {
+			return nil, errors.New("a chunk does not decode to its length")
+		}
+		if _, err := s2.Decode(raw[off:off+p.raw], c); err != nil {
+			return nil, err
+		}
+		off += p.raw
 	}
-	if sample > 0 {
-		n += len(s.Intents) * (size/sample + 1) * 5 / 4
-	}
-	return n
+	return raw, nil
 }
 
 func appendString(b []byte, s string) []byte {
@@ -205,7 +240,7 @@ func Decode(b []byte) (*State, error) {
 	var data string // every string below is a part of it
 	switch {
 	case len(b) >= len(magic) && string(b[:len(magic)]) == magic:
-		raw, err := s2.Decode(nil, b[len(magic):])
+		raw, err := decompress(b[len(magic):])
 		if err != nil {
 			return nil, fmt.Errorf("dirstate: %w", err)
 		}
