@@ -126,9 +126,21 @@ var _ PolicyRuntime = policy.Runtime(nil)
 // Policy returns the loaded policy of the given manifest name, loading it
 // on first use. The host keeps it until Close.
 func (h *Host) Policy(ctx context.Context, name string) (PolicyRuntime, error) {
+	return h.policy(ctx, name, true)
+}
+
+// policy returns the policy of the given manifest name; loaded (eager),
+// or, for a wasm or process policy whose facts are kept, as a runtime that
+// loads when it must (policy.Deferred).
+func (h *Host) policy(ctx context.Context, name string, eager bool) (policy.Runtime, error) {
 	h.mu.Lock()
 	defer h.mu.Unlock()
 	if p, ok := h.policies[name]; ok {
+		if eager {
+			if err := policy.Load(ctx, p); err != nil {
+				return nil, err
+			}
+		}
 		return p, nil
 	}
 	if h.cfg.Manifest == nil {
@@ -138,6 +150,17 @@ func (h *Host) Policy(ctx context.Context, name string) (PolicyRuntime, error) {
 	if spec == nil {
 		return nil, fmt.Errorf("policy %q is not declared in %s", name, h.cfg.Manifest.Path)
 	}
+	outside := spec.Path != "" && spec.Runtime != "builtin"
+	if outside && !eager {
+		p, module, err := h.deferredPolicy(spec)
+		if err != nil {
+			return nil, err
+		}
+		if p != nil {
+			h.policies[name], h.modules[name] = p, module
+			return p, nil
+		}
+	}
 	p, err := h.load(ctx, spec)
 	if err != nil {
 		return nil, err
@@ -145,13 +168,19 @@ func (h *Host) Policy(ctx context.Context, name string) (PolicyRuntime, error) {
 	if err := checkABI(ctx, name, p); err != nil {
 		return nil, err
 	}
-	h.policies[name] = p
-	if spec.Path != "" && spec.Runtime != "builtin" {
+	if outside {
 		if b, err := os.ReadFile(spec.Path); err == nil {
 			sum := sha256.Sum256(b)
 			h.modules[name] = sum[:]
+			// Keep its facts, and learn the filters it accepts.
+			facts := policy.Facts{Info: p.Info()}
+			h.writeFacts(spec, sum[:], facts)
+			loaded := p
+			p = policy.Deferred(facts, func(context.Context) (policy.Runtime, error) { return loaded, nil },
+				func(f policy.Facts) { h.writeFacts(spec, sum[:], f) })
 		}
 	}
+	h.policies[name] = p
 	return p, nil
 }
 
@@ -190,6 +219,7 @@ func (h *Host) policyIdentity(name string) (module []byte, cfg map[string]any) {
 }
 
 func (h *Host) load(ctx context.Context, spec *config.Policy) (policy.Runtime, error) {
+	h.log.Debug("loading the policy", "policy", spec.Name, "runtime", spec.Runtime)
 	switch spec.Runtime {
 	case "builtin":
 		mk := h.builtins[spec.Name]

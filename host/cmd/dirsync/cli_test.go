@@ -541,5 +541,23 @@ func TestSyncWasmEqualsBuiltin(t *testing.T) {
 	if c := sync(); c.Counts.Cached != 0 {
 		t.Errorf("after a new gateway group %d entries came from the cache, want 0", c.Counts.Cached)
 	}
+
+	// A delta that finds nothing changed answers from the policy's kept
+	// facts (its Info, the filter it accepted) without loading the
+	// module; one with a change to map loads it. (Frank's conflict goes
+	// first: a run that left one decides again each time.)
+	t.Setenv("DIRSYNC_LOG", "debug")
+	const loading = `msg="loading the policy"`
+	e.ok("mailbox", "remove", "--domain", D, "frank@example.com")
+	e.ok("sync", "--domain", D)
+	if _, out, errs := e.run("sync", "--domain", D); !strings.Contains(out, "nothing changed") || strings.Contains(errs, loading) {
+		t.Errorf("an unchanged delta with a wasm policy: want it unchanged without loading the module\nstdout: %s\nstderr: %s", out, errs)
+	}
+	if err := e.srv.Replace("cn=Carol Clark,ou=People,dc=example,dc=com", "displayName", "Carol C."); err != nil {
+		t.Fatal(err)
+	}
+	if _, out, errs := e.run("sync", "--domain", D); !strings.Contains(out, "updated 1") || !strings.Contains(errs, loading) {
+		t.Errorf("a delta with a change, wasm policy: want the module loaded and one update\nstdout: %s\nstderr: %s", out, errs)
+	}
 	e.write("dirsync.toml", string(base))
 }
