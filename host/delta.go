@@ -137,7 +137,7 @@ func entryRef(e *sdk.Entry) (string, diff.Ref) {
 // reader that made the cookie (its first byte: cookieKind), maps it and
 // patches the state into in. errFullRead (wrapped) asks the caller to read
 // in full.
-func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput, st *store.DirState, cache *mapcache.Cache) error {
+func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput, st *store.DirState) error {
 	cfg := h.fetchConfig(d, creds)
 	start := time.Now()
 	var ch *dirChanges
@@ -171,7 +171,7 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 	if full == nil || !bytes.Equal(full.Cookie, st.Cookie) {
 		return fmt.Errorf("%w: the kept state changed while the delta was read", errFullRead)
 	}
-	return h.patch(ctx, d, rep, in, full, nil, ch, cache)
+	return h.patch(ctx, d, rep, in, full, nil, ch)
 }
 
 // unchangedDelta reports whether a delta changes nothing that a run would
@@ -230,7 +230,7 @@ type dirChanges struct {
 //
 // prev, when not nil, is st's entries decoded already (a live search keeps
 // them from its last batch); else they are decoded from st.Entries.
-func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, prev *dirstate.State, ch *dirChanges, cache *mapcache.Cache) error {
+func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, prev *dirstate.State, ch *dirChanges) error {
 	in.readSnapshot()
 	if prev == nil {
 		var err error
@@ -242,7 +242,7 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	for i := 0; i < len(ch.entries); i += batchSize {
 		b := ch.entries[i:min(i+batchSize, len(ch.entries))]
 		t := time.Now()
-		out, err := mapBatch(ctx, in.p, in.sd, b, cache)
+		out, err := mapBatch(ctx, in.p, in.sd, b, nil)
 		rep.Timings.Policy += time.Since(t)
 		if err != nil {
 			return &stageError{"policy", fmt.Errorf("policy %q: map: %w", d.Policy, err)}
@@ -270,9 +270,6 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	// cookie stays: it still reads from where the state is.)
 	hd, err := dirstate.DecodeHead(st.Head)
 	in.unchanged = err == nil && len(ch.entries) == 0 && gone == 0 && settledAt(hd, st.Generation)
-	if cache != nil {
-		rep.Counts.Cached = cache.Hits()
-	}
 	return nil
 }
 

@@ -9,7 +9,6 @@ import (
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/dirstate"
 	"github.com/dirsync/dirsync/host/internal/ldapfetch"
-	"github.com/dirsync/dirsync/host/internal/mapcache"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -331,7 +330,7 @@ func (b *liveBatch) changes() *dirChanges {
 // fetchLive patches a live batch into the kept state, which the run's
 // lease found to be the one the batch follows (Host.lease); kept with
 // other settings, it is stale too.
-func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in *runInput, b *liveBatch, cache *mapcache.Cache) error {
+func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in *runInput, b *liveBatch) error {
 	if b.state == nil || b.state.Key != in.stateKey {
 		return &stageError{"fetch", errLiveStale}
 	}
@@ -347,7 +346,7 @@ func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in 
 			return &stageError{"fetch", errLiveStale}
 		}
 	}
-	if err := h.patch(ctx, d, rep, in, st, prev, b.changes(), cache); err != nil {
+	if err := h.patch(ctx, d, rep, in, st, prev, b.changes()); err != nil {
 		if errors.Is(err, errFullRead) {
 			return &stageError{"fetch", fmt.Errorf("%w (%v)", errLiveStale, err)}
 		}

@@ -383,7 +383,10 @@ type snapshotResult struct {
 // failure comes with the stage it failed at.
 func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report, o RunOptions) (*runInput, string, error) {
 	d := r.d
-	p, err := h.Policy(ctx, d.Policy)
+	// Loaded only once the run has entries to map or changes to
+	// reconcile (policyfacts.go): a delta that finds nothing changed
+	// needs no more than the policy's facts.
+	p, err := h.policy(ctx, d.Policy, false)
 	if err != nil {
 		return nil, "config", err
 	}
@@ -453,16 +456,15 @@ func sameGroups(groups []store.Group, names []string) bool {
 // maps its entries into in; a full read is overlapped: the policy maps one
 // batch while the next page is read. It reports the server, a fail-over,
 // the continuation references it did not follow and the map cache's hits,
-// and saves the cache (but for a preview or a delta read).
+// and saves the cache (but for a preview); a delta does not use the cache.
 func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Report, in *runInput, o RunOptions) error {
-	cache := h.mapCache(ctx, d, in.p, in.sd)
 	in.stateKey = h.stateKey(d, in)
 	if o.live != nil {
-		return h.fetchLive(ctx, d, rep, in, o.live, cache)
+		return h.fetchLive(ctx, d, rep, in, o.live)
 	}
 	plan := h.planRead(ctx, d, in.stateKey, rep.Mode, o)
 	if plan.state != nil {
-		err := h.fetchDelta(ctx, d, creds, rep, in, plan.state, cache)
+		err := h.fetchDelta(ctx, d, creds, rep, in, plan.state)
 		if !errors.Is(err, errFullRead) {
 			return err
 		}
@@ -470,6 +472,11 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 		rep.Counts = store.Counts{}
 	}
 	h.log.Debug("reading the directory in full", "domain", d.Name, "why", plan.why)
+	// The map cache serves full reads, whose entries are mostly those
+	// mapped last time; a delta's are the changed ones, which it would
+	// not hold, and reading it (tens of megabytes) would cost a delta more
+	// than it saves.
+	cache := h.mapCache(ctx, d, in.p, in.sd)
 	in.readSnapshot()
 	rep.Read = store.ReadFull
 	in.fullAt = time.Now()
@@ -525,7 +532,11 @@ type decision struct {
 // changes. in's entries and intents are dropped once compared.
 func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *Report) (*decision, error) {
 	var dres *diff.Result
-	rep.Timings.Diff = timed(func() { dres = diff.Compute(in.sd, in.refs, in.intents, in.snap) })
+	compute := diff.Changes // only a preview lists the users
+	if rep.Mode == "preview" {
+		compute = diff.Compute
+	}
+	rep.Timings.Diff = timed(func() { dres = compute(in.sd, in.refs, in.intents, in.snap) })
 	in.refs, in.intents = nil, nil
 
 	ldapTotal := 0
@@ -547,7 +558,7 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 		return nil, err
 	}
 	h.fill(rep, dres, final, vetoed)
-	return &decision{final: final, ldapTotal: ldapTotal, kept: len(dres.Mailboxes) + len(dres.Held)}, nil
+	return &decision{final: final, ldapTotal: ldapTotal, kept: dres.Kept + len(dres.Held)}, nil
 }
 
 // apply writes the final changes and the run's record in one store
@@ -859,11 +870,8 @@ func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []
 	}
 	rep.Counts.Conflicts = len(rep.Conflicts)
 	rep.Counts.Vetoed = len(rep.Vetoed)
-	rep.Users = make([]ReportUser, 0, len(res.Mailboxes))
+	rep.Users = make([]ReportUser, 0, len(res.Mailboxes)) // listed for a preview only (decide)
 	for _, m := range res.Mailboxes {
-		if rep.Mode != "preview" {
-			break // only a preview lists the users
-		}
 		if vetoedDir[m.DirID] {
 			continue
 		}
