@@ -401,9 +401,20 @@ func encodeChanges(rcs []store.RunChange) ([]byte, error) {
 	if err != nil {
 		return nil, err
 	}
-	if err := json.NewEncoder(zw).Encode(rcs); err != nil {
-		return nil, err
+	// One change at a time: encoding/json builds a whole value in memory
+	// before it writes, which for a first sync's list is hundreds of
+	// megabytes at 1,000,000 users.
+	enc := json.NewEncoder(zw)
+	zw.Write([]byte{'['})
+	for i := range rcs {
+		if i > 0 {
+			zw.Write([]byte{','})
+		}
+		if err := enc.Encode(&rcs[i]); err != nil {
+			return nil, err
+		}
 	}
+	zw.Write([]byte{']'})
 	if err := zw.Close(); err != nil {
 		return nil, err
 	}
