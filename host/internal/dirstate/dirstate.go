@@ -162,14 +162,17 @@ func Encode(s *State) ([]byte, error) {
 		return nil, errors.New("dirstate: keys, refs and intents differ in length")
 	}
 	out := append(make([]byte, 0, 64<<10), magic...)
-	raw := make([]byte, 0, chunk+64<<10)
-	blk := make([]byte, s2.MaxEncodedLen(cap(raw)))
-	flush := func() {
-		c := s2.Encode(blk, raw)
-		out = binary.AppendUvarint(out, uint64(len(raw)))
+	raw := make([]byte, 0, chunk+64<<10) // grows past it for an entry larger than a chunk
+	blk := make([]byte, s2.MaxEncodedLen(chunk))
+	// flush compresses the first n bytes of raw as a chunk and keeps the
+	// rest: an entry may span chunks (a group of a million members is tens
+	// of megabytes), a chunk is never more than chunk bytes.
+	flush := func(n int) {
+		c := s2.Encode(blk, raw[:n])
+		out = binary.AppendUvarint(out, uint64(n))
 		out = binary.AppendUvarint(out, uint64(len(c)))
 		out = append(out, c...)
-		raw = raw[:0]
+		raw = raw[:copy(raw, raw[n:])]
 	}
 	raw = binary.AppendUvarint(raw, uint64(len(s.Keys)))
 	var buf []byte
@@ -183,12 +186,12 @@ func Encode(s *State) ([]byte, error) {
 		}
 		raw = binary.AppendUvarint(raw, uint64(len(buf)))
 		raw = append(raw, buf...)
-		if len(raw) >= chunk {
-			flush()
+		for len(raw) >= chunk {
+			flush(chunk)
 		}
 	}
 	if len(raw) > 0 {
-		flush()
+		flush(len(raw))
 	}
 	return out, nil
 }
@@ -201,7 +204,7 @@ func decompress(chunks []byte) ([]byte, error) {
 	total := 0
 	for i := 0; i < len(chunks); {
 		rawLen, n := binary.Uvarint(chunks[i:])
-		if n <= 0 || rawLen > 4*chunk {
+		if n <= 0 || rawLen > chunk {
 			return nil, errors.New("a chunk's length is broken")
 		}
 		i += n

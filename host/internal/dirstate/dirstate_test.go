@@ -57,6 +57,20 @@ func TestRoundTrip(t *testing.T) {
 	if _, err := Decode(append(slices.Clone(b), 0)); err == nil {
 		t.Error("Decode with a byte after the end succeeded")
 	}
+	// An entry larger than a chunk (a group of 100,000 members) spans
+	// chunks.
+	big := state("a")
+	members := make([]string, 100_000)
+	for i := range members {
+		members[i] = "cn=user " + strconv.Itoa(i) + ",ou=people,dc=example,dc=com"
+	}
+	big.Append("g", diff.Ref{ID: "id-g", DN: "cn=g"}, sdk.Intent{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "All", Members: members}})
+	big.Append("z", diff.Ref{ID: "id-z", DN: "cn=z"}, mailbox("z"))
+	if enc, err := Encode(big); err != nil {
+		t.Fatal(err)
+	} else if got, err := Decode(enc); err != nil || got.Len() != 3 || !slices.Equal(got.Intents[1].Group.Members, members) || got.Keys[2] != "z" {
+		t.Fatalf("a state with an entry of %d members: %v", len(members), err)
+	}
 	// A state kept by a version that did not compress it still decodes.
 	raw, err := decompress(b[len(magic):])
 	if err != nil {
