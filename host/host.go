@@ -165,9 +165,6 @@ func (h *Host) policy(ctx context.Context, name string, eager bool) (policy.Runt
 	if err != nil {
 		return nil, err
 	}
-	if err := checkABI(ctx, name, p); err != nil {
-		return nil, err
-	}
 	if outside {
 		if b, err := os.ReadFile(spec.Path); err == nil {
 			sum := sha256.Sum256(b)
@@ -218,7 +215,19 @@ func (h *Host) policyIdentity(name string) (module []byte, cfg map[string]any) {
 	return module, cfg
 }
 
+// load loads spec's policy and refuses one of another ABI major version.
 func (h *Host) load(ctx context.Context, spec *config.Policy) (policy.Runtime, error) {
+	p, err := h.loadRuntime(ctx, spec)
+	if err != nil {
+		return nil, err
+	}
+	if err := checkABI(ctx, spec.Name, p); err != nil {
+		return nil, err
+	}
+	return p, nil
+}
+
+func (h *Host) loadRuntime(ctx context.Context, spec *config.Policy) (policy.Runtime, error) {
 	h.log.Debug("loading the policy", "policy", spec.Name, "runtime", spec.Runtime)
 	switch spec.Runtime {
 	case "builtin":

@@ -1,7 +1,6 @@
 package host
 
 import (
-	"bytes"
 	"context"
 	"crypto/sha256"
 	"encoding/hex"
@@ -38,7 +37,8 @@ func factsKey(spec *config.Policy, module []byte) (string, error) {
 	h := sha256.New()
 	for _, part := range [][]byte{[]byte("dirsync policy facts 1"), []byte(spec.Name), []byte(spec.Runtime), module, cfg,
 		{byte(sdk.ABIMajor), byte(sdk.ABIMinor)}} {
-		h.Write(append(bytes.Clone(part), 0))
+		h.Write(part)
+		h.Write([]byte{0})
 	}
 	return hex.EncodeToString(h.Sum(nil)), nil
 }
@@ -119,15 +119,6 @@ func (h *Host) deferredPolicy(spec *config.Policy) (policy.Runtime, []byte, erro
 	if !ok {
 		return nil, nil, nil
 	}
-	load := func(ctx context.Context) (policy.Runtime, error) {
-		p, err := h.load(ctx, spec)
-		if err != nil {
-			return nil, err
-		}
-		if err := checkABI(ctx, spec.Name, p); err != nil {
-			return nil, err
-		}
-		return p, nil
-	}
+	load := func(ctx context.Context) (policy.Runtime, error) { return h.load(ctx, spec) }
 	return policy.Deferred(facts, load, func(f policy.Facts) { h.writeFacts(spec, sum[:], f) }), sum[:], nil
 }
