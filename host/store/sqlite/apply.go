@@ -154,22 +154,11 @@ func newApplier(ctx context.Context, tx *sql.Tx, domain string) (*applier, error
 			return nil, fmt.Errorf("prepare %q: %w", st.q, err)
 		}
 	}
-	for _, m := range []struct {
-		m     *multiInsert
-		table string
-		cols  []string
-		tail  string
-	}{
-		{&a.mailboxRows, "mailboxes", []string{"id", "domain", "primary_address", "kind", "display_name", "source", "dir_id", "dn"}, ""},
-		{&a.addressRows, "addresses", []string{"address", "domain", "mailbox_id", "is_primary"}, ""},
-		{&a.memberRows, "memberships", []string{"mailbox_id", "group_id", "source"},
-			" ON CONFLICT (mailbox_id, group_id) DO UPDATE SET source = excluded.source"},
-	} {
-		if err := a.prepareMulti(m.m, m.table, m.cols, m.tail); err != nil {
-			a.close()
-			return nil, err
-		}
-	}
+	a.mailboxRows = multiInsert{table: "mailboxes",
+		cols: []string{"id", "domain", "primary_address", "kind", "display_name", "source", "dir_id", "dn"}}
+	a.addressRows = multiInsert{table: "addresses", cols: []string{"address", "domain", "mailbox_id", "is_primary"}}
+	a.memberRows = multiInsert{table: "memberships", cols: []string{"mailbox_id", "group_id", "source"},
+		tail: " ON CONFLICT (mailbox_id, group_id) DO UPDATE SET source = excluded.source"}
 	return a, nil
 }
 

@@ -19,12 +19,15 @@ const bulkRows = 64
 // BenchmarkApplyCreates, which compares both).
 var bulkCreates = true
 
-// multiInsert is an INSERT of rows of the same columns, bulkRows at a time
-// through one prepared statement and the rest one at a time.
+// multiInsert is an INSERT of rows of the same columns: bulkRows at a time,
+// and the rows left at the end of a batch in one more statement, each row
+// count through its own statement, prepared once an Apply when first
+// needed.
 type multiInsert struct {
-	many, one *sql.Stmt
-	cols      int
-	args      []any // the rows not yet written, cols values each
+	table, tail string
+	cols        []string
+	stmts       map[int]*sql.Stmt // by row count
+	args        []any             // the rows not yet written, len(cols) values each
 }
 
 // insertValues is "INSERT INTO table (cols) VALUES (?, …), …" for rows rows,
@@ -35,48 +38,45 @@ func insertValues(table string, cols []string, rows int, tail string) string {
 		strings.TrimSuffix(strings.Repeat(row+", ", rows), ", ") + tail
 }
 
-func (a *applier) prepareMulti(m *multiInsert, table string, cols []string, tail string) error {
-	m.cols = len(cols)
-	for _, p := range []struct {
-		st   **sql.Stmt
-		rows int
-	}{{&m.many, bulkRows}, {&m.one, 1}} {
-		q := insertValues(table, cols, p.rows, tail)
+// exec writes the queued rows in one statement.
+func (m *multiInsert) exec(a *applier) error {
+	rows := len(m.args) / len(m.cols)
+	st := m.stmts[rows]
+	if st == nil {
 		var err error
-		if *p.st, err = a.tx.PrepareContext(a.ctx, q); err != nil {
-			return fmt.Errorf("prepare an insert into %s: %w", table, err)
+		if st, err = a.tx.PrepareContext(a.ctx, insertValues(m.table, m.cols, rows, m.tail)); err != nil {
+			return fmt.Errorf("prepare an insert into %s: %w", m.table, err)
 		}
+		if m.stmts == nil {
+			m.stmts = map[int]*sql.Stmt{}
+		}
+		m.stmts[rows] = st
 	}
-	return nil
+	_, err := st.ExecContext(a.ctx, m.args...)
+	m.args = m.args[:0]
+	return err
 }
 
 // add queues a row and writes bulkRows of them once there are as many.
 func (m *multiInsert) add(a *applier, row ...any) error {
 	m.args = append(m.args, row...)
-	if len(m.args) < bulkRows*m.cols {
+	if len(m.args) < bulkRows*len(m.cols) {
 		return nil
 	}
-	_, err := m.many.ExecContext(a.ctx, m.args...)
-	m.args = m.args[:0]
-	return err
+	return m.exec(a)
 }
 
-// flush writes the queued rows one at a time.
+// flush writes the queued rows.
 func (m *multiInsert) flush(a *applier) error {
-	defer func() { m.args = m.args[:0] }()
-	for i := 0; i < len(m.args); i += m.cols {
-		if _, err := m.one.ExecContext(a.ctx, m.args[i:i+m.cols]...); err != nil {
-			return err
-		}
+	if len(m.args) == 0 {
+		return nil
 	}
-	return nil
+	return m.exec(a)
 }
 
 func (m *multiInsert) close() {
-	for _, st := range []*sql.Stmt{m.many, m.one} {
-		if st != nil {
-			st.Close()
-		}
+	for _, st := range m.stmts {
+		st.Close()
 	}
 }
 
