@@ -369,12 +369,6 @@ type runInput struct {
 	// beside the rest of the read, once the read knows it will decide
 	// (a full read, a delta with changes); read waits for it.
 	readSnapshot func()
-	snapshot     chan snapshotResult
-}
-
-type snapshotResult struct {
-	snap *store.Snapshot
-	err  error
 }
 
 // read takes the reading stages of a run: the policy and its check of the
@@ -415,13 +409,17 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	// The store's state during the read: Apply refuses the run if the
 	// domain is written after this (store.ErrStoreChanged). The entries are
 	// mapped with the gateway groups as they were before the read.
-	in.snapshot = make(chan snapshotResult, 1)
+	type snapshot struct {
+		snap *store.Snapshot
+		err  error
+	}
+	snapped := make(chan snapshot, 1)
 	var once sync.Once
 	in.readSnapshot = func() {
 		once.Do(func() {
 			go func() {
 				snap, err := h.store.Snapshot(ctx, d.Name, d.AliasDomains)
-				in.snapshot <- snapshotResult{snap, err}
+				snapped <- snapshot{snap, err}
 			}()
 		})
 	}
@@ -432,7 +430,7 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 		return in, "", nil // nothing to decide: no snapshot needed
 	}
 	in.readSnapshot() // if the read did not start it
-	res := <-in.snapshot
+	res := <-snapped
 	if in.snap, err = res.snap, res.err; err != nil {
 		return nil, "store", err
 	}
