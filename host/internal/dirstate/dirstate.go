@@ -164,15 +164,21 @@ func Encode(s *State) ([]byte, error) {
 	out := append(make([]byte, 0, 64<<10), magic...)
 	raw := make([]byte, 0, chunk+64<<10) // grows past it for an entry larger than a chunk
 	blk := make([]byte, s2.MaxEncodedLen(chunk))
-	// flush compresses the first n bytes of raw as a chunk and keeps the
-	// rest: an entry may span chunks (a group of a million members is tens
-	// of megabytes), a chunk is never more than chunk bytes.
-	flush := func(n int) {
-		c := s2.Encode(blk, raw[:n])
-		out = binary.AppendUvarint(out, uint64(n))
-		out = binary.AppendUvarint(out, uint64(len(c)))
-		out = append(out, c...)
-		raw = raw[:copy(raw, raw[n:])]
+	// flush compresses raw's whole chunks, and with all the rest too, and
+	// keeps what it did not compress: an entry may span chunks (a group of
+	// a million members is tens of megabytes), a chunk is never more than
+	// chunk bytes.
+	flush := func(all bool) {
+		off := 0
+		for len(raw)-off >= chunk || all && off < len(raw) {
+			n := min(chunk, len(raw)-off)
+			c := s2.Encode(blk, raw[off:off+n])
+			out = binary.AppendUvarint(out, uint64(n))
+			out = binary.AppendUvarint(out, uint64(len(c)))
+			out = append(out, c...)
+			off += n
+		}
+		raw = raw[:copy(raw, raw[off:])]
 	}
 	raw = binary.AppendUvarint(raw, uint64(len(s.Keys)))
 	var buf []byte
@@ -186,13 +192,11 @@ func Encode(s *State) ([]byte, error) {
 		}
 		raw = binary.AppendUvarint(raw, uint64(len(buf)))
 		raw = append(raw, buf...)
-		for len(raw) >= chunk {
-			flush(chunk)
+		if len(raw) >= chunk {
+			flush(false)
 		}
 	}
-	if len(raw) > 0 {
-		flush(len(raw))
-	}
+	flush(true)
 	return out, nil
 }
 
