@@ -545,13 +545,16 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 	}
 	var rresp sdk.ReconcileResponse
 	var perr error
-	rep.Timings.Policy += timed(func() {
-		rresp, perr = in.p.Reconcile(ctx, sdk.ReconcileRequest{Domain: in.sd, Changes: dres.Changes, LDAPMailboxes: ldapTotal})
-	})
+	asked, at := guard.Asked(in.p.Info().Reconcile, dres.Changes)
+	if len(asked) > 0 || at == nil {
+		rep.Timings.Policy += timed(func() {
+			rresp, perr = in.p.Reconcile(ctx, sdk.ReconcileRequest{Domain: in.sd, Changes: asked, LDAPMailboxes: ldapTotal})
+		})
+	}
 	if perr != nil {
 		return nil, fmt.Errorf("policy %q: reconcile: %w", d.Policy, perr)
 	}
-	final, vetoed, err := guard.Decide(d.Policy, in.sd, in.snap, dres.Changes, rresp)
+	final, vetoed, err := guard.Decide(d.Policy, in.sd, in.snap, dres.Changes, at, rresp)
 	if err != nil {
 		return nil, err
 	}

@@ -66,8 +66,12 @@ const maxSpareReply = 16 << 20
 
 // gcMinHeap is the heap below which a call does not start with a
 // collection. A Map call of 2,000 entries of 10 attributes allocates about
-// 4.5 MB, the request included.
-const gcMinHeap = 32 << 20
+// 4.5 MB, the request included, so a Map instance collects about every
+// other call, when nearly all of the heap is garbage: its memory stays
+// near 15 MB instead of the ~40 MB that 32 MB here kept (an instance's
+// linear memory never shrinks), at no measured cost in time (a first sync
+// of 100,000 users, the standard policy: 4.1 s both ways).
+const gcMinHeap = 8 << 20
 
 // gcThreshold is the heap size that makes the next call start with a
 // collection (besides 2× the live heap), and gcSamples the metrics that

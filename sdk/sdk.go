@@ -14,7 +14,7 @@ import "strconv"
 // version differs from its own; a higher minor version only adds fields.
 const (
 	ABIMajor = 1
-	ABIMinor = 2 // 1.1: GroupIntent.Nested; 1.2: IntentHold
+	ABIMinor = 3 // 1.1: GroupIntent.Nested; 1.2: IntentHold; 1.3: Info.Reconcile
 )
 
 // Policy is a sync policy: the rules that decide which directory entries
@@ -47,7 +47,29 @@ type Info struct {
 	// Attributes are the directory attributes the policy reads (lower case).
 	// The host fetches these and nothing more, plus the stable-id attributes.
 	Attributes []string
+	// Reconcile says which proposed changes the host asks Reconcile about:
+	// all of them (ReconcileAll, the zero value), or only those that need
+	// a decision of this policy (ReconcileConflicts). (ABI 1.3; a host of
+	// an older ABI asks about all of them.)
+	Reconcile ReconcileScope
 }
+
+// ReconcileScope is the part of a run's proposed changes that a policy's
+// Reconcile is asked about.
+type ReconcileScope int32
+
+const (
+	// ReconcileAll: every proposed change. A policy that decides on
+	// deletes, updates or memberships (a deletion rule, say) needs them all.
+	ReconcileAll ReconcileScope = 0
+	// ReconcileConflicts: only the changes that have Conflicts, and the
+	// adopts. The host accepts every other change as proposed, as if
+	// Reconcile had returned no decision for it, and skips the call when
+	// no change needs one; a decision's Index is the position in the
+	// request the policy received. A first sync of 100,000 users then
+	// sends the policy no change at all instead of 100,000 creates.
+	ReconcileConflicts ReconcileScope = 1
+)
 
 // FilterRequest asks a policy to check the domain's filter.
 type FilterRequest struct {

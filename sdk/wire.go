@@ -925,7 +925,7 @@ func enumValue(v int32) uint64 { return uint64(int64(v)) }
 func sizeInfo(in *Info) int {
 	return sizeString(1, in.Name) + sizeString(2, in.Version) +
 		sizeVarint(3, uint64(in.ABIMajor)) + sizeVarint(4, uint64(in.ABIMinor)) +
-		sizeStrings(5, in.Attributes)
+		sizeStrings(5, in.Attributes) + sizeVarint(6, enumValue(int32(in.Reconcile)))
 }
 
 func appendInfo(b []byte, in *Info) []byte {
@@ -933,7 +933,8 @@ func appendInfo(b []byte, in *Info) []byte {
 	b = appendString(b, 2, in.Version)
 	b = appendVarint(b, 3, uint64(in.ABIMajor))
 	b = appendVarint(b, 4, uint64(in.ABIMinor))
-	return appendStrings(b, 5, in.Attributes)
+	b = appendStrings(b, 5, in.Attributes)
+	return appendVarint(b, 6, enumValue(int32(in.Reconcile)))
 }
 
 // FilterResponse

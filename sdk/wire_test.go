@@ -173,6 +173,7 @@ func TestEncodeReplies(t *testing.T) {
 	infos := []sdk.Info{
 		{},
 		{Name: "standard", Version: "1.2.3", ABIMajor: 1, ABIMinor: 7, Attributes: []string{"mail", "proxyaddresses", "memberof"}},
+		{Name: "conflicts", Reconcile: sdk.ReconcileConflicts},
 	}
 	for _, in := range infos {
 		var r pb.InfoReply

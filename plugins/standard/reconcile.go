@@ -19,6 +19,10 @@ import (
 //   - an adopt is vetoed: the standard policy never takes over a mailbox of
 //     another source (a custom policy may);
 //   - a change of a kind it does not know is vetoed.
+//
+// Its Info asks a host of ABI 1.3 or later only about changes with
+// conflicts and adopts (sdk.ReconcileConflicts); an older host asks about
+// every change, and gets the same outcome.
 func (p *Policy) Reconcile(req sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
 	var ds []sdk.Decision
 	for i := range req.Changes {

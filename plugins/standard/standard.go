@@ -49,7 +49,8 @@ var _ sdk.Policy = (*Policy)(nil)
 // calls Configure before any other stage.
 func New() sdk.Policy { return &Policy{} }
 
-// Info names the policy, its ABI version and the attributes it reads.
+// Info names the policy, its ABI version, the attributes it reads and the
+// changes its Reconcile is asked about: those with conflicts, and adopts.
 func (p *Policy) Info() sdk.Info {
 	return sdk.Info{
 		Name:       Name,
@@ -57,6 +58,9 @@ func (p *Policy) Info() sdk.Info {
 		ABIMajor:   sdk.ABIMajor,
 		ABIMinor:   sdk.ABIMinor,
 		Attributes: append([]string(nil), attributes...),
+		// It accepts as proposed every change without conflicts but an
+		// adopt (the host never proposes the others it would veto).
+		Reconcile: sdk.ReconcileConflicts,
 	}
 }
 

@@ -45,6 +45,7 @@ func InfoToProto(in sdk.Info) *pb.Info {
 		AbiMajor:   in.ABIMajor,
 		AbiMinor:   in.ABIMinor,
 		Attributes: strs(in.Attributes),
+		Reconcile:  pb.ReconcileScope(in.Reconcile),
 	}
 }
 
@@ -56,6 +57,7 @@ func InfoFromProto(m *pb.Info) sdk.Info {
 		ABIMajor:   m.GetAbiMajor(),
 		ABIMinor:   m.GetAbiMinor(),
 		Attributes: strs(m.GetAttributes()),
+		Reconcile:  sdk.ReconcileScope(m.GetReconcile()),
 	}
 }
 

@@ -46,6 +46,8 @@ func TestInfo(t *testing.T) {
 	for _, in := range []sdk.Info{
 		{},
 		{Name: "standard", Version: "0.1.0", ABIMajor: 1, ABIMinor: math.MaxUint32, Attributes: []string{"mail", "cn"}},
+		{Name: "conflicts", Reconcile: sdk.ReconcileConflicts},
+		{Name: "a later scope", Reconcile: 9},
 	} {
 		check(t, "Info", roundTrip(t, in, abi.InfoToProto, abi.InfoFromProto, &pb.Info{}), in)
 	}

@@ -148,8 +148,21 @@ func (p evilReplace) Reconcile(r sdk.ReconcileRequest) (sdk.ReconcileResponse, e
 	return resp, nil
 }
 
+// Info asks about every change: the standard policy's Info asks only about
+// conflicts, and a create without any would never reach Reconcile.
+func (p evilReplace) Info() sdk.Info { return askAll(p.Policy) }
+
 // evilOutside adds an address of another domain to every create.
 type evilOutside struct{ sdk.Policy }
+
+func (p evilOutside) Info() sdk.Info { return askAll(p.Policy) }
+
+// askAll is p's Info, asking about every proposed change.
+func askAll(p sdk.Policy) sdk.Info {
+	in := p.Info()
+	in.Reconcile = sdk.ReconcileAll
+	return in
+}
 
 func (p evilOutside) Reconcile(r sdk.ReconcileRequest) (sdk.ReconcileResponse, error) {
 	var resp sdk.ReconcileResponse

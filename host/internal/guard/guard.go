@@ -115,17 +115,43 @@ type Vetoed struct {
 	Conflict bool // the change wanted addresses of another source's mailbox (R10)
 }
 
+// Asked picks the proposed changes that a policy of the given scope is
+// asked about (sdk.Info.Reconcile), and the position of each among
+// proposed. For sdk.ReconcileAll, and a scope this host does not know,
+// that is all of them: asked is proposed and at is nil.
+func Asked(scope sdk.ReconcileScope, proposed []sdk.Change) (asked []sdk.Change, at []int) {
+	if scope != sdk.ReconcileConflicts {
+		return proposed, nil
+	}
+	at = []int{}
+	for i := range proposed {
+		if len(proposed[i].Conflicts) > 0 || proposed[i].Kind == sdk.ChangeAdopt {
+			asked, at = append(asked, proposed[i]), append(at, i)
+		}
+	}
+	return asked, at
+}
+
 // Decide applies a policy's decisions to the proposed changes and checks
 // every change that would result. snap is the domain's state the changes
-// were proposed from.
-func Decide(policy string, domain sdk.Domain, snap *store.Snapshot, proposed []sdk.Change, resp sdk.ReconcileResponse) ([]sdk.Change, []Vetoed, error) {
+// were proposed from. at, when not nil, is where each change the policy
+// was asked about is among proposed (Asked): a decision's Index is a
+// position in the request, not in proposed.
+func Decide(policy string, domain sdk.Domain, snap *store.Snapshot, proposed []sdk.Change, at []int, resp sdk.ReconcileResponse) ([]sdk.Change, []Vetoed, error) {
 	bad := func(format string, args ...any) error {
 		return &Violation{Policy: policy, Msg: fmt.Sprintf(format, args...)}
 	}
+	asked := len(proposed)
+	if at != nil {
+		asked = len(at)
+	}
 	decided := make(map[int]sdk.Decision, len(resp.Decisions))
 	for _, d := range resp.Decisions {
-		if d.Index < 0 || d.Index >= len(proposed) {
-			return nil, nil, bad("decision for change #%d, but only %d changes were proposed", d.Index, len(proposed))
+		if d.Index < 0 || d.Index >= asked {
+			return nil, nil, bad("decision for change #%d, but only %d changes were proposed", d.Index, asked)
+		}
+		if at != nil {
+			d.Index = at[d.Index]
 		}
 		if _, dup := decided[d.Index]; dup {
 			return nil, nil, bad("two decisions for change #%d", d.Index)

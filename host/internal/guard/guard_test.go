@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"slices"
 	"strings"
 	"testing"
 
@@ -66,6 +67,7 @@ func TestDecide(t *testing.T) {
 	for _, tc := range []struct {
 		name     string
 		proposed []sdk.Change
+		at       []int // where the asked changes are among proposed (nil: all)
 		resp     sdk.ReconcileResponse
 		final    int
 		vetoed   int
@@ -91,9 +93,15 @@ func TestDecide(t *testing.T) {
 		{name: "replace a delete by a create", proposed: []sdk.Change{{Kind: sdk.ChangeDelete, Before: &ldapM}}, err: "cannot be replaced",
 			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Replace, Replacement: &sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{Primary: "z@example.com"}}}}}},
 		{name: "delete frees an address for a create", proposed: []sdk.Change{{Kind: sdk.ChangeDelete, Before: &ldapM}, create("a@example.com")}, final: 2},
+		{name: "a decision of an asked change lands on it", proposed: []sdk.Change{create("n@example.com"), conflicting}, at: []int{1},
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Veto, Reason: "conflict"}}}, final: 1, vetoed: 1},
+		{name: "a decision beyond the asked changes", proposed: []sdk.Change{create("n@example.com"), conflicting}, at: []int{1}, err: "only 1 changes",
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 1, Action: sdk.Veto}}}},
+		{name: "an unasked conflict is accepted and checked", proposed: []sdk.Change{create("n@example.com"), conflicting}, at: []int{0},
+			err: "belongs to another mailbox"},
 	} {
 		t.Run(tc.name, func(t *testing.T) {
-			final, vetoed, err := Decide("test", dom, snap, tc.proposed, tc.resp)
+			final, vetoed, err := Decide("test", dom, snap, tc.proposed, tc.at, tc.resp)
 			if tc.err != "" {
 				if err == nil || !strings.Contains(err.Error(), tc.err) || !strings.Contains(err.Error(), `policy "test"`) {
 					t.Fatalf("err = %v, want one naming the policy and %q", err, tc.err)
@@ -107,6 +115,46 @@ func TestDecide(t *testing.T) {
 				t.Fatalf("final %d vetoed %d, want %d and %d", len(final), len(vetoed), tc.final, tc.vetoed)
 			}
 		})
+	}
+}
+
+func TestAsked(t *testing.T) {
+	mb := &sdk.Mailbox{ID: 1, Primary: "a@example.com", Source: sdk.SourceLDAP}
+	proposed := []sdk.Change{
+		{Kind: sdk.ChangeCreate, After: mb},
+		{Kind: sdk.ChangeUpdate, Before: mb, After: mb, Conflicts: []sdk.Conflict{{Address: "a@example.com"}}},
+		{Kind: sdk.ChangeDelete, Before: mb},
+		{Kind: sdk.ChangeAdopt, After: mb},
+		{Kind: sdk.ChangeAddMember, Before: mb, After: mb, Group: "Sales"},
+	}
+	for _, tc := range []struct {
+		scope sdk.ReconcileScope
+		at    []int
+	}{
+		{sdk.ReconcileAll, nil},
+		{sdk.ReconcileScope(7), nil}, // unknown: all
+		{sdk.ReconcileConflicts, []int{1, 3}},
+	} {
+		asked, at := Asked(tc.scope, proposed)
+		if !slices.Equal(at, tc.at) || (at == nil) != (tc.at == nil) {
+			t.Errorf("scope %d: at = %v, want %v", tc.scope, at, tc.at)
+		}
+		if want := len(proposed); tc.at != nil {
+			want = len(tc.at)
+			if len(asked) != want {
+				t.Errorf("scope %d: %d asked, want %d", tc.scope, len(asked), want)
+			}
+			for i, j := range at {
+				if asked[i].Kind != proposed[j].Kind {
+					t.Errorf("scope %d: asked[%d] is a %v, want %v", tc.scope, i, asked[i].Kind, proposed[j].Kind)
+				}
+			}
+		} else if len(asked) != want {
+			t.Errorf("scope %d: %d asked, want %d", tc.scope, len(asked), want)
+		}
+	}
+	if asked, at := Asked(sdk.ReconcileConflicts, proposed[:1]); len(asked) != 0 || at == nil {
+		t.Errorf("nothing to ask: asked %v, at %v; want none, and at not nil", asked, at)
 	}
 }
 

@@ -33,6 +33,56 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ReconcileScope mirrors sdk.ReconcileScope.
+type ReconcileScope int32
+
+const (
+	// Every proposed change.
+	ReconcileScope_RECONCILE_SCOPE_ALL ReconcileScope = 0
+	// Only the changes that have conflicts, and the adopts; the host
+	// accepts the others as proposed.
+	ReconcileScope_RECONCILE_SCOPE_CONFLICTS ReconcileScope = 1
+)
+
+// Enum value maps for ReconcileScope.
+var (
+	ReconcileScope_name = map[int32]string{
+		0: "RECONCILE_SCOPE_ALL",
+		1: "RECONCILE_SCOPE_CONFLICTS",
+	}
+	ReconcileScope_value = map[string]int32{
+		"RECONCILE_SCOPE_ALL":       0,
+		"RECONCILE_SCOPE_CONFLICTS": 1,
+	}
+)
+
+func (x ReconcileScope) Enum() *ReconcileScope {
+	p := new(ReconcileScope)
+	*p = x
+	return p
+}
+
+func (x ReconcileScope) String() string {
+	return protoimpl.X.EnumStringOf(x.Descriptor(), protoreflect.EnumNumber(x))
+}
+
+func (ReconcileScope) Descriptor() protoreflect.EnumDescriptor {
+	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[0].Descriptor()
+}
+
+func (ReconcileScope) Type() protoreflect.EnumType {
+	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[0]
+}
+
+func (x ReconcileScope) Number() protoreflect.EnumNumber {
+	return protoreflect.EnumNumber(x)
+}
+
+// Deprecated: Use ReconcileScope.Descriptor instead.
+func (ReconcileScope) EnumDescriptor() ([]byte, []int) {
+	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{0}
+}
+
 // IntentKind mirrors sdk.IntentKind.
 type IntentKind int32
 
@@ -73,11 +123,11 @@ func (x IntentKind) String() string {
 }
 
 func (IntentKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[0].Descriptor()
+	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[1].Descriptor()
 }
 
 func (IntentKind) Type() protoreflect.EnumType {
-	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[0]
+	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[1]
 }
 
 func (x IntentKind) Number() protoreflect.EnumNumber {
@@ -86,7 +136,7 @@ func (x IntentKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use IntentKind.Descriptor instead.
 func (IntentKind) EnumDescriptor() ([]byte, []int) {
-	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{0}
+	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{1}
 }
 
 // ChangeKind mirrors sdk.ChangeKind.
@@ -135,11 +185,11 @@ func (x ChangeKind) String() string {
 }
 
 func (ChangeKind) Descriptor() protoreflect.EnumDescriptor {
-	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[1].Descriptor()
+	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[2].Descriptor()
 }
 
 func (ChangeKind) Type() protoreflect.EnumType {
-	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[1]
+	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[2]
 }
 
 func (x ChangeKind) Number() protoreflect.EnumNumber {
@@ -148,7 +198,7 @@ func (x ChangeKind) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ChangeKind.Descriptor instead.
 func (ChangeKind) EnumDescriptor() ([]byte, []int) {
-	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{1}
+	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{2}
 }
 
 // Action mirrors sdk.Action.
@@ -185,11 +235,11 @@ func (x Action) String() string {
 }
 
 func (Action) Descriptor() protoreflect.EnumDescriptor {
-	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[2].Descriptor()
+	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[3].Descriptor()
 }
 
 func (Action) Type() protoreflect.EnumType {
-	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[2]
+	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[3]
 }
 
 func (x Action) Number() protoreflect.EnumNumber {
@@ -198,7 +248,7 @@ func (x Action) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use Action.Descriptor instead.
 func (Action) EnumDescriptor() ([]byte, []int) {
-	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{2}
+	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{3}
 }
 
 // ErrorCode classifies an Error.
@@ -246,11 +296,11 @@ func (x ErrorCode) String() string {
 }
 
 func (ErrorCode) Descriptor() protoreflect.EnumDescriptor {
-	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[3].Descriptor()
+	return file_syncpolicy_v1_syncpolicy_proto_enumTypes[4].Descriptor()
 }
 
 func (ErrorCode) Type() protoreflect.EnumType {
-	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[3]
+	return &file_syncpolicy_v1_syncpolicy_proto_enumTypes[4]
 }
 
 func (x ErrorCode) Number() protoreflect.EnumNumber {
@@ -259,7 +309,7 @@ func (x ErrorCode) Number() protoreflect.EnumNumber {
 
 // Deprecated: Use ErrorCode.Descriptor instead.
 func (ErrorCode) EnumDescriptor() ([]byte, []int) {
-	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{3}
+	return file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP(), []int{4}
 }
 
 // InfoRequest asks a policy for its Info. It has no fields.
@@ -301,12 +351,14 @@ func (*InfoRequest) Descriptor() ([]byte, []int) {
 
 // Info mirrors sdk.Info.
 type Info struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	Version       string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
-	AbiMajor      uint32                 `protobuf:"varint,3,opt,name=abi_major,json=abiMajor,proto3" json:"abi_major,omitempty"`
-	AbiMinor      uint32                 `protobuf:"varint,4,opt,name=abi_minor,json=abiMinor,proto3" json:"abi_minor,omitempty"`
-	Attributes    []string               `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	state      protoimpl.MessageState `protogen:"open.v1"`
+	Name       string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Version    string                 `protobuf:"bytes,2,opt,name=version,proto3" json:"version,omitempty"`
+	AbiMajor   uint32                 `protobuf:"varint,3,opt,name=abi_major,json=abiMajor,proto3" json:"abi_major,omitempty"`
+	AbiMinor   uint32                 `protobuf:"varint,4,opt,name=abi_minor,json=abiMinor,proto3" json:"abi_minor,omitempty"`
+	Attributes []string               `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty"`
+	// Which proposed changes Reconcile is asked about (ABI 1.3).
+	Reconcile     ReconcileScope `protobuf:"varint,6,opt,name=reconcile,proto3,enum=syncpolicy.v1.ReconcileScope" json:"reconcile,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -374,6 +426,13 @@ func (x *Info) GetAttributes() []string {
 		return x.Attributes
 	}
 	return nil
+}
+
+func (x *Info) GetReconcile() ReconcileScope {
+	if x != nil {
+		return x.Reconcile
+	}
+	return ReconcileScope_RECONCILE_SCOPE_ALL
 }
 
 // ConfigureRequest carries the manifest's [policy.config] table.
@@ -2013,7 +2072,7 @@ var File_syncpolicy_v1_syncpolicy_proto protoreflect.FileDescriptor
 const file_syncpolicy_v1_syncpolicy_proto_rawDesc = "" +
 	"\n" +
 	"\x1esyncpolicy/v1/syncpolicy.proto\x12\rsyncpolicy.v1\x1a\x1cgoogle/protobuf/struct.proto\"\r\n" +
-	"\vInfoRequest\"\x8e\x01\n" +
+	"\vInfoRequest\"\xcb\x01\n" +
 	"\x04Info\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1b\n" +
@@ -2021,7 +2080,8 @@ const file_syncpolicy_v1_syncpolicy_proto_rawDesc = "" +
 	"\tabi_minor\x18\x04 \x01(\rR\babiMinor\x12\x1e\n" +
 	"\n" +
 	"attributes\x18\x05 \x03(\tR\n" +
-	"attributes\"C\n" +
+	"attributes\x12;\n" +
+	"\treconcile\x18\x06 \x01(\x0e2\x1d.syncpolicy.v1.ReconcileScopeR\treconcile\"C\n" +
 	"\x10ConfigureRequest\x12/\n" +
 	"\x06config\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06config\"\x13\n" +
 	"\x11ConfigureResponse\"'\n" +
@@ -2124,7 +2184,10 @@ const file_syncpolicy_v1_syncpolicy_proto_rawDesc = "" +
 	"\x0eReconcileReply\x12:\n" +
 	"\x06result\x18\x01 \x01(\v2 .syncpolicy.v1.ReconcileResponseH\x00R\x06result\x12,\n" +
 	"\x05error\x18\x02 \x01(\v2\x14.syncpolicy.v1.ErrorH\x00R\x05errorB\t\n" +
-	"\aoutcome*h\n" +
+	"\aoutcome*H\n" +
+	"\x0eReconcileScope\x12\x17\n" +
+	"\x13RECONCILE_SCOPE_ALL\x10\x00\x12\x1d\n" +
+	"\x19RECONCILE_SCOPE_CONFLICTS\x10\x01*h\n" +
 	"\n" +
 	"IntentKind\x12\x14\n" +
 	"\x10INTENT_KIND_SKIP\x10\x00\x12\x17\n" +
@@ -2170,87 +2233,89 @@ func file_syncpolicy_v1_syncpolicy_proto_rawDescGZIP() []byte {
 	return file_syncpolicy_v1_syncpolicy_proto_rawDescData
 }
 
-var file_syncpolicy_v1_syncpolicy_proto_enumTypes = make([]protoimpl.EnumInfo, 4)
+var file_syncpolicy_v1_syncpolicy_proto_enumTypes = make([]protoimpl.EnumInfo, 5)
 var file_syncpolicy_v1_syncpolicy_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
 var file_syncpolicy_v1_syncpolicy_proto_goTypes = []any{
-	(IntentKind)(0),           // 0: syncpolicy.v1.IntentKind
-	(ChangeKind)(0),           // 1: syncpolicy.v1.ChangeKind
-	(Action)(0),               // 2: syncpolicy.v1.Action
-	(ErrorCode)(0),            // 3: syncpolicy.v1.ErrorCode
-	(*InfoRequest)(nil),       // 4: syncpolicy.v1.InfoRequest
-	(*Info)(nil),              // 5: syncpolicy.v1.Info
-	(*ConfigureRequest)(nil),  // 6: syncpolicy.v1.ConfigureRequest
-	(*ConfigureResponse)(nil), // 7: syncpolicy.v1.ConfigureResponse
-	(*FilterRequest)(nil),     // 8: syncpolicy.v1.FilterRequest
-	(*FilterResponse)(nil),    // 9: syncpolicy.v1.FilterResponse
-	(*Domain)(nil),            // 10: syncpolicy.v1.Domain
-	(*Attribute)(nil),         // 11: syncpolicy.v1.Attribute
-	(*Entry)(nil),             // 12: syncpolicy.v1.Entry
-	(*MapRequest)(nil),        // 13: syncpolicy.v1.MapRequest
-	(*MailboxIntent)(nil),     // 14: syncpolicy.v1.MailboxIntent
-	(*GroupIntent)(nil),       // 15: syncpolicy.v1.GroupIntent
-	(*SkippedAddress)(nil),    // 16: syncpolicy.v1.SkippedAddress
-	(*Intent)(nil),            // 17: syncpolicy.v1.Intent
-	(*MapResponse)(nil),       // 18: syncpolicy.v1.MapResponse
-	(*Mailbox)(nil),           // 19: syncpolicy.v1.Mailbox
-	(*Conflict)(nil),          // 20: syncpolicy.v1.Conflict
-	(*Change)(nil),            // 21: syncpolicy.v1.Change
-	(*ReconcileRequest)(nil),  // 22: syncpolicy.v1.ReconcileRequest
-	(*Decision)(nil),          // 23: syncpolicy.v1.Decision
-	(*ReconcileResponse)(nil), // 24: syncpolicy.v1.ReconcileResponse
-	(*Error)(nil),             // 25: syncpolicy.v1.Error
-	(*InfoReply)(nil),         // 26: syncpolicy.v1.InfoReply
-	(*ConfigureReply)(nil),    // 27: syncpolicy.v1.ConfigureReply
-	(*FilterReply)(nil),       // 28: syncpolicy.v1.FilterReply
-	(*MapReply)(nil),          // 29: syncpolicy.v1.MapReply
-	(*ReconcileReply)(nil),    // 30: syncpolicy.v1.ReconcileReply
-	(*structpb.Struct)(nil),   // 31: google.protobuf.Struct
+	(ReconcileScope)(0),       // 0: syncpolicy.v1.ReconcileScope
+	(IntentKind)(0),           // 1: syncpolicy.v1.IntentKind
+	(ChangeKind)(0),           // 2: syncpolicy.v1.ChangeKind
+	(Action)(0),               // 3: syncpolicy.v1.Action
+	(ErrorCode)(0),            // 4: syncpolicy.v1.ErrorCode
+	(*InfoRequest)(nil),       // 5: syncpolicy.v1.InfoRequest
+	(*Info)(nil),              // 6: syncpolicy.v1.Info
+	(*ConfigureRequest)(nil),  // 7: syncpolicy.v1.ConfigureRequest
+	(*ConfigureResponse)(nil), // 8: syncpolicy.v1.ConfigureResponse
+	(*FilterRequest)(nil),     // 9: syncpolicy.v1.FilterRequest
+	(*FilterResponse)(nil),    // 10: syncpolicy.v1.FilterResponse
+	(*Domain)(nil),            // 11: syncpolicy.v1.Domain
+	(*Attribute)(nil),         // 12: syncpolicy.v1.Attribute
+	(*Entry)(nil),             // 13: syncpolicy.v1.Entry
+	(*MapRequest)(nil),        // 14: syncpolicy.v1.MapRequest
+	(*MailboxIntent)(nil),     // 15: syncpolicy.v1.MailboxIntent
+	(*GroupIntent)(nil),       // 16: syncpolicy.v1.GroupIntent
+	(*SkippedAddress)(nil),    // 17: syncpolicy.v1.SkippedAddress
+	(*Intent)(nil),            // 18: syncpolicy.v1.Intent
+	(*MapResponse)(nil),       // 19: syncpolicy.v1.MapResponse
+	(*Mailbox)(nil),           // 20: syncpolicy.v1.Mailbox
+	(*Conflict)(nil),          // 21: syncpolicy.v1.Conflict
+	(*Change)(nil),            // 22: syncpolicy.v1.Change
+	(*ReconcileRequest)(nil),  // 23: syncpolicy.v1.ReconcileRequest
+	(*Decision)(nil),          // 24: syncpolicy.v1.Decision
+	(*ReconcileResponse)(nil), // 25: syncpolicy.v1.ReconcileResponse
+	(*Error)(nil),             // 26: syncpolicy.v1.Error
+	(*InfoReply)(nil),         // 27: syncpolicy.v1.InfoReply
+	(*ConfigureReply)(nil),    // 28: syncpolicy.v1.ConfigureReply
+	(*FilterReply)(nil),       // 29: syncpolicy.v1.FilterReply
+	(*MapReply)(nil),          // 30: syncpolicy.v1.MapReply
+	(*ReconcileReply)(nil),    // 31: syncpolicy.v1.ReconcileReply
+	(*structpb.Struct)(nil),   // 32: google.protobuf.Struct
 }
 var file_syncpolicy_v1_syncpolicy_proto_depIdxs = []int32{
-	31, // 0: syncpolicy.v1.ConfigureRequest.config:type_name -> google.protobuf.Struct
-	11, // 1: syncpolicy.v1.Entry.attributes:type_name -> syncpolicy.v1.Attribute
-	10, // 2: syncpolicy.v1.MapRequest.domain:type_name -> syncpolicy.v1.Domain
-	12, // 3: syncpolicy.v1.MapRequest.entries:type_name -> syncpolicy.v1.Entry
-	0,  // 4: syncpolicy.v1.Intent.kind:type_name -> syncpolicy.v1.IntentKind
-	14, // 5: syncpolicy.v1.Intent.mailbox:type_name -> syncpolicy.v1.MailboxIntent
-	15, // 6: syncpolicy.v1.Intent.group:type_name -> syncpolicy.v1.GroupIntent
-	16, // 7: syncpolicy.v1.Intent.skipped:type_name -> syncpolicy.v1.SkippedAddress
-	17, // 8: syncpolicy.v1.MapResponse.intents:type_name -> syncpolicy.v1.Intent
-	1,  // 9: syncpolicy.v1.Change.kind:type_name -> syncpolicy.v1.ChangeKind
-	19, // 10: syncpolicy.v1.Change.before:type_name -> syncpolicy.v1.Mailbox
-	19, // 11: syncpolicy.v1.Change.after:type_name -> syncpolicy.v1.Mailbox
-	20, // 12: syncpolicy.v1.Change.conflicts:type_name -> syncpolicy.v1.Conflict
-	10, // 13: syncpolicy.v1.ReconcileRequest.domain:type_name -> syncpolicy.v1.Domain
-	21, // 14: syncpolicy.v1.ReconcileRequest.changes:type_name -> syncpolicy.v1.Change
-	2,  // 15: syncpolicy.v1.Decision.action:type_name -> syncpolicy.v1.Action
-	21, // 16: syncpolicy.v1.Decision.replacement:type_name -> syncpolicy.v1.Change
-	23, // 17: syncpolicy.v1.ReconcileResponse.decisions:type_name -> syncpolicy.v1.Decision
-	3,  // 18: syncpolicy.v1.Error.code:type_name -> syncpolicy.v1.ErrorCode
-	5,  // 19: syncpolicy.v1.InfoReply.result:type_name -> syncpolicy.v1.Info
-	25, // 20: syncpolicy.v1.InfoReply.error:type_name -> syncpolicy.v1.Error
-	7,  // 21: syncpolicy.v1.ConfigureReply.result:type_name -> syncpolicy.v1.ConfigureResponse
-	25, // 22: syncpolicy.v1.ConfigureReply.error:type_name -> syncpolicy.v1.Error
-	9,  // 23: syncpolicy.v1.FilterReply.result:type_name -> syncpolicy.v1.FilterResponse
-	25, // 24: syncpolicy.v1.FilterReply.error:type_name -> syncpolicy.v1.Error
-	18, // 25: syncpolicy.v1.MapReply.result:type_name -> syncpolicy.v1.MapResponse
-	25, // 26: syncpolicy.v1.MapReply.error:type_name -> syncpolicy.v1.Error
-	24, // 27: syncpolicy.v1.ReconcileReply.result:type_name -> syncpolicy.v1.ReconcileResponse
-	25, // 28: syncpolicy.v1.ReconcileReply.error:type_name -> syncpolicy.v1.Error
-	4,  // 29: syncpolicy.v1.SyncPolicy.Info:input_type -> syncpolicy.v1.InfoRequest
-	6,  // 30: syncpolicy.v1.SyncPolicy.Configure:input_type -> syncpolicy.v1.ConfigureRequest
-	8,  // 31: syncpolicy.v1.SyncPolicy.Filter:input_type -> syncpolicy.v1.FilterRequest
-	13, // 32: syncpolicy.v1.SyncPolicy.Map:input_type -> syncpolicy.v1.MapRequest
-	22, // 33: syncpolicy.v1.SyncPolicy.Reconcile:input_type -> syncpolicy.v1.ReconcileRequest
-	5,  // 34: syncpolicy.v1.SyncPolicy.Info:output_type -> syncpolicy.v1.Info
-	7,  // 35: syncpolicy.v1.SyncPolicy.Configure:output_type -> syncpolicy.v1.ConfigureResponse
-	9,  // 36: syncpolicy.v1.SyncPolicy.Filter:output_type -> syncpolicy.v1.FilterResponse
-	18, // 37: syncpolicy.v1.SyncPolicy.Map:output_type -> syncpolicy.v1.MapResponse
-	24, // 38: syncpolicy.v1.SyncPolicy.Reconcile:output_type -> syncpolicy.v1.ReconcileResponse
-	34, // [34:39] is the sub-list for method output_type
-	29, // [29:34] is the sub-list for method input_type
-	29, // [29:29] is the sub-list for extension type_name
-	29, // [29:29] is the sub-list for extension extendee
-	0,  // [0:29] is the sub-list for field type_name
+	0,  // 0: syncpolicy.v1.Info.reconcile:type_name -> syncpolicy.v1.ReconcileScope
+	32, // 1: syncpolicy.v1.ConfigureRequest.config:type_name -> google.protobuf.Struct
+	12, // 2: syncpolicy.v1.Entry.attributes:type_name -> syncpolicy.v1.Attribute
+	11, // 3: syncpolicy.v1.MapRequest.domain:type_name -> syncpolicy.v1.Domain
+	13, // 4: syncpolicy.v1.MapRequest.entries:type_name -> syncpolicy.v1.Entry
+	1,  // 5: syncpolicy.v1.Intent.kind:type_name -> syncpolicy.v1.IntentKind
+	15, // 6: syncpolicy.v1.Intent.mailbox:type_name -> syncpolicy.v1.MailboxIntent
+	16, // 7: syncpolicy.v1.Intent.group:type_name -> syncpolicy.v1.GroupIntent
+	17, // 8: syncpolicy.v1.Intent.skipped:type_name -> syncpolicy.v1.SkippedAddress
+	18, // 9: syncpolicy.v1.MapResponse.intents:type_name -> syncpolicy.v1.Intent
+	2,  // 10: syncpolicy.v1.Change.kind:type_name -> syncpolicy.v1.ChangeKind
+	20, // 11: syncpolicy.v1.Change.before:type_name -> syncpolicy.v1.Mailbox
+	20, // 12: syncpolicy.v1.Change.after:type_name -> syncpolicy.v1.Mailbox
+	21, // 13: syncpolicy.v1.Change.conflicts:type_name -> syncpolicy.v1.Conflict
+	11, // 14: syncpolicy.v1.ReconcileRequest.domain:type_name -> syncpolicy.v1.Domain
+	22, // 15: syncpolicy.v1.ReconcileRequest.changes:type_name -> syncpolicy.v1.Change
+	3,  // 16: syncpolicy.v1.Decision.action:type_name -> syncpolicy.v1.Action
+	22, // 17: syncpolicy.v1.Decision.replacement:type_name -> syncpolicy.v1.Change
+	24, // 18: syncpolicy.v1.ReconcileResponse.decisions:type_name -> syncpolicy.v1.Decision
+	4,  // 19: syncpolicy.v1.Error.code:type_name -> syncpolicy.v1.ErrorCode
+	6,  // 20: syncpolicy.v1.InfoReply.result:type_name -> syncpolicy.v1.Info
+	26, // 21: syncpolicy.v1.InfoReply.error:type_name -> syncpolicy.v1.Error
+	8,  // 22: syncpolicy.v1.ConfigureReply.result:type_name -> syncpolicy.v1.ConfigureResponse
+	26, // 23: syncpolicy.v1.ConfigureReply.error:type_name -> syncpolicy.v1.Error
+	10, // 24: syncpolicy.v1.FilterReply.result:type_name -> syncpolicy.v1.FilterResponse
+	26, // 25: syncpolicy.v1.FilterReply.error:type_name -> syncpolicy.v1.Error
+	19, // 26: syncpolicy.v1.MapReply.result:type_name -> syncpolicy.v1.MapResponse
+	26, // 27: syncpolicy.v1.MapReply.error:type_name -> syncpolicy.v1.Error
+	25, // 28: syncpolicy.v1.ReconcileReply.result:type_name -> syncpolicy.v1.ReconcileResponse
+	26, // 29: syncpolicy.v1.ReconcileReply.error:type_name -> syncpolicy.v1.Error
+	5,  // 30: syncpolicy.v1.SyncPolicy.Info:input_type -> syncpolicy.v1.InfoRequest
+	7,  // 31: syncpolicy.v1.SyncPolicy.Configure:input_type -> syncpolicy.v1.ConfigureRequest
+	9,  // 32: syncpolicy.v1.SyncPolicy.Filter:input_type -> syncpolicy.v1.FilterRequest
+	14, // 33: syncpolicy.v1.SyncPolicy.Map:input_type -> syncpolicy.v1.MapRequest
+	23, // 34: syncpolicy.v1.SyncPolicy.Reconcile:input_type -> syncpolicy.v1.ReconcileRequest
+	6,  // 35: syncpolicy.v1.SyncPolicy.Info:output_type -> syncpolicy.v1.Info
+	8,  // 36: syncpolicy.v1.SyncPolicy.Configure:output_type -> syncpolicy.v1.ConfigureResponse
+	10, // 37: syncpolicy.v1.SyncPolicy.Filter:output_type -> syncpolicy.v1.FilterResponse
+	19, // 38: syncpolicy.v1.SyncPolicy.Map:output_type -> syncpolicy.v1.MapResponse
+	25, // 39: syncpolicy.v1.SyncPolicy.Reconcile:output_type -> syncpolicy.v1.ReconcileResponse
+	35, // [35:40] is the sub-list for method output_type
+	30, // [30:35] is the sub-list for method input_type
+	30, // [30:30] is the sub-list for extension type_name
+	30, // [30:30] is the sub-list for extension extendee
+	0,  // [0:30] is the sub-list for field type_name
 }
 
 func init() { file_syncpolicy_v1_syncpolicy_proto_init() }
@@ -2283,7 +2348,7 @@ func file_syncpolicy_v1_syncpolicy_proto_init() {
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_syncpolicy_v1_syncpolicy_proto_rawDesc), len(file_syncpolicy_v1_syncpolicy_proto_rawDesc)),
-			NumEnums:      4,
+			NumEnums:      5,
 			NumMessages:   27,
 			NumExtensions: 0,
 			NumServices:   1,
