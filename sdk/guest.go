@@ -56,7 +56,7 @@ func handle(p Policy, s stage, req []byte) (reply []byte) {
 		}
 		return encodeFilterReply(&resp)
 	case stageMap:
-		r, err := decodeMapRequest(req)
+		r, err := decodeMapRequest(req, valuesOnly(p))
 		if err != nil {
 			return badRequest(err)
 		}
@@ -77,6 +77,17 @@ func handle(p Policy, s stage, req []byte) (reply []byte) {
 		return encodeReconcileReply(&resp)
 	}
 	return encodeErrorReply(wireError{code: errCodeBadRequest, message: fmt.Sprintf("unknown stage %d", s)})
+}
+
+// valuesOnly reports whether p's Info says ValuesOnly. An Info that panics
+// says no: Map then runs, and reports its own failures.
+func valuesOnly(p Policy) (v bool) {
+	defer func() {
+		if recover() != nil {
+			v = false
+		}
+	}()
+	return p.Info().ValuesOnly
 }
 
 func badRequest(err error) []byte {

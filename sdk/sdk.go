@@ -8,7 +8,10 @@
 // the policy's decisions after checking them (design rules S1–S5).
 package sdk
 
-import "strconv"
+import (
+	"iter"
+	"strconv"
+)
 
 // ABI version spoken by this package. A host refuses a module whose major
 // version differs from its own; a higher minor version only adds fields.
@@ -52,6 +55,15 @@ type Info struct {
 	// a decision of this policy (ReconcileConflicts). (ABI 1.3; a host of
 	// an older ABI asks about all of them.)
 	Reconcile ReconcileScope
+	// ValuesOnly says that the policy reads entries only through
+	// Entry.Values, Entry.Get and Entry.All (package filter does), never
+	// Entry.Attributes: the entries the sdk decodes for it, in a
+	// WebAssembly module or a plugin process, then have no Attributes map,
+	// which is most of what decoding an entry costs in a module, and
+	// Values finds an attribute without hashing its name. (ABI 1.3. The
+	// entries of the builtin runtime, which the host makes, keep the map;
+	// the three methods read either form.)
+	ValuesOnly bool
 }
 
 // ReconcileScope is the part of a run's proposed changes that a policy's
@@ -109,13 +121,58 @@ type Entry struct {
 	ID string
 	DN string
 	// Attributes maps lower-case attribute names to their values. Binary
-	// values (objectGUID, objectSid, …) are base64.
+	// values (objectGUID, objectSid, …) are base64. It is nil in the
+	// entries a WebAssembly module decodes for a policy whose Info says
+	// ValuesOnly; Values and Get read either form.
 	Attributes map[string][]string
+	// attrs are the attributes when Attributes is nil: the list, in the
+	// order the host sent them, that the sdk decoded for a ValuesOnly
+	// policy (no repeated names).
+	attrs []attr
+}
+
+// attr is one attribute of an entry decoded without the Attributes map.
+type attr struct {
+	name   string
+	values []string
+}
+
+// Values returns the values of a (lower-case) attribute, or nil.
+func (e *Entry) Values(name string) []string {
+	if e.Attributes != nil {
+		return e.Attributes[name]
+	}
+	for i := range e.attrs {
+		if e.attrs[i].name == name {
+			return e.attrs[i].values
+		}
+	}
+	return nil
+}
+
+// All yields each attribute of the entry, its lower-case name and its
+// values, in no particular order.
+func (e *Entry) All() iter.Seq2[string, []string] {
+	return func(yield func(string, []string) bool) {
+		if e.Attributes != nil {
+			for name, vs := range e.Attributes {
+				if !yield(name, vs) {
+					return
+				}
+			}
+			return
+		}
+		for _, a := range e.attrs {
+			if !yield(a.name, a.values) {
+				return
+			}
+		}
+	}
 }
 
 // Get returns the first value of a (lower-case) attribute, or "".
 func (e *Entry) Get(name string) string {
-	if v := e.Attributes[name]; len(v) > 0 {
+	if v := e.Values(name); len(v) > 0 {
 		return v[0]
 	}
 	return ""

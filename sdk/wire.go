@@ -174,7 +174,9 @@ func decodeDomain(b []byte, d *Domain) error {
 	return nil
 }
 
-func decodeMapRequest(b []byte) (MapRequest, error) {
+// decodeMapRequest decodes a MapRequest; with valuesOnly (Info.ValuesOnly)
+// its entries have no Attributes map but the list that Entry.Values reads.
+func decodeMapRequest(b []byte, valuesOnly bool) (MapRequest, error) {
 	var r MapRequest
 	n, err := countBytesField(b, 2)
 	if err != nil {
@@ -183,7 +185,7 @@ func decodeMapRequest(b []byte) (MapRequest, error) {
 	if n > 0 {
 		r.Entries = make([]Entry, 0, n)
 	}
-	var d entryDecoder
+	d := entryDecoder{valuesOnly: valuesOnly}
 	for i := 0; i < len(b); {
 		num, start, end := bytesField(b, i)
 		if uint(end) > uint(len(b)) {
@@ -259,11 +261,39 @@ func countBytesField(msg []byte, num protowire.Number) (int, error) {
 
 // entryDecoder decodes entries; it keeps its scratch space from one entry
 // to the next. Per entry it allocates the map, and the entry's values are
-// carved from the shared arena.
+// carved from the shared arena. With valuesOnly an entry gets no map but
+// its attribute list, carved from another arena: no allocation per entry.
 type entryDecoder struct {
-	arena  stringArena
-	values []string   // the entry's values, before they move to the arena
-	attrs  []attrSpan // the entry's attributes, as spans of values
+	arena      stringArena
+	values     []string   // the entry's values, before they move to the arena
+	attrs      []attrSpan // the entry's attributes, as spans of values
+	valuesOnly bool
+	lists      []attr // arena of attribute lists (valuesOnly)
+}
+
+// takeAttrs returns a list of n attributes carved from the decoder's arena.
+func (d *entryDecoder) takeAttrs(n int) []attr {
+	if n > arenaChunk/16 {
+		return make([]attr, n)
+	}
+	if cap(d.lists)-len(d.lists) < n {
+		d.lists = make([]attr, 0, arenaChunk/4)
+	}
+	s := d.lists[len(d.lists) : len(d.lists)+n : len(d.lists)+n]
+	d.lists = d.lists[:len(d.lists)+n]
+	return s
+}
+
+// repeatedName reports whether two attributes have the same name.
+func repeatedName(as []attrSpan) bool {
+	for i := 1; i < len(as); i++ {
+		for j := range i {
+			if as[i].name == as[j].name {
+				return true
+			}
+		}
+	}
+	return false
 }
 
 type attrSpan struct {
@@ -377,6 +407,20 @@ func (d *entryDecoder) decode(b []byte) (Entry, error) {
 	if na == 0 {
 		return e, nil
 	}
+	if d.valuesOnly {
+		if empty != 0 || repeatedName(attrs[:na]) {
+			return d.decodeGeneral(b)
+		}
+		all := d.arena.take(nv)
+		all = append(all, values[:nv]...)
+		list := d.takeAttrs(na)
+		for k := range attrs[:na] {
+			a := &attrs[k]
+			list[k] = attr{name: a.name, values: all[a.start:a.end:a.end]}
+		}
+		e.attrs = list
+		return e, nil
+	}
 	all := d.arena.take(nv)
 	all = append(all, values[:nv]...)
 	m := make(map[string][]string, na)
@@ -457,6 +501,19 @@ func (d *entryDecoder) decodeGeneral(b []byte) (Entry, error) {
 			m[a.name] = repeatedAttr(all, attrs[:k+1], a.name)
 		}
 		names = len(m)
+	}
+	if d.valuesOnly {
+		// The list in the order of first appearance, each name once with
+		// the values the map joined.
+		list := d.takeAttrs(len(m))[:0]
+		for _, a := range attrs {
+			if vs, ok := m[a.name]; ok {
+				list = append(list, attr{name: a.name, values: vs})
+				delete(m, a.name)
+			}
+		}
+		e.attrs = list
+		return e, nil
 	}
 	e.Attributes = m
 	return e, nil
@@ -925,7 +982,8 @@ func enumValue(v int32) uint64 { return uint64(int64(v)) }
 func sizeInfo(in *Info) int {
 	return sizeString(1, in.Name) + sizeString(2, in.Version) +
 		sizeVarint(3, uint64(in.ABIMajor)) + sizeVarint(4, uint64(in.ABIMinor)) +
-		sizeStrings(5, in.Attributes) + sizeVarint(6, enumValue(int32(in.Reconcile)))
+		sizeStrings(5, in.Attributes) + sizeVarint(6, enumValue(int32(in.Reconcile))) +
+		sizeVarint(7, boolValue(in.ValuesOnly))
 }
 
 func appendInfo(b []byte, in *Info) []byte {
@@ -934,7 +992,8 @@ func appendInfo(b []byte, in *Info) []byte {
 	b = appendVarint(b, 3, uint64(in.ABIMajor))
 	b = appendVarint(b, 4, uint64(in.ABIMinor))
 	b = appendStrings(b, 5, in.Attributes)
-	return appendVarint(b, 6, enumValue(int32(in.Reconcile)))
+	b = appendVarint(b, 6, enumValue(int32(in.Reconcile)))
+	return appendVarint(b, 7, boolValue(in.ValuesOnly))
 }
 
 // FilterResponse

@@ -5,11 +5,13 @@ import (
 	"errors"
 	"fmt"
 	"reflect"
+	"slices"
 	"strings"
 	"testing"
 
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
+	"github.com/dirsync/dirsync/sdk/filter"
 	"github.com/dirsync/dirsync/sdk/internal/fixture"
 	pb "github.com/dirsync/dirsync/sdk/proto/syncpolicy/v1"
 	"google.golang.org/protobuf/encoding/protowire"
@@ -59,6 +61,13 @@ func TestDecodeMapRequest(t *testing.T) {
 			}
 			if !reflect.DeepEqual(got, tc.req) {
 				t.Errorf("decoded %+v\nwant %+v", got, tc.req)
+			}
+			got, err = sdk.DecodeMapRequestValuesOnly(b)
+			if err != nil {
+				t.Fatal(err)
+			}
+			if !reflect.DeepEqual(got, tc.req) {
+				t.Errorf("decoded for a ValuesOnly policy %+v\nwant %+v", got, tc.req)
 			}
 		})
 	}
@@ -308,6 +317,87 @@ func (p testPolicy) Reconcile(sdk.ReconcileRequest) (sdk.ReconcileResponse, erro
 	return sdk.ReconcileResponse{}, nil
 }
 
+// valuesPolicy says ValuesOnly in its Info and maps each entry to a
+// mailbox whose display name tells what its accessors found.
+type valuesPolicy struct{ testPolicy }
+
+func (valuesPolicy) Info() sdk.Info { return sdk.Info{Name: "values", ValuesOnly: true} }
+
+func (valuesPolicy) Map(r sdk.MapRequest) (sdk.MapResponse, error) {
+	f, err := filter.Parse("(&(cn=ann*)(mail=*))")
+	if err != nil {
+		return sdk.MapResponse{}, err
+	}
+	var resp sdk.MapResponse
+	for _, e := range r.Entries {
+		var names []string
+		for name, vs := range e.All() {
+			names = append(names, fmt.Sprintf("%s=%d", name, len(vs)))
+		}
+		slices.Sort(names)
+		got := fmt.Sprintf("map:%v get:%q values:%q match:%v all:%v", e.Attributes != nil, e.Get("cn"),
+			e.Values("mail"), f.Match(e), names)
+		resp.Intents = append(resp.Intents, sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{DisplayName: got}})
+	}
+	return resp, nil
+}
+
+// TestValuesOnly: a policy whose Info says ValuesOnly gets entries without
+// the Attributes map, whose Get, Values and All, and filter matching, read
+// what the map would hold (a repeated attribute's values joined, an
+// attribute without values present).
+func TestValuesOnly(t *testing.T) {
+	entries := []sdk.Entry{
+		{ID: "1", Attributes: map[string][]string{"cn": {"Ann"}, "mail": {"ann@example.com", "a@example.com"}, "empty": nil}},
+		{ID: "2", Attributes: map[string][]string{"cn": {"Bob"}}},
+		{ID: "3"},
+	}
+	req, err := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Entries: entries}))
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The same entry 1 once more, with its mail attribute sent twice (a
+	// repeated name: the general decoder).
+	m := abi.MapRequestToProto(sdk.MapRequest{Entries: entries[:1]})
+	m.Entries[0].Attributes = append(m.Entries[0].Attributes, &pb.Attribute{Name: "mail", Values: []string{"x@example.com"}})
+	more, err := proto.Marshal(m)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []string{
+		`map:false get:"Ann" values:["ann@example.com" "a@example.com"] match:true all:[cn=1 empty=0 mail=2]`,
+		`map:false get:"Bob" values:[] match:false all:[cn=1]`,
+		`map:false get:"" values:[] match:false all:[]`,
+		`map:false get:"Ann" values:["ann@example.com" "a@example.com" "x@example.com"] match:true all:[cn=1 empty=0 mail=3]`,
+	}
+	var got []string
+	for _, b := range [][]byte{req, more} {
+		var r pb.MapReply
+		if e := unmarshalReply(t, sdk.Handle(valuesPolicy{}, sdk.StageMap, b), &r); e != nil {
+			t.Fatalf("map: %v", e)
+		}
+		for _, in := range r.GetResult().GetIntents() {
+			got = append(got, in.GetMailbox().GetDisplayName())
+		}
+	}
+	if !slices.Equal(got, want) {
+		t.Errorf("got\n%s\nwant\n%s", strings.Join(got, "\n"), strings.Join(want, "\n"))
+	}
+	// Without ValuesOnly the same accessors read the map.
+	var r pb.MapReply
+	if e := unmarshalReply(t, sdk.Handle(mapPolicy{}, sdk.StageMap, req), &r); e != nil {
+		t.Fatalf("map: %v", e)
+	}
+	if d := r.GetResult().GetIntents()[0].GetMailbox().GetDisplayName(); !strings.HasPrefix(d, "map:true ") || !strings.HasSuffix(d, want[0][len("map:false"):]) {
+		t.Errorf("with the map: %s", d)
+	}
+}
+
+// mapPolicy is valuesPolicy without ValuesOnly.
+type mapPolicy struct{ valuesPolicy }
+
+func (mapPolicy) Info() sdk.Info { return sdk.Info{Name: "map"} }
+
 func TestHandle(t *testing.T) {
 	mapReq, _ := proto.Marshal(abi.MapRequestToProto(sdk.MapRequest{Entries: fixture.Entries(2)}))
 	filterReq, _ := proto.Marshal(abi.FilterRequestToProto(sdk.FilterRequest{Filter: "(CN=X)"}))
@@ -402,8 +492,15 @@ func checkMapRequestBytes(t *testing.T, b []byte) {
 	if err != nil {
 		t.Fatalf("guest refuses what protobuf-go accepts: %v", err)
 	}
-	if want := abi.MapRequestFromProto(&m); !reflect.DeepEqual(got, want) {
+	want := abi.MapRequestFromProto(&m)
+	if !reflect.DeepEqual(got, want) {
 		t.Fatalf("guest decoded %+v\nprotobuf-go + abi %+v", got, want)
+	}
+	if got, err = sdk.DecodeMapRequestValuesOnly(b); err != nil {
+		t.Fatalf("guest, for a ValuesOnly policy: %v", err)
+	}
+	if !reflect.DeepEqual(got, want) {
+		t.Fatalf("guest decoded for a ValuesOnly policy %+v\nprotobuf-go + abi %+v", got, want)
 	}
 }
 

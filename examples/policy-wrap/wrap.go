@@ -68,7 +68,9 @@ func New() *Policy {
 
 // Info is the standard policy's, under this policy's name, with the
 // attributes the skip filter reads added (Map matches entries with it, so
-// the host must fetch them).
+// the host must fetch them). It keeps the standard's ValuesOnly, since Map
+// reads entries only through package filter and the standard Map, and its
+// Reconcile scope, since Reconcile is the standard's.
 func (p *Policy) Info() sdk.Info {
 	info := p.Policy.Info()
 	info.Name, info.Version = Name, Version

@@ -116,11 +116,11 @@ const posixGroupReason = "posixGroup members are uid values, not DNs: not suppor
 
 // classify decides what an entry is; for classOther it also returns why.
 func classify(e *sdk.Entry) (int, string) {
-	oc := e.Attributes["objectclass"]
+	oc := e.Values("objectclass")
 	if hasClass(oc, "publicFolder") {
 		return classPublicFolder, ""
 	}
-	if sat, ok := first(e.Attributes["samaccounttype"]); ok {
+	if sat, ok := first(e.Values("samaccounttype")); ok {
 		switch strings.TrimSpace(sat) {
 		case samNormalUser:
 			return classUser, ""
@@ -183,7 +183,7 @@ func (m *mapper) mapEntry(e *sdk.Entry, in *sdk.Intent) {
 		return
 	}
 	if class == classUser && m.cfg.ExcludeDisabled {
-		if uac, ok := first(e.Attributes["useraccountcontrol"]); ok {
+		if uac, ok := first(e.Values("useraccountcontrol")); ok {
 			if n, err := strconv.ParseInt(strings.TrimSpace(uac), 10, 64); err == nil && n&uacAccountDisable != 0 {
 				in.Reason = "account disabled (userAccountControl " + strings.TrimSpace(uac) + ") and exclude_disabled is on"
 				return
@@ -206,7 +206,7 @@ func (m *mapper) mapEntry(e *sdk.Entry, in *sdk.Intent) {
 	mb.Primary = primary
 	mb.Aliases = aliases
 	mb.DisplayName = m.displayName(e, in)
-	mb.MemberOf = clone(e.Attributes["memberof"])
+	mb.MemberOf = clone(e.Values("memberof"))
 	in.Kind = sdk.IntentMailbox
 	in.Mailbox = mb
 }
@@ -269,7 +269,7 @@ func (m *mapper) mapGroup(e *sdk.Entry, in *sdk.Intent) {
 // host joins them to entries by DN, compared as DNs (case-insensitively,
 // blanks around separators ignored), so they are passed on as they are.
 func members(e *sdk.Entry) []string {
-	member, unique := e.Attributes["member"], e.Attributes["uniquemember"]
+	member, unique := e.Values("member"), e.Values("uniquemember")
 	if len(unique) == 0 {
 		return clone(member)
 	}
@@ -341,7 +341,7 @@ func (m *mapper) mapAddresses(e *sdk.Entry, in *sdk.Intent) (primary string, ali
 			firstBad = strconv.Quote(a) + ": " + why
 		}
 	}
-	if pa := e.Attributes["proxyaddresses"]; hasSMTP(pa) {
+	if pa := e.Values("proxyaddresses"); hasSMTP(pa) {
 		for _, v := range pa {
 			v = strings.TrimSpace(v)
 			i := strings.IndexByte(v, ':')
@@ -377,7 +377,7 @@ func (m *mapper) mapAddresses(e *sdk.Entry, in *sdk.Intent) (primary string, ali
 			}
 		}
 	} else {
-		for i, v := range e.Attributes["mail"] {
+		for i, v := range e.Values("mail") {
 			a, ok, why := m.keep(v, in)
 			if i == 0 {
 				first = a

@@ -61,6 +61,8 @@ func (p *Policy) Info() sdk.Info {
 		// It accepts as proposed every change without conflicts but an
 		// adopt (the host never proposes the others it would veto).
 		Reconcile: sdk.ReconcileConflicts,
+		// It reads entries through Values and Get only.
+		ValuesOnly: true,
 	}
 }
 

@@ -46,6 +46,7 @@ func InfoToProto(in sdk.Info) *pb.Info {
 		AbiMinor:   in.ABIMinor,
 		Attributes: strs(in.Attributes),
 		Reconcile:  pb.ReconcileScope(in.Reconcile),
+		ValuesOnly: in.ValuesOnly,
 	}
 }
 
@@ -58,6 +59,7 @@ func InfoFromProto(m *pb.Info) sdk.Info {
 		ABIMinor:   m.GetAbiMinor(),
 		Attributes: strs(m.GetAttributes()),
 		Reconcile:  sdk.ReconcileScope(m.GetReconcile()),
+		ValuesOnly: m.GetValuesOnly(),
 	}
 }
 

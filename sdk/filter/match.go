@@ -27,7 +27,7 @@ const (
 // matches only when the filter is true, so neither (x) nor (!(x)) matches
 // when x is Undefined. A nil Filter matches nothing.
 //
-// Attributes. An attribute description is looked up in entry.Attributes in
+// Attributes. An attribute description is looked up with entry.Values in
 // lower case, options included ("cn;lang-de"); a numeric OID (2.5.4.3) is
 // not translated to a name. An attribute the entry does not carry has no
 // values: an item on it is false. The host fetches only the attributes a
@@ -218,8 +218,8 @@ func (n *Extensible) eval(e *sdk.Entry) result {
 			}
 		}
 	} else {
-		// The answer does not depend on the order of the map.
-		for _, vs := range e.Attributes {
+		// The answer does not depend on the order of the attributes.
+		for _, vs := range e.All() {
 			for _, v := range vs {
 				if try(v) {
 					return isTrue
@@ -356,18 +356,18 @@ func integer(s string) (neg bool, digits string, ok bool) {
 
 // values returns the values of attribute attr of e, looked up in lower case.
 func values(e *sdk.Entry, attr string) []string {
-	if v, ok := e.Attributes[attr]; ok {
+	if v := e.Values(attr); v != nil {
 		return v
 	}
 	var buf [64]byte
 	if len(attr) > len(buf) {
-		return e.Attributes[strings.ToLower(attr)]
+		return e.Values(strings.ToLower(attr))
 	}
 	upper := false
 	for i := 0; i < len(attr); i++ {
 		c := attr[i]
 		if c >= utf8.RuneSelf {
-			return e.Attributes[strings.ToLower(attr)]
+			return e.Values(strings.ToLower(attr))
 		}
 		if 'A' <= c && c <= 'Z' {
 			c += 'a' - 'A'
@@ -378,7 +378,7 @@ func values(e *sdk.Entry, attr string) []string {
 	if !upper {
 		return nil
 	}
-	return e.Attributes[string(buf[:len(attr)])] // no allocation for the key
+	return e.Values(string(buf[:len(attr)]))
 }
 
 // squeeze applies the insignificant space handling of RFC 4518 to s: runs

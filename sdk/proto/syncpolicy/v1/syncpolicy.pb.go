@@ -358,7 +358,10 @@ type Info struct {
 	AbiMinor   uint32                 `protobuf:"varint,4,opt,name=abi_minor,json=abiMinor,proto3" json:"abi_minor,omitempty"`
 	Attributes []string               `protobuf:"bytes,5,rep,name=attributes,proto3" json:"attributes,omitempty"`
 	// Which proposed changes Reconcile is asked about (ABI 1.3).
-	Reconcile     ReconcileScope `protobuf:"varint,6,opt,name=reconcile,proto3,enum=syncpolicy.v1.ReconcileScope" json:"reconcile,omitempty"`
+	Reconcile ReconcileScope `protobuf:"varint,6,opt,name=reconcile,proto3,enum=syncpolicy.v1.ReconcileScope" json:"reconcile,omitempty"`
+	// The policy reads entries only through Entry.Values and Entry.Get
+	// (ABI 1.3).
+	ValuesOnly    bool `protobuf:"varint,7,opt,name=values_only,json=valuesOnly,proto3" json:"values_only,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -433,6 +436,13 @@ func (x *Info) GetReconcile() ReconcileScope {
 		return x.Reconcile
 	}
 	return ReconcileScope_RECONCILE_SCOPE_ALL
+}
+
+func (x *Info) GetValuesOnly() bool {
+	if x != nil {
+		return x.ValuesOnly
+	}
+	return false
 }
 
 // ConfigureRequest carries the manifest's [policy.config] table.
@@ -2072,7 +2082,7 @@ var File_syncpolicy_v1_syncpolicy_proto protoreflect.FileDescriptor
 const file_syncpolicy_v1_syncpolicy_proto_rawDesc = "" +
 	"\n" +
 	"\x1esyncpolicy/v1/syncpolicy.proto\x12\rsyncpolicy.v1\x1a\x1cgoogle/protobuf/struct.proto\"\r\n" +
-	"\vInfoRequest\"\xcb\x01\n" +
+	"\vInfoRequest\"\xec\x01\n" +
 	"\x04Info\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\aversion\x18\x02 \x01(\tR\aversion\x12\x1b\n" +
@@ -2081,7 +2091,9 @@ const file_syncpolicy_v1_syncpolicy_proto_rawDesc = "" +
 	"\n" +
 	"attributes\x18\x05 \x03(\tR\n" +
 	"attributes\x12;\n" +
-	"\treconcile\x18\x06 \x01(\x0e2\x1d.syncpolicy.v1.ReconcileScopeR\treconcile\"C\n" +
+	"\treconcile\x18\x06 \x01(\x0e2\x1d.syncpolicy.v1.ReconcileScopeR\treconcile\x12\x1f\n" +
+	"\vvalues_only\x18\a \x01(\bR\n" +
+	"valuesOnly\"C\n" +
 	"\x10ConfigureRequest\x12/\n" +
 	"\x06config\x18\x01 \x01(\v2\x17.google.protobuf.StructR\x06config\"\x13\n" +
 	"\x11ConfigureResponse\"'\n" +
