@@ -468,3 +468,38 @@ type Store interface {
 
 	Close() error
 }
+
+// Prewriter is a Store that can write a run's new mailboxes while the run
+// still reads the directory, in the one transaction (S3) that Apply then
+// finishes: a first sync's rows are written beside the read instead of
+// after it. It is optional; the host uses it for full reads when the
+// store has it, and Apply otherwise. The sqlite store has it; it holds the
+// store's one writer from Prewrite to Close, so other writes wait.
+type Prewriter interface {
+	// Prewrite opens the write transaction of a run of domain, after
+	// checking, as Apply does, that the domain's generation is still
+	// generation (else ErrStoreChanged).
+	Prewrite(ctx context.Context, domain string, generation int64) (Prewrite, error)
+}
+
+// Prewrite is a run's open write transaction (Prewriter). Create may be
+// called any number of times, then Apply at most once; Close must be
+// called in every case, last. It is not safe for concurrent use.
+type Prewrite interface {
+	// Create writes mailboxes that the run expects to create, each as
+	// the After of its create change would be, without its groups.
+	// After an error (an address or directory id that is taken, say)
+	// further calls write nothing, and Apply writes as Store.Apply would.
+	Create(ctx context.Context, mailboxes []*sdk.Mailbox) error
+	// Apply is Store.Apply in this transaction, with generation checked
+	// at Prewrite. A create whose After equals a mailbox Create wrote
+	// (Groups aside) keeps that mailbox, its id and its addresses, and
+	// adds its groups. If any mailbox Create wrote has no such create,
+	// or a Create failed, everything Create wrote is undone first: the
+	// store is then written exactly as Store.Apply writes it. Apply ends
+	// the transaction, committed or rolled back, whatever it returns.
+	Apply(ctx context.Context, changes []Change, run *Run) error
+	// Close rolls back the transaction unless Apply ended it. It does
+	// nothing after Apply, or a second time.
+	Close() error
+}

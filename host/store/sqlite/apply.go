@@ -46,22 +46,7 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		return err
 	}
 
-	filled := false
-	if run.Changes == nil && len(changes) > 0 {
-		run.Changes = store.RunChanges(changes)
-		filled = true
-	}
-	// Encode the change list while the changes are written.
-	type encoded struct {
-		blob []byte
-		err  error
-	}
-	enc := make(chan encoded, 1)
-	go func(rcs []store.RunChange) {
-		b, err := encodeChanges(rcs)
-		enc <- encoded{b, err}
-	}(run.Changes)
-
+	enc, filled := startRecord(run, changes)
 	var id int64
 	err = s.writeTx(ctx, func(tx *sql.Tx) error {
 		if err := ensureDomain(ctx, tx, domain); err != nil {
@@ -70,25 +55,13 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		if err := checkGeneration(ctx, tx, domain, run.Generation); err != nil {
 			return err
 		}
-		if err := bumpGeneration(ctx, tx, domain); err != nil {
-			return err
-		}
 		a, err := newApplier(ctx, tx, domain)
 		if err != nil {
 			return err
 		}
 		defer a.close()
-		if err := a.apply(changes); err != nil {
-			return err
-		}
-		e := <-enc
-		if e.err != nil {
-			return fmt.Errorf("encode run changes: %w", e.err)
-		}
-		if id, err = writeRun(ctx, tx, run, e.blob); err != nil {
-			return err
-		}
-		return writeDirState(ctx, tx, domain, run.DirState)
+		id, err = a.finish(changes, run, enc)
+		return err
 	})
 	if err != nil {
 		if filled {
@@ -98,6 +71,48 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 	}
 	run.ID, run.ChangeCount = id, len(run.Changes)
 	return nil
+}
+
+// encoded is a run's change list as the runs table keeps it.
+type encoded struct {
+	blob []byte
+	err  error
+}
+
+// startRecord fills run.Changes from changes when it is nil (filled says
+// so, for the caller to undo on error) and encodes it beside the write.
+func startRecord(run *store.Run, changes []store.Change) (enc <-chan encoded, filled bool) {
+	if run.Changes == nil && len(changes) > 0 {
+		run.Changes = store.RunChanges(changes)
+		filled = true
+	}
+	ch := make(chan encoded, 1)
+	go func(rcs []store.RunChange) {
+		b, err := encodeChanges(rcs)
+		ch <- encoded{b, err}
+	}(run.Changes)
+	return ch, filled
+}
+
+// finish writes an Apply in a's transaction, whose generation the caller
+// checked: it bumps the generation, writes changes, the run's record (its
+// change list from enc) and the directory state, and returns the run's id.
+func (a *applier) finish(changes []store.Change, run *store.Run, enc <-chan encoded) (int64, error) {
+	if err := bumpGeneration(a.ctx, a.tx, a.domain); err != nil {
+		return 0, err
+	}
+	if err := a.apply(changes); err != nil {
+		return 0, err
+	}
+	e := <-enc
+	if e.err != nil {
+		return 0, fmt.Errorf("encode run changes: %w", e.err)
+	}
+	id, err := writeRun(a.ctx, a.tx, run, e.blob)
+	if err != nil {
+		return 0, err
+	}
+	return id, writeDirState(a.ctx, a.tx, a.domain, run.DirState)
 }
 
 // applier writes the changes of one Apply with statements prepared once.
@@ -110,6 +125,9 @@ type applier struct {
 	// created maps the directory id of each mailbox created in this Apply
 	// to its new id, for membership changes that name it.
 	created map[string]int64
+	// kept are the directory ids of the creates a prewrite wrote already
+	// (prewrite.go): creates then adds only their groups.
+	kept map[string]bool
 
 	insMailbox, updMailbox, delMailbox, inDomain *sql.Stmt
 	insAddress, delAddresses                     *sql.Stmt
@@ -160,6 +178,15 @@ func newApplier(ctx context.Context, tx *sql.Tx, domain string) (*applier, error
 	a.memberRows = multiInsert{table: "memberships", cols: []string{"mailbox_id", "group_id", "source"},
 		tail: " ON CONFLICT (mailbox_id, group_id) DO UPDATE SET source = excluded.source"}
 	return a, nil
+}
+
+// forget drops what the applier knows of the creates it wrote, and the
+// rows it queued, once they are rolled back.
+func (a *applier) forget() {
+	a.nextID, a.created = 0, map[string]int64{}
+	for _, m := range []*multiInsert{&a.mailboxRows, &a.addressRows, &a.memberRows} {
+		m.args = m.args[:0]
+	}
 }
 
 func (a *applier) close() {
@@ -223,8 +250,25 @@ func (a *applier) apply(changes []store.Change) error {
 }
 
 // creates writes the creates of changes at indexes idx, bulkRows at a
-// time (the rest one at a time).
+// time (the rest one at a time). A create that a prewrite wrote (kept)
+// gets its groups only.
 func (a *applier) creates(changes []store.Change, idx []int) error {
+	if len(a.kept) > 0 {
+		rest := idx[:0:0]
+		for _, i := range idx {
+			if c := &changes[i]; c.After != nil && a.kept[c.After.DirID] {
+				if err := a.keptGroups(c); err != nil {
+					return changeError(c, err)
+				}
+				continue
+			}
+			rest = append(rest, i)
+		}
+		if err := a.memberRows.flush(a); err != nil {
+			return err
+		}
+		idx = rest
+	}
 	batch := make([]*store.Change, 0, bulkRows)
 	for k, i := range idx {
 		batch = append(batch, &changes[i])

@@ -52,6 +52,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"Atomicity", testAtomicity},
 		{"AddressUniqueness", testAddressUniqueness},
 		{"ManyCreatesInOneApply", testManyCreates},
+		{"PrewriteKeptOrUndone", testPrewrite},
 		{"OwnersAndForeign", testOwnersAndForeign},
 		{"DomainIsolation", testDomainIsolation},
 		{"GroupNamesCaseExact", testGroupNamesCaseExact},

@@ -1,0 +1,216 @@
+package sqlite
+
+import (
+	"context"
+	"database/sql"
+	"errors"
+	"fmt"
+	"slices"
+
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/sdk"
+)
+
+var _ store.Prewriter = (*Store)(nil)
+
+// Prewrite opens the write transaction of a run of domain (store.Prewriter):
+// the mailboxes the run expects to create are written while it still reads
+// the directory, inside a savepoint that Apply keeps or undoes. It holds the
+// store's one writer until Close: other writes of this process wait for it,
+// and those of other processes for the busy timeout.
+func (s *Store) Prewrite(ctx context.Context, domain string, generation int64) (store.Prewrite, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	s.wmu.Lock()
+	p := &prewrite{s: s, domain: domain, written: map[string]*sdk.Mailbox{}}
+	if err := p.begin(ctx, generation); err != nil {
+		p.Close()
+		return nil, fmt.Errorf("prewrite to %s: %w", domain, err)
+	}
+	return p, nil
+}
+
+// prewrite is an open write transaction of one run. It is not safe for
+// concurrent use: a run creates, then applies, then closes.
+type prewrite struct {
+	s       *Store
+	domain  string
+	tx      *sql.Tx
+	a       *applier
+	written map[string]*sdk.Mailbox // by directory id
+	err     error                   // the first Create that failed
+	closed  bool
+}
+
+func (p *prewrite) begin(ctx context.Context, generation int64) error {
+	tx, err := p.s.db.BeginTx(ctx, nil)
+	if err != nil {
+		return err
+	}
+	p.tx = tx
+	if err := ensureDomain(ctx, tx, p.domain); err != nil {
+		return err
+	}
+	if err := checkGeneration(ctx, tx, p.domain, generation); err != nil {
+		return err
+	}
+	if _, err := tx.ExecContext(ctx, "SAVEPOINT prewrite"); err != nil {
+		return err
+	}
+	p.a, err = newApplier(ctx, tx, p.domain)
+	return err
+}
+
+// Create writes mailboxes as creates without their groups, bulkRows to a
+// statement, and remembers them for Apply.
+func (p *prewrite) Create(ctx context.Context, mailboxes []*sdk.Mailbox) error {
+	switch {
+	case p.closed:
+		return errors.New("prewrite: Create after Close")
+	case p.err != nil:
+		return p.err
+	}
+	changes := make([]store.Change, len(mailboxes))
+	idx := make([]int, len(mailboxes))
+	for i, m := range mailboxes {
+		if _, dup := p.written[m.DirID]; dup {
+			p.err = fmt.Errorf("prewrite: directory id %q twice", m.DirID)
+			return p.err
+		}
+		after := *m
+		after.Groups = nil
+		changes[i], idx[i] = store.Change{Kind: sdk.ChangeCreate, After: &after}, i
+	}
+	p.a.done = ctx
+	if err := p.a.creates(changes, idx); err != nil {
+		p.err = fmt.Errorf("prewrite to %s: %w", p.domain, err)
+		return p.err
+	}
+	for i := range changes {
+		p.written[changes[i].After.DirID] = changes[i].After
+	}
+	return nil
+}
+
+// Apply keeps what Create wrote if every written mailbox is created as
+// written, else undoes all of it, and then applies as Store.Apply does. It
+// ends the transaction, committed or not, and frees the writer.
+func (p *prewrite) Apply(ctx context.Context, changes []store.Change, run *store.Run) error {
+	if p.closed {
+		return errors.New("prewrite: Apply after Close")
+	}
+	if run == nil {
+		return errors.New("apply: no run record")
+	}
+	if err := runDomain(run, p.domain); err != nil {
+		return err
+	}
+	enc, filled := startRecord(run, changes)
+	p.a.done = ctx
+	id, err := p.finish(changes, run, enc)
+	if cerr := p.Close(); err == nil {
+		err = cerr
+	}
+	if err != nil {
+		if filled {
+			run.Changes = nil
+		}
+		if ctx.Err() != nil {
+			err = ctx.Err()
+		}
+		return fmt.Errorf("apply to %s: %w", p.domain, err)
+	}
+	run.ID, run.ChangeCount = id, len(run.Changes)
+	return nil
+}
+
+func (p *prewrite) finish(changes []store.Change, run *store.Run, enc <-chan encoded) (int64, error) {
+	tx := p.a.tx
+	if kept := p.keep(changes); kept != nil {
+		p.a.kept = kept
+	} else if len(p.written) > 0 || p.err != nil {
+		// Back to before the first Create: the ids it took are free again.
+		if _, err := tx.ExecContext(p.a.ctx, "ROLLBACK TO prewrite"); err != nil {
+			return 0, err
+		}
+		p.a.forget()
+	}
+	if _, err := tx.ExecContext(p.a.ctx, "RELEASE prewrite"); err != nil {
+		return 0, err
+	}
+	id, err := p.a.finish(changes, run, enc)
+	if err != nil {
+		return 0, err
+	}
+	return id, tx.Commit()
+}
+
+// keep returns the directory ids of the creates among changes that find
+// their mailbox written as it is to be created, if every written mailbox
+// does; else nil.
+func (p *prewrite) keep(changes []store.Change) map[string]bool {
+	if p.err != nil || len(p.written) == 0 {
+		return nil
+	}
+	kept := make(map[string]bool, len(p.written))
+	for i := range changes {
+		c := &changes[i]
+		if c.Kind != sdk.ChangeCreate || c.After == nil {
+			continue
+		}
+		if w := p.written[c.After.DirID]; w != nil && sameMailbox(w, c.After) {
+			kept[c.After.DirID] = true
+		}
+	}
+	if len(kept) != len(p.written) {
+		return nil
+	}
+	return kept
+}
+
+// sameMailbox reports whether a create of b writes the rows a create of a
+// wrote: the same fields, groups aside.
+func sameMailbox(a, b *sdk.Mailbox) bool {
+	return a.DirID == b.DirID && a.DN == b.DN && a.Kind == b.Kind && a.Primary == b.Primary &&
+		a.DisplayName == b.DisplayName && a.Source == b.Source && slices.Equal(a.Aliases, b.Aliases)
+}
+
+// keptGroups adds the memberships of a create whose mailbox a prewrite
+// wrote.
+func (a *applier) keptGroups(c *store.Change) error {
+	id, ok := a.created[c.After.DirID]
+	if !ok {
+		return fmt.Errorf("mailbox of directory id %q was not written", c.After.DirID)
+	}
+	for _, g := range c.After.Groups {
+		gid, err := a.group(g)
+		if err != nil {
+			return err
+		}
+		if err := a.memberRows.add(a, id, gid, sdk.SourceLDAP); err != nil {
+			return err
+		}
+	}
+	return nil
+}
+
+// Close rolls back what was not committed and frees the store's writer.
+func (p *prewrite) Close() error {
+	if p.closed {
+		return nil
+	}
+	p.closed = true
+	if p.a != nil {
+		p.a.close()
+	}
+	var err error
+	if p.tx != nil {
+		if err = p.tx.Rollback(); errors.Is(err, sql.ErrTxDone) {
+			err = nil // committed, or rolled back when the run's context ended
+		}
+	}
+	p.s.wmu.Unlock()
+	return err
+}
