@@ -282,7 +282,9 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 			o.OnStart(run.ID)
 		}
 	}
+	var in *runInput
 	fail := func(stage string, err error) (*Report, error) {
+		in.closePrewrite() // before the record: it frees the store's writer
 		rep.Timings.Total = time.Since(started)
 		return h.fail(ctx, rep, run, stage, err)
 	}
@@ -294,6 +296,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	if err != nil {
 		return fail(stage, err)
 	}
+	defer in.closePrewrite() // before the lease's release
 	if in.unchanged {
 		return h.unchanged(ctx, run, rep, started, o)
 	}
@@ -332,7 +335,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 		// on nothing else: no conflict, no veto.
 		dirstate.SetSettled(run.DirState.Head, len(rep.Conflicts) == 0 && len(rep.Vetoed) == 0)
 	}
-	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation); err != nil {
+	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation, in.prewrite()); err != nil {
 		return fail("apply", err)
 	}
 	rep.RunID = run.ID
@@ -367,8 +370,33 @@ type runInput struct {
 	unchanged bool
 	// readSnapshot starts reading the store's snapshot of the domain
 	// beside the rest of the read, once the read knows it will decide
-	// (a full read, a delta with changes); read waits for it.
+	// (a full read, a delta with changes); snapshot waits for it (and
+	// starts it if need be).
 	readSnapshot func()
+	snapshot     func() (*store.Snapshot, error)
+	// prewriter writes, during a full read and while the run decides,
+	// the mailboxes the run will create (prewrite.go); its transaction is
+	// the one the run applies in.
+	prewriter *prewriter
+}
+
+// closePrewrite rolls back what a full read wrote while it read, unless
+// Apply committed it, and frees the store's writer: before the run records
+// a failure, and when the run ends.
+func (in *runInput) closePrewrite() {
+	if in != nil && in.prewriter != nil {
+		in.prewriter.abandon()
+		in.prewriter = nil
+	}
+}
+
+// prewrite waits for the mailboxes written ahead and returns the
+// transaction they are in (nil: none).
+func (in *runInput) prewrite() store.Prewrite {
+	if in.prewriter == nil {
+		return nil
+	}
+	return in.prewriter.finish()
 }
 
 // read takes the reading stages of a run: the policy and its check of the
@@ -409,19 +437,24 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	// The store's state during the read: Apply refuses the run if the
 	// domain is written after this (store.ErrStoreChanged). The entries are
 	// mapped with the gateway groups as they were before the read.
-	type snapshot struct {
-		snap *store.Snapshot
-		err  error
-	}
-	snapped := make(chan snapshot, 1)
-	var once sync.Once
+	var (
+		snap    *store.Snapshot
+		snapErr error
+		snapped = make(chan struct{})
+		once    sync.Once
+	)
 	in.readSnapshot = func() {
 		once.Do(func() {
 			go func() {
-				snap, err := h.store.Snapshot(ctx, d.Name, d.AliasDomains)
-				snapped <- snapshot{snap, err}
+				snap, snapErr = h.store.Snapshot(ctx, d.Name, d.AliasDomains)
+				close(snapped)
 			}()
 		})
+	}
+	in.snapshot = func() (*store.Snapshot, error) {
+		in.readSnapshot()
+		<-snapped
+		return snap, snapErr
 	}
 	if err := h.fetch(ctx, d, creds, rep, in, o); err != nil {
 		return nil, stageOf(err), err
@@ -429,12 +462,12 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	if in.unchanged {
 		return in, "", nil // nothing to decide: no snapshot needed
 	}
-	in.readSnapshot() // if the read did not start it
-	res := <-snapped
-	if in.snap, err = res.snap, res.err; err != nil {
+	if in.snap, err = in.snapshot(); err != nil {
+		in.closePrewrite()
 		return nil, "store", err
 	}
 	if !sameGroups(in.snap.Groups, in.sd.Groups) {
+		in.closePrewrite()
 		return nil, "store", fmt.Errorf("the gateway groups changed while the directory was read: %w", store.ErrStoreChanged)
 	}
 	return in, "", nil
@@ -484,7 +517,18 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 			return err
 		}
 	}
-	keys, refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, in.p, in.sd, cache)
+	var pw *prewriter
+	if rep.Mode == "sync" {
+		pw = h.newPrewriter(ctx, d.Name, in.snapshot)
+	}
+	keys, refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, in.p, in.sd, cache, pw)
+	if pw != nil {
+		if err != nil {
+			pw.abandon()
+		} else {
+			in.prewriter = pw // it goes on while the run decides
+		}
+	}
 	rep.Server = res.URL
 	rep.References = res.References
 	if i := slices.Index(d.LDAP.URLs, res.URL); i > 0 {
@@ -564,7 +608,10 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 
 // apply writes the final changes and the run's record in one store
 // transaction (S3, S5), checked against the generation of the snapshot.
-func (h *Host) apply(ctx context.Context, d *config.Domain, run *store.Run, rep *Report, final []sdk.Change, generation int64) error {
+//
+// pw, when not nil, is the transaction in which the run wrote mailboxes
+// while it read: the changes are applied in it.
+func (h *Host) apply(ctx context.Context, d *config.Domain, run *store.Run, rep *Report, final []sdk.Change, generation int64, pw store.Prewrite) error {
 	run.Outcome, run.Server, run.Counts, run.Changes, run.Read = store.OutcomeOK, rep.Server, rep.Counts, rep.Changes, rep.Read
 	run.References, run.Generation = rep.References, generation
 	if len(final) > 0 {
@@ -573,7 +620,11 @@ func (h *Host) apply(ctx context.Context, d *config.Domain, run *store.Run, rep 
 	var err error
 	rep.Timings.Apply = timed(func() {
 		run.Ended = time.Now()
-		err = h.store.Apply(ctx, d.Name, final, run)
+		if pw != nil {
+			err = pw.Apply(ctx, final, run)
+		} else {
+			err = h.store.Apply(ctx, d.Name, final, run)
+		}
 	})
 	return err
 }
@@ -659,13 +710,19 @@ const (
 	progressEvery = 10000 // entries between progress lines
 )
 
-func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache) ([]string, []diff.Ref, []sdk.Intent, ldapfetch.Result, error) {
+// pw, when not nil, gets every mapped batch with its place in the read, to
+// write ahead the mailboxes the run will create (prewrite.go).
+func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache, pw *prewriter) ([]string, []diff.Ref, []sdk.Intent, ldapfetch.Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
 
 	// Mappers: one per core. Map is pure per entry, so batches may be
 	// mapped in any order; each result keeps its own refs.
-	batches := make(chan []sdk.Entry, mappers)
+	type readBatch struct {
+		seq     int // its place in the read
+		entries []sdk.Entry
+	}
+	batches := make(chan readBatch, mappers)
 	// Each mapped batch is kept as it is and joined once at the end: a
 	// slice grown entry by entry would copy 100,000 intents several times.
 	type mapped struct {
@@ -684,10 +741,11 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			for b := range batches {
+			for rb := range batches {
 				if ctx.Err() != nil {
 					continue // drain after a failure
 				}
+				b := rb.entries
 				t := time.Now()
 				out, err := mapBatch(ctx, p, sd, b, cache)
 				took := time.Since(t)
@@ -707,6 +765,9 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 					m.keys[i], m.refs[i] = entryRef(&b[i])
 					compact(&out[i])
 				}
+				if pw != nil {
+					pw.add(rb.seq, mappedBatch{refs: m.refs, intents: out})
+				}
 				mu.Lock()
 				done, total = append(done, m), total+len(b)
 				mu.Unlock()
@@ -718,7 +779,7 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 	cfg := h.fetchConfig(d, creds)
 	batch := make([]sdk.Entry, 0, batchSize)
 	start := time.Now()
-	n := 0
+	n, seq := 0, 0
 	res, ferr := ldapfetch.Fetch(ctx, cfg, rep.Filter, attrs, func(e sdk.Entry) error {
 		batch = append(batch, e)
 		if n++; n%progressEvery == 0 {
@@ -726,16 +787,17 @@ func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, re
 		}
 		if len(batch) == batchSize {
 			select {
-			case batches <- batch:
+			case batches <- readBatch{seq, batch}:
 			case <-ctx.Done():
 				return ctx.Err()
 			}
+			seq++
 			batch = make([]sdk.Entry, 0, batchSize)
 		}
 		return nil
 	})
 	if ferr == nil && len(batch) > 0 {
-		batches <- batch
+		batches <- readBatch{seq, batch}
 	}
 	close(batches)
 	rep.Timings.Fetch = time.Since(start)

@@ -45,6 +45,18 @@ type Store struct {
 	// DSN then need not hold; never logged. Read it with StorePassword.
 	PasswordFile string `toml:"password_file"`
 	PasswordEnv  string `toml:"password_env"`
+	// WriteWhileReading (default true) lets a full read that is about to
+	// create many mailboxes (a first sync) write them while it reads, in
+	// its one transaction, where the store can (sqlite). That transaction
+	// holds SQLite's one writer from then on, so other writes to the
+	// store (other domains' runs, the API) wait for the read; false
+	// writes every run after its read.
+	WriteWhileReading *bool `toml:"write_while_reading"`
+}
+
+// WritesWhileReading reports write_while_reading, true when unset.
+func (s Store) WritesWhileReading() bool {
+	return s.WriteWhileReading == nil || *s.WriteWhileReading
 }
 
 // Store drivers.

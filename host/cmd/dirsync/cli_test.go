@@ -39,7 +39,14 @@ type env struct {
 // domain reads it with the builtin standard policy (or the given manifest).
 func newEnv(t *testing.T) *env {
 	t.Helper()
-	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{filepath.Join(repoRoot(t), "examples", "directory", "sample.ldif")}, LogLevel: "none"})
+	return newEnvLDIF(t)
+}
+
+// newEnvLDIF is newEnv with more entries in the directory.
+func newEnvLDIF(t *testing.T, ldif ...string) *env {
+	t.Helper()
+	ldif = append([]string{filepath.Join(repoRoot(t), "examples", "directory", "sample.ldif")}, ldif...)
+	srv := peertest.Slapd(t, slapd.Options{LDIF: ldif, LogLevel: "none"})
 	e := &env{t: t, srv: srv, dir: t.TempDir()}
 	e.write("reader.pw", readerPassword+"\n")
 	e.write("plugin.toml", `

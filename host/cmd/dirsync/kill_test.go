@@ -19,8 +19,9 @@ import (
 
 // TestKilledSyncLeavesTheStoreAsItWas protects S3 against the worst end a
 // run can have: `dirsync sync` of a 50,000-user first sync is killed with
-// SIGKILL while it reads, and at several points of its one write
-// transaction. Each time the store keeps no mailbox and no half-made run;
+// SIGKILL at several points of its one write transaction, which it opens
+// while it reads (it writes the mailboxes it will create as it reads
+// them). Each time the store keeps no mailbox and no half-made run;
 // the next sync marks the killed run abandoned and leaves the same store as
 // a sync that was never interrupted.
 func TestKilledSyncLeavesTheStoreAsItWas(t *testing.T) {
@@ -102,25 +103,28 @@ policy = "standard"
 		t.Fatal(err)
 	}
 
-	// Kill points: while reading (at the first progress line), and at
-	// shares of the clean sync's apply time after the run says it starts
-	// writing.
+	// Kill points: while reading (at the first progress line, and later,
+	// when the run has written thousands of mailboxes while it reads: its
+	// transaction is open from there), and at shares of the clean sync's
+	// apply time after the run says it starts writing the rest.
 	points := []struct {
 		name  string
-		after string  // the log line to wait for
+		after string  // the log line to wait for (and, with +, another)
 		share float64 // then wait this share of the apply time
 		sig   syscall.Signal
 	}{
 		{"while reading", "reading the directory", 0, syscall.SIGKILL},
+		{"while reading, mailboxes written", "writing mailboxes while reading+entries=30000", 0, syscall.SIGKILL},
 		{"as the apply starts", "writing to the store", 0, syscall.SIGKILL},
 		{"early in the apply", "writing to the store", 0.2, syscall.SIGKILL},
-		{"mid-apply", "writing to the store", 0.5, syscall.SIGKILL},
-		// An interrupt is no kill: the run rolls back, says so and is
-		// recorded as cancelled.
-		{"interrupted mid-apply", "writing to the store", 0.5, syscall.SIGINT},
+		{"mid-apply", "writing to the store", 0.4, syscall.SIGKILL},
+		// An interrupt is no kill: the run rolls back what it wrote while
+		// reading, says so and is recorded as cancelled.
+		{"interrupted while reading, mailboxes written", "writing mailboxes while reading+entries=30000", 0, syscall.SIGINT},
 	}
 	for _, p := range points {
 		cmd := exec.Command(bin, "--config", killed, "sync", "--domain", "example.com", "--wait", "10s")
+		cmd.Env = append(os.Environ(), "DIRSYNC_LOG=debug") // says when the run starts writing
 		var stderr syncBuffer
 		cmd.Stderr = &stderr
 		if err := cmd.Start(); err != nil {
@@ -129,7 +133,15 @@ policy = "standard"
 		done := make(chan error, 1)
 		go func() { done <- cmd.Wait() }()
 		deadline := time.After(2 * time.Minute)
-		for !strings.Contains(stderr.String(), p.after) {
+		seen := func() bool {
+			for _, s := range strings.Split(p.after, "+") {
+				if !strings.Contains(stderr.String(), s) {
+					return false
+				}
+			}
+			return true
+		}
+		for !seen() {
 			select {
 			case err := <-done:
 				t.Fatalf("%s: the sync ended before the kill point (%v):\n%s", p.name, err, stderr.String())

@@ -117,6 +117,47 @@ type want struct {
 	held   bool
 }
 
+// newWant is the mailbox an entry's intent asks for: its addresses are
+// the primary and the aliases that are not the primary.
+func newWant(ref Ref, mb *sdk.MailboxIntent) want {
+	w := want{ref: ref, intent: mb, addrs: make([]string, 1, 1+len(mb.Aliases))}
+	w.addrs[0] = mb.Primary
+	for _, a := range mb.Aliases {
+		if a != mb.Primary {
+			w.addrs = append(w.addrs, a)
+		}
+	}
+	return w
+}
+
+// mailbox is the mailbox w asks for, without its groups.
+func (w *want) mailbox() sdk.Mailbox {
+	m := sdk.Mailbox{
+		DirID:       w.ref.ID,
+		DN:          w.ref.DN,
+		Kind:        w.intent.Kind,
+		Primary:     w.addrs[0],
+		Aliases:     sortedCopy(w.addrs[1:]),
+		DisplayName: w.intent.DisplayName,
+		Source:      sdk.SourceLDAP,
+	}
+	if m.Kind == "" {
+		m.Kind = sdk.KindUser
+	}
+	return m
+}
+
+// Created is the mailbox a create for the entry of ref makes, as Changes
+// proposes it when no other entry or mailbox claims its addresses, but
+// without its groups; ok is false for an intent that makes no mailbox.
+func Created(ref Ref, it *sdk.Intent) (m sdk.Mailbox, ok bool) {
+	if it.Kind != sdk.IntentMailbox || it.Mailbox == nil || it.Mailbox.Primary == "" {
+		return m, false
+	}
+	w := newWant(ref, it.Mailbox)
+	return w.mailbox(), true
+}
+
 // addGroup adds a gateway group once.
 func (w *want) addGroup(g string) {
 	if !slices.Contains(w.groups, g) {
@@ -211,14 +252,8 @@ func (c *computation) sortIntents(refs []Ref, intents []sdk.Intent) {
 				res.Skipped = append(res.Skipped, Skip{DN: ref.DN, Reason: "policy gave a mailbox without a primary address"})
 				continue
 			}
-			wants = append(wants, want{ref: ref, intent: it.Mailbox, addrs: make([]string, 1, 1+len(it.Mailbox.Aliases))})
+			wants = append(wants, newWant(ref, it.Mailbox))
 			w := &wants[len(wants)-1]
-			w.addrs[0] = it.Mailbox.Primary
-			for _, a := range it.Mailbox.Aliases {
-				if a != it.Mailbox.Primary {
-					w.addrs = append(w.addrs, a)
-				}
-			}
 			c.wants = append(c.wants, w)
 			c.byDN[NormDN(ref.DN)] = w
 		case sdk.IntentGroup:
@@ -427,19 +462,8 @@ func (c *computation) compare() {
 // a create, or an update and the memberships to add and remove.
 func (c *computation) compareMailbox(w *want) {
 	res := c.res
-	after := sdk.Mailbox{
-		DirID:       w.ref.ID,
-		DN:          w.ref.DN,
-		Kind:        w.intent.Kind,
-		Primary:     w.addrs[0],
-		Aliases:     sortedCopy(w.addrs[1:]),
-		DisplayName: w.intent.DisplayName,
-		Source:      sdk.SourceLDAP,
-		Groups:      sortedCopy(w.groups),
-	}
-	if after.Kind == "" {
-		after.Kind = sdk.KindUser
-	}
+	after := w.mailbox()
+	after.Groups = sortedCopy(w.groups)
 	m := c.existing[w.ref.ID]
 	if m == nil {
 		c.listMailbox(after)

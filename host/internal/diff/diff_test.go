@@ -350,3 +350,38 @@ func BenchmarkCompute100k(b *testing.B) {
 		Compute(sdk.Domain{Name: "example.com", Groups: []string{"Sales"}}, refs, intents, snap)
 	}
 }
+
+// TestCreated: the mailbox Created makes of an intent is the After of the
+// create that Changes proposes for it, groups aside; an intent that makes
+// no mailbox makes none.
+func TestCreated(t *testing.T) {
+	snap := &store.Snapshot{Domain: "example.com", Owners: map[string]int64{}, Groups: []store.Group{{Name: "Sales"}}}
+	refs := []Ref{{ID: "a", DN: "cn=A,dc=example,dc=com"}, {ID: "f", DN: "cn=F,dc=example,dc=com"}, {ID: "s", DN: "cn=S,dc=example,dc=com"},
+		{ID: "g", DN: "cn=Sales,dc=example,dc=com"}}
+	intents := []sdk.Intent{
+		{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Primary: "a@example.com", DisplayName: "A",
+			Aliases: []string{"z@example.com", "a@example.com", "b@example.com"}, MemberOf: []string{"cn=Sales,dc=example,dc=com"}}},
+		{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindPublicFolder, Primary: "f@example.com"}},
+		{Kind: sdk.IntentSkip, Reason: "no"},
+		{Kind: sdk.IntentGroup, Group: &sdk.GroupIntent{Name: "Sales", Target: "Sales"}},
+	}
+	res := Changes(sdk.Domain{Name: "example.com", Groups: []string{"Sales"}}, refs, intents, snap)
+	creates := map[string]sdk.Mailbox{}
+	for _, c := range res.Changes {
+		if c.Kind == sdk.ChangeCreate {
+			m := *c.After
+			m.Groups = nil
+			creates[m.DirID] = m
+		}
+	}
+	if len(creates) != 2 {
+		t.Fatalf("%d creates, want 2: %+v", len(creates), res.Changes)
+	}
+	for i := range intents {
+		m, ok := Created(refs[i], &intents[i])
+		want, wantOK := creates[refs[i].ID]
+		if ok != wantOK || !reflect.DeepEqual(m, want) {
+			t.Errorf("Created(%s) = %+v, %v; want %+v, %v", refs[i].ID, m, ok, want, wantOK)
+		}
+	}
+}

@@ -2,10 +2,12 @@ package sqlite
 
 import (
 	"context"
+	"crypto/sha256"
 	"database/sql"
+	"encoding/binary"
 	"errors"
 	"fmt"
-	"slices"
+	"io"
 
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
@@ -24,7 +26,7 @@ func (s *Store) Prewrite(ctx context.Context, domain string, generation int64) (
 		return nil, err
 	}
 	s.wmu.Lock()
-	p := &prewrite{s: s, domain: domain, written: map[string]*sdk.Mailbox{}}
+	p := &prewrite{s: s, domain: domain, written: map[string]rowsHash{}}
 	if err := p.begin(ctx, generation); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("prewrite to %s: %w", domain, err)
@@ -39,8 +41,8 @@ type prewrite struct {
 	domain  string
 	tx      *sql.Tx
 	a       *applier
-	written map[string]*sdk.Mailbox // by directory id
-	err     error                   // the first Create that failed
+	written map[string]rowsHash // by directory id
+	err     error               // the first Create that failed
 	closed  bool
 }
 
@@ -89,7 +91,7 @@ func (p *prewrite) Create(ctx context.Context, mailboxes []*sdk.Mailbox) error {
 		return p.err
 	}
 	for i := range changes {
-		p.written[changes[i].After.DirID] = changes[i].After
+		p.written[changes[i].After.DirID] = hashRows(changes[i].After)
 	}
 	return nil
 }
@@ -160,7 +162,7 @@ func (p *prewrite) keep(changes []store.Change) map[string]bool {
 		if c.Kind != sdk.ChangeCreate || c.After == nil {
 			continue
 		}
-		if w := p.written[c.After.DirID]; w != nil && sameMailbox(w, c.After) {
+		if w, ok := p.written[c.After.DirID]; ok && w == hashRows(c.After) {
 			kept[c.After.DirID] = true
 		}
 	}
@@ -170,11 +172,29 @@ func (p *prewrite) keep(changes []store.Change) map[string]bool {
 	return kept
 }
 
-// sameMailbox reports whether a create of b writes the rows a create of a
-// wrote: the same fields, groups aside.
-func sameMailbox(a, b *sdk.Mailbox) bool {
-	return a.DirID == b.DirID && a.DN == b.DN && a.Kind == b.Kind && a.Primary == b.Primary &&
-		a.DisplayName == b.DisplayName && a.Source == b.Source && slices.Equal(a.Aliases, b.Aliases)
+// rowsHash stands for the rows a create writes: a prewrite keeps it, not
+// the mailbox, for each of the (100,000, in a first sync) it wrote.
+type rowsHash [16]byte
+
+// hashRows hashes the fields of m that a create writes (groups aside),
+// each with its length.
+func hashRows(m *sdk.Mailbox) rowsHash {
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		io.WriteString(h, s)
+	}
+	for _, s := range []string{m.DirID, m.DN, m.Kind, m.Primary, m.DisplayName, m.Source} {
+		put(s)
+	}
+	for _, a := range m.Aliases {
+		put(a)
+	}
+	var r rowsHash
+	copy(r[:], h.Sum(nil))
+	return r
 }
 
 // keptGroups adds the memberships of a create whose mailbox a prewrite
