@@ -2,6 +2,7 @@ package host
 
 import (
 	"context"
+	"hash/maphash"
 	"sync"
 
 	"github.com/dirsync/dirsync/host/internal/diff"
@@ -46,13 +47,17 @@ type prewriter struct {
 	stopped chan struct{}
 
 	// The prewriter's goroutine's own.
-	next     int                 // the sequence number of the next batch
-	existing map[string]bool     // directory ids of the domain's LDAP mailboxes
-	owners   map[string]int64    // the store's addresses
-	claimed  map[string]struct{} // addresses of the entries seen so far
-	pending  []*sdk.Mailbox
-	pw       store.Prewrite
-	written  int
+	next     int              // the sequence number of the next batch
+	existing map[string]bool  // directory ids of the domain's LDAP mailboxes
+	owners   map[string]int64 // the store's addresses
+	// claimed holds a hash of each address of the entries seen so far
+	// (half the memory of a set of the strings); two addresses of one
+	// hash only keep a mailbox from being written ahead.
+	claimed map[uint64]struct{}
+	seed    maphash.Seed
+	pending []*sdk.Mailbox
+	pw      store.Prewrite
+	written int
 }
 
 // mappedBatch is a batch of entries as the run keeps them once mapped.
@@ -123,7 +128,7 @@ func (p *prewriter) run() {
 			p.existing[m.DirID] = true
 		}
 	}
-	p.owners, p.claimed = snap.Owners, map[string]struct{}{}
+	p.owners, p.claimed, p.seed = snap.Owners, map[uint64]struct{}{}, maphash.MakeSeed()
 	ok := true
 	defer func() {
 		if p.pw != nil {
@@ -184,10 +189,11 @@ func (p *prewriter) batch(b mappedBatch, generation int64) bool {
 			if _, owned := p.owners[a]; owned {
 				free = false
 			}
-			if _, taken := p.claimed[a]; taken {
+			h := maphash.String(p.seed, a)
+			if _, taken := p.claimed[h]; taken {
 				free = false
 			}
-			p.claimed[a] = struct{}{}
+			p.claimed[h] = struct{}{}
 		}
 		if free {
 			p.pending = append(p.pending, &m)
