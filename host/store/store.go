@@ -496,7 +496,8 @@ type Prewrite interface {
 	// (Groups aside) keeps that mailbox, its id and its addresses, and
 	// adds its groups. If any mailbox Create wrote has no such create,
 	// or a Create failed, everything Create wrote is undone first: the
-	// store is then written exactly as Store.Apply writes it. Apply ends
+	// store is then written exactly as Store.Apply writes it, ids
+	// included. Apply ends
 	// the transaction, committed or rolled back, whatever it returns.
 	Apply(ctx context.Context, changes []Change, run *Run) error
 	// Close rolls back the transaction unless Apply ended it. It does

@@ -17,9 +17,15 @@ var _ store.Prewriter = (*Store)(nil)
 
 // Prewrite opens the write transaction of a run of domain (store.Prewriter):
 // the mailboxes the run expects to create are written while it still reads
-// the directory, inside a savepoint that Apply keeps or undoes. It holds the
-// store's one writer until Close: other writes of this process wait for it,
-// and those of other processes for the busy timeout.
+// the directory; Apply keeps them or deletes them again. It holds the
+// store's one writer until Apply or Close: other writes of this process
+// wait for it, and those of other processes for the busy timeout.
+//
+// The undo is a delete of the mailboxes written ahead (their addresses go
+// with them) and the restore of the id sequence, not a savepoint: with a
+// savepoint open for the whole read, every batch's own savepoint
+// (createBatch) kept its journal of changed pages in memory until the end
+// (several GB at 1,000,000 users).
 func (s *Store) Prewrite(ctx context.Context, domain string, generation int64) (store.Prewrite, error) {
 	domain, err := store.NormDomain(domain)
 	if err != nil {
@@ -44,6 +50,11 @@ type prewrite struct {
 	written map[string]rowsHash // by directory id
 	err     error               // the first Create that failed
 	closed  bool
+	// first is the id of the first mailbox written ahead (every mailbox
+	// with an id from there is one), and seq the mailboxes' id sequence
+	// before it (valid: it had a row), for the undo.
+	first int64
+	seq   sql.NullInt64
 }
 
 func (p *prewrite) begin(ctx context.Context, generation int64) error {
@@ -58,11 +69,18 @@ func (p *prewrite) begin(ctx context.Context, generation int64) error {
 	if err := checkGeneration(ctx, tx, p.domain, generation); err != nil {
 		return err
 	}
-	if _, err := tx.ExecContext(ctx, "SAVEPOINT prewrite"); err != nil {
+	err = tx.QueryRowContext(ctx, `SELECT seq FROM sqlite_sequence WHERE name = 'mailboxes'`).Scan(&p.seq)
+	if err != nil && !errors.Is(err, sql.ErrNoRows) {
 		return err
 	}
-	p.a, err = newApplier(ctx, tx, p.domain)
-	return err
+	if p.a, err = newApplier(ctx, tx, p.domain); err != nil {
+		return err
+	}
+	if err := p.a.nextMailboxID(); err != nil {
+		return err
+	}
+	p.first = p.a.nextID
+	return nil
 }
 
 // Create writes mailboxes as creates without their groups, bulkRows to a
@@ -129,24 +147,39 @@ func (p *prewrite) Apply(ctx context.Context, changes []store.Change, run *store
 }
 
 func (p *prewrite) finish(changes []store.Change, run *store.Run, enc <-chan encoded) (int64, error) {
-	tx := p.a.tx
 	if kept := p.keep(changes); kept != nil {
 		p.a.kept = kept
 	} else if len(p.written) > 0 || p.err != nil {
-		// Back to before the first Create: the ids it took are free again.
-		if _, err := tx.ExecContext(p.a.ctx, "ROLLBACK TO prewrite"); err != nil {
+		if err := p.undo(); err != nil {
 			return 0, err
 		}
-		p.a.forget()
-	}
-	if _, err := tx.ExecContext(p.a.ctx, "RELEASE prewrite"); err != nil {
-		return 0, err
 	}
 	id, err := p.a.finish(changes, run, enc)
 	if err != nil {
 		return 0, err
 	}
-	return id, tx.Commit()
+	return id, p.tx.Commit()
+}
+
+// undo deletes every mailbox written ahead, with its addresses, and
+// gives the id sequence back its value from before, so that Apply writes
+// as Store.Apply would have, ids included: nobody else wrote meanwhile.
+func (p *prewrite) undo() error {
+	ctx, tx := p.a.ctx, p.a.tx
+	if _, err := tx.ExecContext(ctx, `DELETE FROM mailboxes WHERE id >= ?`, p.first); err != nil {
+		return fmt.Errorf("undo the mailboxes written ahead: %w", err)
+	}
+	var err error
+	if p.seq.Valid {
+		_, err = tx.ExecContext(ctx, `UPDATE sqlite_sequence SET seq = ? WHERE name = 'mailboxes'`, p.seq.Int64)
+	} else {
+		_, err = tx.ExecContext(ctx, `DELETE FROM sqlite_sequence WHERE name = 'mailboxes'`)
+	}
+	if err != nil {
+		return fmt.Errorf("undo the mailboxes written ahead: %w", err)
+	}
+	p.a.forget()
+	return nil
 }
 
 // keep returns the directory ids of the creates among changes that find
