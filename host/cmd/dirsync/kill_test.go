@@ -206,6 +206,16 @@ var (
 	binErr  error
 )
 
+// TestMain removes the dirsync program that dirsyncBinary built (39 MB in
+// a folder of its own that no test's TempDir covers).
+func TestMain(m *testing.M) {
+	code := m.Run()
+	if binPath != "" {
+		os.RemoveAll(filepath.Dir(binPath))
+	}
+	os.Exit(code)
+}
+
 // dirsyncBinary builds the dirsync program once for the tests that run it
 // as a process of its own.
 func dirsyncBinary(t *testing.T) string {
