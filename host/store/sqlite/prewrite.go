@@ -25,7 +25,7 @@ var _ store.Prewriter = (*Store)(nil)
 // with them) and the restore of the id sequence, not a savepoint: with a
 // savepoint open for the whole read, every batch's own savepoint
 // (createBatch) kept its journal of changed pages in memory until the end
-// (several GB at 1,000,000 users).
+// (a 1,000,000-user first sync peaked at 3.55 GB instead of 3.18 GB).
 func (s *Store) Prewrite(ctx context.Context, domain string, generation int64) (store.Prewrite, error) {
 	domain, err := store.NormDomain(domain)
 	if err != nil {
