@@ -117,7 +117,7 @@ policy = "standard"
 		{"while reading, mailboxes written", "writing mailboxes while reading+entries=30000", 0, syscall.SIGKILL},
 		{"as the apply starts", "writing to the store", 0, syscall.SIGKILL},
 		{"early in the apply", "writing to the store", 0.2, syscall.SIGKILL},
-		{"mid-apply", "writing to the store", 0.4, syscall.SIGKILL},
+		{"a third into the apply", "writing to the store", 0.3, syscall.SIGKILL},
 		// An interrupt is no kill: the run rolls back what it wrote while
 		// reading, says so and is recorded as cancelled.
 		{"interrupted while reading, mailboxes written", "writing mailboxes while reading+entries=30000", 0, syscall.SIGINT},
