@@ -31,7 +31,9 @@ func (s *Store) Prewrite(ctx context.Context, domain string, generation int64) (
 	if err != nil {
 		return nil, err
 	}
-	s.wmu.Lock()
+	if err := s.lockWriter(ctx); err != nil {
+		return nil, fmt.Errorf("prewrite to %s: %w", domain, err)
+	}
 	p := &prewrite{s: s, domain: domain, written: map[string]rowsHash{}}
 	if err := p.begin(ctx, generation); err != nil {
 		p.Close()
@@ -264,6 +266,6 @@ func (p *prewrite) Close() error {
 			err = nil // committed, or rolled back when the run's context ended
 		}
 	}
-	p.s.wmu.Unlock()
+	p.s.unlockWriter()
 	return err
 }

@@ -32,7 +32,6 @@ import (
 	"os"
 	"path/filepath"
 	"strings"
-	"sync"
 
 	sqlite "modernc.org/sqlite"
 	sqlite3 "modernc.org/sqlite/lib"
@@ -43,10 +42,24 @@ import (
 // Store is a store.Store kept in one SQLite database.
 type Store struct {
 	db *sql.DB
-	// wmu lets one write transaction of this process run at a time, so
-	// writers queue here rather than in SQLite's busy handler.
-	wmu sync.Mutex
+	// writer lets one write transaction of this process run at a time, so
+	// writers queue here rather than in SQLite's busy handler; a writer
+	// waits only as long as its context allows (a first sync that writes
+	// while it reads holds it for the read).
+	writer chan struct{}
 }
+
+// lockWriter takes the store's writer, waiting as long as ctx allows.
+func (s *Store) lockWriter(ctx context.Context) error {
+	select {
+	case s.writer <- struct{}{}:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+func (s *Store) unlockWriter() { <-s.writer }
 
 var _ store.Store = (*Store)(nil)
 
@@ -98,7 +111,7 @@ func Open(dsn string) (*Store, error) {
 		// Every connection to ":memory:" is a database of its own.
 		db.SetMaxOpenConns(1)
 	}
-	s := &Store{db: db}
+	s := &Store{db: db, writer: make(chan struct{}, 1)}
 	if err := s.migrate(context.Background()); err != nil {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %s: %w", path, err)
@@ -154,7 +167,7 @@ func OpenReadOnly(dsn string) (*Store, error) {
 		db.Close()
 		return nil, fmt.Errorf("sqlite: %s: schema version %d is newer than this dirsync knows (%d)", path, version, len(migrations))
 	}
-	return &Store{db: db}, nil
+	return &Store{db: db, writer: make(chan struct{}, 1)}, nil
 }
 
 // uriPath escapes the characters of a file path that a SQLite URI would
@@ -360,8 +373,10 @@ func countChanges(ctx context.Context, tx *sql.Tx) error {
 
 // migrate brings the schema to the newest version, in one transaction.
 func (s *Store) migrate(ctx context.Context) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	if err := s.lockWriter(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWriter()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err
@@ -395,8 +410,10 @@ func (s *Store) migrate(ctx context.Context) error {
 
 // writeTx runs fn in a write transaction and commits it if fn succeeds.
 func (s *Store) writeTx(ctx context.Context, fn func(*sql.Tx) error) error {
-	s.wmu.Lock()
-	defer s.wmu.Unlock()
+	if err := s.lockWriter(ctx); err != nil {
+		return err
+	}
+	defer s.unlockWriter()
 	tx, err := s.db.BeginTx(ctx, nil)
 	if err != nil {
 		return err

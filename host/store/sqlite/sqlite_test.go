@@ -608,3 +608,37 @@ func TestAbandonedRunRecord(t *testing.T) {
 		}
 	}
 }
+
+// TestWriterWaitsAsLongAsItsContext: a write behind a run that holds the
+// store's one writer (a first sync that writes while it reads) gives up
+// with its context's error when that ends, instead of waiting for the run;
+// once the run lets go, writes go through again.
+func TestWriterWaitsAsLongAsItsContext(t *testing.T) {
+	s := open(t)
+	ctx := t.Context()
+	if err := s.EnsureDomain(ctx, "example.com"); err != nil {
+		t.Fatal(err)
+	}
+	snap, err := s.Snapshot(ctx, "example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	p, err := s.Prewrite(ctx, "example.com", snap.Generation)
+	if err != nil {
+		t.Fatal(err)
+	}
+	wctx, cancel := context.WithTimeout(ctx, 50*time.Millisecond)
+	defer cancel()
+	if err := s.AddGroup(wctx, "example.com", "Sales"); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a write behind the prewrite: %v, want the deadline's error", err)
+	}
+	if _, err := s.Prewrite(wctx, "example.com", snap.Generation); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a second prewrite: %v, want the deadline's error", err)
+	}
+	if err := p.Close(); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.AddGroup(ctx, "example.com", "Sales"); err != nil {
+		t.Errorf("a write after the prewrite's Close: %v", err)
+	}
+}
