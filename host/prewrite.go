@@ -159,6 +159,17 @@ func (p *prewriter) run() {
 	}
 }
 
+// claim marks address a as claimed by an entry read now, and reports
+// whether it was free: no mailbox owns it and no entry read before
+// claimed it.
+func (p *prewriter) claim(a string) bool {
+	_, owned := p.owners[a]
+	h := maphash.String(p.seed, a)
+	_, taken := p.claimed[h]
+	p.claimed[h] = struct{}{}
+	return !owned && !taken
+}
+
 // drain waits for the end of the read, writing nothing.
 func (p *prewriter) drain() {
 	for {
@@ -184,16 +195,9 @@ func (p *prewriter) batch(b mappedBatch, generation int64) bool {
 		}
 		// Two entries of one directory id (rare) make Create fail: the
 		// run's Apply then writes everything.
-		free := !p.existing[m.DirID]
-		for _, a := range append([]string{m.Primary}, m.Aliases...) {
-			if _, owned := p.owners[a]; owned {
-				free = false
-			}
-			h := maphash.String(p.seed, a)
-			if _, taken := p.claimed[h]; taken {
-				free = false
-			}
-			p.claimed[h] = struct{}{}
+		free := p.claim(m.Primary) && !p.existing[m.DirID]
+		for _, a := range m.Aliases {
+			free = p.claim(a) && free
 		}
 		if free {
 			p.pending = append(p.pending, &m)

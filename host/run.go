@@ -710,8 +710,10 @@ const (
 	progressEvery = 10000 // entries between progress lines
 )
 
-// pw, when not nil, gets every mapped batch with its place in the read, to
-// write ahead the mailboxes the run will create (prewrite.go).
+// fetchAndMap reads the directory in full and maps its entries, a batch
+// while the next is read, and returns each entry's sync key, ref and
+// intent. pw, when not nil, gets every mapped batch with its place in the
+// read, to write ahead the mailboxes the run will create (prewrite.go).
 func (h *Host) fetchAndMap(ctx context.Context, d *config.Domain, creds bind, rep *Report, p policy.Runtime, sd sdk.Domain, cache *mapcache.Cache, pw *prewriter) ([]string, []diff.Ref, []sdk.Intent, ldapfetch.Result, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel()
