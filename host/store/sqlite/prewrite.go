@@ -123,10 +123,14 @@ func (p *prewrite) Apply(ctx context.Context, changes []store.Change, run *store
 	if p.closed {
 		return errors.New("prewrite: Apply after Close")
 	}
+	var err error
 	if run == nil {
-		return errors.New("apply: no run record")
+		err = errors.New("apply: no run record")
+	} else {
+		err = runDomain(run, p.domain)
 	}
-	if err := runDomain(run, p.domain); err != nil {
+	if err != nil {
+		p.Close() // Apply ends the transaction, whatever it returns
 		return err
 	}
 	enc, filled := startRecord(run, changes)

@@ -173,6 +173,22 @@ func testPrewrite(t *testing.T, s store.Store) {
 		check(t, cs, false)
 		clear(t, cs)
 	})
+	t.Run("RefusedApplyEndsTheTransaction", func(t *testing.T) {
+		before := snapshot(t, s, domain)
+		cs := manyCreates(n, "Sales", "Staff")
+		p, run := open(t)
+		written(t, p, cs)
+		run.Domain = "other.example" // not the prewrite's domain
+		if err := p.Apply(t.Context(), cs, run); err == nil {
+			t.Fatal("Apply of another domain's run: no error")
+		}
+		if after := snapshot(t, s, domain); !reflect.DeepEqual(before, after) {
+			t.Error("the store changed")
+		}
+		apply(t, s, domain, cs...) // the writer is free
+		check(t, cs, false)
+		clear(t, cs)
+	})
 	t.Run("StaleGeneration", func(t *testing.T) {
 		gen := snapshot(t, s, domain).Generation
 		apply(t, s, domain) // another run wrote the domain since
