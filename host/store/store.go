@@ -504,3 +504,18 @@ type Prewrite interface {
 	// nothing after Apply, or a second time.
 	Close() error
 }
+
+// PartReader is a Store that reads part of a domain's snapshot: what a run
+// that decides on a few directory entries needs (a delta run). It is
+// optional; a run on a Store without it reads the whole Snapshot. All
+// three stores that ship have it.
+type PartReader interface {
+	// SnapshotPart is Snapshot restricted to the mailboxes that the
+	// domain's LDAP mailboxes with a directory id in dirIDs are, and those
+	// of any domain and source that own one of addresses: Mailboxes holds
+	// those of the domain, Foreign those of other domains, Owners their
+	// addresses that lie in the domain or aliasDomains. Groups and
+	// Generation are as Snapshot has them. ldap counts all the domain's
+	// LDAP mailboxes.
+	SnapshotPart(ctx context.Context, domain string, aliasDomains []string, dirIDs, addresses []string) (snap *Snapshot, ldap int, err error)
+}

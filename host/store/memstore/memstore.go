@@ -245,6 +245,70 @@ func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []stri
 	return snap, nil
 }
 
+// SnapshotPart is Snapshot restricted to the mailboxes of the directory
+// ids and the owners of the addresses given (store.PartReader).
+func (s *Store) SnapshotPart(ctx context.Context, domain string, aliasDomains []string, dirIDs, addresses []string) (*store.Snapshot, int, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return nil, 0, err
+	}
+	covered := map[string]bool{domain: true}
+	for _, a := range aliasDomains {
+		a, err := store.NormDomain(a)
+		if err != nil {
+			return nil, 0, fmt.Errorf("snapshot of %s: alias domain: %w", domain, err)
+		}
+		covered[a] = true
+	}
+	if err := s.lock(ctx); err != nil {
+		return nil, 0, err
+	}
+	defer s.mu.Unlock()
+
+	d := s.domain(domain)
+	snap := &store.Snapshot{
+		Domain:     domain,
+		Groups:     d.sortedGroups(),
+		Owners:     make(map[string]int64),
+		Foreign:    make(map[int64]store.Mailbox),
+		Generation: d.generation,
+	}
+	picked := map[owner]bool{}
+	ids := make(map[string]bool, len(dirIDs))
+	for _, id := range dirIDs {
+		ids[id] = true
+	}
+	ldap := 0
+	for id, m := range d.mailboxes {
+		if m.Source == sdk.SourceLDAP {
+			ldap++
+			if ids[m.DirID] {
+				picked[owner{domain, id}] = true
+			}
+		}
+	}
+	for _, a := range addresses {
+		if o, ok := s.owners[a]; ok {
+			picked[owner{o.domain, o.id}] = true
+		}
+	}
+	for o := range picked {
+		m := copyMailbox(s.domains[o.domain].mailboxes[o.id])
+		for _, a := range append([]string{m.Primary}, m.Aliases...) {
+			if covered[addrDomain(a)] {
+				snap.Owners[a] = m.ID
+			}
+		}
+		if o.domain == domain {
+			snap.Mailboxes = append(snap.Mailboxes, m)
+		} else {
+			snap.Foreign[m.ID] = m
+		}
+	}
+	slices.SortFunc(snap.Mailboxes, func(a, b store.Mailbox) int { return strings.Compare(a.Primary, b.Primary) })
+	return snap, ldap, nil
+}
+
 // Mailboxes returns copies of a domain's mailboxes sorted by primary
 // address.
 func (s *Store) Mailboxes(ctx context.Context, domain string) ([]store.Mailbox, error) {

@@ -72,6 +72,68 @@ func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []stri
 	return snap, nil
 }
 
+// SnapshotPart is Snapshot restricted to the mailboxes of the directory
+// ids and the owners of the addresses given (store.PartReader).
+func (s *Store) SnapshotPart(ctx context.Context, domain string, aliasDomains []string, dirIDs, addresses []string) (*store.Snapshot, int, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return nil, 0, err
+	}
+	domains := []string{domain}
+	for _, d := range aliasDomains {
+		d, err := store.NormDomain(d)
+		if err != nil {
+			return nil, 0, fmt.Errorf("alias domain: %w", err)
+		}
+		domains = append(domains, d)
+	}
+	snap := &store.Snapshot{Domain: domain, Foreign: make(map[int64]store.Mailbox)}
+	ldap := 0
+	err = s.readTx(ctx, func(tx pgx.Tx) error {
+		var err error
+		if snap.Generation, err = generation(ctx, tx, domain); err != nil {
+			return err
+		}
+		if snap.Groups, err = domainGroups(ctx, tx, domain); err != nil {
+			return err
+		}
+		if err := tx.QueryRow(ctx, `SELECT count(*) FROM mailboxes WHERE domain = $1 AND source = 'ldap'`, domain).Scan(&ldap); err != nil {
+			return err
+		}
+		var ids []int64
+		home := map[int64]bool{} // of the domain
+		err = eachPair(ctx, tx, `
+			SELECT id, domain FROM mailboxes WHERE domain = $1 AND source = 'ldap' AND dir_id = ANY($2::text[])
+			UNION
+			SELECT m.id, m.domain FROM addresses a JOIN mailboxes m ON m.id = a.mailbox_id WHERE a.address = ANY($3::text[])`,
+			[]any{domain, dirIDs, addresses}, func(id int64, d string) {
+				ids = append(ids, id)
+				home[id] = d == domain
+			})
+		if err != nil || len(ids) == 0 {
+			snap.Owners = map[string]int64{}
+			return err
+		}
+		ms, err := mailboxesWhere(ctx, tx, `id = ANY($1::bigint[])`, ids)
+		if err != nil {
+			return err
+		}
+		snap.Owners = ownAddresses(ms, domains)
+		for _, m := range ms {
+			if home[m.ID] {
+				snap.Mailboxes = append(snap.Mailboxes, m)
+			} else {
+				snap.Foreign[m.ID] = m
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("part of the snapshot of %s: %w", domain, err)
+	}
+	return snap, ldap, nil
+}
+
 // Mailboxes lists a domain's mailboxes sorted by primary address.
 func (s *Store) Mailboxes(ctx context.Context, domain string) ([]store.Mailbox, error) {
 	domain, err := store.NormDomain(domain)

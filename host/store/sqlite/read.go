@@ -5,6 +5,8 @@ import (
 	"database/sql"
 	"errors"
 	"fmt"
+	"maps"
+	"slices"
 	"sort"
 	"strings"
 
@@ -66,6 +68,160 @@ func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []stri
 		return nil, fmt.Errorf("snapshot of %s: %w", domain, err)
 	}
 	return snap, nil
+}
+
+// SnapshotPart is Snapshot restricted to the mailboxes of the directory
+// ids and the owners of the addresses given (store.PartReader).
+func (s *Store) SnapshotPart(ctx context.Context, domain string, aliasDomains []string, dirIDs, addresses []string) (*store.Snapshot, int, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return nil, 0, err
+	}
+	domains := []string{domain}
+	for _, d := range aliasDomains {
+		d, err := store.NormDomain(d)
+		if err != nil {
+			return nil, 0, fmt.Errorf("alias domain: %w", err)
+		}
+		domains = append(domains, d)
+	}
+	snap := &store.Snapshot{Domain: domain, Foreign: make(map[int64]store.Mailbox)}
+	ldap := 0
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if snap.Generation, err = generation(ctx, tx, domain); err != nil {
+			return err
+		}
+		if snap.Groups, err = domainGroups(ctx, tx, domain); err != nil {
+			return err
+		}
+		// On the partial index of LDAP mailboxes.
+		if err := tx.QueryRowContext(ctx, `SELECT count(*) FROM mailboxes WHERE domain = ? AND source = 'ldap'`,
+			domain).Scan(&ldap); err != nil {
+			return err
+		}
+		ids := map[int64]bool{}
+		err = eachChunk(dirIDs, func(args []any, marks string) error {
+			return eachPair(ctx, tx, `SELECT id, dir_id FROM mailboxes WHERE domain = ? AND source = 'ldap' AND dir_id IN (`+marks+`)`,
+				append([]any{domain}, args...), func(id int64, _ string) { ids[id] = true })
+		})
+		if err != nil {
+			return err
+		}
+		err = eachChunk(addresses, func(args []any, marks string) error {
+			return eachPair(ctx, tx, `SELECT mailbox_id, address FROM addresses WHERE address IN (`+marks+`)`,
+				args, func(id int64, _ string) { ids[id] = true })
+		})
+		if err != nil {
+			return err
+		}
+		ms, err := mailboxesByID(ctx, tx, slices.Sorted(maps.Keys(ids)))
+		if err != nil {
+			return err
+		}
+		all := make([]store.Mailbox, len(ms))
+		for i, m := range ms {
+			all[i] = m.Mailbox
+			if m.domain == domain {
+				snap.Mailboxes = append(snap.Mailboxes, m.Mailbox)
+			} else {
+				snap.Foreign[m.ID] = m.Mailbox
+			}
+		}
+		snap.Owners = ownAddresses(all, domains)
+		return nil
+	})
+	if err != nil {
+		return nil, 0, fmt.Errorf("part of the snapshot of %s: %w", domain, err)
+	}
+	slices.SortFunc(snap.Mailboxes, func(a, b store.Mailbox) int { return strings.Compare(a.Primary, b.Primary) })
+	return snap, ldap, nil
+}
+
+// chunk is how many values one statement of eachChunk binds.
+const chunk = 500
+
+// eachChunk calls fn with the values as statement arguments, at most
+// chunk at a time, and their placeholders.
+func eachChunk(values []string, fn func(args []any, marks string) error) error {
+	for len(values) > 0 {
+		n := min(len(values), chunk)
+		args := make([]any, n)
+		for i, v := range values[:n] {
+			args[i] = v
+		}
+		if err := fn(args, "?"+strings.Repeat(", ?", n-1)); err != nil {
+			return err
+		}
+		values = values[n:]
+	}
+	return nil
+}
+
+// domainMailbox is a mailbox and its domain.
+type domainMailbox struct {
+	store.Mailbox
+	domain string
+}
+
+// mailboxesByID reads the mailboxes of ids with their aliases and groups
+// (sorted), in the order of ids.
+func mailboxesByID(ctx context.Context, tx *sql.Tx, ids []int64) ([]domainMailbox, error) {
+	ms := make([]domainMailbox, 0, len(ids))
+	index := make(map[int64]int, len(ids))
+	for len(ids) > 0 {
+		n := min(len(ids), chunk)
+		args := make([]any, n)
+		for i, id := range ids[:n] {
+			args[i] = id
+		}
+		ids = ids[n:]
+		marks := "?" + strings.Repeat(", ?", n-1)
+		rows, err := tx.QueryContext(ctx, `
+			SELECT id, domain, dir_id, dn, kind, primary_address, display_name, source
+			FROM mailboxes WHERE id IN (`+marks+`)`, args...)
+		if err != nil {
+			return nil, err
+		}
+		for rows.Next() {
+			var m domainMailbox
+			if err := rows.Scan(&m.ID, &m.domain, &m.DirID, &m.DN, &m.Kind, &m.Primary, &m.DisplayName, &m.Source); err != nil {
+				rows.Close()
+				return nil, err
+			}
+			index[m.ID] = len(ms)
+			ms = append(ms, m)
+		}
+		rows.Close()
+		if err := rows.Err(); err != nil {
+			return nil, err
+		}
+		err = eachPair(ctx, tx, `SELECT mailbox_id, address FROM addresses WHERE mailbox_id IN (`+marks+`) AND is_primary = 0`, args,
+			func(id int64, addr string) {
+				if i, ok := index[id]; ok {
+					ms[i].Aliases = append(ms[i].Aliases, addr)
+				}
+			})
+		if err != nil {
+			return nil, err
+		}
+		err = eachPair(ctx, tx, `
+			SELECT ms.mailbox_id, g.name FROM memberships ms JOIN groups g ON g.id = ms.group_id
+			WHERE ms.mailbox_id IN (`+marks+`)`, args,
+			func(id int64, name string) {
+				if i, ok := index[id]; ok {
+					ms[i].Groups = append(ms[i].Groups, name)
+				}
+			})
+		if err != nil {
+			return nil, err
+		}
+	}
+	for i := range ms {
+		slices.Sort(ms[i].Aliases)
+		slices.Sort(ms[i].Groups)
+	}
+	return ms, nil
 }
 
 // Mailboxes lists a domain's mailboxes sorted by primary address.

@@ -54,6 +54,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"ManyCreatesInOneApply", testManyCreates},
 		{"PrewriteKeptOrUndone", testPrewrite},
 		{"OwnersAndForeign", testOwnersAndForeign},
+		{"SnapshotPart", testSnapshotPart},
 		{"DomainIsolation", testDomainIsolation},
 		{"GroupNamesCaseExact", testGroupNamesCaseExact},
 		{"Resolve", testResolve},
