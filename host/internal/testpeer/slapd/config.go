@@ -45,7 +45,7 @@ rootpw {{q .AdminPassword}}
 directory {{q .DBDir}}
 dbnosync
 
-index objectClass,entryUUID,sAMAccountType,member,memberOf eq
+index objectClass,entryUUID,entryCSN,sAMAccountType,member,memberOf eq
 index cn,sAMAccountName,mail,proxyAddresses eq,sub
 
 # The rootdn is never limited.
