@@ -376,7 +376,15 @@ func (c *computation) keepHeld() {
 // alias it loses is dropped from it.
 func (c *computation) assignAddresses() {
 	res := c.res
-	sort.Slice(c.wants, func(i, j int) bool { return c.wants[i].ref.ID < c.wants[j].ref.ID })
+	// By id, and entries of the same id (bad data: only one gets the
+	// mailbox) by DN: an order that does not depend on the order the
+	// entries came in, which a delta run and a full read do not share.
+	slices.SortFunc(c.wants, func(a, b *want) int {
+		if c := strings.Compare(a.ref.ID, b.ref.ID); c != 0 {
+			return c
+		}
+		return strings.Compare(NormDN(a.ref.DN), NormDN(b.ref.DN))
+	})
 	for _, w := range c.wants {
 		m := c.existing[w.ref.ID]
 		if m == nil || c.seenID[w.ref.ID] {
