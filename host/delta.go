@@ -231,7 +231,15 @@ type dirChanges struct {
 // prev, when not nil, is st's entries decoded already (a live search keeps
 // them from its last batch); else they are decoded from st.Entries.
 func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, prev *dirstate.State, ch *dirChanges) error {
-	in.readSnapshot()
+	// The run decides on what the changes reach only when the store
+	// holds what the last decision left: else on the whole domain, whose
+	// snapshot is read beside the rest.
+	hd, herr := dirstate.DecodeHead(st.Head)
+	settled := herr == nil && settledAt(hd, st.Generation)
+	pr, _ := h.store.(store.PartReader)
+	if pr == nil || !settled {
+		in.readSnapshot()
+	}
 	if prev == nil {
 		var err error
 		if prev, err = dirstate.Decode(st.Entries); err != nil {
@@ -253,9 +261,25 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 			delta.Changed.Append(key, ref, out[j])
 		}
 	}
-	patched, gone, err := dirstate.Patch(prev, delta)
+	patched, touched, err := dirstate.Patch(prev, delta)
 	if err != nil {
 		return fmt.Errorf("%w: %v", errFullRead, err)
+	}
+	gone := touched.Gone
+	if pr != nil && settled {
+		// Beyond a quarter of the entries, the part costs more than the
+		// whole.
+		reach, ok := diff.Reaches(prev.Refs, prev.Intents, touched.Old, patched.Refs, patched.Intents, touched.New, patched.Len()/4)
+		if ok {
+			in.reach = &reach
+			in.partSnapshot = func() (*store.Snapshot, int, error) {
+				return pr.SnapshotPart(ctx, d.Name, d.AliasDomains, reach.DirIDs, reach.Addresses)
+			}
+			h.log.Debug("deciding on what the changes reach", "domain", d.Name, "entries", len(reach.Entries),
+				"directory_ids", len(reach.DirIDs), "addresses", len(reach.Addresses))
+		} else {
+			in.readSnapshot()
+		}
 	}
 	in.keys, in.refs, in.intents, in.fullAt = patched.Keys, patched.Refs, patched.Intents, st.FullAt
 	in.cookie = ch.cookie
@@ -268,8 +292,7 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	// Nothing read changed, and nobody wrote the domain since the state
 	// was kept: the run would decide what the last one did. (The kept
 	// cookie stays: it still reads from where the state is.)
-	hd, err := dirstate.DecodeHead(st.Head)
-	in.unchanged = err == nil && len(ch.entries) == 0 && gone == 0 && settledAt(hd, st.Generation)
+	in.unchanged = settled && len(ch.entries) == 0 && gone == 0
 	return nil
 }
 

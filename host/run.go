@@ -374,6 +374,13 @@ type runInput struct {
 	// starts it if need be).
 	readSnapshot func()
 	snapshot     func() (*store.Snapshot, error)
+	// reach, when not nil, is the part of the domain a delta's changes
+	// reach (diff.Reaches): the run decides on it alone, with the store's
+	// part for it, read by partSnapshot with the count of the domain's
+	// LDAP mailboxes (ldapTotal).
+	reach        *diff.Reach
+	partSnapshot func() (*store.Snapshot, int, error)
+	ldapTotal    int
 	// prewriter writes, during a full read and while the run decides,
 	// the mailboxes the run will create (prewrite.go); its transaction is
 	// the one the run applies in.
@@ -462,7 +469,19 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	if in.unchanged {
 		return in, "", nil // nothing to decide: no snapshot needed
 	}
-	if in.snap, err = in.snapshot(); err != nil {
+	if in.reach != nil {
+		in.snap, in.ldapTotal, err = in.partSnapshot()
+		if err == nil && !partFits(in.snap, in.reach) {
+			// The store holds an LDAP mailbox the kept state does not
+			// account for: decide on the whole domain.
+			h.log.Warn("the store's part does not fit the kept directory state; deciding on the whole domain", "domain", d.Name)
+			in.reach = nil
+		}
+	}
+	if in.reach == nil {
+		in.snap, err = in.snapshot()
+	}
+	if err != nil {
 		in.closePrewrite()
 		return nil, "store", err
 	}
@@ -471,6 +490,20 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 		return nil, "store", fmt.Errorf("the gateway groups changed while the directory was read: %w", store.ErrStoreChanged)
 	}
 	return in, "", nil
+}
+
+// partFits reports whether every LDAP mailbox in a part of the store is
+// one of the reach's: one of an entry it decides on, or of one that
+// changed or went. Any other would be deleted by a decision on the reach.
+func partFits(snap *store.Snapshot, r *diff.Reach) bool {
+	for i := range snap.Mailboxes {
+		if m := &snap.Mailboxes[i]; m.Source == sdk.SourceLDAP {
+			if _, ok := slices.BinarySearch(r.DirIDs, m.DirID); !ok {
+				return false
+			}
+		}
+	}
+	return true
 }
 
 // sameGroups reports whether groups are the gateway groups named by names.
@@ -578,15 +611,32 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 	if rep.Mode == "preview" {
 		compute = diff.Compute
 	}
-	rep.Timings.Diff = timed(func() { dres = compute(in.sd, in.refs, in.intents, in.snap) })
-	in.refs, in.intents = nil, nil
+	refs, intents := in.refs, in.intents
+	if in.reach != nil {
+		refs, intents = pick(refs, in.reach.Entries), pick(intents, in.reach.Entries)
+	}
+	rep.Timings.Diff = timed(func() { dres = compute(in.sd, refs, intents, in.snap) })
 
-	ldapTotal := 0
+	inSnap := 0 // LDAP mailboxes
 	for i := range in.snap.Mailboxes {
 		if in.snap.Mailboxes[i].Source == sdk.SourceLDAP {
-			ldapTotal++
+			inSnap++
 		}
 	}
+	ldapTotal, kept := inSnap, dres.Kept+len(dres.Held)
+	if in.reach != nil {
+		// The mailboxes outside the part are those of the entries
+		// outside the reach, each kept as it is.
+		ldapTotal = in.ldapTotal
+		kept += ldapTotal - inSnap
+		if checkingReach() {
+			if err := h.checkReach(ctx, d, in, dres, kept); err != nil {
+				return nil, err
+			}
+		}
+	}
+	in.refs, in.intents = nil, nil
+
 	var rresp sdk.ReconcileResponse
 	var perr error
 	asked, at := guard.Asked(in.p.Info().Reconcile, dres.Changes)
@@ -603,7 +653,16 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 		return nil, err
 	}
 	h.fill(rep, dres, final, vetoed)
-	return &decision{final: final, ldapTotal: ldapTotal, kept: dres.Kept + len(dres.Held)}, nil
+	return &decision{final: final, ldapTotal: ldapTotal, kept: kept}, nil
+}
+
+// pick returns the elements of s at the indexes at.
+func pick[T any](s []T, at []int) []T {
+	out := make([]T, len(at))
+	for i, j := range at {
+		out[i] = s[j]
+	}
+	return out
 }
 
 // apply writes the final changes and the run's record in one store

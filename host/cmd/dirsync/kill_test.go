@@ -209,6 +209,10 @@ var (
 // TestMain removes the dirsync program that dirsyncBinary built (39 MB in
 // a folder of its own that no test's TempDir covers).
 func TestMain(m *testing.M) {
+	// Every delta and live run of the tests, in this process or a dirsync
+	// it starts, checks its decision on what the changes reach against
+	// one on the whole domain.
+	os.Setenv("DIRSYNC_CHECK_REACH", "1")
 	code := m.Run()
 	if binPath != "" {
 		os.RemoveAll(filepath.Dir(binPath))

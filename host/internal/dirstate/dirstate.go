@@ -345,11 +345,23 @@ type Delta struct {
 // the directory last gave; the run must read in full.
 var ErrStale = errors.New("the directory's changes do not fit the kept state (an unchanged entry it does not hold)")
 
+// Touched says which entries a Patch touched.
+type Touched struct {
+	// Old indexes the entries of the state before that were changed or
+	// removed, in order; New the entries of the state after that were
+	// changed or added, or whose member or memberOf values followed
+	// others (a rename, a removal, a group's new members), in order.
+	Old, New []int
+	// Gone counts the entries removed.
+	Gone int
+}
+
 // Patch returns the state with the delta applied: changed entries
 // replaced in place (or appended when new), deleted and — with a present
-// phase — unnamed ones removed; and how many of s's entries it removed.
-// A key in both Changed and Deleted counts as changed. s is not modified.
-func Patch(s *State, d *Delta) (*State, int, error) {
+// phase — unnamed ones removed; and which entries it touched. A key in
+// both Changed and Deleted counts as changed. s is not modified.
+func Patch(s *State, d *Delta) (*State, Touched, error) {
+	var t Touched
 	drop := make(map[string]bool, len(d.Deleted))
 	for _, k := range d.Deleted {
 		drop[k] = true
@@ -374,7 +386,7 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 		if held < len(present) {
 			for _, k := range d.Present {
 				if _, ok := changed[k]; !ok && !slices.Contains(s.Keys, k) {
-					return nil, 0, fmt.Errorf("%w: %s", ErrStale, k)
+					return nil, t, fmt.Errorf("%w: %s", ErrStale, k)
 				}
 			}
 		}
@@ -385,10 +397,11 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 	out.Intents = make([]sdk.Intent, 0, cap(out.Keys))
 	var refs references
 	done := make(map[string]bool, len(changed))
-	removed := 0
 	for i, k := range s.Keys {
 		if j, ok := changed[k]; ok {
+			t.Old = append(t.Old, i)
 			if !done[k] {
+				t.New = append(t.New, out.Len())
 				out.Append(k, d.Changed.Refs[j], d.Changed.Intents[j])
 				done[k] = true
 				refs.rename(s.Refs[i].DN, d.Changed.Refs[j].DN)
@@ -396,7 +409,8 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 			continue
 		}
 		if drop[k] || (present != nil && !present[k]) {
-			removed++
+			t.Old = append(t.Old, i)
+			t.Gone++
 			refs.remove(s.Refs[i].DN)
 			continue
 		}
@@ -406,6 +420,7 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 		if done[k] || changed[k] != i {
 			continue
 		}
+		t.New = append(t.New, out.Len())
 		out.Append(k, d.Changed.Refs[i], d.Changed.Intents[i])
 		done[k] = true
 	}
@@ -414,8 +429,11 @@ func Patch(s *State, d *Delta) (*State, int, error) {
 			refs.regroup(d.Changed.Refs[i].DN, g.Members)
 		}
 	}
-	refs.fix(out, changed)
-	return out, removed, nil
+	if fixed := refs.fix(out, changed); len(fixed) > 0 {
+		t.New = append(t.New, fixed...)
+		slices.Sort(t.New)
+	}
+	return out, t, nil
 }
 
 // references are what a delta changed that other entries' member and
@@ -464,9 +482,10 @@ func (r *references) regroup(dn string, members []string) {
 // and members as a full read would. changed indexes the keys of the
 // entries the delta changed, which are as the directory sent them. A
 // delta that renamed, removed and regrouped nothing costs nothing here.
-func (r *references) fix(out *State, changed map[string]int) {
+// It returns the indexes of the entries it changed.
+func (r *references) fix(out *State, changed map[string]int) (fixed []int) {
 	if len(r.renamed) == 0 && len(r.gone) == 0 && len(r.groups) == 0 {
-		return
+		return nil
 	}
 	renamed, gone, groups := r.renamed, r.gone, r.groups
 	// follow rewrites DN values: renamed ones follow, gone ones go, and
@@ -508,6 +527,7 @@ func (r *references) fix(out *State, changed map[string]int) {
 				g := *it.Group
 				g.Members = m
 				it.Group = &g
+				fixed = append(fixed, i)
 			}
 		case it.Mailbox != nil:
 			self := diff.NormDN(out.Refs[i].DN)
@@ -518,7 +538,9 @@ func (r *references) fix(out *State, changed map[string]int) {
 				mb := *it.Mailbox
 				mb.MemberOf = m
 				it.Mailbox = &mb
+				fixed = append(fixed, i)
 			}
 		}
 	}
+	return fixed
 }

@@ -146,12 +146,14 @@ func TestPatchFixesReferences(t *testing.T) {
 	delta.Changed.Append(user("a", "cn=A2,o=x", "cn=G,o=x"))  // renamed
 	delta.Changed.Append(group("g", "cn=G,o=x", "cn=A2,o=x")) // b removed
 	delta.Changed.Append(user("c2", "cn=C,o=x"))              // a new entry with c's DN
-	got, removed, err := Patch(prev, delta)
+	got, touched, err := Patch(prev, delta)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if removed != 1 {
-		t.Errorf("removed = %d, want 1", removed)
+	// a and g changed, c went, c2 came, b's memberOf and h's members
+	// followed (prev: a b c g h; got: a b g h c2).
+	if want := (Touched{Old: []int{0, 2, 3}, New: []int{0, 1, 2, 3, 4}, Gone: 1}); !reflect.DeepEqual(touched, want) {
+		t.Errorf("touched = %+v, want %+v", touched, want)
 	}
 	byKey := map[string]sdk.Intent{}
 	for i, k := range got.Keys {
@@ -172,8 +174,12 @@ func TestPatchFixesReferences(t *testing.T) {
 	prev.Append(group("g", "cn=G,o=x", "cn=A,o=x"))
 	delta = &Delta{}
 	delta.Changed.Append(user("a", "cn=A2,ou=y,o=x"))
-	if got, _, _ = Patch(prev, delta); !reflect.DeepEqual(got.Intents[1].Group.Members, []string{"cn=A2,ou=y,o=x"}) {
+	got, touched, _ = Patch(prev, delta)
+	if !reflect.DeepEqual(got.Intents[1].Group.Members, []string{"cn=A2,ou=y,o=x"}) {
 		t.Errorf("g's members after the rename = %q", got.Intents[1].Group.Members)
+	}
+	if want := (Touched{Old: []int{0}, New: []int{0, 1}}); !reflect.DeepEqual(touched, want) {
+		t.Errorf("touched by the rename = %+v, want %+v (g followed a)", touched, want)
 	}
 }
 
