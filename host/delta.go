@@ -267,9 +267,9 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	}
 	gone := touched.Gone
 	if pr != nil && settled {
-		// Beyond a quarter of the entries, the part costs more than the
-		// whole.
-		reach, ok := diff.Reaches(prev.Refs, prev.Intents, touched.Old, patched.Refs, patched.Intents, touched.New, patched.Len()/4)
+		// Beyond a quarter of a large domain's entries, the part costs
+		// more than the whole.
+		reach, ok := diff.Reaches(prev.Refs, prev.Intents, touched.Old, patched.Refs, patched.Intents, touched.New, max(patched.Len()/4, 1000))
 		if ok {
 			in.reach = &reach
 			in.partSnapshot = func() (*store.Snapshot, int, error) {

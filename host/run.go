@@ -616,6 +616,9 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 		refs, intents = pick(refs, in.reach.Entries), pick(intents, in.reach.Entries)
 	}
 	rep.Timings.Diff = timed(func() { dres = compute(in.sd, refs, intents, in.snap) })
+	if in.reach != nil {
+		rep.Counts.Reached = len(in.reach.Entries)
+	}
 
 	inSnap := 0 // LDAP mailboxes
 	for i := range in.snap.Mailboxes {

@@ -139,6 +139,11 @@ type Counts struct {
 	// Entries counts the whole domain as the run decided on it.
 	Changed int `json:"changed_entries,omitempty"`
 	Gone    int `json:"gone_entries,omitempty"`
+	// Reached counts the entries a delta run decided on: those its
+	// changes reach, when the store held what the last decision left
+	// (0: it decided on every entry). Skipped, Unmatched and Held then
+	// count among them only.
+	Reached int `json:"reached_entries,omitempty"`
 }
 
 // Run outcomes.

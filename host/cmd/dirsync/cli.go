@@ -529,6 +529,9 @@ func (c *cli) report(rep *host.Report, err error, jsonOut, preview bool) error {
 		}
 		fmt.Fprintln(w)
 		return emptyNote(w, rep, err)
+	case rep.Read == store.ReadDelta && k.Reached > 0:
+		fmt.Fprintf(w, "\n%s %s: %d entries, read as a delta (%d changed, %d gone since the last sync; decided on the %d entries the changes reach); ",
+			rep.Domain, verb, k.Entries, k.Changed, k.Gone, k.Reached)
 	case rep.Read == store.ReadDelta:
 		fmt.Fprintf(w, "\n%s %s: %d entries, read as a delta (%d changed, %d gone since the last sync); ", rep.Domain, verb, k.Entries, k.Changed, k.Gone)
 	default:

@@ -52,8 +52,18 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 			addrs[a] = true
 		}
 	}
+	// A changed group reaches its members, before and after; but a
+	// group of the same id, DN and gateway group before and after reaches
+	// only the members it gained or lost (a member renamed or gone, one
+	// added).
+	type groupAt struct {
+		dn     string
+		intent *sdk.GroupIntent
+	}
+	before := map[string]groupAt{}
+	var dupGroup bool
 	// seed takes in what a changed entry, before or after, reaches.
-	seed := func(ref Ref, it *sdk.Intent) bool {
+	seed := func(ref Ref, it *sdk.Intent, old bool) bool {
 		ids[ref.ID] = true // its mailbox, if it has one, may change or go
 		switch it.Kind {
 		case sdk.IntentMailbox:
@@ -61,11 +71,27 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 				claim(it.Mailbox)
 			}
 		case sdk.IntentGroup:
-			if it.Group != nil {
-				groupDNs[NormDN(ref.DN)] = true
-				for _, m := range it.Group.Members {
-					members[NormDN(m)] = true
+			if it.Group == nil {
+				break
+			}
+			dn := NormDN(ref.DN)
+			if old {
+				_, dup := before[ref.ID]
+				dupGroup = dupGroup || dup
+				before[ref.ID] = groupAt{dn, it.Group}
+				break
+			}
+			was, ok := before[ref.ID]
+			if ok && !dupGroup && was.dn == dn && was.intent.Target == it.Group.Target {
+				delete(before, ref.ID)
+				for m := range symDiff(was.intent.Members, it.Group.Members) {
+					members[m] = true
 				}
+				break
+			}
+			groupDNs[dn] = true
+			for _, m := range it.Group.Members {
+				members[NormDN(m)] = true
 			}
 		case sdk.IntentSkip:
 		default:
@@ -74,18 +100,24 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		return true
 	}
 	for _, i := range oldAt {
-		if !seed(oldRefs[i], &oldIntents[i]) {
+		if !seed(oldRefs[i], &oldIntents[i], true) {
 			return r, false
 		}
 	}
 	reached := make([]bool, len(intents))
 	n := 0
 	for _, j := range at {
-		if !seed(refs[j], &intents[j]) {
+		if !seed(refs[j], &intents[j], false) {
 			return r, false
 		}
 		reached[j] = true
 		n++
+	}
+	for _, g := range before { // gone, or not the same group after
+		groupDNs[g.dn] = true
+		for _, m := range g.intent.Members {
+			members[NormDN(m)] = true
+		}
 	}
 	for i := range intents {
 		switch it := &intents[i]; it.Kind {
@@ -166,4 +198,26 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 	r.DirIDs = slices.Sorted(maps.Keys(ids))
 	r.Addresses = slices.Sorted(maps.Keys(addrs))
 	return r, true
+}
+
+// symDiff returns the normalized DNs in one of a and b but not both.
+func symDiff(a, b []string) map[string]bool {
+	in := make(map[string]bool, len(a))
+	for _, m := range a {
+		in[NormDN(m)] = true
+	}
+	out := map[string]bool{}
+	for _, m := range b {
+		if n := NormDN(m); in[n] {
+			in[n] = false // in both
+		} else if _, seen := in[n]; !seen {
+			out[n] = true
+		}
+	}
+	for n, only := range in {
+		if only {
+			out[n] = true
+		}
+	}
+	return out
 }

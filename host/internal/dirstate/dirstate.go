@@ -348,9 +348,10 @@ var ErrStale = errors.New("the directory's changes do not fit the kept state (an
 // Touched says which entries a Patch touched.
 type Touched struct {
 	// Old indexes the entries of the state before that were changed or
-	// removed, in order; New the entries of the state after that were
-	// changed or added, or whose member or memberOf values followed
-	// others (a rename, a removal, a group's new members), in order.
+	// removed, or whose member or memberOf values followed others (a
+	// rename, a removal, a group's new members), in order; New the
+	// entries of the state after that were changed, added, or followed
+	// others, in order.
 	Old, New []int
 	// Gone counts the entries removed.
 	Gone int
@@ -397,11 +398,13 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 	out.Intents = make([]sdk.Intent, 0, cap(out.Keys))
 	var refs references
 	done := make(map[string]bool, len(changed))
+	from := make([]int, 0, cap(out.Keys)) // the index in s of each entry of out (-1: none)
 	for i, k := range s.Keys {
 		if j, ok := changed[k]; ok {
 			t.Old = append(t.Old, i)
 			if !done[k] {
 				t.New = append(t.New, out.Len())
+				from = append(from, i)
 				out.Append(k, d.Changed.Refs[j], d.Changed.Intents[j])
 				done[k] = true
 				refs.rename(s.Refs[i].DN, d.Changed.Refs[j].DN)
@@ -414,6 +417,7 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 			refs.remove(s.Refs[i].DN)
 			continue
 		}
+		from = append(from, i)
 		out.Append(k, s.Refs[i], s.Intents[i])
 	}
 	for i, k := range d.Changed.Keys {
@@ -421,6 +425,7 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 			continue
 		}
 		t.New = append(t.New, out.Len())
+		from = append(from, -1)
 		out.Append(k, d.Changed.Refs[i], d.Changed.Intents[i])
 		done[k] = true
 	}
@@ -430,7 +435,11 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 		}
 	}
 	if fixed := refs.fix(out, changed); len(fixed) > 0 {
+		for _, i := range fixed {
+			t.Old = append(t.Old, from[i])
+		}
 		t.New = append(t.New, fixed...)
+		slices.Sort(t.Old)
 		slices.Sort(t.New)
 	}
 	return out, t, nil

@@ -152,7 +152,7 @@ func TestPatchFixesReferences(t *testing.T) {
 	}
 	// a and g changed, c went, c2 came, b's memberOf and h's members
 	// followed (prev: a b c g h; got: a b g h c2).
-	if want := (Touched{Old: []int{0, 2, 3}, New: []int{0, 1, 2, 3, 4}, Gone: 1}); !reflect.DeepEqual(touched, want) {
+	if want := (Touched{Old: []int{0, 1, 2, 3, 4}, New: []int{0, 1, 2, 3, 4}, Gone: 1}); !reflect.DeepEqual(touched, want) {
 		t.Errorf("touched = %+v, want %+v", touched, want)
 	}
 	byKey := map[string]sdk.Intent{}
@@ -178,7 +178,7 @@ func TestPatchFixesReferences(t *testing.T) {
 	if !reflect.DeepEqual(got.Intents[1].Group.Members, []string{"cn=A2,ou=y,o=x"}) {
 		t.Errorf("g's members after the rename = %q", got.Intents[1].Group.Members)
 	}
-	if want := (Touched{Old: []int{0}, New: []int{0, 1}}); !reflect.DeepEqual(touched, want) {
+	if want := (Touched{Old: []int{0, 1}, New: []int{0, 1}}); !reflect.DeepEqual(touched, want) {
 		t.Errorf("touched by the rename = %+v, want %+v (g followed a)", touched, want)
 	}
 }
