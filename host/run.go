@@ -85,6 +85,9 @@ type Report struct {
 	// Mailboxes are the valid users and public folders the directory yields.
 	Mailboxes []sdk.Mailbox `json:"-"`
 	Users     []ReportUser  `json:"users"`
+	// Groups, Unmatched, Skipped and Held are, for a delta run that
+	// decided on what its changes reach (Counts.Reached), those among
+	// the entries it decided on.
 	Groups    []ReportGroup `json:"groups"`
 	Unmatched []string      `json:"unmatched_groups"`
 	Skipped   []ReportSkip  `json:"skipped"`
