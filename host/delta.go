@@ -282,6 +282,7 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 		}
 	}
 	in.keys, in.refs, in.intents, in.fullAt = patched.Keys, patched.Refs, patched.Intents, st.FullAt
+	in.encoded = patched.Encoded
 	in.cookie = ch.cookie
 	if in.cookie == nil {
 		in.cookie = st.Cookie
@@ -305,7 +306,7 @@ func (h *Host) dirState(d *config.Domain, in *runInput) *store.DirState {
 	if len(in.cookie) == 0 {
 		return nil
 	}
-	b, err := dirstate.Encode(&dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents})
+	b, err := dirstate.Encode(&dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents, Encoded: in.encoded})
 	if err != nil {
 		h.log.Warn("the directory state cannot be kept; the next run reads in full", "domain", d.Name, "err", err)
 		return nil

@@ -357,6 +357,6 @@ func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in 
 	in.unchanged = false
 	// What the next batch patches, if this one applies. (Nothing in a run
 	// changes the intents it decides on.)
-	b.next = &dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents}
+	b.next = &dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents, Encoded: in.encoded}
 	return nil
 }

@@ -364,6 +364,7 @@ type runInput struct {
 	// and intents), under key, with the directory's cookie (nil: none)
 	// and the start of the last full read.
 	keys     []string
+	encoded  []string // a delta's: the intents' kept encodings (dirstate.State.Encoded)
 	stateKey string
 	cookie   []byte
 	fullAt   time.Time

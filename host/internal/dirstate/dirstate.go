@@ -35,7 +35,9 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"runtime"
 	"slices"
+	"sync"
 	"unsafe"
 
 	"github.com/klauspost/compress/s2"
@@ -58,6 +60,13 @@ type State struct {
 	Keys    []string
 	Refs    []diff.Ref
 	Intents []sdk.Intent
+	// Encoded, when not nil, holds each entry's intent as Encode writes
+	// it, or "" where it is to be encoded again: Decode fills it, Patch
+	// keeps it for the entries it leaves as they were, so that a delta's
+	// state is written without encoding a million unchanged intents.
+	// Whoever changes an intent of a state with Encoded clears its
+	// encoding.
+	Encoded []string
 }
 
 // Head summarizes a kept state.
@@ -144,11 +153,18 @@ func KeysHash(keys []string) uint64 {
 // Len is the number of entries.
 func (s *State) Len() int { return len(s.Keys) }
 
-// Append adds an entry.
+// Append adds an entry (to be encoded, when s has Encoded).
 func (s *State) Append(key string, ref diff.Ref, in sdk.Intent) {
+	s.appendEncoded(key, ref, in, "")
+}
+
+func (s *State) appendEncoded(key string, ref diff.Ref, in sdk.Intent, enc string) {
 	s.Keys = append(s.Keys, key)
 	s.Refs = append(s.Refs, ref)
 	s.Intents = append(s.Intents, in)
+	if s.Encoded != nil {
+		s.Encoded = append(s.Encoded, enc)
+	}
 }
 
 // chunk is how much of the raw encoding is compressed at a time: Encode
@@ -158,8 +174,8 @@ const chunk = 1 << 20
 
 // Encode returns the stored form of s.
 func Encode(s *State) ([]byte, error) {
-	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) {
-		return nil, errors.New("dirstate: keys, refs and intents differ in length")
+	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) || s.Encoded != nil && len(s.Encoded) != len(s.Keys) {
+		return nil, errors.New("dirstate: keys, refs, intents and encodings differ in length")
 	}
 	out := append(make([]byte, 0, 64<<10), magic...)
 	raw := make([]byte, 0, chunk+64<<10) // grows past it for an entry larger than a chunk
@@ -186,12 +202,16 @@ func Encode(s *State) ([]byte, error) {
 		raw = appendString(raw, s.Keys[i])
 		raw = appendString(raw, s.Refs[i].ID)
 		raw = appendString(raw, s.Refs[i].DN)
-		var err error
-		if buf, err = abi.AppendIntent(buf[:0], &s.Intents[i]); err != nil {
-			return nil, fmt.Errorf("dirstate: entry %q: %w", s.Refs[i].DN, err)
+		if s.Encoded != nil && s.Encoded[i] != "" {
+			raw = appendString(raw, s.Encoded[i])
+		} else {
+			var err error
+			if buf, err = abi.AppendIntent(buf[:0], &s.Intents[i]); err != nil {
+				return nil, fmt.Errorf("dirstate: entry %q: %w", s.Refs[i].DN, err)
+			}
+			raw = binary.AppendUvarint(raw, uint64(len(buf)))
+			raw = append(raw, buf...)
 		}
-		raw = binary.AppendUvarint(raw, uint64(len(buf)))
-		raw = append(raw, buf...)
 		if len(raw) >= chunk {
 			flush(false)
 		}
@@ -222,18 +242,53 @@ func decompress(chunks []byte) ([]byte, error) {
 		i += int(compLen)
 	}
 	raw := make([]byte, total)
+	at := make([]int, len(parts)) // where each part goes in raw
 	off := 0
-	for _, p := range parts {
-		c := chunks[p.off:p.end]
-		if n, err := s2.DecodedLen(c); err != nil || n != p.raw {
-			return nil, errors.New("a chunk does not decode to its length")
-		}
-		if _, err := s2.Decode(raw[off:off+p.raw], c); err != nil {
-			return nil, err
-		}
+	for i, p := range parts {
+		at[i] = off
 		off += p.raw
 	}
-	return raw, nil
+	err := each(len(parts), func(i int) error {
+		p := parts[i]
+		c := chunks[p.off:p.end]
+		if n, err := s2.DecodedLen(c); err != nil || n != p.raw {
+			return errors.New("a chunk does not decode to its length")
+		}
+		_, err := s2.Decode(raw[at[i]:at[i]+p.raw], c)
+		return err
+	})
+	return raw, err
+}
+
+// each calls fn for 0 ≤ i < n, on as many goroutines as there are cores
+// (at most 4), and returns the first error (of the lowest i).
+func each(n int, fn func(i int) error) error {
+	workers := min(runtime.GOMAXPROCS(0), 4, n)
+	if workers <= 1 {
+		for i := range n {
+			if err := fn(i); err != nil {
+				return err
+			}
+		}
+		return nil
+	}
+	errs := make([]error, workers)
+	var wg sync.WaitGroup
+	for w := range workers {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			// Contiguous ranges: a worker's entries are near each other.
+			for i := w * n / workers; i < (w+1)*n/workers; i++ {
+				if err := fn(i); err != nil {
+					errs[w] = err
+					return
+				}
+			}
+		}()
+	}
+	wg.Wait()
+	return errors.Join(slices.DeleteFunc(errs, func(e error) bool { return e == nil })...)
 }
 
 func appendString(b []byte, s string) []byte {
@@ -264,27 +319,39 @@ func Decode(b []byte) (*State, error) {
 	}
 	s := &State{}
 	if d.err == nil {
-		s.Keys, s.Refs, s.Intents = make([]string, 0, n), make([]diff.Ref, 0, n), make([]sdk.Intent, 0, n)
+		s.Keys, s.Refs, s.Encoded = make([]string, 0, n), make([]diff.Ref, 0, n), make([]string, 0, n)
 	}
 	for i := uint64(0); d.err == nil && i < n; i++ {
 		key, id, dn, raw := d.str(), d.str(), d.str(), d.str()
 		if d.err != nil {
 			break
 		}
-		// DecodeIntent only reads its bytes, and its strings alias them:
-		// they are data's, which nothing changes.
-		in, err := abi.DecodeIntent(unsafe.Slice(unsafe.StringData(raw), len(raw)))
-		if err != nil {
-			d.err = fmt.Errorf("entry %d: %w", i, err)
-			break
-		}
-		s.Append(key, diff.Ref{ID: id, DN: dn}, in)
+		s.Keys, s.Refs, s.Encoded = append(s.Keys, key), append(s.Refs, diff.Ref{ID: id, DN: dn}), append(s.Encoded, raw)
 	}
 	if d.err == nil && d.s != "" {
 		d.err = errors.New("bytes after the last entry")
 	}
 	if d.err != nil {
 		return nil, fmt.Errorf("dirstate: %w", d.err)
+	}
+	// The intents, a range of entries a core.
+	s.Intents = make([]sdk.Intent, len(s.Keys))
+	const per = 4096
+	err := each((len(s.Keys)+per-1)/per, func(c int) error {
+		for i := c * per; i < min((c+1)*per, len(s.Keys)); i++ {
+			// DecodeIntent only reads its bytes, and its strings alias
+			// them: they are data's, which nothing changes.
+			raw := s.Encoded[i]
+			in, err := abi.DecodeIntent(unsafe.Slice(unsafe.StringData(raw), len(raw)))
+			if err != nil {
+				return fmt.Errorf("dirstate: entry %d: %w", i, err)
+			}
+			s.Intents[i] = in
+		}
+		return nil
+	})
+	if err != nil {
+		return nil, err
 	}
 	return s, nil
 }
@@ -396,6 +463,9 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 	out.Keys = make([]string, 0, s.Len()+d.Changed.Len())
 	out.Refs = make([]diff.Ref, 0, cap(out.Keys))
 	out.Intents = make([]sdk.Intent, 0, cap(out.Keys))
+	if s.Encoded != nil {
+		out.Encoded = make([]string, 0, cap(out.Keys))
+	}
 	var refs references
 	done := make(map[string]bool, len(changed))
 	from := make([]int, 0, cap(out.Keys)) // the index in s of each entry of out (-1: none)
@@ -418,7 +488,11 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 			continue
 		}
 		from = append(from, i)
-		out.Append(k, s.Refs[i], s.Intents[i])
+		enc := ""
+		if s.Encoded != nil {
+			enc = s.Encoded[i]
+		}
+		out.appendEncoded(k, s.Refs[i], s.Intents[i], enc)
 	}
 	for i, k := range d.Changed.Keys {
 		if done[k] || changed[k] != i {
@@ -437,6 +511,9 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 	if fixed := refs.fix(out, changed); len(fixed) > 0 {
 		for _, i := range fixed {
 			t.Old = append(t.Old, from[i])
+			if out.Encoded != nil {
+				out.Encoded[i] = "" // its intent changed
+			}
 		}
 		t.New = append(t.New, fixed...)
 		slices.Sort(t.Old)

@@ -1,6 +1,7 @@
 package dirstate
 
 import (
+	"bytes"
 	"errors"
 	"reflect"
 	"slices"
@@ -126,6 +127,40 @@ func TestPatch(t *testing.T) {
 	}
 }
 
+// wantReencoded checks that the state Patch makes of a decoded prev (with
+// each unchanged intent's encoding kept) encodes to what got, Patch's
+// state of prev as built, encodes to: entries whose values followed
+// others are encoded again, not written as they were.
+func wantReencoded(t *testing.T, prev *State, delta *Delta, got *State) {
+	t.Helper()
+	b, err := Encode(prev)
+	if err != nil {
+		t.Fatal(err)
+	}
+	decoded, err := Decode(b)
+	if err != nil {
+		t.Fatal(err)
+	}
+	patched, _, err := Patch(decoded, delta)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if patched.Encoded == nil {
+		t.Fatal("Patch of a decoded state kept no encodings")
+	}
+	fromKept, err := Encode(patched)
+	if err != nil {
+		t.Fatal(err)
+	}
+	want, err := Encode(got)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(fromKept, want) {
+		t.Error("the patched state, encoded with the kept encodings, differs from the state encoded anew")
+	}
+}
+
 // TestPatchFixesReferences checks that the unchanged entries' member and
 // memberOf values follow what the delta changed, as the directory's own
 // (unreplicated) writes make them in a full read.
@@ -150,6 +185,7 @@ func TestPatchFixesReferences(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
+	wantReencoded(t, prev, delta, got)
 	// a and g changed, c went, c2 came, b's memberOf and h's members
 	// followed (prev: a b c g h; got: a b g h c2).
 	if want := (Touched{Old: []int{0, 1, 2, 3, 4}, New: []int{0, 1, 2, 3, 4}, Gone: 1}); !reflect.DeepEqual(touched, want) {
@@ -172,9 +208,11 @@ func TestPatchFixesReferences(t *testing.T) {
 	prev = &State{}
 	prev.Append(user("a", "cn=A,o=x"))
 	prev.Append(group("g", "cn=G,o=x", "cn=A,o=x"))
+	prev.Append(user("z", "cn=Z,o=x"))
 	delta = &Delta{}
 	delta.Changed.Append(user("a", "cn=A2,ou=y,o=x"))
 	got, touched, _ = Patch(prev, delta)
+	wantReencoded(t, prev, delta, got)
 	if !reflect.DeepEqual(got.Intents[1].Group.Members, []string{"cn=A2,ou=y,o=x"}) {
 		t.Errorf("g's members after the rename = %q", got.Intents[1].Group.Members)
 	}
