@@ -444,20 +444,6 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 		for _, k := range d.Present {
 			present[k] = true
 		}
-		// Every key named present is held or changed: count those held.
-		held := 0
-		for _, k := range s.Keys {
-			if present[k] {
-				held++
-			}
-		}
-		if held < len(present) {
-			for _, k := range d.Present {
-				if _, ok := changed[k]; !ok && !slices.Contains(s.Keys, k) {
-					return nil, t, fmt.Errorf("%w: %s", ErrStale, k)
-				}
-			}
-		}
 	}
 	out := &State{}
 	out.Keys = make([]string, 0, s.Len()+d.Changed.Len())
@@ -467,10 +453,14 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 		out.Encoded = make([]string, 0, cap(out.Keys))
 	}
 	var refs references
+	held := 0 // entries of s named present
 	done := make(map[string]bool, len(changed))
 	from := make([]int, 0, cap(out.Keys)) // the index in s of each entry of out (-1: none)
 	for i, k := range s.Keys {
 		if j, ok := changed[k]; ok {
+			if present[k] {
+				held++
+			}
 			t.Old = append(t.Old, i)
 			if !done[k] {
 				t.New = append(t.New, out.Len())
@@ -481,7 +471,16 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 			}
 			continue
 		}
-		if drop[k] || (present != nil && !present[k]) {
+		if present != nil {
+			if !present[k] {
+				t.Old = append(t.Old, i)
+				t.Gone++
+				refs.remove(s.Refs[i].DN)
+				continue
+			}
+			held++
+		}
+		if drop[k] {
 			t.Old = append(t.Old, i)
 			t.Gone++
 			refs.remove(s.Refs[i].DN)
@@ -493,6 +492,18 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 			enc = s.Encoded[i]
 		}
 		out.appendEncoded(k, s.Refs[i], s.Intents[i], enc)
+	}
+	if held < len(present) {
+		// Every key named present is held or changed.
+		in := make(map[string]bool, len(s.Keys))
+		for _, k := range s.Keys {
+			in[k] = true
+		}
+		for _, k := range d.Present {
+			if _, ok := changed[k]; !ok && !in[k] {
+				return nil, t, fmt.Errorf("%w: %s", ErrStale, k)
+			}
+		}
 	}
 	for i, k := range d.Changed.Keys {
 		if done[k] || changed[k] != i {

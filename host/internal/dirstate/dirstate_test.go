@@ -284,3 +284,39 @@ func TestHead(t *testing.T) {
 		t.Error("KeysHash is not a hash of the set")
 	}
 }
+
+// BenchmarkEncodeKept encodes a decoded state, every intent's encoding
+// kept: what a delta run writes back.
+func BenchmarkEncodeKept(b *testing.B) {
+	enc, err := Encode(benchState())
+	if err != nil {
+		b.Fatal(err)
+	}
+	s, err := Decode(enc)
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if enc, err = Encode(s); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportMetric(float64(len(enc)), "stored-bytes")
+}
+
+// BenchmarkPatchPresent patches 1,000 changes into a state of 100,000
+// with a present phase naming every entry, as an AD delta's id list does.
+func BenchmarkPatchPresent(b *testing.B) {
+	s := benchState()
+	d := &Delta{PresentPhase: true, Present: slices.Clone(s.Keys)}
+	for i := range 1000 {
+		d.Changed.Append(s.Keys[i*100], s.Refs[i*100], s.Intents[i*100])
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Patch(s, d); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
