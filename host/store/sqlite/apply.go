@@ -255,7 +255,12 @@ func (a *applier) apply(changes []store.Change) error {
 func (a *applier) creates(changes []store.Change, idx []int) error {
 	if len(a.kept) > 0 {
 		rest := idx[:0:0]
-		for _, i := range idx {
+		for k, i := range idx {
+			if k%bulkRows == 0 {
+				if err := a.done.Err(); err != nil {
+					return err
+				}
+			}
 			if c := &changes[i]; c.After != nil && a.kept[c.After.DirID] {
 				if err := a.keptGroups(c); err != nil {
 					return changeError(c, err)
