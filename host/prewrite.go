@@ -161,13 +161,16 @@ func (p *prewriter) run() {
 
 // claim marks address a as claimed by an entry read now, and reports
 // whether it was free: no mailbox owns it and no entry read before
-// claimed it.
+// claimed it. An address a mailbox owns is never free, so only those no
+// mailbox owns are kept: a resync's addresses are mostly its mailboxes'.
 func (p *prewriter) claim(a string) bool {
-	_, owned := p.owners[a]
+	if _, owned := p.owners[a]; owned {
+		return false
+	}
 	h := maphash.String(p.seed, a)
 	_, taken := p.claimed[h]
 	p.claimed[h] = struct{}{}
-	return !owned && !taken
+	return !taken
 }
 
 // drain waits for the end of the read, writing nothing.
@@ -189,17 +192,21 @@ func (p *prewriter) drain() {
 // run's Apply then writes everything.
 func (p *prewriter) batch(b mappedBatch, generation int64) bool {
 	for i := range b.intents {
-		m, ok := diff.Created(b.refs[i], &b.intents[i])
-		if !ok {
-			continue
+		it := &b.intents[i]
+		if it.Kind != sdk.IntentMailbox || it.Mailbox == nil || it.Mailbox.Primary == "" {
+			continue // makes no mailbox (diff.Created)
 		}
 		// Two entries of one directory id (rare) make Create fail: the
 		// run's Apply then writes everything.
-		free := p.claim(m.Primary) && !p.existing[m.DirID]
-		for _, a := range m.Aliases {
-			free = p.claim(a) && free
+		mb := it.Mailbox
+		free := p.claim(mb.Primary) && !p.existing[b.refs[i].ID]
+		for _, a := range mb.Aliases {
+			if a != mb.Primary { // as the mailbox has its addresses
+				free = p.claim(a) && free
+			}
 		}
 		if free {
+			m, _ := diff.Created(b.refs[i], it)
 			p.pending = append(p.pending, &m)
 		}
 	}
