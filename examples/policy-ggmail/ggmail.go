@@ -88,14 +88,24 @@ func New() *Policy { return &Policy{set: DefaultSettings()} }
 func (p *Policy) Settings() Settings { return p.set }
 
 // Info names the policy, its ABI version and the attributes it reads.
+//
+// With delete_missing on, Reconcile decides only on changes with
+// conflicts (it accepts every other change as proposed), so the policy
+// asks to be sent only those (sdk.ReconcileConflicts); with it off, it
+// vetoes every delete and must see them all. Every runtime asks for Info
+// once the policy is configured.
 func (p *Policy) Info() sdk.Info {
-	return sdk.Info{
+	info := sdk.Info{
 		Name:       Name,
 		Version:    Version,
 		ABIMajor:   sdk.ABIMajor,
 		ABIMinor:   sdk.ABIMinor,
 		Attributes: append([]string(nil), attributes...),
 	}
+	if p.set.DeleteMissing {
+		info.Reconcile = sdk.ReconcileConflicts
+	}
+	return info
 }
 
 // Configure validates the [policy.config] table and, if it is valid,

@@ -9,14 +9,23 @@ import (
 	"github.com/dirsync/dirsync/sdk"
 )
 
-// Compare runs every request of StandardCases and ABICases on want and on
-// got and requires the same answers: equal responses (nil and empty slices
-// being equal, as they are on the wire), and errors of the same kind (equal
-// *sdk.FilterError values; any error for any error otherwise). Use it to
-// check a runtime against the builtin policy it wraps. Both policies must be
-// configured alike.
+// Compare requires the same Info of want and got, runs every request of
+// StandardCases and ABICases on both and requires the same answers: equal
+// responses (nil and empty slices being equal, as they are on the wire),
+// and errors of the same kind (equal *sdk.FilterError values; any error for
+// any error otherwise). Use it to check a runtime against the builtin
+// policy it wraps. Both policies must be configured alike.
 func Compare(t *testing.T, want, got sdk.Policy) {
 	t.Helper()
+	t.Run("info", func(t *testing.T) {
+		w, g := want.Info(), got.Info()
+		if len(w.Attributes) == 0 && len(g.Attributes) == 0 {
+			w.Attributes, g.Attributes = nil, nil
+		}
+		if !reflect.DeepEqual(w, g) {
+			t.Errorf("Info: got %+v, want %+v", g, w)
+		}
+	})
 	for _, set := range []struct {
 		name  string
 		cases Cases

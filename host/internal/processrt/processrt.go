@@ -262,7 +262,9 @@ func (p *proc) pid() int {
 }
 
 // start starts a plugin process and makes it ready: handshake, Info, ABI
-// check and Configure, all within the start timeout.
+// check, Configure and Info again, all within the start timeout. The Info
+// kept is the configured policy's, as the other runtimes read it: a
+// policy's Info may follow its config (which changes it asks about, say).
 func (r *runtime) start(ctx context.Context) (*proc, error) {
 	ctx, cancel := context.WithTimeout(ctx, r.startTimeout)
 	defer cancel()
@@ -298,10 +300,16 @@ func (r *runtime) start(ctx context.Context) (*proc, error) {
 	if err := policy.CheckABI(info.GetAbiMajor(), info.GetAbiMinor()); err != nil {
 		return fail(err)
 	}
-	p.info = abi.InfoFromProto(info)
 	if _, err := p.rpc.Configure(ctx, r.config); err != nil {
 		return fail(fmt.Errorf("configure: %w", r.startCallError(ctx, p, err)))
 	}
+	if info, err = p.rpc.Info(ctx, &pb.InfoRequest{}); err != nil {
+		return fail(fmt.Errorf("info: %w", r.startCallError(ctx, p, err)))
+	}
+	if err := policy.CheckABI(info.GetAbiMajor(), info.GetAbiMinor()); err != nil {
+		return fail(err)
+	}
+	p.info = abi.InfoFromProto(info)
 	r.log.Debug("plugin process started", "pid", p.pid(), "path", r.path)
 	return p, nil
 }
