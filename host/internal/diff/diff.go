@@ -376,16 +376,20 @@ func (c *computation) keepHeld() {
 // alias it loses is dropped from it.
 func (c *computation) assignAddresses() {
 	res := c.res
-	// By id, and entries of the same id (bad data: only one gets the
-	// mailbox) by DN: an order that does not depend on the order the
-	// entries came in, which a delta run and a full read do not share.
-	slices.SortFunc(c.wants, func(a, b *want) int {
+	// By id, and entries of the same id (bad data: only the first gets
+	// the mailbox) by DN: an order that does not depend on the order the
+	// entries came in, which a delta run and a full read do not share
+	// (and, stable, on it only for entries of one id and DN).
+	slices.SortStableFunc(c.wants, func(a, b *want) int {
 		if c := strings.Compare(a.ref.ID, b.ref.ID); c != 0 {
 			return c
 		}
 		return strings.Compare(NormDN(a.ref.DN), NormDN(b.ref.DN))
 	})
-	for _, w := range c.wants {
+	for i, w := range c.wants {
+		if i > 0 && c.wants[i-1].ref.ID == w.ref.ID {
+			continue // the mailbox is the first entry's of its id
+		}
 		m := c.existing[w.ref.ID]
 		if m == nil || c.seenID[w.ref.ID] {
 			continue

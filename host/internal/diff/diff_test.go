@@ -185,6 +185,24 @@ func TestCompute(t *testing.T) {
 			held:    1,
 		},
 		{
+			// Each claimed the mailbox's addresses, the later one last:
+			// the first, which gets the id, lost its primary, and the
+			// mailbox was deleted.
+			name:    "the same entry twice: its mailbox stays",
+			entries: []in{mk(user("a", "a@example.com", nil)), mk(user("a", "a@example.com", nil))},
+			snap:    snapOf(ldap(1, "a", "a@example.com")),
+			want:    "",
+			skipped: 1,
+		},
+		{
+			name: "two entries of one directory id: the first by DN keeps the mailbox",
+			entries: []in{mk(Ref{ID: "a", DN: "cn=z,ou=people,dc=example,dc=com"}, sdk.Intent{Kind: sdk.IntentMailbox,
+				Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: "a@example.com", DisplayName: "a"}}), mk(user("a", "a@example.com", nil))},
+			snap:    snapOf(ldap(1, "a", "a@example.com")),
+			want:    "",
+			skipped: 1,
+		},
+		{
 			name:    "held entry and a mailbox intent of the same directory id: the mailbox stays as it is",
 			entries: []in{mk(user("a", "new@example.com", nil)), hold("a", "bad"), mk(user("c", "c@example.com", []string{"new@example.com"}))},
 			snap:    snapOf(ldap(1, "a", "a@example.com", "Eng")),
