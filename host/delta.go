@@ -271,7 +271,7 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 		// more than the whole.
 		reach, ok := diff.Reaches(prev.Refs, prev.Intents, touched.Old, patched.Refs, patched.Intents, touched.New, max(patched.Len()/4, 1000))
 		if ok {
-			in.reach = &reach
+			in.reach, in.reachGeneration = &reach, st.Generation
 			in.partSnapshot = func() (*store.Snapshot, int, error) {
 				return pr.SnapshotPart(ctx, d.Name, d.AliasDomains, reach.DirIDs, reach.Addresses)
 			}

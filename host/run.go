@@ -335,8 +335,9 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	}
 	if run.DirState = state(); run.DirState != nil {
 		// The last decision stands while nothing changes only if it waits
-		// on nothing else: no conflict, no veto.
-		dirstate.SetSettled(run.DirState.Head, len(rep.Conflicts) == 0 && len(rep.Vetoed) == 0)
+		// on nothing else: every change applied as proposed (no conflict,
+		// no veto, no replacement).
+		dirstate.SetSettled(run.DirState.Head, dec.settled)
 	}
 	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation, in.prewrite()); err != nil {
 		return fail("apply", err)
@@ -382,9 +383,12 @@ type runInput struct {
 	// reach (diff.Reaches): the run decides on it alone, with the store's
 	// part for it, read by partSnapshot with the count of the domain's
 	// LDAP mailboxes (ldapTotal).
-	reach        *diff.Reach
-	partSnapshot func() (*store.Snapshot, int, error)
-	ldapTotal    int
+	// reachGeneration is the domain's generation that the kept state was
+	// found settled at: the part must be of it.
+	reach           *diff.Reach
+	reachGeneration int64
+	partSnapshot    func() (*store.Snapshot, int, error)
+	ldapTotal       int
 	// prewriter writes, during a full read and while the run decides,
 	// the mailboxes the run will create (prewrite.go); its transaction is
 	// the one the run applies in.
@@ -475,10 +479,8 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	}
 	if in.reach != nil {
 		in.snap, in.ldapTotal, err = in.partSnapshot()
-		if err == nil && !partFits(in.snap, in.reach) {
-			// The store holds an LDAP mailbox the kept state does not
-			// account for: decide on the whole domain.
-			h.log.Warn("the store's part does not fit the kept directory state; deciding on the whole domain", "domain", d.Name)
+		if why := partUnfit(in.snap, in.reach, in.reachGeneration); err == nil && why != "" {
+			h.log.Debug("deciding on the whole domain", "domain", d.Name, "why", why)
 			in.reach = nil
 		}
 	}
@@ -496,18 +498,25 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	return in, "", nil
 }
 
-// partFits reports whether every LDAP mailbox in a part of the store is
-// one of the reach's: one of an entry it decides on, or of one that
-// changed or went. Any other would be deleted by a decision on the reach.
-func partFits(snap *store.Snapshot, r *diff.Reach) bool {
+// partUnfit says why a run may not decide on reach r with the store's
+// part snap, the domain's state having been found settled at generation;
+// "" when it may.
+func partUnfit(snap *store.Snapshot, r *diff.Reach, generation int64) string {
+	if snap.Generation != generation {
+		// The store may no longer be what the last decision left.
+		return "the domain was written since its kept state was read"
+	}
+	// Every LDAP mailbox of the part must be one of an entry the run
+	// decides on, or of one that changed or went: any other would be
+	// deleted.
 	for i := range snap.Mailboxes {
 		if m := &snap.Mailboxes[i]; m.Source == sdk.SourceLDAP {
 			if _, ok := slices.BinarySearch(r.DirIDs, m.DirID); !ok {
-				return false
+				return "the store has a mailbox of directory id " + m.DirID + " that the kept state does not account for"
 			}
 		}
 	}
-	return true
+	return ""
 }
 
 // sameGroups reports whether groups are the gateway groups named by names.
@@ -604,6 +613,10 @@ type decision struct {
 	final     []sdk.Change
 	ldapTotal int
 	kept      int
+	// settled: every proposed change is applied as proposed, none had a
+	// conflict: once applied, the store is what a decision on the whole
+	// domain wants, and stays so while nothing changes (diff.Reaches).
+	settled bool
 }
 
 // decide compares the intents with the snapshot, has the policy reconcile
@@ -660,7 +673,14 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 		return nil, err
 	}
 	h.fill(rep, dres, final, vetoed)
-	return &decision{final: final, ldapTotal: ldapTotal, kept: kept}, nil
+	settled := len(vetoed) == 0
+	for _, d := range rresp.Decisions {
+		settled = settled && d.Action != sdk.Replace
+	}
+	for i := range dres.Changes {
+		settled = settled && len(dres.Changes[i].Conflicts) == 0
+	}
+	return &decision{final: final, ldapTotal: ldapTotal, kept: kept, settled: settled}, nil
 }
 
 // pick returns the elements of s at the indexes at.

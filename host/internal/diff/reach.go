@@ -15,12 +15,16 @@ import (
 // (store.PartReader), proposes the changes that a decision on the whole
 // domain would: a delta run costs what changed, not the domain's size.
 //
-// The reach holds each mailbox entry that changed; that claims an address
-// a reached entry claims or claimed, or has a reached entry's directory id
-// (R7: one owner per address, one mailbox per id); that a changed group
-// names or named as a member; or that names a changed group in memberOf
-// (R5). It holds the matched groups that name a reached mailbox, or that
-// it names, so its memberships come out whole.
+// The reach holds each entry that changed; each mailbox entry that claims
+// an address a reached entry claims or claimed, or has a reached entry's
+// directory id (R7: one owner per address, one mailbox per id); that a
+// changed group names or named as a member (only those it gained or lost
+// when it is the same group, of the same DN and gateway group, before and
+// after); that names a changed group in memberOf (R5); or that has the DN
+// of a changed or reached entry (of entries of one DN, bad data, the diff
+// joins groups to the last). It holds the matched groups that name a
+// reached mailbox, or that one names, so its memberships come out whole,
+// and every group of the DN of one it holds.
 type Reach struct {
 	// Entries index the entries to decide on, in order.
 	Entries []int
@@ -36,15 +40,17 @@ type Reach struct {
 // oldAt indexes the entries before that changed or went, at the entries
 // after that changed, came, or had member or memberOf values follow the
 // changes (dirstate.Touched). ok is false when the changes reach more than
-// most mailboxes, or reach in ways this does not follow (a nested group,
-// an entry the policy held, an intent kind this host does not know): the
-// run then decides on the whole domain.
+// most entries (groups that only name reached mailboxes aside), or reach
+// in ways this does not follow (a nested group, an entry the policy held,
+// an intent kind this host does not know): the run then decides on the
+// whole domain.
 func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, intents []sdk.Intent, at []int, most int) (r Reach, ok bool) {
 	var (
 		ids      = map[string]bool{}
 		addrs    = map[string]bool{}
 		members  = map[string]bool{} // DNs a changed group names or named
 		groupDNs = map[string]bool{} // the changed groups' DNs
+		dns      = map[string]bool{} // the changed entries' DNs, before and after
 	)
 	claim := func(mb *sdk.MailboxIntent) {
 		addrs[mb.Primary] = true
@@ -61,10 +67,18 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		intent *sdk.GroupIntent
 	}
 	before := map[string]groupAt{}
-	var dupGroup bool
+	whole := func(g groupAt) { // a changed group reaches all its members
+		groupDNs[g.dn] = true
+		for _, m := range g.intent.Members {
+			members[NormDN(m)] = true
+		}
+	}
 	// seed takes in what a changed entry, before or after, reaches.
 	seed := func(ref Ref, it *sdk.Intent, old bool) bool {
 		ids[ref.ID] = true // its mailbox, if it has one, may change or go
+		// Of entries with one DN (bad data), the diff goes by the last:
+		// those of a changed entry's DN are reached.
+		dns[NormDN(ref.DN)] = true
 		switch it.Kind {
 		case sdk.IntentMailbox:
 			if it.Mailbox != nil {
@@ -76,13 +90,14 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 			}
 			dn := NormDN(ref.DN)
 			if old {
-				_, dup := before[ref.ID]
-				dupGroup = dupGroup || dup
+				if was, dup := before[ref.ID]; dup { // two groups of one id (bad data)
+					whole(was)
+				}
 				before[ref.ID] = groupAt{dn, it.Group}
 				break
 			}
 			was, ok := before[ref.ID]
-			if ok && !dupGroup && was.dn == dn && was.intent.Target == it.Group.Target {
+			if ok && was.dn == dn && was.intent.Target == it.Group.Target {
 				delete(before, ref.ID)
 				for m := range symDiff(was.intent.Members, it.Group.Members) {
 					members[m] = true
@@ -113,42 +128,71 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		reached[j] = true
 		n++
 	}
+	if n > most {
+		return r, false
+	}
 	for _, g := range before { // gone, or not the same group after
-		groupDNs[g.dn] = true
-		for _, m := range g.intent.Members {
-			members[NormDN(m)] = true
-		}
+		whole(g)
 	}
 	for i := range intents {
 		switch it := &intents[i]; it.Kind {
 		case sdk.IntentMailbox, sdk.IntentSkip:
 		case sdk.IntentGroup:
-			if it.Group != nil && it.Group.Nested {
+			if it.Group == nil {
+				break
+			}
+			if it.Group.Nested {
 				return r, false
+			}
+			// A group of a changed entry's DN may take over from it, or
+			// it from the group.
+			if dn := NormDN(refs[i].DN); dns[dn] && !reached[i] {
+				reached[i] = true
+				whole(groupAt{dn, it.Group})
 			}
 		default: // held, or a kind of a newer ABI
 			return r, false
 		}
 	}
 
+	// norm caches the entries' normalized DNs.
+	norm := make([]string, len(refs))
+	dnOf := func(j int) string {
+		if norm[j] == "" {
+			norm[j] = NormDN(refs[j].DN)
+		}
+		return norm[j]
+	}
+	mailbox := func(j int) bool { return intents[j].Kind == sdk.IntentMailbox && intents[j].Mailbox != nil }
+	// The reached mailboxes' DNs: of mailboxes of one DN (bad data), a
+	// group's member value names the last, so they go together.
+	mailDNs := map[string]bool{}
+	for j, ok := range reached {
+		if ok && mailbox(j) {
+			mailDNs[dnOf(j)] = true
+		}
+	}
 	// The mailboxes reached, until no more are: the first pass also
-	// follows the changed groups; a reached mailbox's addresses and id may
-	// reach others, before or after it.
+	// follows the changed entries' DNs and groups; a reached mailbox's
+	// addresses, id and DN may reach others, before or after it.
 	for pass := 0; ; pass++ {
 		grew := false
 		for j := range intents {
 			it := &intents[j]
-			if reached[j] || it.Kind != sdk.IntentMailbox || it.Mailbox == nil {
+			if reached[j] || !mailbox(j) {
 				continue
 			}
 			hit := ids[refs[j].ID] || addrs[it.Mailbox.Primary]
 			for _, a := range it.Mailbox.Aliases {
 				hit = hit || addrs[a]
 			}
-			if !hit && pass == 0 {
-				hit = len(members) > 0 && members[NormDN(refs[j].DN)]
+			if !hit {
+				dn := dnOf(j)
+				hit = mailDNs[dn] || pass == 0 && (members[dn] || dns[dn])
+			}
+			if !hit && pass == 0 && len(groupDNs) > 0 {
 				for _, g := range it.Mailbox.MemberOf {
-					hit = hit || (len(groupDNs) > 0 && groupDNs[NormDN(g)])
+					hit = hit || groupDNs[NormDN(g)]
 				}
 			}
 			if !hit {
@@ -159,6 +203,7 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 			}
 			reached[j], grew = true, true
 			ids[refs[j].ID] = true
+			mailDNs[dnOf(j)] = true
 			claim(it.Mailbox)
 		}
 		if !grew {
@@ -166,29 +211,41 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		}
 	}
 
-	// The matched groups that name a reached mailbox, or that one names.
-	dns, named := map[string]bool{}, map[string]bool{}
-	for j := range intents {
-		if it := &intents[j]; reached[j] && it.Kind == sdk.IntentMailbox && it.Mailbox != nil {
-			dns[NormDN(refs[j].DN)] = true
-			for _, g := range it.Mailbox.MemberOf {
+	// The matched groups that name a reached mailbox, or that one names;
+	// then every group of the DN of a group decided on (of groups of one
+	// DN, the diff goes by the last).
+	named := map[string]bool{}
+	for j, ok := range reached {
+		if ok && mailbox(j) {
+			for _, g := range intents[j].Mailbox.MemberOf {
 				named[NormDN(g)] = true
 			}
 		}
 	}
+	group := func(j int) bool { return intents[j].Kind == sdk.IntentGroup && intents[j].Group != nil }
 	for j := range intents {
-		it := &intents[j]
-		if reached[j] || it.Kind != sdk.IntentGroup || it.Group == nil || it.Group.Target == "" {
+		if reached[j] || !group(j) || intents[j].Group.Target == "" {
 			continue
 		}
-		hit := named[NormDN(refs[j].DN)]
-		for _, m := range it.Group.Members {
+		hit := named[dnOf(j)]
+		for _, m := range intents[j].Group.Members {
 			if hit {
 				break
 			}
-			hit = dns[NormDN(m)]
+			hit = mailDNs[NormDN(m)]
 		}
 		reached[j] = hit
+	}
+	groupsIn := map[string]bool{}
+	for j, ok := range reached {
+		if ok && group(j) {
+			groupsIn[dnOf(j)] = true
+		}
+	}
+	for j := range intents {
+		if !reached[j] && group(j) && groupsIn[dnOf(j)] {
+			reached[j] = true
+		}
 	}
 	for j, ok := range reached {
 		if ok {

@@ -75,7 +75,14 @@ func randGroup(r *rand.Rand, g int) (diff.Ref, sdk.Intent) {
 			gi.Members = append(gi.Members, dn(r, "u", u))
 		}
 	}
-	return diff.Ref{ID: fmt.Sprint("id-g", g), DN: dn(r, "g", g)}, sdk.Intent{Kind: sdk.IntentGroup, Group: gi}
+	id, at := fmt.Sprint("id-g", g), dn(r, "g", g)
+	if r.IntN(10) == 0 { // bad data: the id or the DN of another group
+		id = fmt.Sprint("id-g", r.IntN(nGroups))
+	}
+	if r.IntN(10) == 0 {
+		at = dn(r, "g", r.IntN(nGroups))
+	}
+	return diff.Ref{ID: id, DN: at}, sdk.Intent{Kind: sdk.IntentGroup, Group: gi}
 }
 
 func randDomain(r *rand.Rand) *domain {
@@ -103,8 +110,8 @@ func mutate(r *rand.Rand, d *domain) {
 			if k := fmt.Sprint("u", n); !slices.Contains(d.keys, k) {
 				d.keys, d.refs, d.intents = append(d.keys, k), append(d.refs, ref), append(d.intents, it)
 			}
-		case 2: // renamed or moved
-			d.refs[i].DN = fmt.Sprintf("cn=moved%d,o=y", r.IntN(100))
+		case 2: // renamed or moved, now and then onto another's DN (bad data)
+			d.refs[i].DN = fmt.Sprintf("cn=moved%d,o=y", r.IntN(4))
 		default: // changed in place, as its kind
 			var n int
 			fmt.Sscanf(d.keys[i][1:], "%d", &n)

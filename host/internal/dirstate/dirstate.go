@@ -77,8 +77,10 @@ type Head struct {
 	// decides.
 	Generation int64
 	// Settled says that the run that kept the state applied all it
-	// proposed: no conflict and no veto waits on something outside the
-	// directory and the domain (another domain's mailbox, the clock).
+	// proposed as proposed: no conflict, no veto and no replacement waits
+	// on something outside the directory and the domain (another domain's
+	// mailbox, the clock), so the store is what a decision on the whole
+	// domain wants.
 	Settled bool
 	// Count is the number of entries, Keys the hash of their keys as a
 	// set (KeysHash).
