@@ -179,7 +179,7 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 // entry gone (the present phase names exactly the kept keys; else nothing
 // was deleted), nobody wrote the domain since the state was kept
 // (generation is the domain's now), and the run that kept it settled
-// everything (no conflict or veto waiting on another domain).
+// everything (applied every change as proposed).
 func unchangedDelta(ch *dirChanges, hd dirstate.Head, generation int64) bool {
 	if len(ch.entries) > 0 || !settledAt(hd, generation) {
 		return false
@@ -191,8 +191,9 @@ func unchangedDelta(ch *dirChanges, hd dirstate.Head, generation int64) bool {
 }
 
 // settledAt reports whether the run that kept a state settled everything
-// (no conflict or veto waiting on another domain) and nobody wrote the
-// domain since: generation, the domain's now, is the one it left.
+// (applied every change as proposed: no conflict, veto or replacement
+// waiting on something outside the directory) and nobody wrote the domain
+// since: generation, the domain's now, is the one it left.
 func settledAt(hd dirstate.Head, generation int64) bool {
 	return hd.Settled && hd.Generation == generation && generation > 0
 }
