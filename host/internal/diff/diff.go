@@ -585,3 +585,41 @@ func sortedCopy(s []string) []string {
 	sort.Strings(out)
 	return out
 }
+
+// appendNormDN appends NormDN(dn) to b: a caller that only looks a DN up
+// (m[string(appendNormDN(buf[:0], dn))]) normalizes it without allocating.
+func appendNormDN(b []byte, dn string) []byte {
+	for i := 0; i < len(dn); i++ {
+		if dn[i] >= 0x80 { // Unicode case: as NormDN does it
+			return append(b, NormDN(dn)...)
+		}
+	}
+	start := len(b)
+	for i := 0; i < len(dn); i++ {
+		c := dn[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
+		if c == ' ' {
+			// Drop blanks next to ',', '=' and '+', and at either end.
+			prev := byte(',')
+			if len(b) > start {
+				prev = b[len(b)-1]
+			}
+			j := i
+			for j < len(dn) && dn[j] == ' ' {
+				j++
+			}
+			next := byte(',')
+			if j < len(dn) {
+				next = dn[j]
+			}
+			if isSep(prev) || isSep(next) {
+				i = j - 1
+				continue
+			}
+		}
+		b = append(b, c)
+	}
+	return b
+}

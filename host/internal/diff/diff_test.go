@@ -403,3 +403,24 @@ func TestCreated(t *testing.T) {
 		}
 	}
 }
+
+func TestAppendNormDN(t *testing.T) {
+	for _, dn := range []string{
+		"", " ", "cn=a,dc=example,dc=com", "CN=Ann Lee, OU=People,DC=Example,DC=com", "cn = x , dc=y",
+		"CN=Jörg,DC=x", "  cn=a  ", "cn=a  b,o=x", "cn=A+sn=B , O=X", ",,", "cn=a,  ", "CN=Ä, O=Ü",
+	} {
+		if got, want := string(appendNormDN([]byte("prefix"), dn)), "prefix"+NormDN(dn); got != want {
+			t.Errorf("appendNormDN(%q) = %q, want %q", dn, got, want)
+		}
+	}
+}
+
+func FuzzAppendNormDN(f *testing.F) {
+	f.Add("CN=Ann Lee, OU=People,DC=Example,DC=com")
+	f.Add(" cn = x ,+ dc=Y ")
+	f.Fuzz(func(t *testing.T, dn string) {
+		if got, want := string(appendNormDN(nil, dn)), NormDN(dn); got != want {
+			t.Errorf("appendNormDN(%q) = %q, NormDN %q", dn, got, want)
+		}
+	})
+}

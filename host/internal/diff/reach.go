@@ -134,6 +134,13 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 	for _, g := range before { // gone, or not the same group after
 		whole(g)
 	}
+	// norm normalizes a DN into a scratch buffer, to look it up without
+	// allocating (m[string(norm(dn))]) — a million entries are scanned.
+	var scratch []byte
+	norm := func(dn string) []byte {
+		scratch = appendNormDN(scratch[:0], dn)
+		return scratch
+	}
 	for i := range intents {
 		switch it := &intents[i]; it.Kind {
 		case sdk.IntentMailbox, sdk.IntentSkip:
@@ -146,23 +153,16 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 			}
 			// A group of a changed entry's DN may take over from it, or
 			// it from the group.
-			if dn := NormDN(refs[i].DN); dns[dn] && !reached[i] {
+			if dns[string(norm(refs[i].DN))] && !reached[i] {
 				reached[i] = true
-				whole(groupAt{dn, it.Group})
+				whole(groupAt{NormDN(refs[i].DN), it.Group})
 			}
 		default: // held, or a kind of a newer ABI
 			return r, false
 		}
 	}
 
-	// norm caches the entries' normalized DNs.
-	norm := make([]string, len(refs))
-	dnOf := func(j int) string {
-		if norm[j] == "" {
-			norm[j] = NormDN(refs[j].DN)
-		}
-		return norm[j]
-	}
+	dnOf := func(j int) string { return NormDN(refs[j].DN) } // an entry's, to keep
 	mailbox := func(j int) bool { return intents[j].Kind == sdk.IntentMailbox && intents[j].Mailbox != nil }
 	// The reached mailboxes' DNs: of mailboxes of one DN (bad data), a
 	// group's member value names the last, so they go together.
@@ -187,12 +187,12 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 				hit = hit || addrs[a]
 			}
 			if !hit {
-				dn := dnOf(j)
-				hit = mailDNs[dn] || pass == 0 && (members[dn] || dns[dn])
+				dn := norm(refs[j].DN)
+				hit = mailDNs[string(dn)] || pass == 0 && (members[string(dn)] || dns[string(dn)])
 			}
 			if !hit && pass == 0 && len(groupDNs) > 0 {
 				for _, g := range it.Mailbox.MemberOf {
-					hit = hit || groupDNs[NormDN(g)]
+					hit = hit || groupDNs[string(norm(g))]
 				}
 			}
 			if !hit {
@@ -227,12 +227,12 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		if reached[j] || !group(j) || intents[j].Group.Target == "" {
 			continue
 		}
-		hit := named[dnOf(j)]
+		hit := named[string(norm(refs[j].DN))]
 		for _, m := range intents[j].Group.Members {
 			if hit {
 				break
 			}
-			hit = mailDNs[NormDN(m)]
+			hit = mailDNs[string(norm(m))]
 		}
 		reached[j] = hit
 	}
@@ -243,7 +243,7 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		}
 	}
 	for j := range intents {
-		if !reached[j] && group(j) && groupsIn[dnOf(j)] {
+		if !reached[j] && group(j) && groupsIn[string(norm(refs[j].DN))] {
 			reached[j] = true
 		}
 	}
