@@ -15,6 +15,7 @@ import (
 	"sort"
 	"strconv"
 	"strings"
+	"unsafe"
 
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
@@ -76,33 +77,48 @@ func NormDN(dn string) string {
 	if clean {
 		return dn
 	}
-	var b strings.Builder
-	b.Grow(len(dn))
-	lower := strings.ToLower(dn)
-	for i := 0; i < len(lower); i++ {
-		c := lower[i]
+	b := appendNormDN(make([]byte, 0, len(dn)), dn)
+	return unsafe.String(unsafe.SliceData(b), len(b)) // b is this string's alone
+}
+
+// appendNormDN appends NormDN(dn) to b: a caller that only looks a DN up
+// (m[string(appendNormDN(buf[:0], dn))]) normalizes it without allocating
+// (but for a DN with non-ASCII letters, lowered as Unicode first).
+func appendNormDN(b []byte, dn string) []byte {
+	for i := 0; i < len(dn); i++ {
+		if dn[i] >= 0x80 {
+			dn = strings.ToLower(dn)
+			break
+		}
+	}
+	start := len(b)
+	for i := 0; i < len(dn); i++ {
+		c := dn[i]
+		if c >= 'A' && c <= 'Z' {
+			c += 'a' - 'A'
+		}
 		if c == ' ' {
 			// Drop blanks next to ',', '=' and '+', and at either end.
 			prev := byte(',')
-			if b.Len() > 0 {
-				prev = b.String()[b.Len()-1]
+			if len(b) > start {
+				prev = b[len(b)-1]
 			}
 			j := i
-			for j < len(lower) && lower[j] == ' ' {
+			for j < len(dn) && dn[j] == ' ' {
 				j++
 			}
 			next := byte(',')
-			if j < len(lower) {
-				next = lower[j]
+			if j < len(dn) {
+				next = dn[j]
 			}
 			if isSep(prev) || isSep(next) {
 				i = j - 1
 				continue
 			}
 		}
-		b.WriteByte(c)
+		b = append(b, c)
 	}
-	return b.String()
+	return b
 }
 
 func isSep(c byte) bool { return c == ',' || c == '=' || c == '+' }
@@ -584,42 +600,4 @@ func sortedCopy(s []string) []string {
 	out := slices.Clone(s)
 	sort.Strings(out)
 	return out
-}
-
-// appendNormDN appends NormDN(dn) to b: a caller that only looks a DN up
-// (m[string(appendNormDN(buf[:0], dn))]) normalizes it without allocating.
-func appendNormDN(b []byte, dn string) []byte {
-	for i := 0; i < len(dn); i++ {
-		if dn[i] >= 0x80 { // Unicode case: as NormDN does it
-			return append(b, NormDN(dn)...)
-		}
-	}
-	start := len(b)
-	for i := 0; i < len(dn); i++ {
-		c := dn[i]
-		if c >= 'A' && c <= 'Z' {
-			c += 'a' - 'A'
-		}
-		if c == ' ' {
-			// Drop blanks next to ',', '=' and '+', and at either end.
-			prev := byte(',')
-			if len(b) > start {
-				prev = b[len(b)-1]
-			}
-			j := i
-			for j < len(dn) && dn[j] == ' ' {
-				j++
-			}
-			next := byte(',')
-			if j < len(dn) {
-				next = dn[j]
-			}
-			if isSep(prev) || isSep(next) {
-				i = j - 1
-				continue
-			}
-		}
-		b = append(b, c)
-	}
-	return b
 }
