@@ -382,9 +382,8 @@ type runInput struct {
 	// reach, when not nil, is the part of the domain a delta's changes
 	// reach (diff.Reaches): the run decides on it alone, with the store's
 	// part for it, read by partSnapshot with the count of the domain's
-	// LDAP mailboxes (ldapTotal).
-	// reachGeneration is the domain's generation that the kept state was
-	// found settled at: the part must be of it.
+	// LDAP mailboxes (ldapTotal). The part must be of reachGeneration,
+	// the domain's generation when its kept state was found settled.
 	reach           *diff.Reach
 	reachGeneration int64
 	partSnapshot    func() (*store.Snapshot, int, error)
@@ -479,9 +478,11 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	}
 	if in.reach != nil {
 		in.snap, in.ldapTotal, err = in.partSnapshot()
-		if why := partUnfit(in.snap, in.reach, in.reachGeneration); err == nil && why != "" {
-			h.log.Debug("deciding on the whole domain", "domain", d.Name, "why", why)
-			in.reach = nil
+		if err == nil {
+			if why := partUnfit(in.snap, in.reach, in.reachGeneration); why != "" {
+				h.log.Debug("deciding on the whole domain", "domain", d.Name, "why", why)
+				in.reach = nil
+			}
 		}
 	}
 	if in.reach == nil {
