@@ -3,6 +3,8 @@ package dirstate
 import (
 	"bytes"
 	"errors"
+	"fmt"
+	"math/rand/v2"
 	"reflect"
 	"slices"
 	"strconv"
@@ -254,9 +256,14 @@ func BenchmarkEncode(b *testing.B) {
 
 func benchState() *State {
 	s := &State{}
+	r := rand.New(rand.NewPCG(1, 2))
+	uuid := func() string { // as entryUUID: random, so it does not compress
+		return fmt.Sprintf("%08x-%04x-%04x-%04x-%012x", r.Uint32(), r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint32()&0xffff, r.Uint64()&0xffffffffffff)
+	}
 	for i := range 100_000 {
 		k := strconv.Itoa(i)
-		s.Append("uuid-"+k, diff.Ref{ID: "uuid-" + k, DN: "cn=User " + k + ",ou=People,dc=example,dc=com"},
+		id := uuid()
+		s.Append(id, diff.Ref{ID: id, DN: "cn=User " + k + ",ou=People,dc=example,dc=com"},
 			sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Primary: "user" + k + "@example.com", Kind: "user",
 				DisplayName: "User " + k, Aliases: []string{"u" + k + "@example.com"}, MemberOf: []string{"cn=Group " + k[:1] + ",ou=Groups,dc=example,dc=com"}}})
 	}
