@@ -865,7 +865,10 @@ func (c *cli) runs(ctx context.Context, args []string) error {
 			errText = fmt.Sprintf("(nothing applied; it would have created %d, updated %d, deleted %d) %s", w.Created, w.Updated, w.Deleted, errText)
 		}
 		read := strconv.Itoa(k.Entries)
-		if r.Read == store.ReadDelta {
+		switch {
+		case r.Read == store.ReadDelta && k.Reached > 0:
+			read += fmt.Sprintf(" (delta: %d changed, %d gone; %d reached)", k.Changed, k.Gone, k.Reached)
+		case r.Read == store.ReadDelta:
 			read += fmt.Sprintf(" (delta: %d changed, %d gone)", k.Changed, k.Gone)
 		}
 		fmt.Fprintf(tw, "%d\t%s\t%s\t%s\t%s\t%s\t%s\n", r.ID, r.Started.Local().Format(time.DateTime),

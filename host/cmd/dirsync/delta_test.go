@@ -200,8 +200,8 @@ func TestDeltaEqualsFull(t *testing.T) {
 	if g := m["erin.e@example.com"].Groups; len(g) != 0 {
 		t.Errorf("the new Erin is in the old one's groups: %v", g)
 	}
-	if !strings.Contains(delta.ok("runs", "--domain", "example.com"), "(delta: ") {
-		t.Errorf("runs do not show the delta reads:\n%s", delta.ok("runs", "--domain", "example.com"))
+	if runs := delta.ok("runs", "--domain", "example.com"); !strings.Contains(runs, "(delta: ") || !strings.Contains(runs, " reached)") {
+		t.Errorf("runs do not show the delta reads and what they reached:\n%s", runs)
 	}
 }
 
