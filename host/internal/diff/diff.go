@@ -134,12 +134,14 @@ type want struct {
 }
 
 // newWant is the mailbox an entry's intent asks for: its addresses are
-// the primary and the aliases that are not the primary.
+// the primary and the aliases that are not the primary, each once (a
+// mailbox has a set of addresses: an alias given twice would otherwise
+// never compare equal to the stored mailbox, nor store).
 func newWant(ref Ref, mb *sdk.MailboxIntent) want {
 	w := want{ref: ref, intent: mb, addrs: make([]string, 1, 1+len(mb.Aliases))}
 	w.addrs[0] = mb.Primary
 	for _, a := range mb.Aliases {
-		if a != mb.Primary {
+		if !slices.Contains(w.addrs, a) {
 			w.addrs = append(w.addrs, a)
 		}
 	}

@@ -458,3 +458,21 @@ func FuzzNormDN(f *testing.F) {
 		}
 	})
 }
+
+// TestAliasTwice: an alias an intent gives twice, or the primary given
+// again as an alias, is one address of the mailbox; once created, the
+// entry proposes nothing more.
+func TestAliasTwice(t *testing.T) {
+	ref, it := user("a", "a@example.com", []string{"b@example.com", "a@example.com", "b@example.com"})
+	res := Changes(sdk.Domain{Name: "example.com"}, []Ref{ref}, []sdk.Intent{it}, &store.Snapshot{Domain: "example.com", Owners: map[string]int64{}})
+	if len(res.Changes) != 1 || !reflect.DeepEqual(res.Changes[0].After.Aliases, []string{"b@example.com"}) {
+		t.Fatalf("changes = %s, want a create with the one alias", summary(res))
+	}
+	m := *res.Changes[0].After
+	m.ID = 1
+	snap := &store.Snapshot{Domain: "example.com", Mailboxes: []sdk.Mailbox{m},
+		Owners: map[string]int64{"a@example.com": 1, "b@example.com": 1}}
+	if res := Changes(sdk.Domain{Name: "example.com"}, []Ref{ref}, []sdk.Intent{it}, snap); len(res.Changes) != 0 {
+		t.Errorf("once created: %s, want nothing", summary(res))
+	}
+}
