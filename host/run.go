@@ -615,8 +615,10 @@ type decision struct {
 	ldapTotal int
 	kept      int
 	// settled: every proposed change is applied as proposed, none had a
-	// conflict: once applied, the store is what a decision on the whole
-	// domain wants, and stays so while nothing changes (diff.Reaches).
+	// conflict, and no address went to an entry that was then skipped
+	// (diff.Result.Unstable): once applied, the store is what a decision
+	// on the whole domain wants, and stays so while nothing changes
+	// (diff.Reaches).
 	settled bool
 }
 
@@ -674,7 +676,7 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 		return nil, err
 	}
 	h.fill(rep, dres, final, vetoed)
-	settled := len(vetoed) == 0
+	settled := len(vetoed) == 0 && !dres.Unstable
 	for _, d := range rresp.Decisions {
 		settled = settled && d.Action != sdk.Replace
 	}
@@ -976,9 +978,11 @@ func compact(it *sdk.Intent) {
 	it.Reason = strings.Clone(it.Reason)
 	if m := it.Mailbox; m != nil {
 		m.Kind = strings.Clone(m.Kind)
-		m.Primary = strings.Clone(m.Primary)
+		m.Primary = cloneAddress(m.Primary)
 		m.DisplayName = strings.Clone(m.DisplayName)
-		cloneAll(m.Aliases)
+		for i, a := range m.Aliases {
+			m.Aliases[i] = cloneAddress(a)
+		}
 		cloneAll(m.MemberOf)
 	}
 	if g := it.Group; g != nil {
@@ -986,6 +990,19 @@ func compact(it *sdk.Intent) {
 		g.Target = strings.Clone(g.Target)
 		cloneAll(g.Members)
 	}
+}
+
+// cloneAddress is a copy of an address as the stores keep it (lower case,
+// no blanks around it: store.NormAddress): a policy that gives
+// "Alice@Example.com" names the mailbox that owns "alice@example.com",
+// and the diff compares and claims addresses as they are stored.
+func cloneAddress(a string) string {
+	for i := 0; i < len(a); i++ {
+		if c := a[i]; c >= 'A' && c <= 'Z' || c == ' ' || c == '\t' || c >= 0x80 {
+			return strings.ToLower(strings.TrimSpace(a))
+		}
+	}
+	return strings.Clone(a)
 }
 
 func cloneAll(s []string) {

@@ -1,6 +1,7 @@
 package host
 
 import (
+	"reflect"
 	"testing"
 
 	"github.com/dirsync/dirsync/host/config"
@@ -149,5 +150,23 @@ func TestPartUnfit(t *testing.T) {
 				t.Errorf("partUnfit = %q, want fit %v", why, tc.fit)
 			}
 		})
+	}
+}
+
+// TestCompactAddresses: the addresses of a policy's intent are compared,
+// claimed and deduplicated as the stores keep them (store.NormAddress).
+func TestCompactAddresses(t *testing.T) {
+	it := sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Primary: " Alice@Example.COM",
+		Aliases: []string{"A.Smith@example.com", "a.smith@example.com", "Jörg@Example.com\t"}}}
+	compact(&it)
+	if want := (sdk.MailboxIntent{Primary: "alice@example.com", Aliases: []string{"a.smith@example.com", "a.smith@example.com", "jörg@example.com"}}); !reflect.DeepEqual(*it.Mailbox, want) {
+		t.Errorf("compact = %+v, want %+v", *it.Mailbox, want)
+	}
+	// And the diff makes one alias of the two, once created proposing
+	// nothing more (diff.TestAliasTwice).
+	res := diff.Changes(sdk.Domain{Name: "example.com"}, []diff.Ref{{ID: "a", DN: "cn=a"}}, []sdk.Intent{it},
+		&store.Snapshot{Domain: "example.com", Owners: map[string]int64{}})
+	if len(res.Changes) != 1 || !reflect.DeepEqual(res.Changes[0].After.Aliases, []string{"a.smith@example.com", "jörg@example.com"}) {
+		t.Errorf("changes: %+v", res.Changes)
 	}
 }

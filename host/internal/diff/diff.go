@@ -61,6 +61,11 @@ type Result struct {
 	Held []Skip
 	// Changes are the proposed changes, in a stable order.
 	Changes []sdk.Change
+	// Unstable says that an entry lost an address to one that was then
+	// skipped itself (each held what the other wanted): the same entries
+	// may be decided otherwise once these changes are applied, so the run
+	// is not a settled one (diff.Reaches).
+	Unstable bool
 }
 
 // NormDN puts a DN in a form that compares equal for equal DNs: lower case,
@@ -429,6 +434,7 @@ func (c *computation) assignAddresses() {
 		}
 	}
 	kept := c.wants[:0]
+	var winners []*want // of an address another wanted
 	for _, w := range c.wants {
 		if c.seenID[w.ref.ID] {
 			res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Reason: "another entry has the same directory id " + w.ref.ID})
@@ -438,12 +444,14 @@ func (c *computation) assignAddresses() {
 		if owner := c.claim[w.addrs[0]]; owner != w {
 			res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: w.addrs[0],
 				Reason: "primary address also claimed by " + owner.describe()})
+			winners = append(winners, owner)
 			continue
 		}
 		addrs := w.addrs[:1]
 		for _, a := range w.addrs[1:] {
 			if owner := c.claim[a]; owner != w {
 				res.Skipped = append(res.Skipped, Skip{DN: w.ref.DN, Address: a, Reason: "alias also claimed by " + owner.describe()})
+				winners = append(winners, owner)
 				continue
 			}
 			addrs = append(addrs, a)
@@ -452,6 +460,15 @@ func (c *computation) assignAddresses() {
 		kept = append(kept, w)
 	}
 	c.wants = kept
+	if len(winners) > 0 {
+		in := make(map[*want]bool, len(kept))
+		for _, w := range kept {
+			in[w] = true
+		}
+		for _, w := range winners {
+			res.Unstable = res.Unstable || !w.held && !in[w]
+		}
+	}
 }
 
 // countMembers counts the members of each matched group: the mailboxes

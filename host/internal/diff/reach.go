@@ -67,6 +67,16 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		intent *sdk.GroupIntent
 	}
 	before := map[string]groupAt{}
+	// How many changed entries, before and after, have each DN: a group
+	// whose DN another changed entry has (bad data) may take over from it
+	// or leave it, so it reaches all its members.
+	changedDNs := map[string]int{}
+	for _, i := range oldAt {
+		changedDNs[NormDN(oldRefs[i].DN)]++
+	}
+	for _, j := range at {
+		changedDNs[NormDN(refs[j].DN)]++
+	}
 	whole := func(g groupAt) { // a changed group reaches all its members
 		groupDNs[g.dn] = true
 		for _, m := range g.intent.Members {
@@ -88,6 +98,9 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 			if it.Group == nil {
 				break
 			}
+			if it.Group.Nested { // before or after: its members' members
+				return false
+			}
 			dn := NormDN(ref.DN)
 			if old {
 				if was, dup := before[ref.ID]; dup { // two groups of one id (bad data)
@@ -97,7 +110,7 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 				break
 			}
 			was, ok := before[ref.ID]
-			if ok && was.dn == dn && was.intent.Target == it.Group.Target {
+			if ok && was.dn == dn && was.intent.Target == it.Group.Target && changedDNs[dn] == 2 {
 				delete(before, ref.ID)
 				for m := range symDiff(was.intent.Members, it.Group.Members) {
 					members[m] = true
