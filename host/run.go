@@ -998,7 +998,7 @@ func compact(it *sdk.Intent) {
 // and the diff compares and claims addresses as they are stored.
 func cloneAddress(a string) string {
 	for i := 0; i < len(a); i++ {
-		if c := a[i]; c >= 'A' && c <= 'Z' || c == ' ' || c == '\t' || c >= 0x80 {
+		if c := a[i]; c >= 'A' && c <= 'Z' || c <= ' ' || c >= 0x80 { // upper case, blanks and controls, non-ASCII
 			return strings.ToLower(strings.TrimSpace(a))
 		}
 	}

@@ -9,8 +9,8 @@ import (
 
 // Reach is the part of a domain that changed directory entries can
 // change. When the store holds what the last decision on the whole domain
-// left (nothing written since, nothing left waiting on a conflict or a
-// veto), the entries outside it want their mailboxes exactly as they are,
+// left (nothing written since, every change applied as proposed), the
+// entries outside it want their mailboxes exactly as they are,
 // so a decision on the reach alone, with the store's part for it
 // (store.PartReader), proposes the changes that a decision on the whole
 // domain would: a delta run costs what changed, not the domain's size.
@@ -50,7 +50,6 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		addrs    = map[string]bool{}
 		members  = map[string]bool{} // DNs a changed group names or named
 		groupDNs = map[string]bool{} // the changed groups' DNs
-		dns      = map[string]bool{} // the changed entries' DNs, before and after
 	)
 	claim := func(mb *sdk.MailboxIntent) {
 		addrs[mb.Primary] = true
@@ -67,9 +66,11 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 		intent *sdk.GroupIntent
 	}
 	before := map[string]groupAt{}
-	// How many changed entries, before and after, have each DN: a group
-	// whose DN another changed entry has (bad data) may take over from it
-	// or leave it, so it reaches all its members.
+	// How many changed entries, before and after, have each DN. Of
+	// entries of one DN (bad data), the diff goes by the last: those of a
+	// changed entry's DN are reached, and a group whose DN another changed
+	// entry has may take over from it or leave it, so it reaches all its
+	// members.
 	changedDNs := map[string]int{}
 	for _, i := range oldAt {
 		changedDNs[NormDN(oldRefs[i].DN)]++
@@ -86,9 +87,6 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 	// seed takes in what a changed entry, before or after, reaches.
 	seed := func(ref Ref, it *sdk.Intent, old bool) bool {
 		ids[ref.ID] = true // its mailbox, if it has one, may change or go
-		// Of entries with one DN (bad data), the diff goes by the last:
-		// those of a changed entry's DN are reached.
-		dns[NormDN(ref.DN)] = true
 		switch it.Kind {
 		case sdk.IntentMailbox:
 			if it.Mailbox != nil {
@@ -166,7 +164,7 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 			}
 			// A group of a changed entry's DN may take over from it, or
 			// it from the group.
-			if dns[string(norm(refs[i].DN))] && !reached[i] {
+			if changedDNs[string(norm(refs[i].DN))] > 0 && !reached[i] {
 				reached[i] = true
 				whole(groupAt{NormDN(refs[i].DN), it.Group})
 			}
@@ -201,7 +199,7 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 			}
 			if !hit {
 				dn := norm(refs[j].DN)
-				hit = mailDNs[string(dn)] || pass == 0 && (members[string(dn)] || dns[string(dn)])
+				hit = mailDNs[string(dn)] || pass == 0 && (members[string(dn)] || changedDNs[string(dn)] > 0)
 			}
 			if !hit && pass == 0 && len(groupDNs) > 0 {
 				for _, g := range it.Mailbox.MemberOf {
