@@ -290,7 +290,12 @@ func each(n int, fn func(i int) error) error {
 		}()
 	}
 	wg.Wait()
-	return errors.Join(slices.DeleteFunc(errs, func(e error) bool { return e == nil })...)
+	for _, err := range errs {
+		if err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 func appendString(b []byte, s string) []byte {
@@ -459,10 +464,10 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 	done := make(map[string]bool, len(changed))
 	from := make([]int, 0, cap(out.Keys)) // the index in s of each entry of out (-1: none)
 	for i, k := range s.Keys {
+		if present[k] {
+			held++
+		}
 		if j, ok := changed[k]; ok {
-			if present[k] {
-				held++
-			}
 			t.Old = append(t.Old, i)
 			if !done[k] {
 				t.New = append(t.New, out.Len())
@@ -473,16 +478,7 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 			}
 			continue
 		}
-		if present != nil {
-			if !present[k] {
-				t.Old = append(t.Old, i)
-				t.Gone++
-				refs.remove(s.Refs[i].DN)
-				continue
-			}
-			held++
-		}
-		if drop[k] {
+		if drop[k] || present != nil && !present[k] {
 			t.Old = append(t.Old, i)
 			t.Gone++
 			refs.remove(s.Refs[i].DN)
