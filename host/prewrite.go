@@ -83,6 +83,11 @@ func (p *prewriter) add(seq int, b mappedBatch) {
 	p.mu.Lock()
 	p.queue[seq] = b
 	p.mu.Unlock()
+	p.signal()
+}
+
+// signal wakes the prewriter's goroutine, unless a wake is pending.
+func (p *prewriter) signal() {
 	select {
 	case p.wake <- struct{}{}:
 	default:
@@ -96,10 +101,7 @@ func (p *prewriter) finish() store.Prewrite {
 	p.mu.Lock()
 	p.closed = true
 	p.mu.Unlock()
-	select {
-	case p.wake <- struct{}{}:
-	default:
-	}
+	p.signal()
 	<-p.stopped
 	return p.pw
 }
