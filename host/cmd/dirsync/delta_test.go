@@ -469,3 +469,53 @@ policy = "standard"
 		t.Error("erin was not imported once her alias was free")
 	}
 }
+
+// TestVetoedChangeHoldsBackWhatWaitsOnIt: Alice's new primary address is
+// a hand-made mailbox's, so her update is vetoed (R10), while Carol takes
+// the alias Alice drops. Carol's update waits on Alice's: the run holds it
+// back too, with the reason, rather than failing on every run until the
+// directory changes; once the hand-made mailbox is gone, the next delta
+// applies both.
+func TestVetoedChangeHoldsBackWhatWaitsOnIt(t *testing.T) {
+	e := newEnv(t)
+	e.ok("mailbox", "add", "--domain", "example.com", "boss@example.com")
+	e.ok("sync", "--domain", "example.com")
+	before := e.state()
+	const people = "ou=People,dc=example,dc=com"
+	if err := e.srv.Replace("cn=Alice Anders,"+people, "proxyAddresses", "SMTP:boss@example.com", "smtp:alice@example.org"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Replace("cn=Carol Clark,"+people, "proxyAddresses", "SMTP:carol@example.com", "smtp:c.clark@example.com", "smtp:a.anders@example.com"); err != nil {
+		t.Fatal(err)
+	}
+	for _, args := range [][]string{nil, {"--full"}} {
+		var rep struct {
+			Outcome string `json:"outcome"`
+			Read    string `json:"read"`
+			Vetoed  []struct {
+				Kind, Address, Reason string
+			} `json:"vetoed"`
+		}
+		if err := json.Unmarshal([]byte(e.ok(append([]string{"sync", "--domain", "example.com", "--json"}, args...)...)), &rep); err != nil {
+			t.Fatal(err)
+		}
+		var got []string
+		for _, v := range rep.Vetoed {
+			got = append(got, v.Kind+" "+v.Address+": "+v.Reason)
+		}
+		if len(got) != 2 || !strings.HasPrefix(got[0], "update boss@example.com: conflict") ||
+			!strings.Contains(got[1], "update carol@example.com: waits on a change that did not happen: address a.anders@example.com stays with mailbox alice@example.com") {
+			t.Errorf("%s read: outcome %s, vetoed:\n%s", rep.Read, rep.Outcome, strings.Join(got, "\n"))
+		}
+		if after := e.state(); after != before {
+			t.Errorf("%s read changed the store:\n%s\nwas:\n%s", rep.Read, after, before)
+		}
+	}
+	e.ok("mailbox", "remove", "--domain", "example.com", "boss@example.com")
+	if got := e.syncRead(); got != "delta" {
+		t.Errorf("sync read %q", got)
+	}
+	mb := e.mailboxes()
+	wantList(t, "boss's aliases", mb["boss@example.com"].Aliases, "alice@example.org")
+	wantList(t, "carol's aliases", mb["carol@example.com"].Aliases, "a.anders@example.com", "c.clark@example.com")
+}

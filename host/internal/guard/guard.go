@@ -6,6 +6,7 @@ package guard
 
 import (
 	"fmt"
+	"slices"
 	"strings"
 
 	"github.com/dirsync/dirsync/host/store"
@@ -193,10 +194,32 @@ func Decide(policy string, domain sdk.Domain, snap *store.Snapshot, proposed []s
 			return nil, nil, bad("change #%d: unknown action %d", i, d.Action)
 		}
 	}
-	if err := c.check(final); err != nil {
-		return nil, nil, bad("%v", err)
+	// A change that takes an address which another proposed change was to
+	// release waits on that change: when the policy vetoed it (or replaced
+	// it by one that keeps the address), the store would refuse the run,
+	// and so on every run until the directory changes. Such a change is
+	// held back with the one it waits on, as if vetoed, and what waits on
+	// it in turn, until the rest holds.
+	releasedBy := c.releasedBy(proposed)
+	for {
+		waiting, err := c.check(final, releasedBy)
+		if err != nil {
+			return nil, nil, bad("%v", err)
+		}
+		if len(waiting) == 0 {
+			return final, vetoed, nil
+		}
+		kept := final[:0:0]
+		for i, ch := range final {
+			if len(waiting) > 0 && waiting[0].at == i {
+				vetoed = append(vetoed, Vetoed{Change: ch, Reason: waiting[0].reason()})
+				waiting = waiting[1:]
+				continue
+			}
+			kept = append(kept, ch)
+		}
+		final = kept
 	}
-	return final, vetoed, nil
 }
 
 func addr(c *sdk.Change) string {
@@ -257,17 +280,21 @@ func (c *checker) replacement(orig, r sdk.Change) (sdk.Change, error) {
 
 // check verifies the final change list: own domain only, LDAP mailboxes
 // only, existing groups only, addresses in the domain and owned by nobody
-// else once the run is done.
-func (c *checker) check(changes []sdk.Change) error {
+// else once the run is done. A change that wants an address which stays
+// with the mailbox that releasedBy says a proposed change was to release
+// it from does not break a rule: it is returned among the waiting, in
+// order, and claims nothing.
+func (c *checker) check(changes []sdk.Change, releasedBy map[string]int64) ([]waiting, error) {
 	owner, err := c.releasedOwners(changes)
 	if err != nil {
-		return err
+		return nil, err
 	}
+	var waits []waiting
 	newKey := int64(-1)
-	for _, ch := range changes {
+	for i, ch := range changes {
 		want, id, err := c.target(ch, newKey)
 		if err != nil {
-			return err
+			return nil, err
 		}
 		if ch.Kind == sdk.ChangeCreate {
 			newKey--
@@ -275,11 +302,54 @@ func (c *checker) check(changes []sdk.Change) error {
 		if want == nil {
 			continue
 		}
-		if err := c.claim(owner, ch, want, id); err != nil {
-			return err
+		a, o, err := c.claim(owner, ch, want, id)
+		if err != nil {
+			if by, ok := releasedBy[a]; ok && by == o {
+				waits = append(waits, waiting{at: i, addr: a, on: c.byID[o]})
+				continue
+			}
+			return nil, err
 		}
 	}
-	return nil
+	return waits, nil
+}
+
+// waiting is a change that wants an address its owner keeps because the
+// owner's own change was vetoed.
+type waiting struct {
+	at   int
+	addr string
+	on   *sdk.Mailbox
+}
+
+func (w waiting) reason() string {
+	return fmt.Sprintf("waits on a change that did not happen: address %s stays with mailbox %s", w.addr, w.on.Primary)
+}
+
+// releasedBy returns the addresses that the deletes, updates and adopts
+// among proposed release (an update or adopt: those its mailbox has and
+// its After lacks), each with the mailbox it is released from.
+func (c *checker) releasedBy(proposed []sdk.Change) map[string]int64 {
+	by := map[string]int64{}
+	for _, ch := range proposed {
+		switch ch.Kind {
+		case sdk.ChangeDelete, sdk.ChangeUpdate, sdk.ChangeAdopt:
+			m := c.byID[ch.Before.ID]
+			if m == nil {
+				continue
+			}
+			for _, a := range append([]string{m.Primary}, m.Aliases...) {
+				if c.snap.Owners[a] != m.ID {
+					continue
+				}
+				if ch.After != nil && (ch.After.Primary == a || slices.Contains(ch.After.Aliases, a)) {
+					continue // kept
+				}
+				by[a] = m.ID
+			}
+		}
+	}
+	return by
 }
 
 // ldapMailbox returns mailbox id, which a change does what to: it must be
@@ -363,21 +433,26 @@ func (c *checker) target(ch sdk.Change, newID int64) (*sdk.Mailbox, int64, error
 }
 
 // claim gives the addresses of want, mailbox id, to it in owner: each must
-// be in the domain or an alias domain and belong to no other mailbox.
-func (c *checker) claim(owner map[string]int64, ch sdk.Change, want *sdk.Mailbox, id int64) error {
+// be in the domain or an alias domain and belong to no other mailbox. When
+// one belongs to another mailbox, claim gives none and returns it with its
+// owner beside the error.
+func (c *checker) claim(owner map[string]int64, ch sdk.Change, want *sdk.Mailbox, id int64) (taken string, by int64, err error) {
 	if want.Primary == "" {
-		return fmt.Errorf("%s of a mailbox without a primary address", ch.Kind)
+		return "", 0, fmt.Errorf("%s of a mailbox without a primary address", ch.Kind)
 	}
-	for _, a := range append([]string{want.Primary}, want.Aliases...) {
+	all := append([]string{want.Primary}, want.Aliases...)
+	for _, a := range all {
 		if !c.inDomain(a) {
-			return fmt.Errorf("%s %s with address %s, outside domain %s and its alias domains", ch.Kind, want.Primary, a, c.domain.Name)
+			return "", 0, fmt.Errorf("%s %s with address %s, outside domain %s and its alias domains", ch.Kind, want.Primary, a, c.domain.Name)
 		}
-		if o, taken := owner[a]; taken && o != id {
-			return fmt.Errorf("%s %s with address %s, which belongs to another mailbox (R10)", ch.Kind, want.Primary, a)
+		if o, ok := owner[a]; ok && o != id {
+			return a, o, fmt.Errorf("%s %s with address %s, which belongs to another mailbox (R10)", ch.Kind, want.Primary, a)
 		}
+	}
+	for _, a := range all {
 		owner[a] = id
 	}
-	return nil
+	return "", 0, nil
 }
 
 func (c *checker) inDomain(addr string) bool {

@@ -56,8 +56,22 @@ func TestDecide(t *testing.T) {
 	dom := sdk.Domain{Name: "example.com", AliasDomains: []string{"example.org"}}
 	ldapM := sdk.Mailbox{ID: 1, DirID: "a", Primary: "a@example.com", Source: sdk.SourceLDAP, Kind: sdk.KindUser}
 	hand := sdk.Mailbox{ID: 2, Primary: "hand@example.com", Source: sdk.SourceManual, Kind: sdk.KindUser}
-	snap := &store.Snapshot{Domain: "example.com", Mailboxes: []sdk.Mailbox{ldapM, hand},
-		Groups: []store.Group{{Name: "Sales"}}, Owners: map[string]int64{"a@example.com": 1, "hand@example.com": 2}}
+	ldapX := sdk.Mailbox{ID: 3, DirID: "x", Primary: "x@example.com", Aliases: []string{"xa@example.com"}, Source: sdk.SourceLDAP, Kind: sdk.KindUser}
+	ldapY := sdk.Mailbox{ID: 4, DirID: "y", Primary: "y@example.com", Aliases: []string{"ya@example.com"}, Source: sdk.SourceLDAP, Kind: sdk.KindUser}
+	snap := &store.Snapshot{Domain: "example.com", Mailboxes: []sdk.Mailbox{ldapM, hand, ldapX, ldapY},
+		Groups: []store.Group{{Name: "Sales"}}, Owners: map[string]int64{"a@example.com": 1, "hand@example.com": 2,
+			"x@example.com": 3, "xa@example.com": 3, "y@example.com": 4, "ya@example.com": 4}}
+	update := func(m sdk.Mailbox, primary string, aliases ...string) sdk.Change {
+		after := m
+		after.Primary, after.Aliases = primary, aliases
+		return sdk.Change{Kind: sdk.ChangeUpdate, Before: &m, After: &after}
+	}
+	// X's new primary is a hand-made mailbox's; X's alias goes to Y, Y's
+	// alias to a new mailbox.
+	xConflict := update(ldapX, "hand@example.com")
+	xConflict.Conflicts = []sdk.Conflict{{Address: "hand@example.com", MailboxID: 2, Source: sdk.SourceManual}}
+	yTakes := update(ldapY, "y@example.com", "xa@example.com")
+	veto0 := sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Veto, Reason: "conflict"}}}
 	create := func(primary string, groups ...string) sdk.Change {
 		return sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{DirID: "n", Primary: primary, Source: sdk.SourceLDAP, Groups: groups}}
 	}
@@ -71,6 +85,7 @@ func TestDecide(t *testing.T) {
 		resp     sdk.ReconcileResponse
 		final    int
 		vetoed   int
+		waits    []string // reasons of the changes held back, in order
 		err      string
 	}{
 		{name: "accept all", proposed: []sdk.Change{create("n@example.com", "Sales"), create("n2@example.org")}, final: 2},
@@ -97,6 +112,19 @@ func TestDecide(t *testing.T) {
 			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Veto, Reason: "conflict"}}}, final: 1, vetoed: 1},
 		{name: "a decision beyond the asked changes", proposed: []sdk.Change{create("n@example.com"), conflicting}, at: []int{1}, err: "only 1 changes",
 			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 1, Action: sdk.Veto}}}},
+		{name: "a vetoed update holds back the change that takes its address", proposed: []sdk.Change{xConflict, yTakes},
+			resp: veto0, vetoed: 2, waits: []string{"address xa@example.com stays with mailbox x@example.com"}},
+		{name: "and what waits on that in turn", proposed: []sdk.Change{xConflict, create("ya@example.com"), yTakes, create("n@example.com")},
+			resp: veto0, final: 1, vetoed: 3, waits: []string{"address xa@example.com stays with mailbox x@example.com", "address ya@example.com stays with mailbox y@example.com"}},
+		{name: "a replacement that keeps the address holds back the change that takes it", proposed: []sdk.Change{update(ldapX, "x@example.com"), yTakes},
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Replace,
+				Replacement: &sdk.Change{Kind: sdk.ChangeUpdate, After: &sdk.Mailbox{Primary: "x@example.com", Aliases: []string{"xa@example.com"}}}}}},
+			final: 1, vetoed: 1, waits: []string{"address xa@example.com stays with mailbox x@example.com"}},
+		{name: "a replacement that takes an address its owner keeps breaks the rules", proposed: []sdk.Change{update(ldapX, "x@example.com", "xa@example.com"), update(ldapY, "y@example.com")},
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 1, Action: sdk.Replace,
+				Replacement: &sdk.Change{Kind: sdk.ChangeUpdate, After: &sdk.Mailbox{Primary: "y@example.com", Aliases: []string{"xa@example.com"}}}}}},
+			err: "belongs to another mailbox"},
+		{name: "an accepted update that releases the address lets the change take it", proposed: []sdk.Change{update(ldapX, "x@example.com"), yTakes}, final: 2},
 		{name: "an unasked conflict is accepted and checked", proposed: []sdk.Change{create("n@example.com"), conflicting}, at: []int{0},
 			err: "belongs to another mailbox"},
 	} {
@@ -113,6 +141,20 @@ func TestDecide(t *testing.T) {
 			}
 			if len(final) != tc.final || len(vetoed) != tc.vetoed {
 				t.Fatalf("final %d vetoed %d, want %d and %d", len(final), len(vetoed), tc.final, tc.vetoed)
+			}
+			var waits []string
+			for _, v := range vetoed {
+				if strings.HasPrefix(v.Reason, "waits on") {
+					waits = append(waits, v.Reason)
+				}
+			}
+			if len(waits) != len(tc.waits) {
+				t.Fatalf("held back: %q, want %d", waits, len(tc.waits))
+			}
+			for i, w := range tc.waits {
+				if !strings.Contains(waits[i], w) {
+					t.Errorf("held back #%d: %q, want it to say %q", i, waits[i], w)
+				}
 			}
 		})
 	}
