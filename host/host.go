@@ -183,8 +183,9 @@ func (h *Host) policy(ctx context.Context, name string, eager bool) (policy.Runt
 
 // mapCache opens the domain's map cache for a policy served out of process
 // (wasm or plugin), where a call costs far more than a lookup; nil for a
-// builtin policy or when there is no cache folder.
-func (h *Host) mapCache(ctx context.Context, d *config.Domain, p policy.Runtime, sd sdk.Domain) *mapcache.Cache {
+// builtin policy or when there is no cache folder. With save, the run
+// writes what it maps for the next (mapcache.Open); the caller closes it.
+func (h *Host) mapCache(ctx context.Context, d *config.Domain, p policy.Runtime, sd sdk.Domain, save bool) *mapcache.Cache {
 	module, cfg := h.policyIdentity(d.Policy)
 	dir := h.cacheDir()
 	if module == nil || dir == "" {
@@ -195,7 +196,7 @@ func (h *Host) mapCache(ctx context.Context, d *config.Domain, p policy.Runtime,
 		h.log.Warn("no map cache", "domain", d.Name, "err", err)
 		return nil
 	}
-	c := mapcache.Open(filepath.Join(dir, "mapcache", d.Name+".bin"), mc)
+	c := mapcache.Open(filepath.Join(dir, "mapcache", d.Name+".bin"), mc, save)
 	if err := c.Err(); err != nil {
 		h.log.Warn("every entry is mapped again", "domain", d.Name, "err", err)
 	}

@@ -554,7 +554,12 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 	// mapped last time; a delta's are the changed ones, which it would
 	// not hold, and reading it (tens of megabytes) would cost a delta more
 	// than it saves.
-	cache := h.mapCache(ctx, d, in.p, in.sd)
+	// A preview reads the cache but does not write it: the cache holds
+	// what the last sync or dry run mapped (what its count says the
+	// entries are unchanged since), and a preview of unsaved settings
+	// cannot replace it with entries of another filter or context.
+	cache := h.mapCache(ctx, d, in.p, in.sd, rep.Mode != "preview")
+	defer cache.Close()
 	in.readSnapshot()
 	rep.Read = store.ReadFull
 	in.fullAt = time.Now()
@@ -592,15 +597,8 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 	rep.Counts.Entries = len(refs)
 	if cache != nil {
 		rep.Counts.Cached = cache.Hits()
-		// A preview reads the cache but does not write it: the cache
-		// holds what the last sync or dry run mapped (what its count
-		// says the entries are unchanged since), and a preview of
-		// unsaved settings cannot replace it with entries of another
-		// filter or context.
-		if rep.Mode != "preview" {
-			if err := cache.Save(); err != nil && cache.Err() == nil {
-				h.log.Warn("the map cache was not saved; the next run maps every entry", "domain", d.Name, "err", err)
-			}
+		if err := cache.Save(); err != nil && cache.Err() == nil {
+			h.log.Warn("the map cache was not saved; the next run maps every entry", "domain", d.Name, "err", err)
 		}
 	}
 	in.keys, in.refs, in.intents = keys, refs, intents

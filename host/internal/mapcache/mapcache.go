@@ -77,9 +77,22 @@ type Cache struct {
 
 	mu   sync.Mutex
 	old  map[Key][]byte // from the file: encoded pb.Intent (abi.AppendIntent)
-	seen map[Key][]byte // looked up or put in this run: what Save keeps
-	buf  []byte         // where Put encodes intents, in chunks
 	hits int
+	// What Save keeps, the records looked up or put in this run, goes to
+	// a temporary file as the run finds them (not held until Save: at
+	// 100,000 entries that was 30 MB of a run's live heap); nil until the
+	// first record, and always for a cache opened without save.
+	save bool
+	out  *output
+	buf  []byte // where Put encodes an intent
+}
+
+// output is the file a cache's records go to until Save renames it.
+type output struct {
+	f    *os.File
+	body *crcWriter
+	w    *bufio.Writer
+	err  error // the first write that failed: Save returns it
 }
 
 // NewContext hashes the parts of a Map call that are not the entries.
@@ -110,14 +123,17 @@ func NewContext(module []byte, info sdk.Info, config map[string]any, domain sdk.
 
 // Open reads the cache file at path if it was written under the same
 // context and its checksum holds; a missing, foreign, damaged or truncated
-// file gives an empty cache (the cache is only ever a shortcut).
+// file gives an empty cache (the cache is only ever a shortcut). With
+// save, what the run looks up and puts is written, as it goes, to a
+// temporary file beside it, which Save puts in its place and Close
+// removes; without, nothing is written (a preview).
 //
 // The file's folder is checked first (and made, with mode 0700, when it is
 // missing): one that another user owns or that group or others may write
 // to is refused. Then the cache is empty and stays so, Err says why and
 // Save returns that error without writing: the run maps every entry.
-func Open(path string, ctx Context) *Cache {
-	c := &Cache{path: path, ctx: ctx, old: map[Key][]byte{}, seen: map[Key][]byte{}}
+func Open(path string, ctx Context, save bool) *Cache {
+	c := &Cache{path: path, ctx: ctx, old: map[Key][]byte{}, save: save}
 	if err := cachedir.Ensure(filepath.Dir(path)); err != nil {
 		c.err = fmt.Errorf("map cache not used: %w", err)
 		return c
@@ -208,9 +224,9 @@ func appendPart[T string | []byte](b []byte, s T) []byte {
 // Get returns the cached intent for k.
 func (c *Cache) Get(k Key) (sdk.Intent, bool) {
 	c.mu.Lock()
-	b, ok := c.old[k]
+	b, ok := c.old[k] // nil after Save
 	if ok {
-		c.seen[k] = b
+		c.record(k, b)
 		c.hits++
 	}
 	c.mu.Unlock()
@@ -224,26 +240,59 @@ func (c *Cache) Get(k Key) (sdk.Intent, bool) {
 	return in, true
 }
 
-// putChunk is the size of the buffers that Put encodes intents into.
-const putChunk = 1 << 20
-
 // Put records the intent the policy gave for k.
 func (c *Cache) Put(k Key, in *sdk.Intent) {
 	if c.err != nil {
 		return
 	}
+	if !c.save {
+		return
+	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if cap(c.buf)-len(c.buf) < putChunk/16 {
-		c.buf = make([]byte, 0, putChunk)
-	}
-	start := len(c.buf)
-	b, err := abi.AppendIntent(c.buf, in)
+	b, err := abi.AppendIntent(c.buf[:0], in)
 	if err != nil {
 		return
 	}
 	c.buf = b
-	c.seen[k] = b[start:len(b):len(b)]
+	c.record(k, b)
+}
+
+// record writes a record of what Save keeps (c.mu held). The same key
+// twice is written twice: its intent is the same (Map is pure per entry),
+// and the later record wins when the file is read.
+func (c *Cache) record(k Key, intent []byte) {
+	if !c.save || c.err != nil {
+		return
+	}
+	out := c.output()
+	if out.err != nil {
+		return
+	}
+	var n [binary.MaxVarintLen64]byte
+	out.w.Write(k[:])
+	out.w.Write(n[:binary.PutUvarint(n[:], uint64(len(intent)))])
+	_, out.err = out.w.Write(intent)
+}
+
+// output returns the file the run's records go to, made on first use
+// (c.mu held).
+func (c *Cache) output() *output {
+	if c.out != nil {
+		return c.out
+	}
+	c.out = &output{}
+	f, err := os.CreateTemp(filepath.Dir(c.path), ".mapcache-*")
+	if err != nil {
+		c.out.err = err
+		return c.out
+	}
+	// The header goes in last, once the body's length and checksum are
+	// known; the body is checksummed as it is written.
+	c.out.f, c.out.body = f, &crcWriter{w: f}
+	c.out.w = bufio.NewWriterSize(c.out.body, 256<<10)
+	_, c.out.err = c.out.w.Write(make([]byte, headerSize))
+	return c.out
 }
 
 // Hits is how many lookups found an intent.
@@ -255,46 +304,58 @@ func (c *Cache) Hits() int {
 
 // Save writes the entries of this run (and only those) to the file,
 // atomically. When Open refused the folder, Save writes nothing and
-// returns that error.
+// returns that error; for a cache opened without save it does nothing.
+// Save ends the cache's use: it lets go of the file it read (tens of
+// megabytes that the run's decision can use), and Get finds nothing after
+// it.
 func (c *Cache) Save() error {
 	if c.err != nil {
 		return c.err
 	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	dir := filepath.Dir(c.path)
-	if err := cachedir.Ensure(dir); err != nil {
-		return err
+	c.old = nil
+	if !c.save {
+		return nil
 	}
-	tmp, err := os.CreateTemp(dir, ".mapcache-*")
-	if err != nil {
-		return err
+	out := c.output() // made here when nothing was looked up or put: an empty cache
+	c.out = nil
+	if out.f == nil {
+		return fmt.Errorf("writing the map cache: %w", out.err)
 	}
-	defer os.Remove(tmp.Name())
-	// The header goes in last, once the body's length and checksum are
-	// known; the body is checksummed as it is written.
-	body := &crcWriter{w: tmp}
-	w := bufio.NewWriterSize(body, 1<<20)
-	w.Write(make([]byte, headerSize))
-	var n [binary.MaxVarintLen64]byte
-	for k, b := range c.seen {
-		w.Write(k[:])
-		w.Write(n[:binary.PutUvarint(n[:], uint64(len(b)))])
-		w.Write(b)
+	defer os.Remove(out.f.Name())
+	err := out.err
+	if err == nil {
+		err = out.w.Flush()
 	}
-	err = w.Flush()
 	if err == nil {
 		h := make([]byte, 0, headerSize)
 		h = append(h, magic...)
 		h = append(h, c.ctx[:]...)
-		h = binary.BigEndian.AppendUint64(h, uint64(body.n-int64(headerSize)))
-		h = binary.BigEndian.AppendUint32(h, body.sum)
-		_, err = tmp.WriteAt(h, 0)
+		h = binary.BigEndian.AppendUint64(h, uint64(out.body.n-int64(headerSize)))
+		h = binary.BigEndian.AppendUint32(h, out.body.sum)
+		_, err = out.f.WriteAt(h, 0)
 	}
-	if err := errors.Join(err, tmp.Close()); err != nil {
+	if err := errors.Join(err, out.f.Close()); err != nil {
 		return fmt.Errorf("writing the map cache: %w", err)
 	}
-	return os.Rename(tmp.Name(), c.path)
+	return os.Rename(out.f.Name(), c.path)
+}
+
+// Close removes what the run wrote for a Save that did not come (a run
+// that failed, a preview). A Close after Save does nothing; a nil cache
+// may be closed.
+func (c *Cache) Close() {
+	if c == nil {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.out != nil && c.out.f != nil {
+		c.out.f.Close()
+		os.Remove(c.out.f.Name())
+	}
+	c.out = nil
 }
 
 // crcWriter writes to w and keeps the CRC-32C of what it wrote after the

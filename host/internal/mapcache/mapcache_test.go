@@ -10,6 +10,7 @@ import (
 	"testing"
 
 	"github.com/dirsync/dirsync/sdk"
+	"github.com/dirsync/dirsync/sdk/abi"
 )
 
 func entry() sdk.Entry {
@@ -57,7 +58,7 @@ func TestSaveOpen(t *testing.T) {
 	in := sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: "a@example.com", Aliases: []string{"b@example.com"}}}
 	k := EntryKey(ptr(entry()))
 
-	c := Open(path, ctx)
+	c := Open(path, ctx, true)
 	if _, ok := c.Get(k); ok {
 		t.Fatal("an empty cache has an entry")
 	}
@@ -65,7 +66,7 @@ func TestSaveOpen(t *testing.T) {
 	if err := c.Save(); err != nil {
 		t.Fatal(err)
 	}
-	c = Open(path, ctx)
+	c = Open(path, ctx, true)
 	got, ok := c.Get(k)
 	if !ok || got.Mailbox == nil || got.Mailbox.Primary != "a@example.com" || got.Mailbox.Aliases[0] != "b@example.com" || c.Hits() != 1 {
 		t.Fatalf("Get after Save/Open = %+v, %v", got.Mailbox, ok)
@@ -74,7 +75,7 @@ func TestSaveOpen(t *testing.T) {
 	// Another context: same groups in another order is the same context;
 	// another group, config or module is not.
 	same, _ := NewContext([]byte("module"), sdk.Info{Name: "p", Version: "1"}, map[string]any{"x": true}, sdk.Domain{Name: "example.com", Groups: []string{"A", "B"}})
-	if _, ok := Open(path, same).Get(k); !ok {
+	if _, ok := Open(path, same, false).Get(k); !ok {
 		t.Error("group order changed the context")
 	}
 	for name, other := range map[string]func() (Context, error){
@@ -95,7 +96,7 @@ func TestSaveOpen(t *testing.T) {
 		if err != nil {
 			t.Fatal(err)
 		}
-		if _, ok := Open(path, oc).Get(k); ok {
+		if _, ok := Open(path, oc, false).Get(k); ok {
 			t.Errorf("a cache written under another %s was used", name)
 		}
 	}
@@ -103,8 +104,110 @@ func TestSaveOpen(t *testing.T) {
 	// A damaged file is an empty cache, never an error.
 	b, _ := os.ReadFile(path)
 	os.WriteFile(path, b[:len(b)-3], 0o644)
-	if _, ok := Open(path, ctx).Get(k); ok {
+	if _, ok := Open(path, ctx, true).Get(k); ok {
 		t.Error("a truncated file gave an entry")
+	}
+}
+
+// TestWritesOnlyWhatIsSaved: a cache opened without save (a preview)
+// writes nothing, whatever it is asked; one whose run ends without Save
+// (a failed run) leaves no file behind and the last saved one as it was;
+// Save keeps exactly the records the run looked up or put.
+func TestWritesOnlyWhatIsSaved(t *testing.T) {
+	dir := t.TempDir()
+	path, ctx, keys := saved(t, dir, 5000)
+	before, err := os.ReadFile(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	files := func() []string {
+		t.Helper()
+		es, err := os.ReadDir(dir)
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range es {
+			names = append(names, e.Name())
+		}
+		return names
+	}
+	one := filepath.Base(path)
+	mapped := func(c *Cache, k Key, i int) {
+		c.Put(k, &sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: fmt.Sprintf("new%d@example.com", i)}})
+	}
+	fresh := func(i int) Key {
+		e := entry()
+		e.ID = fmt.Sprint("new-", i)
+		return EntryKey(&e)
+	}
+
+	c := Open(path, ctx, false)
+	for i, k := range keys {
+		c.Get(k)
+		mapped(c, fresh(i), i)
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	c.Close()
+	if got := files(); len(got) != 1 || got[0] != one {
+		t.Errorf("a cache opened without save wrote: %v", got)
+	}
+
+	c = Open(path, ctx, true)
+	for i, k := range keys {
+		c.Get(k)
+		mapped(c, fresh(i), i)
+	}
+	c.Close()
+	if got := files(); len(got) != 1 || got[0] != one {
+		t.Errorf("a run without Save left: %v", got)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, before) {
+		t.Error("a run without Save changed the saved file")
+	}
+
+	// Half the old keys looked up, 100 new ones put: those and only those
+	// are kept.
+	c = Open(path, ctx, true)
+	for _, k := range keys[:len(keys)/2] {
+		c.Get(k)
+	}
+	for i := range 100 {
+		mapped(c, fresh(i), i)
+	}
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if _, ok := c.Get(keys[0]); ok {
+		t.Error("Get found an intent after Save, which lets go of the file read")
+	}
+	c.Close()
+	if got := files(); len(got) != 1 || got[0] != one {
+		t.Errorf("after Save: %v", got)
+	}
+	news := make([]Key, 100)
+	for i := range news {
+		news[i] = fresh(i)
+	}
+	if n := hits(path, ctx, keys[:len(keys)/2]); n != len(keys)/2 {
+		t.Errorf("%d of the %d looked-up keys kept", n, len(keys)/2)
+	}
+	if n := hits(path, ctx, keys[len(keys)/2:]); n != 0 {
+		t.Errorf("%d keys kept that the run did not look up", n)
+	}
+	if n := hits(path, ctx, news); n != len(news) {
+		t.Errorf("%d of the %d put keys kept", n, len(news))
+	}
+
+	// A run that looks up nothing saves an empty cache.
+	c = Open(path, ctx, true)
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if n := hits(path, ctx, news); n != 0 {
+		t.Errorf("an empty run's Save kept %d keys", n)
 	}
 }
 
@@ -114,7 +217,7 @@ func saved(t *testing.T, dir string, n int) (string, Context, []Key) {
 	t.Helper()
 	path := filepath.Join(dir, "example.com.bin")
 	ctx := Context{7}
-	c := Open(path, ctx)
+	c := Open(path, ctx, true)
 	if err := c.Err(); err != nil {
 		t.Fatal(err)
 	}
@@ -133,7 +236,7 @@ func saved(t *testing.T, dir string, n int) (string, Context, []Key) {
 
 // hits opens the cache at path and looks every key up.
 func hits(path string, ctx Context, keys []Key) int {
-	c := Open(path, ctx)
+	c := Open(path, ctx, false)
 	for _, k := range keys {
 		c.Get(k)
 	}
@@ -228,7 +331,7 @@ func TestFolder(t *testing.T) {
 		t.Helper()
 		path := filepath.Join(dir, "example.com.bin")
 		before, _ := os.ReadFile(path)
-		c := Open(path, Context{7})
+		c := Open(path, Context{7}, true)
 		err := c.Err()
 		if err == nil {
 			t.Fatal("the folder is used")
@@ -296,13 +399,18 @@ func BenchmarkEntryKey(b *testing.B) {
 //
 //	go test -run '^$' -bench PutGet ./host/internal/mapcache
 func BenchmarkPutGet(b *testing.B) {
-	c := Open(filepath.Join(b.TempDir(), "cache"), Context{})
+	c := Open(filepath.Join(b.TempDir(), "cache"), Context{}, true)
+	defer c.Close()
 	in := sdk.Intent{Kind: sdk.IntentMailbox, Mailbox: &sdk.MailboxIntent{Kind: sdk.KindUser, Primary: "user1@example.com",
 		Aliases: []string{"u1@example.org"}, DisplayName: "User 1", MemberOf: []string{"CN=Sales,DC=example,DC=com", "CN=All,DC=example,DC=com"}}}
 	k := EntryKey(ptr(entry()))
+	enc, err := abi.AppendIntent(nil, &in)
+	if err != nil {
+		b.Fatal(err)
+	}
+	c.old[k] = enc
 	for b.Loop() {
 		c.Put(k, &in)
-		c.old[k] = c.seen[k]
 		if _, ok := c.Get(k); !ok {
 			b.Fatal("no intent")
 		}
@@ -315,7 +423,7 @@ func benchCache(b *testing.B, n int) (string, Context, []Key) {
 	b.Helper()
 	path := filepath.Join(b.TempDir(), "mapcache", "example.com.bin")
 	ctx := Context{1}
-	c := Open(path, ctx)
+	c := Open(path, ctx, true)
 	keys := make([]Key, n)
 	for i := range keys {
 		e := entry()
@@ -340,23 +448,24 @@ func BenchmarkOpen(b *testing.B) {
 		b.SetBytes(st.Size())
 	}
 	for b.Loop() {
-		c := Open(path, ctx)
+		c := Open(path, ctx, true)
 		if _, ok := c.Get(keys[len(keys)/2]); !ok {
 			b.Fatal("no intent")
 		}
 	}
 }
 
-// BenchmarkSave writes a cache file of 100,000 intents, as a run ends.
+// BenchmarkSave reads a cache file of 100,000 intents, looks every one up
+// and writes them to the new file, as a run of unchanged entries does.
 //
 //	go test -run '^$' -bench Save ./host/internal/mapcache
 func BenchmarkSave(b *testing.B) {
 	path, ctx, keys := benchCache(b, 100_000)
-	c := Open(path, ctx)
-	for _, k := range keys {
-		c.Get(k)
-	}
 	for b.Loop() {
+		c := Open(path, ctx, true)
+		for _, k := range keys {
+			c.Get(k)
+		}
 		if err := c.Save(); err != nil {
 			b.Fatal(err)
 		}
