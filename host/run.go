@@ -574,6 +574,9 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 		pw = h.newPrewriter(ctx, d.Name, in.snapshot)
 	}
 	keys, refs, intents, res, err := h.fetchAndMap(ctx, d, creds, rep, in.p, in.sd, cache, pw)
+	if t, ok := in.p.(policy.Trimmer); ok {
+		t.Trim() // what Map grew to, before the decision's heap
+	}
 	if pw != nil {
 		if err != nil {
 			pw.abandon()

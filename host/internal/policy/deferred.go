@@ -96,6 +96,16 @@ func (d *deferred) Reconcile(ctx context.Context, req sdk.ReconcileRequest) (sdk
 	return rt.Reconcile(ctx, req)
 }
 
+// Trim trims the real runtime if it was loaded and is a Trimmer.
+func (d *deferred) Trim() {
+	d.mu.Lock()
+	rt := d.rt
+	d.mu.Unlock()
+	if t, ok := rt.(Trimmer); ok {
+		t.Trim()
+	}
+}
+
 // Close closes the real runtime if it was loaded.
 func (d *deferred) Close(ctx context.Context) error {
 	d.mu.Lock()

@@ -10,8 +10,10 @@ import (
 
 // counting is a Runtime that counts its calls.
 type counting struct {
-	filters, maps, closes int
+	filters, maps, closes, trims int
 }
+
+func (c *counting) Trim() { c.trims++ }
 
 func (c *counting) Info() sdk.Info { return sdk.Info{Name: "loaded"} }
 func (c *counting) Filter(_ context.Context, req sdk.FilterRequest) (sdk.FilterResponse, error) {
@@ -29,6 +31,25 @@ func (c *counting) Reconcile(context.Context, sdk.ReconcileRequest) (sdk.Reconci
 	return sdk.ReconcileResponse{}, nil
 }
 func (c *counting) Close(context.Context) error { c.closes++; return nil }
+
+// TestDeferredTrim: a Deferred runtime trims the loaded one, and does not
+// load to trim.
+func TestDeferredTrim(t *testing.T) {
+	rt := &counting{}
+	loads := 0
+	d := Deferred(Facts{Info: sdk.Info{Name: "kept"}}, func(context.Context) (Runtime, error) { loads++; return rt, nil }, nil)
+	d.(Trimmer).Trim()
+	if loads != 0 || rt.trims != 0 {
+		t.Fatalf("Trim before a load: %d loads, %d trims", loads, rt.trims)
+	}
+	if _, err := d.Map(context.Background(), sdk.MapRequest{}); err != nil {
+		t.Fatal(err)
+	}
+	d.(Trimmer).Trim()
+	if loads != 1 || rt.trims != 1 {
+		t.Errorf("Trim after a load: %d loads, %d trims; want 1 and 1", loads, rt.trims)
+	}
+}
 
 func TestDeferred(t *testing.T) {
 	ctx := context.Background()

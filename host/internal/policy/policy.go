@@ -29,6 +29,13 @@ type Runtime interface {
 	Close(ctx context.Context) error
 }
 
+// Trimmer is a Runtime that can give back what its instances grew to
+// during a burst of calls (a full read's Map): the host calls Trim once a
+// read is mapped, before it builds the decision, the run's largest heap.
+type Trimmer interface {
+	Trim()
+}
+
 // Builtin serves a policy linked into the host. config is the manifest's
 // [policy.config] table; the policy receives it in the form the ABI gives
 // every other runtime (numbers as float64), so it sees the same types

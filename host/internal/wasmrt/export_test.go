@@ -3,6 +3,7 @@ package wasmrt
 import (
 	"errors"
 
+	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/internal/wasmrt/interrupt"
 )
 
@@ -12,4 +13,12 @@ import (
 func WithoutInterrupt() (restore func()) {
 	instrument = func([]byte) ([]byte, error) { return nil, errors.New("turned off by a test") }
 	return func() { instrument = interrupt.Instrument }
+}
+
+// Idle is how many idle instances rt's pool holds.
+func Idle(rt policy.Runtime) int {
+	m := rt.(*module)
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	return len(m.idle)
 }

@@ -366,6 +366,57 @@ func TestGarbageBetweenCalls(t *testing.T) {
 	}
 }
 
+// TestTrim: Trim closes the idle instances (their grown memory goes with
+// them) and leaves a running call alone; the next calls start new
+// instances and map as before.
+func TestTrim(t *testing.T) {
+	rt := load(t, wasmrt.Options{Instances: 2})
+	req := sdk.MapRequest{Domain: runtimetest.Domain, Entries: runtimetest.Entries(2000)}
+	want, err := rt.Map(context.Background(), req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var wg sync.WaitGroup
+	for range 2 { // two at once: the pool's second instance starts
+		wg.Go(func() {
+			if _, err := rt.Map(context.Background(), req); err != nil {
+				t.Error(err)
+			}
+		})
+	}
+	wg.Wait()
+	if n := wasmrt.Idle(rt); n != 2 {
+		t.Fatalf("%d idle instances after two calls at once, want 2", n)
+	}
+	rt.(policy.Trimmer).Trim()
+	if n := wasmrt.Idle(rt); n != 0 {
+		t.Fatalf("%d idle instances after Trim, want 0", n)
+	}
+	// A call running during a Trim keeps its instance.
+	done := make(chan error)
+	go func() {
+		got, err := rt.Map(context.Background(), req)
+		if err == nil && !reflect.DeepEqual(got, want) {
+			err = errors.New("a Map running during Trim differs")
+		}
+		done <- err
+	}()
+	for range 20 {
+		rt.(policy.Trimmer).Trim()
+		time.Sleep(5 * time.Millisecond)
+	}
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	got, err := rt.Map(context.Background(), req)
+	if err != nil || !reflect.DeepEqual(got, want) {
+		t.Fatalf("Map after Trim: %v", err)
+	}
+	if n := wasmrt.Idle(rt); n != 1 {
+		t.Errorf("%d idle instances after a call, want 1", n)
+	}
+}
+
 func TestCompilationCache(t *testing.T) {
 	dir := t.TempDir()
 	for range 2 {
