@@ -12,7 +12,10 @@ import (
 // heapProfile writes, while the command runs, a heap profile (go tool
 // pprof) to path each time the live heap reaches a new high by a tenth:
 // the file left at the end shows what the heap held at its peak. Checked
-// every 20 ms; the profile is as of the collection before.
+// every 20 ms; each write forces a collection first, so that the profile
+// is of that moment (a heap profile is otherwise as of an earlier
+// collection, which at a peak that the end of a run reaches may be before
+// the largest structures were built).
 func heapProfile(path string) (stop func(), err error) {
 	f, err := os.Create(path)
 	if err != nil {
@@ -37,6 +40,7 @@ func heapProfile(path string) (stop func(), err error) {
 			metrics.Read(sample)
 			if live := sample[0].Value.Uint64(); live > peak+peak/10 {
 				peak = live
+				runtime.GC()
 				if f, err := os.Create(path); err == nil {
 					_ = pprof.Lookup("heap").WriteTo(f, 0)
 					f.Close()
