@@ -42,6 +42,7 @@ type prewriter struct {
 	mu      sync.Mutex
 	queue   map[int]mappedBatch // by sequence number
 	closed  bool                // no batch follows
+	read    bool                // the read is mapped: every batch was added
 	stop    bool                // the run ended: write no more
 	wake    chan struct{}
 	stopped chan struct{}
@@ -82,6 +83,17 @@ func (h *Host) newPrewriter(ctx context.Context, domain string, snap func() (*st
 func (p *prewriter) add(seq int, b mappedBatch) {
 	p.mu.Lock()
 	p.queue[seq] = b
+	p.mu.Unlock()
+	p.signal()
+}
+
+// readDone tells the prewriter that every batch of the read was added:
+// once it has written them it lets go of what it chose them by (the
+// domain's directory ids, the addresses read), which the run's decision
+// can use, and waits for finish with the transaction open.
+func (p *prewriter) readDone() {
+	p.mu.Lock()
+	p.read = true
 	p.mu.Unlock()
 	p.signal()
 }
@@ -132,17 +144,23 @@ func (p *prewriter) run() {
 	}
 	p.owners, p.claimed, p.seed = snap.Owners, map[uint64]struct{}{}, maphash.MakeSeed()
 	ok := true
-	defer func() {
-		if p.pw != nil {
+	logged := false
+	// done logs what was written ahead and lets go of what the choice
+	// needed: the run still has tens of MB to allocate.
+	done := func() {
+		if p.pw != nil && !logged {
 			p.h.log.Debug("wrote mailboxes while reading", "domain", p.domain, "mailboxes", p.written, "stopped", !ok)
+			logged = true
 		}
-		p.existing, p.owners, p.claimed, p.pending = nil, nil, nil, nil // the run still has tens of MB to allocate
-	}()
+		p.existing, p.owners, p.claimed, p.pending = nil, nil, nil, nil
+	}
+	defer done()
 	for {
 		p.mu.Lock()
 		b, have := p.queue[p.next]
 		delete(p.queue, p.next)
 		closed := p.closed && !have
+		read := p.read && !have && len(p.queue) == 0
 		if p.stop {
 			have, closed, ok = false, p.closed, false
 		}
@@ -156,6 +174,9 @@ func (p *prewriter) run() {
 		case closed:
 			return
 		default:
+			if read && p.claimed != nil {
+				done()
+			}
 			<-p.wake
 		}
 	}

@@ -581,6 +581,7 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 		if err != nil {
 			pw.abandon()
 		} else {
+			pw.readDone()
 			in.prewriter = pw // it goes on while the run decides
 		}
 	}
