@@ -136,6 +136,7 @@ type want struct {
 	addrs  []string // primary first
 	groups []string // gateway groups, deduplicated by addGroup
 	held   bool
+	nextDN *want // the next want of the same DN hash (dnIndex)
 }
 
 // newWant is the mailbox an entry's intent asks for: its addresses are
@@ -209,7 +210,7 @@ func compute(refs []Ref, intents []sdk.Intent, snap *store.Snapshot, list bool) 
 		res:       &Result{Changes: make([]sdk.Change, 0, n)},
 		list:      list,
 		snap:      snap,
-		byDN:      make(map[string]*want, n),
+		byDN:      newDNIndex(n),
 		groupByDN: map[string]dgroup{},
 		matched:   make(map[int64]bool, len(snap.Mailboxes)),
 		claim:     make(map[string]*want, 2*n),
@@ -236,7 +237,7 @@ type computation struct {
 
 	// From the intents.
 	wants     []*want           // the desired mailboxes
-	byDN      map[string]*want  // wants by normalized DN
+	byDN      *dnIndex          // wants by DN
 	groupByDN map[string]dgroup // directory groups by normalized DN
 	held      []Ref             // the held entries
 
@@ -278,7 +279,7 @@ func (c *computation) sortIntents(refs []Ref, intents []sdk.Intent) {
 			wants = append(wants, newWant(ref, it.Mailbox))
 			w := &wants[len(wants)-1]
 			c.wants = append(c.wants, w)
-			c.byDN[NormDN(ref.DN)] = w
+			c.byDN.put(ref.DN, w)
 		case sdk.IntentGroup:
 			if it.Group == nil {
 				continue
@@ -326,10 +327,15 @@ func (c *computation) joinMemberships() {
 		seen := map[string]bool{}
 		visit = func(gi *sdk.GroupIntent) {
 			for _, m := range gi.Members {
-				dn := NormDN(m)
-				if w := c.byDN[dn]; w != nil {
+				if w := c.byDN.get(m); w != nil {
 					w.addGroup(g.intent.Target)
-				} else if inner, ok := c.groupByDN[dn]; ok && g.intent.Nested && !seen[dn] {
+					continue
+				}
+				if !g.intent.Nested {
+					continue
+				}
+				dn := NormDN(m)
+				if inner, ok := c.groupByDN[dn]; ok && !seen[dn] {
 					seen[dn] = true
 					visit(inner.intent)
 				}
