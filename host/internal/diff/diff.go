@@ -344,9 +344,11 @@ func (c *computation) joinMemberships() {
 		visit(g.intent)
 		res.Groups = append(res.Groups, Group{Name: g.intent.Name, DN: g.ref.DN, Target: g.intent.Target})
 	}
+	var buf []byte
 	for _, w := range c.wants {
 		for _, dn := range w.intent.MemberOf {
-			if g, ok := c.groupByDN[NormDN(dn)]; ok && g.intent.Target != "" {
+			buf = appendNormDN(buf[:0], dn)
+			if g, ok := c.groupByDN[string(buf)]; ok && g.intent.Target != "" {
 				w.addGroup(g.intent.Target)
 			}
 		}
