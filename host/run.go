@@ -84,7 +84,10 @@ type Report struct {
 	References []string `json:"references,omitempty"`
 	// Mailboxes are the valid users and public folders the directory yields.
 	Mailboxes []sdk.Mailbox `json:"-"`
-	Users     []ReportUser  `json:"users"`
+	// Users lists them (a preview's), but for those whose create was
+	// vetoed (a conflict, or a change it waits on that did not happen):
+	// the run does not bring them in.
+	Users []ReportUser `json:"users"`
 	// Groups, Unmatched, Skipped and Held are, for a delta run that
 	// decided on what its changes reach (Counts.Reached), those among
 	// the entries it decided on.
@@ -1032,9 +1035,11 @@ func (h *Host) fill(rep *Report, res *diff.Result, final []sdk.Change, vetoed []
 		if m == nil {
 			m = v.Change.Before
 		}
+		if v.Change.Kind == sdk.ChangeCreate {
+			vetoedDir[m.DirID] = true // not a user the run brings in
+		}
 		if v.Conflict && v.Change.Kind == sdk.ChangeCreate {
 			rep.Conflicts = append(rep.Conflicts, Conflict{DN: m.DN, Reason: v.Reason})
-			vetoedDir[m.DirID] = true
 			continue
 		}
 		rep.Vetoed = append(rep.Vetoed, Vetoed{Kind: v.Change.Kind.String(), Address: m.Primary, Group: v.Change.Group, Reason: v.Reason})

@@ -180,20 +180,43 @@ func TestReachDecidesAsTheWhole(t *testing.T) {
 	rounds:
 		for round := range 3 {
 			snap := snapshot(t, s, domainName)
-			// The standard policy's reconcile: a change with a conflict
-			// is vetoed (R10); the guard holds back what waits on it.
+			// The standard policy's reconcile (R10): a change whose primary
+			// address conflicts is vetoed, one whose aliases conflict is
+			// replaced by one without them (its addresses now and then
+			// spelled in capitals); the guard holds back what waits on a
+			// change that did not happen.
 			res := diff.Changes(sd, before.refs, before.intents, snap)
 			var resp sdk.ReconcileResponse
 			for i, c := range res.Changes {
-				if len(c.Conflicts) > 0 {
-					resp.Decisions = append(resp.Decisions, sdk.Decision{Index: i, Action: sdk.Veto, Reason: "conflict"})
+				if len(c.Conflicts) == 0 {
+					continue
 				}
+				taken := map[string]bool{}
+				for _, cf := range c.Conflicts {
+					taken[cf.Address] = true
+				}
+				if taken[c.After.Primary] || r.IntN(4) == 0 {
+					resp.Decisions = append(resp.Decisions, sdk.Decision{Index: i, Action: sdk.Veto, Reason: "conflict"})
+					continue
+				}
+				after := *c.After
+				after.Aliases = nil
+				for _, a := range c.After.Aliases {
+					if !taken[a] {
+						after.Aliases = append(after.Aliases, a)
+					}
+				}
+				if r.IntN(3) == 0 {
+					after.Primary = strings.ToUpper(after.Primary)
+				}
+				resp.Decisions = append(resp.Decisions, sdk.Decision{Index: i, Action: sdk.Replace,
+					Replacement: &sdk.Change{Kind: c.Kind, After: &after}})
 			}
 			accepted, vetoed, err := guard.Decide("standard", sd, snap, res.Changes, nil, resp)
 			if err != nil {
 				t.Fatalf("seed %d round %d: %v", seed, round, err)
 			}
-			asProposed := !res.Unstable && len(vetoed) == 0 // the host's "settled"
+			asProposed := !res.Unstable && len(vetoed) == 0 && len(resp.Decisions) == 0 // the host's "settled"
 			for _, v := range vetoed {
 				if strings.HasPrefix(v.Reason, "waits") {
 					heldBack++

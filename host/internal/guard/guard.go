@@ -6,6 +6,7 @@ package guard
 
 import (
 	"fmt"
+	"math"
 	"slices"
 	"strings"
 
@@ -169,16 +170,17 @@ func Decide(policy string, domain sdk.Domain, snap *store.Snapshot, proposed []s
 	}
 
 	var final []sdk.Change
+	var from []int // the index in proposed of each change of final
 	var vetoed []Vetoed
 	for i, ch := range proposed {
 		d, ok := decided[i]
 		if !ok {
-			final = append(final, ch)
+			final, from = append(final, ch), append(from, i)
 			continue
 		}
 		switch d.Action {
 		case sdk.Accept:
-			final = append(final, ch)
+			final, from = append(final, ch), append(from, i)
 		case sdk.Veto:
 			vetoed = append(vetoed, Vetoed{Change: ch, Reason: d.Reason, Conflict: len(ch.Conflicts) > 0})
 		case sdk.Replace:
@@ -189,7 +191,7 @@ func Decide(policy string, domain sdk.Domain, snap *store.Snapshot, proposed []s
 			if err != nil {
 				return nil, nil, bad("change #%d (%s %s): %v", i, ch.Kind, addr(&ch), err)
 			}
-			final = append(final, r)
+			final, from = append(final, r), append(from, i)
 		default:
 			return nil, nil, bad("change #%d: unknown action %d", i, d.Action)
 		}
@@ -199,27 +201,35 @@ func Decide(policy string, domain sdk.Domain, snap *store.Snapshot, proposed []s
 	// it by one that keeps the address), the store would refuse the run,
 	// and so on every run until the directory changes. Such a change is
 	// held back with the one it waits on, as if vetoed, and what waits on
-	// it in turn, until the rest holds.
-	releasedBy := c.releasedBy(proposed)
+	// it in turn, until the rest holds. Only what the host proposed can
+	// wait: an address that a change as proposed did not want (a
+	// replacement's) is the policy's to answer for (S4).
+	c.releasedBy = c.released(proposed)
+	c.wanted = func(i int, a string) bool { return wants(proposed[from[i]].After, a) }
 	for {
-		waiting, err := c.check(final, releasedBy)
+		waiting, err := c.check(final)
 		if err != nil {
 			return nil, nil, bad("%v", err)
 		}
 		if len(waiting) == 0 {
 			return final, vetoed, nil
 		}
-		kept := final[:0:0]
+		keep, keepFrom := final[:0:0], from[:0:0]
 		for i, ch := range final {
 			if len(waiting) > 0 && waiting[0].at == i {
 				vetoed = append(vetoed, Vetoed{Change: ch, Reason: waiting[0].reason()})
 				waiting = waiting[1:]
 				continue
 			}
-			kept = append(kept, ch)
+			keep, keepFrom = append(keep, ch), append(keepFrom, from[i])
 		}
-		final = kept
+		final, from = keep, keepFrom
 	}
+}
+
+// wants says whether mailbox m (nil: none) has address a.
+func wants(m *sdk.Mailbox, a string) bool {
+	return m != nil && (m.Primary == a || slices.Contains(m.Aliases, a))
 }
 
 func addr(c *sdk.Change) string {
@@ -237,6 +247,11 @@ type checker struct {
 	snap   *store.Snapshot
 	byID   map[int64]*sdk.Mailbox
 	groups map[string]bool
+	// releasedBy holds the addresses that the proposed changes release,
+	// each with its mailbox; wanted(i, a) says whether change i of the
+	// final list, as proposed, wanted address a.
+	releasedBy map[string]int64
+	wanted     func(i int, a string) bool
 }
 
 // replacement vets the change a policy put in place of orig. The host keeps
@@ -247,7 +262,7 @@ func (c *checker) replacement(orig, r sdk.Change) (sdk.Change, error) {
 		if r.After == nil {
 			return r, fmt.Errorf("a create without a mailbox")
 		}
-		a := *r.After
+		a := normAddresses(*r.After)
 		a.ID, a.Source, a.DirID = 0, sdk.SourceLDAP, orig.After.DirID
 		return sdk.Change{Kind: sdk.ChangeCreate, After: &a}, nil
 	case orig.Kind == sdk.ChangeCreate && r.Kind == sdk.ChangeAdopt:
@@ -264,27 +279,46 @@ func (c *checker) replacement(orig, r sdk.Change) (sdk.Change, error) {
 		if target == nil || m == nil {
 			return r, fmt.Errorf("adopts mailbox %d, which is not a conflicting mailbox of domain %s", r.After.ID, c.domain.Name)
 		}
-		a := *r.After
+		a := normAddresses(*r.After)
 		a.Source, a.DirID, a.Groups = sdk.SourceLDAP, orig.After.DirID, orig.After.Groups
 		return sdk.Change{Kind: sdk.ChangeAdopt, Before: m, After: &a}, nil
 	case orig.Kind == sdk.ChangeUpdate && r.Kind == sdk.ChangeUpdate:
 		if r.After == nil {
 			return r, fmt.Errorf("an update without a mailbox")
 		}
-		a := *r.After
+		a := normAddresses(*r.After)
 		a.ID, a.Source, a.DirID, a.Groups = orig.Before.ID, sdk.SourceLDAP, orig.Before.DirID, orig.Before.Groups
 		return sdk.Change{Kind: sdk.ChangeUpdate, Before: orig.Before, After: &a}, nil
 	}
 	return r, fmt.Errorf("cannot be replaced by a %s", r.Kind)
 }
 
+// normAddresses returns m with its addresses as the stores keep them
+// (lower case, no blanks around): a replacement's "Ann@Example.com" is the
+// address "ann@example.com" everywhere the host and the store compare.
+// One that is not an address stays as it is, for the checks to refuse.
+func normAddresses(m sdk.Mailbox) sdk.Mailbox {
+	norm := func(a string) string {
+		if n, _, err := store.NormAddress(a); err == nil {
+			return n
+		}
+		return a
+	}
+	m.Primary = norm(m.Primary)
+	m.Aliases = slices.Clone(m.Aliases)
+	for i, a := range m.Aliases {
+		m.Aliases[i] = norm(a)
+	}
+	return m
+}
+
 // check verifies the final change list: own domain only, LDAP mailboxes
 // only, existing groups only, addresses in the domain and owned by nobody
-// else once the run is done. A change that wants an address which stays
-// with the mailbox that releasedBy says a proposed change was to release
-// it from does not break a rule: it is returned among the waiting, in
-// order, and claims nothing.
-func (c *checker) check(changes []sdk.Change, releasedBy map[string]int64) ([]waiting, error) {
+// else once the run is done. A change whose every address that stays
+// another mailbox's is one it wanted as proposed and that mailbox's
+// proposed change was to release (releasedBy) does not break a rule: it is
+// returned among the waiting, in order, and claims nothing.
+func (c *checker) check(changes []sdk.Change) ([]waiting, error) {
 	owner, err := c.releasedOwners(changes)
 	if err != nil {
 		return nil, err
@@ -302,20 +336,27 @@ func (c *checker) check(changes []sdk.Change, releasedBy map[string]int64) ([]wa
 		if want == nil {
 			continue
 		}
-		a, o, err := c.claim(owner, ch, want, id)
+		taken, err := c.claim(owner, ch, want, id)
 		if err != nil {
-			if by, ok := releasedBy[a]; ok && by == o {
-				waits = append(waits, waiting{at: i, addr: a, on: c.byID[o]})
-				continue
-			}
 			return nil, err
 		}
+		if len(taken) == 0 {
+			continue
+		}
+		for _, a := range taken {
+			o, _ := owner.get(a)
+			if by, ok := c.releasedBy[a]; !ok || by != o || !c.wanted(i, a) {
+				return nil, fmt.Errorf("%s %s with address %s, which belongs to another mailbox (R10)", ch.Kind, want.Primary, a)
+			}
+		}
+		o, _ := owner.get(taken[0])
+		waits = append(waits, waiting{at: i, addr: taken[0], on: c.byID[o]})
 	}
 	return waits, nil
 }
 
 // waiting is a change that wants an address its owner keeps because the
-// owner's own change was vetoed.
+// owner's own change was vetoed or replaced.
 type waiting struct {
 	at   int
 	addr string
@@ -326,10 +367,10 @@ func (w waiting) reason() string {
 	return fmt.Sprintf("waits on a change that did not happen: address %s stays with mailbox %s", w.addr, w.on.Primary)
 }
 
-// releasedBy returns the addresses that the deletes, updates and adopts
+// released returns the addresses that the deletes, updates and adopts
 // among proposed release (an update or adopt: those its mailbox has and
 // its After lacks), each with the mailbox it is released from.
-func (c *checker) releasedBy(proposed []sdk.Change) map[string]int64 {
+func (c *checker) released(proposed []sdk.Change) map[string]int64 {
 	by := map[string]int64{}
 	for _, ch := range proposed {
 		switch ch.Kind {
@@ -339,17 +380,34 @@ func (c *checker) releasedBy(proposed []sdk.Change) map[string]int64 {
 				continue
 			}
 			for _, a := range append([]string{m.Primary}, m.Aliases...) {
-				if c.snap.Owners[a] != m.ID {
-					continue
+				if c.snap.Owners[a] == m.ID && !wants(ch.After, a) {
+					by[a] = m.ID
 				}
-				if ch.After != nil && (ch.After.Primary == a || slices.Contains(ch.After.Aliases, a)) {
-					continue // kept
-				}
-				by[a] = m.ID
 			}
 		}
 	}
 	return by
+}
+
+// owners is who owns each address as the run's changes go: the store's
+// owners (never changed) with what the changes release and claim over
+// them, so that a check costs what the changes touch, not the domain's
+// addresses.
+type owners struct {
+	store map[string]int64
+	over  map[string]int64 // releasedAddr: released
+}
+
+// releasedAddr marks an address released in owners.over (no mailbox's
+// id: a create's are -1, -2, …).
+const releasedAddr = math.MinInt64
+
+func (o *owners) get(a string) (int64, bool) {
+	if id, ok := o.over[a]; ok {
+		return id, id != releasedAddr
+	}
+	id, ok := o.store[a]
+	return id, ok
 }
 
 // ldapMailbox returns mailbox id, which a change does what to: it must be
@@ -367,17 +425,16 @@ func (c *checker) ldapMailbox(id int64, what string) (*sdk.Mailbox, error) {
 
 // releasedOwners returns the owners of the addresses once the deletes,
 // updates and adopts of changes have released those of the mailboxes they
-// change: the addresses after the run start from the store's, less these,
-// and then take what creates, updates and adopts want.
-func (c *checker) releasedOwners(changes []sdk.Change) (map[string]int64, error) {
-	owner := make(map[string]int64, len(c.snap.Owners))
-	for a, id := range c.snap.Owners {
-		owner[a] = id
-	}
-	release := func(m *sdk.Mailbox) {
+// change (an update or adopt: those its After lacks; what it keeps stays
+// its own, whatever the order of the changes): the addresses after the
+// run start from the store's, less these, and then take what creates,
+// updates and adopts want.
+func (c *checker) releasedOwners(changes []sdk.Change) (*owners, error) {
+	owner := &owners{store: c.snap.Owners, over: map[string]int64{}}
+	release := func(m *sdk.Mailbox, keep *sdk.Mailbox) {
 		for _, a := range append([]string{m.Primary}, m.Aliases...) {
-			if owner[a] == m.ID {
-				delete(owner, a)
+			if id, _ := owner.get(a); id == m.ID && !wants(keep, a) {
+				owner.over[a] = releasedAddr
 			}
 		}
 	}
@@ -388,9 +445,11 @@ func (c *checker) releasedOwners(changes []sdk.Change) (map[string]int64, error)
 			if err != nil {
 				return nil, err
 			}
-			release(m)
+			release(m, nil)
 		case sdk.ChangeUpdate, sdk.ChangeAdopt:
-			release(c.byID[ch.Before.ID])
+			if m := c.byID[ch.Before.ID]; m != nil {
+				release(m, ch.After)
+			}
 		}
 	}
 	return owner, nil
@@ -434,25 +493,27 @@ func (c *checker) target(ch sdk.Change, newID int64) (*sdk.Mailbox, int64, error
 
 // claim gives the addresses of want, mailbox id, to it in owner: each must
 // be in the domain or an alias domain and belong to no other mailbox. When
-// one belongs to another mailbox, claim gives none and returns it with its
-// owner beside the error.
-func (c *checker) claim(owner map[string]int64, ch sdk.Change, want *sdk.Mailbox, id int64) (taken string, by int64, err error) {
+// some belong to other mailboxes, claim gives none and returns those.
+func (c *checker) claim(owner *owners, ch sdk.Change, want *sdk.Mailbox, id int64) (taken []string, err error) {
 	if want.Primary == "" {
-		return "", 0, fmt.Errorf("%s of a mailbox without a primary address", ch.Kind)
+		return nil, fmt.Errorf("%s of a mailbox without a primary address", ch.Kind)
 	}
 	all := append([]string{want.Primary}, want.Aliases...)
 	for _, a := range all {
 		if !c.inDomain(a) {
-			return "", 0, fmt.Errorf("%s %s with address %s, outside domain %s and its alias domains", ch.Kind, want.Primary, a, c.domain.Name)
+			return nil, fmt.Errorf("%s %s with address %s, outside domain %s and its alias domains", ch.Kind, want.Primary, a, c.domain.Name)
 		}
-		if o, ok := owner[a]; ok && o != id {
-			return a, o, fmt.Errorf("%s %s with address %s, which belongs to another mailbox (R10)", ch.Kind, want.Primary, a)
+		if o, ok := owner.get(a); ok && o != id {
+			taken = append(taken, a)
 		}
+	}
+	if len(taken) > 0 {
+		return taken, nil
 	}
 	for _, a := range all {
-		owner[a] = id
+		owner.over[a] = id
 	}
-	return "", 0, nil
+	return nil, nil
 }
 
 func (c *checker) inDomain(addr string) bool {

@@ -72,6 +72,15 @@ func TestDecide(t *testing.T) {
 	xConflict.Conflicts = []sdk.Conflict{{Address: "hand@example.com", MailboxID: 2, Source: sdk.SourceManual}}
 	yTakes := update(ldapY, "y@example.com", "xa@example.com")
 	veto0 := sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Veto, Reason: "conflict"}}}
+	// Y drops its alias, X picks it up; the policy keeps it on Y.
+	yDrops := update(ldapY, "y@example.com")
+	xTakesYa := update(ldapX, "x@example.com", "xa@example.com", "ya@example.com")
+	keepYa := func(i int, primary, alias string) sdk.ReconcileResponse {
+		return sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: i, Action: sdk.Replace,
+			Replacement: &sdk.Change{Kind: sdk.ChangeUpdate, After: &sdk.Mailbox{Primary: primary, Aliases: []string{alias}}}}}}
+	}
+	nConflict := sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{DirID: "n", Primary: "n@example.com", Source: sdk.SourceLDAP,
+		Aliases: []string{"xa@example.com", "hand@example.com"}}, Conflicts: []sdk.Conflict{{Address: "hand@example.com", MailboxID: 2, Source: sdk.SourceManual}}}
 	create := func(primary string, groups ...string) sdk.Change {
 		return sdk.Change{Kind: sdk.ChangeCreate, After: &sdk.Mailbox{DirID: "n", Primary: primary, Source: sdk.SourceLDAP, Groups: groups}}
 	}
@@ -124,6 +133,18 @@ func TestDecide(t *testing.T) {
 			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 1, Action: sdk.Replace,
 				Replacement: &sdk.Change{Kind: sdk.ChangeUpdate, After: &sdk.Mailbox{Primary: "y@example.com", Aliases: []string{"xa@example.com"}}}}}},
 			err: "belongs to another mailbox"},
+		{name: "a kept address holds back its taker, the taker first", proposed: []sdk.Change{xTakesYa, yDrops},
+			resp: keepYa(1, "y@example.com", "ya@example.com"), final: 1, vetoed: 1, waits: []string{"address ya@example.com stays with mailbox y@example.com"}},
+		{name: "a kept address holds back its taker, the keeper first", proposed: []sdk.Change{yDrops, xTakesYa},
+			resp: keepYa(0, "y@example.com", "ya@example.com"), final: 1, vetoed: 1, waits: []string{"address ya@example.com stays with mailbox y@example.com"}},
+		{name: "a replacement's addresses compare as the store keeps them", proposed: []sdk.Change{xTakesYa, yDrops},
+			resp: keepYa(1, " Y@Example.com", "YA@example.COM"), final: 1, vetoed: 1, waits: []string{"address ya@example.com stays with mailbox y@example.com"}},
+		{name: "a replacement that takes what a vetoed change kept breaks the rules", proposed: []sdk.Change{update(ldapX, "x@example.com"), update(ldapY, "y@example.com", "ya@example.com")},
+			resp: sdk.ReconcileResponse{Decisions: []sdk.Decision{{Index: 0, Action: sdk.Veto, Reason: "no"}, {Index: 1, Action: sdk.Replace,
+				Replacement: &sdk.Change{Kind: sdk.ChangeUpdate, After: &sdk.Mailbox{Primary: "y@example.com", Aliases: []string{"ya@example.com", "xa@example.com"}}}}}},
+			err: "xa@example.com, which belongs to another mailbox"},
+		{name: "an accepted conflict beside a waiting address breaks the rules", proposed: []sdk.Change{xConflict, nConflict},
+			resp: veto0, err: "hand@example.com, which belongs to another mailbox"},
 		{name: "an accepted update that releases the address lets the change take it", proposed: []sdk.Change{update(ldapX, "x@example.com"), yTakes}, final: 2},
 		{name: "an unasked conflict is accepted and checked", proposed: []sdk.Change{create("n@example.com"), conflicting}, at: []int{0},
 			err: "belongs to another mailbox"},
