@@ -44,6 +44,7 @@ import (
 	"path/filepath"
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -138,6 +139,9 @@ func Open(path string, ctx Context, save bool) *Cache {
 		c.err = fmt.Errorf("map cache not used: %w", err)
 		return c
 	}
+	if save {
+		removeStale(path)
+	}
 	b, err := os.ReadFile(path)
 	if err != nil {
 		return c
@@ -179,6 +183,24 @@ func parse(b []byte, ctx Context) (old map[Key][]byte, ok bool) {
 		b = b[w+int(n):]
 	}
 	return old, true
+}
+
+// tempPrefix names the temporary files of the cache file at path.
+func tempPrefix(path string) string { return "." + filepath.Base(path) + ".tmp-" }
+
+// staleAfter is how long a temporary file goes unwritten before it counts
+// as one a killed run left: a run writes to its own as it maps.
+const staleAfter = time.Hour
+
+// removeStale removes the temporary files of the cache file at path that a
+// run which was killed left behind (its Close never came).
+func removeStale(path string) {
+	tmps, _ := filepath.Glob(filepath.Join(filepath.Dir(path), tempPrefix(path)+"*"))
+	for _, t := range tmps {
+		if st, err := os.Stat(t); err == nil && time.Since(st.ModTime()) > staleAfter {
+			os.Remove(t)
+		}
+	}
 }
 
 // Err is why the cache is not used (its folder was refused), or nil.
@@ -282,7 +304,7 @@ func (c *Cache) output() *output {
 		return c.out
 	}
 	c.out = &output{}
-	f, err := os.CreateTemp(filepath.Dir(c.path), ".mapcache-*")
+	f, err := os.CreateTemp(filepath.Dir(c.path), tempPrefix(c.path)+"*")
 	if err != nil {
 		c.out.err = err
 		return c.out
@@ -303,8 +325,9 @@ func (c *Cache) Hits() int {
 }
 
 // Save writes the entries of this run (and only those) to the file,
-// atomically. When Open refused the folder, Save writes nothing and
-// returns that error; for a cache opened without save it does nothing.
+// atomically, once: a Save after it, like one of a cache opened without
+// save, does nothing. When Open refused the folder, Save writes nothing and
+// returns that error.
 // Save ends the cache's use: it lets go of the file it read (tens of
 // megabytes that the run's decision can use), and Get finds nothing after
 // it.
@@ -318,8 +341,8 @@ func (c *Cache) Save() error {
 	if !c.save {
 		return nil
 	}
-	out := c.output() // made here when nothing was looked up or put: an empty cache
-	c.out = nil
+	out := c.output()          // made here when nothing was looked up or put: an empty cache
+	c.out, c.save = nil, false // once: what comes after is not kept
 	if out.f == nil {
 		return fmt.Errorf("writing the map cache: %w", out.err)
 	}

@@ -6,8 +6,10 @@ import (
 	"os"
 	"path/filepath"
 	"runtime"
+	"slices"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/dirsync/dirsync/sdk"
 	"github.com/dirsync/dirsync/sdk/abi"
@@ -200,6 +202,47 @@ func TestWritesOnlyWhatIsSaved(t *testing.T) {
 	if n := hits(path, ctx, news); n != len(news) {
 		t.Errorf("%d of the %d put keys kept", n, len(news))
 	}
+
+	// A second Save keeps what the first saved.
+	saved1, _ := os.ReadFile(path)
+	mapped(c, fresh(1000), 1000)
+	if err := c.Save(); err != nil {
+		t.Fatal(err)
+	}
+	if after, _ := os.ReadFile(path); !bytes.Equal(after, saved1) {
+		t.Error("a second Save changed the saved file")
+	}
+	if got := files(); len(got) != 1 || got[0] != one {
+		t.Errorf("after a second Save: %v", got)
+	}
+
+	// A killed run's file (unwritten for over an hour) goes when a run
+	// that saves opens the cache; a running one's, and another cache's,
+	// stay; a preview removes nothing.
+	stale := filepath.Join(dir, "."+one+".tmp-111")
+	running := filepath.Join(dir, "."+one+".tmp-222")
+	other := filepath.Join(dir, ".other.com.bin.tmp-333")
+	for _, f := range []string{stale, running, other} {
+		if err := os.WriteFile(f, []byte("x"), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	old := time.Now().Add(-2 * time.Hour)
+	for _, f := range []string{stale, other} {
+		if err := os.Chtimes(f, old, old); err != nil {
+			t.Fatal(err)
+		}
+	}
+	Open(path, ctx, false).Close()
+	if got := files(); len(got) != 4 {
+		t.Errorf("a preview's Open removed files: %v", got)
+	}
+	Open(path, ctx, true).Close()
+	if got := files(); len(got) != 3 || slices.Contains(got, filepath.Base(stale)) {
+		t.Errorf("after Open: %v, want all but %s", got, filepath.Base(stale))
+	}
+	os.Remove(running)
+	os.Remove(other)
 
 	// A run that looks up nothing saves an empty cache.
 	c = Open(path, ctx, true)
