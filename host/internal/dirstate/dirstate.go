@@ -179,7 +179,12 @@ func Encode(s *State) ([]byte, error) {
 	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) || s.Encoded != nil && len(s.Encoded) != len(s.Keys) {
 		return nil, errors.New("dirstate: keys, refs, intents and encodings differ in length")
 	}
-	out := append(make([]byte, 0, 64<<10), magic...)
+	// The compressed chunks are kept apart and joined once at the end:
+	// appended to one growing slice they were copied again and again as
+	// it grew (a quarter each time past a few MB), 0.9 s of a core for a
+	// million entries' 56 MB.
+	var parts [][]byte
+	size := len(magic)
 	raw := make([]byte, 0, chunk+64<<10) // grows past it for an entry larger than a chunk
 	blk := make([]byte, s2.MaxEncodedLen(chunk))
 	// flush compresses raw's whole chunks, and with all the rest too, and
@@ -191,9 +196,10 @@ func Encode(s *State) ([]byte, error) {
 		for len(raw)-off >= chunk || all && off < len(raw) {
 			n := min(chunk, len(raw)-off)
 			c := s2.Encode(blk, raw[off:off+n])
-			out = binary.AppendUvarint(out, uint64(n))
-			out = binary.AppendUvarint(out, uint64(len(c)))
-			out = append(out, c...)
+			part := binary.AppendUvarint(make([]byte, 0, 2*binary.MaxVarintLen64+len(c)), uint64(n))
+			part = binary.AppendUvarint(part, uint64(len(c)))
+			part = append(part, c...)
+			parts, size = append(parts, part), size+len(part)
 			off += n
 		}
 		raw = raw[:copy(raw, raw[off:])]
@@ -219,6 +225,10 @@ func Encode(s *State) ([]byte, error) {
 		}
 	}
 	flush(true)
+	out := append(make([]byte, 0, size), magic...)
+	for _, p := range parts {
+		out = append(out, p...)
+	}
 	return out, nil
 }
 
