@@ -9,6 +9,7 @@ import (
 	"io"
 	"net"
 	"os"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
@@ -289,6 +290,11 @@ func Sync(ctx context.Context, cfg Config, filter string, attrs []string, cookie
 		case EventDelete:
 			deleted = append(deleted, ev.Key)
 		case EventPresent:
+			if len(present) == cap(present) {
+				// Doubled, not grown by a quarter as append does past a
+				// few hundred: a present phase names every entry.
+				present = slices.Grow(present, max(len(present), 1024))
+			}
 			present = append(present, ev.Key)
 		}
 		return nil
