@@ -206,7 +206,9 @@ func (h *Host) readSyncrepl(ctx context.Context, cfg ldapfetch.Config, rep *Repo
 		return nil
 	})
 	rep.Server = res.URL
-	if errors.Is(err, ldapfetch.ErrRefreshRequired) {
+	// A refused cookie, or a server that cannot sync at all (one the read
+	// failed over to, without syncprov): a full read still can.
+	if errors.Is(err, ldapfetch.ErrRefreshRequired) || errors.Is(err, ldapfetch.ErrSyncUnsupported) {
 		return nil, fmt.Errorf("%w: %v", errFullRead, err)
 	}
 	if err != nil {

@@ -37,24 +37,28 @@ const noObject = `(objectGUID=\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00\00)`
 // directory can give none: no delta will follow. A directory that cannot
 // be reached or bound to is the run's error (ldapfetch.Unreachable): the
 // full read would meet it too, and a wrong password is tried once.
-func (h *Host) takeCookie(ctx context.Context, d *config.Domain, creds bind) ([]byte, error) {
+//
+// server is the one that gave the cookie: a read that fails over to
+// another must not keep it (a replica behind it has not the changes it
+// says were read; AD's cookies and USNs are the server's own).
+func (h *Host) takeCookie(ctx context.Context, d *config.Domain, creds bind) (cookie []byte, server string, err error) {
 	cfg := h.fetchConfig(d, creds)
-	none := func(msg string, err error) ([]byte, error) {
+	none := func(msg string, err error) ([]byte, string, error) {
 		h.log.Info(msg+"; the next run reads in full too", "domain", d.Name, "err", err)
-		return nil, nil
+		return nil, "", nil
 	}
-	c, err := ldapfetch.Cookie(ctx, cfg)
+	c, server, err := ldapfetch.Cookie(ctx, cfg)
 	switch {
 	case err == nil:
-		return kindCookie(cookieSyncrepl, c), nil
+		return kindCookie(cookieSyncrepl, c), server, nil
 	case ldapfetch.Unreachable(err):
-		return nil, &stageError{"fetch", err}
+		return nil, "", &stageError{"fetch", err}
 	case !errors.Is(err, ldapfetch.ErrSyncUnsupported):
 		return none("no cookie for a later delta read", err)
 	}
 	res, err := ldapfetch.DirSync(ctx, cfg, noObject, []string{"objectGUID"}, nil, func(ldapfetch.DirSyncChange) error { return nil })
 	if err == nil {
-		return kindCookie(cookieDirSync, res.Cookie), nil
+		return kindCookie(cookieDirSync, res.Cookie), res.URL, nil
 	}
 	if !errors.Is(err, ldapfetch.ErrDirSyncDenied) && !errors.Is(err, ldapfetch.ErrDirSyncUnsupported) {
 		return none("no DirSync cookie for a later delta read", err)
@@ -62,13 +66,13 @@ func (h *Host) takeCookie(ctx context.Context, d *config.Domain, creds bind) ([]
 	usn, err := ldapfetch.ServerUSN(ctx, cfg)
 	if err != nil {
 		h.log.Debug("the directory tells no changes (no RFC 4533, DirSync or uSNChanged); every run reads in full", "domain", d.Name, "err", err)
-		return nil, nil
+		return nil, "", nil
 	}
 	b, err := json.Marshal(usn)
 	if err != nil {
-		return nil, nil
+		return nil, "", nil
 	}
-	return kindCookie(cookieUSN, b), nil
+	return kindCookie(cookieUSN, b), usn.URL, nil
 }
 
 // readDirSync reads what changed since a DirSync cookie: the IDs of the
@@ -95,7 +99,7 @@ func (h *Host) readDirSync(ctx context.Context, cfg ldapfetch.Config, rep *Repor
 		return nil
 	})
 	rep.Server = res.URL
-	if errors.Is(err, ldapfetch.ErrDirSyncCookie) || errors.Is(err, ldapfetch.ErrDirSyncDenied) {
+	if errors.Is(err, ldapfetch.ErrDirSyncCookie) || errors.Is(err, ldapfetch.ErrDirSyncDenied) || errors.Is(err, ldapfetch.ErrDirSyncUnsupported) {
 		return nil, fmt.Errorf("%w: %v", errFullRead, err)
 	}
 	if err != nil {

@@ -566,9 +566,10 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 	in.readSnapshot()
 	rep.Read = store.ReadFull
 	in.fullAt = time.Now()
+	var cookieServer string
 	if rep.Mode == "sync" {
 		var err error
-		if in.cookie, err = h.takeCookie(ctx, d, creds); err != nil {
+		if in.cookie, cookieServer, err = h.takeCookie(ctx, d, creds); err != nil {
 			return err
 		}
 	}
@@ -596,6 +597,14 @@ func (h *Host) fetch(ctx context.Context, d *config.Domain, creds bind, rep *Rep
 	}
 	if err != nil {
 		return err
+	}
+	if in.cookie != nil && res.URL != cookieServer {
+		// The cookie says what one server had; the entries are another's,
+		// which may lag behind it: a delta from the cookie would never
+		// read what that one had and this one had not.
+		h.log.Warn("the read failed over from the server that gave the cookie; no delta follows it, the next run reads in full",
+			"domain", d.Name, "cookie_from", cookieServer, "read_from", res.URL)
+		in.cookie = nil
 	}
 	if len(rep.References) > 0 {
 		h.log.Warn("the directory referred parts of the tree to other servers; they were not read",

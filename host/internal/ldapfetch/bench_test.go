@@ -88,7 +88,7 @@ func BenchmarkFetch(b *testing.B) {
 		report(b)
 	})
 	b.Run("ldapfetch-Sync/unchanged-cookie", func(b *testing.B) {
-		cookie, err := Cookie(ctx, cfg)
+		cookie, _, err := Cookie(ctx, cfg)
 		if err != nil {
 			b.Fatal(err)
 		}

@@ -238,8 +238,9 @@ func formatSyncUUID(b string) (string, error) {
 // entryUUID is indexed) and takes the cookie of its syncDone control.
 // ErrSyncUnsupported when the server cannot; an error when it gives no
 // cookie (slapd has none while its database has no contextCSN: load with
-// slapadd -w, or write once over LDAP).
-func Cookie(ctx context.Context, cfg Config) ([]byte, error) {
+// slapadd -w, or write once over LDAP). server is the URL of cfg.URLs that
+// gave it.
+func Cookie(ctx context.Context, cfg Config) (cookie []byte, server string, err error) {
 	res, err := runSync(ctx, cfg, syncRefreshOnly, cookieFilter, []string{"1.1"}, nil, func(ev SyncEvent) error {
 		if ev.Kind == EventEntry {
 			return fmt.Errorf("the server returned entry %q for a filter that matches none", ev.Entry.DN)
@@ -247,9 +248,9 @@ func Cookie(ctx context.Context, cfg Config) ([]byte, error) {
 		return nil
 	})
 	if err != nil {
-		return nil, err
+		return nil, res.URL, err
 	}
-	return res.Cookie, nil
+	return res.Cookie, res.URL, nil
 }
 
 // Sync reads, in one refreshOnly sync search below cfg.BaseDN with filter,

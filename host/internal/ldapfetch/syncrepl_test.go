@@ -185,7 +185,7 @@ func TestSyncDelta(t *testing.T) {
 			cfg.BaseDN = peopleDN
 			ctx := context.Background()
 
-			cookie, err := Cookie(ctx, cfg)
+			cookie, _, err := Cookie(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -312,12 +312,12 @@ func TestSyncCookies(t *testing.T) {
 	cfg := readerConfig(srv)
 	now := readState(t, cfg, defaultFilter)
 
-	cookie, err := Cookie(ctx, cfg)
+	cookie, server, err := Cookie(ctx, cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
-	if !strings.HasPrefix(string(cookie), "rid=000,csn=") {
-		t.Errorf("cookie %q", cookie)
+	if !strings.HasPrefix(string(cookie), "rid=000,csn=") || server != cfg.URLs[0] {
+		t.Errorf("cookie %q from %q, want one from %s", cookie, server, cfg.URLs[0])
 	}
 
 	refused := func(t *testing.T, cfg Config, cookie string, want ...string) {
@@ -360,7 +360,7 @@ func TestSyncCookies(t *testing.T) {
 func TestSyncUnsupported(t *testing.T) {
 	t.Parallel()
 	srv := startSample(t, 0, slapd.Options{NoSyncProv: true})
-	_, err := Cookie(context.Background(), readerConfig(srv))
+	_, _, err := Cookie(context.Background(), readerConfig(srv))
 	if !errors.Is(err, ErrSyncUnsupported) || !strings.Contains(err.Error(), srv.URL) {
 		t.Fatalf("error %v, want ErrSyncUnsupported", err)
 	}
@@ -448,7 +448,7 @@ func TestPersist(t *testing.T) {
 			cfg := readerConfig(srv)
 			cfg.BaseDN = peopleDN
 			ctx := context.Background()
-			cookie, err := Cookie(ctx, cfg)
+			cookie, _, err := Cookie(ctx, cfg)
 			if err != nil {
 				t.Fatal(err)
 			}
@@ -558,7 +558,7 @@ func TestSyncNotReplicated(t *testing.T) {
 	srv := startSample(t, 0, slapd.Options{})
 	cfg := readerConfig(srv)
 	const groups = "(objectClass=groupOfNames)"
-	cookie, err := Cookie(context.Background(), cfg)
+	cookie, _, err := Cookie(context.Background(), cfg)
 	if err != nil {
 		t.Fatal(err)
 	}
