@@ -1,6 +1,7 @@
 package host
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -9,6 +10,7 @@ import (
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/dirstate"
 	"github.com/dirsync/dirsync/host/internal/ldapfetch"
+	"github.com/dirsync/dirsync/host/internal/policy"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
 )
@@ -48,6 +50,18 @@ var ErrNotLive = errors.New("the domain is not set to live (live = true and sync
 // dropped and the live search starts again from the kept state.
 var errLiveStale = errors.New("the kept directory state moved on since the live search started (another run read the directory); the live search starts again from it")
 
+// errLiveResync: a live batch does not fit the kept state (the settings,
+// the policy or the gateway groups changed since it was read, or the
+// directory's changes do not fit it); the batch is dropped, a run brings
+// the state up to date (in full when it must), and the live search starts
+// again from it. Starting again without the run would read the same
+// changes, which would not fit again.
+var errLiveResync = errors.New("the live changes do not fit the kept directory state (the settings, policy or gateway groups changed, or the state is not the directory's); a run brings it up to date and the live search starts again from it")
+
+// errLiveRestart: a full run took the place of the live search's cookie;
+// the live search starts again from the state it kept.
+var errLiveRestart = errors.New("the live search starts again from a full run's state")
+
 // Live keeps a live search open on the domain's directory (OpenLDAP's
 // refreshAndPersist, RFC 4533) and applies each change within moments: the
 // changes of a burst are gathered (LiveOptions) and applied as one run,
@@ -80,9 +94,14 @@ func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
 			return nil
 		case errors.Is(err, ErrNotLive):
 			return err
-		case errors.Is(err, errLiveStale):
+		case errors.Is(err, errLiveStale), errors.Is(err, errLiveRestart):
 			h.log.Debug("live search restarts from the kept state", "domain", domain)
 			continue
+		case errors.Is(err, errLiveResync):
+			h.log.Info("live changes do not fit the kept state; syncing before the live search starts again", "domain", domain, "err", err)
+			if _, err = h.Run(ctx, domain, RunOptions{Wait: time.Minute}); err == nil {
+				continue
+			}
 		}
 		if time.Since(start) > time.Minute {
 			backoff = liveBackoffMin
@@ -121,7 +140,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 	if err != nil {
 		return err
 	}
-	st, err := h.liveState(ctx, r)
+	st, err := h.liveState(ctx, r, p)
 	if err != nil {
 		return err
 	}
@@ -150,10 +169,16 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 }
 
 // liveEvents gathers the live search's events into batches and applies
-// each (liveFlush) until the search ends with readErr.
+// each (liveFlush) until the search ends with readErr. The refresh phase
+// (what changed since the kept cookie, up to EventRefreshDone) is one
+// batch, however long: cut, its first part would be applied without the
+// rest of a present phase, and its last part's present phase would delete
+// every entry the parts before named (S1). After it, the changes as they
+// happen are gathered into bursts (LiveOptions).
 func (h *Host) liveEvents(ctx context.Context, domain string, b *liveBatch, events <-chan ldapfetch.SyncEvent, readErr <-chan error, o LiveOptions, refused *time.Time) error {
 	var first, last time.Time
 	var timer <-chan time.Time
+	refreshing := true
 	for {
 		select {
 		case err := <-readErr:
@@ -167,18 +192,29 @@ func (h *Host) liveEvents(ctx context.Context, domain string, b *liveBatch, even
 				h.log.Warn("the directory refused the live search's cookie; syncing in full", "domain", domain, "err", err)
 				_, err = h.Run(ctx, domain, RunOptions{Full: true, Wait: time.Minute})
 				if err == nil {
-					return errLiveStale
+					return errLiveRestart
 				}
 			}
 			return err
 		case ev := <-events:
 			b.add(ev)
+			if refreshing {
+				if ev.Kind != ldapfetch.EventRefreshDone {
+					continue
+				}
+				refreshing = false
+				if err := h.liveFlush(ctx, domain, b, o); err != nil {
+					return err
+				}
+				b = b.following()
+				continue
+			}
 			now := time.Now()
 			if first.IsZero() {
 				first = now
 			}
 			last = now
-			if ev.Kind == ldapfetch.EventRefreshDone || b.n >= o.MaxBatch {
+			if b.n >= o.MaxBatch {
 				if err := h.liveFlush(ctx, domain, b, o); err != nil {
 					return err
 				}
@@ -200,20 +236,28 @@ func (h *Host) liveEvents(ctx context.Context, domain string, b *liveBatch, even
 }
 
 // liveState returns the domain's kept state for the live search to start
-// from, syncing the domain first when there is none usable.
-func (h *Host) liveState(ctx context.Context, r *resolved) (*store.DirState, error) {
+// from, syncing the domain first when there is none usable (none, no
+// cookie, or kept under other settings, policy or gateway groups).
+func (h *Host) liveState(ctx context.Context, r *resolved, p policy.Runtime) (*store.DirState, error) {
 	for attempt := 0; ; attempt++ {
 		st, err := h.store.DirStateHead(ctx, r.d.Name)
 		if err != nil {
 			return nil, err
 		}
-		if st != nil && len(st.Cookie) > 1 {
-			if st.Cookie[0] != cookieSyncrepl {
-				return nil, fmt.Errorf("%w: the directory tells changes by polling only (Active Directory: DirSync or uSNChanged), not as they happen; scheduled runs read its deltas", ErrNotLive)
-			}
+		key, err := h.liveKey(ctx, r.d, p)
+		if err != nil {
+			return nil, err
+		}
+		if st != nil && len(st.Cookie) > 1 && st.Cookie[0] != cookieSyncrepl {
+			return nil, fmt.Errorf("%w: the directory tells changes by polling only (Active Directory: DirSync or uSNChanged), not as they happen; scheduled runs read its deltas", ErrNotLive)
+		}
+		if st != nil && len(st.Cookie) > 1 && st.Key == key {
 			return st, nil
 		}
 		if attempt > 0 {
+			if st != nil && st.Key != key {
+				return nil, errors.New("the kept directory state is of other settings than the domain's, even after a sync")
+			}
 			return nil, errors.New("the directory gives no cookie (is content synchronization, OpenLDAP's syncprov, set up for this reader?)")
 		}
 		if _, err := h.Run(ctx, r.d.Name, RunOptions{Wait: time.Minute}); err != nil {
@@ -222,15 +266,51 @@ func (h *Host) liveState(ctx context.Context, r *resolved) (*store.DirState, err
 	}
 }
 
+// liveKey is the key a run of d would keep its state under now
+// (Host.stateKey): the kept state's must be it for live changes to patch.
+func (h *Host) liveKey(ctx context.Context, d *config.Domain, p policy.Runtime) (string, error) {
+	groups, err := h.store.Groups(ctx, d.Name)
+	if err != nil {
+		return "", err
+	}
+	return h.stateKey(d, &runInput{p: p, sd: sdkDomain(d, groups)}), nil
+}
+
 // liveFlush applies a batch as one run; a batch without changes only moves
-// nothing (its cookie is kept by the next batch that applies).
+// nothing (its cookie is kept by the next batch that applies). A batch
+// whose kept state is of other settings, policy or gateway groups than the
+// domain's now (a gateway group made since the live search opened, say)
+// is not run: errLiveResync.
 func (h *Host) liveFlush(ctx context.Context, domain string, b *liveBatch, o LiveOptions) error {
 	if b.empty() {
 		return nil
 	}
+	// The domain's settings and policy as a run would find them now.
+	r, err := h.resolve(ctx, domain)
+	if err != nil {
+		return err
+	}
+	p, err := h.Policy(ctx, r.d.Policy)
+	if err != nil {
+		return err
+	}
+	key, err := h.liveKey(ctx, r.d, p)
+	if err != nil {
+		return err
+	}
+	st, err := h.store.DirStateHead(ctx, domain)
+	if err != nil {
+		return err
+	}
+	if st == nil || st.Key != key {
+		return errLiveResync
+	}
 	rep, err := h.Run(ctx, domain, RunOptions{Wait: time.Minute, live: b})
-	if errors.Is(err, errLiveStale) {
+	switch {
+	case errors.Is(err, errLiveStale):
 		return errLiveStale // not a run: another one applied what followed
+	case errors.Is(err, errLiveResync):
+		return errLiveResync
 	}
 	if o.OnRun != nil {
 		o.OnRun(rep, err)
@@ -246,11 +326,21 @@ func (h *Host) liveFlush(ctx context.Context, domain string, b *liveBatch, o Liv
 
 // liveBatch gathers the events of a live search between two runs.
 type liveBatch struct {
-	base         []byte          // the kept cookie the events follow
-	state        *store.DirState // the kept state's head, as the run's lease found it
-	prev         *dirstate.State // the kept entries, decoded, when the last batch left them
-	next         *dirstate.State // the entries this batch leaves once applied
-	cookie       []byte          // the cookie after them; nil: none given yet
+	base  []byte          // the kept cookie the events follow
+	state *store.DirState // the kept state's head, as the run's lease found it
+	// prev are the kept entries, decoded, as the last batch left them,
+	// under key prevKey and head prevHead: used only while the kept state
+	// is still that one (a full run in between may keep the cookie and
+	// change the intents: a gateway group made since, say).
+	prev     *dirstate.State
+	prevKey  string
+	prevHead []byte
+	// next are the entries this batch leaves once applied, under nextKey
+	// and, once applied, nextHead.
+	next         *dirstate.State
+	nextKey      string
+	nextHead     []byte
+	cookie       []byte // the cookie after them; nil: none given yet
 	entries      []sdk.Entry
 	index        map[string]int // key → its entry in entries
 	deleted      map[string]bool
@@ -302,14 +392,14 @@ func (b *liveBatch) empty() bool {
 func (b *liveBatch) following() *liveBatch {
 	if !b.applied {
 		n := newLiveBatch(b.base)
-		n.prev = b.prev
+		n.prev, n.prevKey, n.prevHead = b.prev, b.prevKey, b.prevHead
 		return n
 	}
 	n := newLiveBatch(b.base)
 	if b.cookie != nil {
 		n = newLiveBatch(b.cookie)
 	}
-	n.prev = b.next
+	n.prev, n.prevKey, n.prevHead = b.next, b.nextKey, b.nextHead
 	return n
 }
 
@@ -332,26 +422,31 @@ func (b *liveBatch) changes() *dirChanges {
 // other settings, it is stale too.
 func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in *runInput, b *liveBatch) error {
 	if b.state == nil || b.state.Key != in.stateKey {
-		return &stageError{"fetch", errLiveStale}
+		return &stageError{"fetch", errLiveResync}
 	}
-	// The entries the last batch left, which the kept state's cookie
-	// (checked under the lease) says are still the kept ones; else read.
+	// The entries the last batch left, while the kept state (its cookie
+	// checked under the lease, its key and head here) is the one it left;
+	// else read.
 	st, prev := b.state, b.prev
+	if prev != nil && (b.prevKey != st.Key || !bytes.Equal(b.prevHead, st.Head)) {
+		prev = nil
+	}
 	if prev == nil {
 		var err error
 		if st, err = h.store.DirState(ctx, d.Name); err != nil {
 			return &stageError{"store", err}
 		}
 		if st == nil {
-			return &stageError{"fetch", errLiveStale}
+			return &stageError{"fetch", errLiveResync}
 		}
 	}
 	if err := h.patch(ctx, d, rep, in, st, prev, b.changes()); err != nil {
 		if errors.Is(err, errFullRead) {
-			return &stageError{"fetch", fmt.Errorf("%w (%v)", errLiveStale, err)}
+			return &stageError{"fetch", fmt.Errorf("%w (%v)", errLiveResync, err)}
 		}
 		return err
 	}
+	b.nextKey = in.stateKey
 	// The batch's cookie is kept even when nothing it read changes what
 	// the run decides: the next batch follows it.
 	in.unchanged = false

@@ -1,13 +1,25 @@
 package host_test
 
 import (
+	"bytes"
 	"context"
 	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/dirsync/dirsync/host"
+	"github.com/dirsync/dirsync/host/config"
+	"github.com/dirsync/dirsync/host/internal/testpeer/peertest"
+	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/host/store/sqlite"
+	"github.com/dirsync/dirsync/plugins/standard"
+	"github.com/dirsync/dirsync/sdk"
 )
 
 // TestLiveRunsTakeNoScheduledTurn: a scheduled run skips its turn when
@@ -37,5 +49,208 @@ func TestLiveRunsTakeNoScheduledTurn(t *testing.T) {
 	record("vm pid 1 #8")
 	if err := scheduled(); !errors.Is(err, host.ErrRecentRun) {
 		t.Errorf("after a scheduled run moments ago: %v, want ErrRecentRun", err)
+	}
+}
+
+// liveEnv is a domain example.com with live = true over a real slapd with
+// the sample directory (no session log: a refresh from a cookie is a
+// present phase naming every unchanged entry), synced once, with the
+// builtin standard policy.
+type liveEnv struct {
+	srv *slapd.Server
+	st  *sqlite.Store
+	h   *host.Host
+}
+
+func newLiveEnv(t *testing.T) *liveEnv {
+	t.Helper()
+	sample, _ := filepath.Abs(filepath.Join("..", "examples", "directory", "sample.ldif"))
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{sample}, LogLevel: "none"})
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "admin.pw")
+	if err := os.WriteFile(pw, []byte(srv.AdminPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := config.NewDomain("example.com")
+	d.Sync, d.Live, d.Policy, d.AliasDomains = true, true, "standard", []string{"example.org"}
+	d.LDAP.URLs, d.LDAP.BaseDN, d.LDAP.BindDN, d.LDAP.PasswordFile = []string{srv.URL}, srv.BaseDN, srv.AdminDN, pw
+	cfg := &config.Config{Path: filepath.Join(dir, "dirsync.toml"),
+		Manifest: &config.Manifest{Policies: []config.Policy{{Name: "standard", Runtime: "builtin"}}},
+		Domains:  []config.Domain{d}}
+	st := openSQLite(t)
+	h, err := host.New(host.Options{Config: cfg, Store: st, Builtins: map[string]func() sdk.Policy{"standard": standard.New}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	if _, err := h.Run(context.Background(), "example.com", host.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return &liveEnv{srv: srv, st: st, h: h}
+}
+
+// mailboxes are the domain's mailboxes by primary address.
+func (e *liveEnv) mailboxes(t *testing.T) map[string]store.Mailbox {
+	t.Helper()
+	ms, err := e.st.Mailboxes(context.Background(), "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]store.Mailbox{}
+	for _, m := range ms {
+		out[m.Primary] = m
+	}
+	return out
+}
+
+// live runs the domain's live search with o until stop is called, and
+// counts the runs it applies (applied) and the times it opened (opened).
+func (e *liveEnv) live(t *testing.T, o host.LiveOptions) (applied, opened *atomic.Int64, stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	applied, opened = &atomic.Int64{}, &atomic.Int64{}
+	o.OnRun = func(rep *host.Report, err error) {
+		if err != nil {
+			t.Logf("live run: %v", err)
+		}
+		applied.Add(1)
+	}
+	o.OnOpen = func(open bool) {
+		if open {
+			opened.Add(1)
+		}
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		e.h.Live(ctx, "example.com", o)
+	}()
+	return applied, opened, func() { cancel(); <-done }
+}
+
+// waitFor waits up to 10 s for n.
+func waitFor(t *testing.T, what string, n *atomic.Int64, want int64) {
+	t.Helper()
+	for deadline := time.Now().Add(10 * time.Second); n.Load() < want; time.Sleep(20 * time.Millisecond) {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: %d after 10 s, want %d", what, n.Load(), want)
+		}
+	}
+}
+
+// TestLiveRefreshIsOneBatch: a live search that opens after the directory
+// changed gets, in its refresh phase, the changed entry and a present
+// phase naming every other. However small MaxBatch and MaxDelay, the
+// refresh is applied as one batch: cut, its last part's present phase
+// named only the entries after the cut, and the run deleted the others.
+func TestLiveRefreshIsOneBatch(t *testing.T) {
+	for _, o := range []host.LiveOptions{{MaxBatch: 3}, {Quiet: time.Microsecond, MaxDelay: time.Microsecond}} {
+		t.Run(fmt.Sprintf("MaxBatch %d MaxDelay %v", o.MaxBatch, o.MaxDelay), func(t *testing.T) {
+			e := newLiveEnv(t)
+			before := e.mailboxes(t)
+			if err := e.srv.Replace("cn=Alice Anders,ou=People,dc=example,dc=com", "displayName", "Alice A."); err != nil {
+				t.Fatal(err)
+			}
+			applied, _, stop := e.live(t, o)
+			waitFor(t, "live runs", applied, 1)
+			time.Sleep(300 * time.Millisecond) // a second batch, if the refresh were cut
+			stop()
+			after := e.mailboxes(t)
+			for a := range before {
+				if _, ok := after[a]; !ok {
+					t.Errorf("%s deleted by the live refresh; its entry is unchanged", a)
+				}
+			}
+			if got := after["alice@example.com"].DisplayName; got != "Alice A." {
+				t.Errorf("alice's display name %q, want the change", got)
+			}
+			if n := applied.Load(); n != 1 {
+				t.Errorf("%d live runs for one refresh, want 1", n)
+			}
+		})
+	}
+}
+
+// TestLiveAfterAGatewayGroupIsMade: a gateway group made while the live
+// search is open changes what the entries map to; the next live change
+// makes a sync of the domain (recorded as such, not as a failed run) and
+// the live search starts again from it, the change applied.
+func TestLiveAfterAGatewayGroupIsMade(t *testing.T) {
+	e := newLiveEnv(t)
+	ctx := context.Background()
+	_, opened, stop := e.live(t, host.LiveOptions{})
+	defer stop()
+	waitFor(t, "live search opened", opened, 1)
+	if err := e.st.AddGroup(ctx, "example.com", "Sales"); err != nil {
+		t.Fatal(err)
+	}
+	if err := e.srv.Replace("cn=Alice Anders,ou=People,dc=example,dc=com", "displayName", "Alice A."); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "live search opened again", opened, 2)
+	stop()
+	mb := e.mailboxes(t)
+	if got := mb["alice@example.com"].DisplayName; got != "Alice A." {
+		t.Errorf("alice's display name %q, want the change", got)
+	}
+	if !slices.Contains(mb["alice@example.com"].Groups, "Sales") {
+		t.Errorf("alice's groups %v: the sync after the new gateway group did not fill it", mb["alice@example.com"].Groups)
+	}
+	runs, err := e.st.RunsPage(ctx, "example.com", 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, r := range runs {
+		if r.Outcome != store.OutcomeOK {
+			t.Errorf("run %d: %s at %s: %s", r.ID, r.Outcome, r.Stage, r.Error)
+		}
+	}
+}
+
+// TestLiveAfterAFullRunThatKeepsTheCookie: the live search keeps the
+// entries its last batch left, to patch the next one into. A full run in
+// between (the operator made the gateway group Marketing and synced) may
+// keep the very cookie (the directory did not change) with other intents:
+// the next live batch must patch the kept state, not the entries it had,
+// or it takes Grace out of Marketing.
+func TestLiveAfterAFullRunThatKeepsTheCookie(t *testing.T) {
+	t.Setenv("DIRSYNC_CHECK_REACH", "0") // as in production: the check would fail the run instead
+	e := newLiveEnv(t)
+	ctx := context.Background()
+	applied, opened, stop := e.live(t, host.LiveOptions{})
+	defer stop()
+	waitFor(t, "live search opened", opened, 1)
+	const people = "ou=People,dc=example,dc=com"
+	if err := e.srv.Replace("cn=Bob Brown,"+people, "displayName", "Bob B."); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "live runs", applied, 1)
+	before, err := e.st.DirStateHead(ctx, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if err := e.st.AddGroup(ctx, "example.com", "Marketing"); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := e.h.Run(ctx, "example.com", host.RunOptions{Wait: 10 * time.Second}); err != nil {
+		t.Fatal(err)
+	}
+	after, err := e.st.DirStateHead(ctx, "example.com")
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.Equal(before.Cookie, after.Cookie) {
+		t.Fatalf("the full run moved the cookie (%q, %q): the case is not the one tested", before.Cookie, after.Cookie)
+	}
+	if g := e.mailboxes(t)["grace@example.com"].Groups; !slices.Contains(g, "Marketing") {
+		t.Fatalf("the sync did not put grace in Marketing: %v", g)
+	}
+	if err := e.srv.Replace("cn=Grace Green,"+people, "displayName", "Grace G."); err != nil {
+		t.Fatal(err)
+	}
+	waitFor(t, "live runs", applied, 2)
+	stop()
+	g := e.mailboxes(t)["grace@example.com"]
+	if g.DisplayName != "Grace G." || !slices.Contains(g.Groups, "Marketing") {
+		t.Errorf("grace after the live batch: %q in %v, want Grace G. in Marketing", g.DisplayName, g.Groups)
 	}
 }

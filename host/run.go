@@ -345,6 +345,9 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	if err := h.apply(ctx, d, run, rep, dec.final, in.snap.Generation, in.prewrite()); err != nil {
 		return fail("apply", err)
 	}
+	if o.live != nil && run.DirState != nil {
+		o.live.nextHead = run.DirState.Head // what the next batch follows
+	}
 	rep.RunID = run.ID
 	rep.Outcome = store.OutcomeOK
 	rep.Timings.Total = time.Since(started)
@@ -447,10 +450,7 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 	if err != nil {
 		return nil, "store", err
 	}
-	in := &runInput{p: p, sd: sdk.Domain{Name: d.Name, AliasDomains: d.AliasDomains}}
-	for _, g := range groups {
-		in.sd.Groups = append(in.sd.Groups, g.Name)
-	}
+	in := &runInput{p: p, sd: sdkDomain(d, groups)}
 	// The store's state during the read: Apply refuses the run if the
 	// domain is written after this (store.ErrStoreChanged). The entries are
 	// mapped with the gateway groups as they were before the read.
@@ -521,6 +521,16 @@ func partUnfit(snap *store.Snapshot, r *diff.Reach, generation int64) string {
 		}
 	}
 	return ""
+}
+
+// sdkDomain is the domain as its policy sees it: name, alias domains and
+// gateway groups.
+func sdkDomain(d *config.Domain, groups []store.Group) sdk.Domain {
+	sd := sdk.Domain{Name: d.Name, AliasDomains: d.AliasDomains}
+	for _, g := range groups {
+		sd.Groups = append(sd.Groups, g.Name)
+	}
+	return sd
 }
 
 // sameGroups reports whether groups are the gateway groups named by names.
