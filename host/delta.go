@@ -30,10 +30,11 @@ import (
 //   - RunOptions.Full asks for it (dirsync sync --full), or the run is a
 //     preview;
 //   - there is no state, or it was read with other settings: its key
-//     (stateKey) covers the servers, base DN, filter, the attributes, the
-//     policy module, its config and the domain as the policy sees it
-//     (alias domains, gateway groups), since each changes what an
-//     unchanged entry maps to;
+//     (stateKey) covers the servers, the reader (bind DN), base DN,
+//     filter, the attributes, the policy module, its config and the
+//     domain as the policy sees it (alias domains, gateway groups), since
+//     each changes what an unchanged entry maps to or which entries are
+//     seen;
 //   - the last full read is older than the domain's full_interval;
 //   - the directory refuses the cookie, or names as unchanged an entry
 //     the state does not hold.
@@ -89,7 +90,8 @@ func (h *Host) stateKey(d *config.Domain, in *runInput) string {
 	}
 	sum := sha256.New()
 	sum.Write(ctx[:])
-	for _, part := range []string{d.Policy, d.LDAP.BaseDN, d.LDAP.Filter, strings.Join(d.LDAP.URLs, " "), strings.Join(in.p.Info().Attributes, " ")} {
+	// The reader too: another may see other entries or attributes.
+	for _, part := range []string{d.Policy, d.LDAP.BaseDN, d.LDAP.Filter, strings.Join(d.LDAP.URLs, " "), strings.Join(in.p.Info().Attributes, " "), d.LDAP.BindDN} {
 		fmt.Fprintf(sum, "%d:%s", len(part), part)
 	}
 	return "1:" + hex.EncodeToString(sum.Sum(nil))
