@@ -147,6 +147,13 @@ func failoverHost(t *testing.T, baseDN string, urls ...string) (*host.Host, *sql
 	d := config.NewDomain("example.com")
 	d.Sync, d.Policy, d.AliasDomains = true, "standard", []string{"example.org"}
 	d.LDAP.URLs, d.LDAP.BaseDN, d.LDAP.BindDN, d.LDAP.PasswordFile = urls, baseDN, "cn=reader,dc=example,dc=com", pw
+	return standardHost(t, dir, d)
+}
+
+// standardHost is a Host over a fresh SQLite store with the one domain d,
+// its config in dir, and the builtin standard policy.
+func standardHost(t *testing.T, dir string, d config.Domain) (*host.Host, *sqlite.Store) {
+	t.Helper()
 	cfg := &config.Config{Path: filepath.Join(dir, "dirsync.toml"),
 		Manifest: &config.Manifest{Policies: []config.Policy{{Name: "standard", Runtime: "builtin"}}},
 		Domains:  []config.Domain{d}}

@@ -18,8 +18,6 @@ import (
 	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/host/store/sqlite"
-	"github.com/dirsync/dirsync/plugins/standard"
-	"github.com/dirsync/dirsync/sdk"
 )
 
 // TestLiveRunsTakeNoScheduledTurn: a scheduled run skips its turn when
@@ -74,15 +72,7 @@ func newLiveEnv(t *testing.T) *liveEnv {
 	d := config.NewDomain("example.com")
 	d.Sync, d.Live, d.Policy, d.AliasDomains = true, true, "standard", []string{"example.org"}
 	d.LDAP.URLs, d.LDAP.BaseDN, d.LDAP.BindDN, d.LDAP.PasswordFile = []string{srv.URL}, srv.BaseDN, srv.AdminDN, pw
-	cfg := &config.Config{Path: filepath.Join(dir, "dirsync.toml"),
-		Manifest: &config.Manifest{Policies: []config.Policy{{Name: "standard", Runtime: "builtin"}}},
-		Domains:  []config.Domain{d}}
-	st := openSQLite(t)
-	h, err := host.New(host.Options{Config: cfg, Store: st, Builtins: map[string]func() sdk.Policy{"standard": standard.New}})
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { h.Close() })
+	h, st := standardHost(t, dir, d)
 	if _, err := h.Run(context.Background(), "example.com", host.RunOptions{}); err != nil {
 		t.Fatal(err)
 	}
