@@ -37,8 +37,14 @@ const (
 	DefaultLiveQuiet    = 200 * time.Millisecond
 	DefaultLiveMaxDelay = time.Second
 	DefaultLiveMaxBatch = 5000
-	liveBackoffMin      = time.Second
 	liveBackoffMax      = 5 * time.Minute
+)
+
+// The reconnect backoff starts at liveBackoffMin, and starts there again
+// after a live search that stayed open liveHealthy (variables for tests).
+var (
+	liveBackoffMin = time.Second
+	liveHealthy    = time.Minute
 )
 
 // ErrNotLive is returned by Live for a domain whose sync switch or live
@@ -87,8 +93,11 @@ func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
 	backoff := liveBackoffMin
 	var refused time.Time // when the directory last refused the cookie
 	for {
-		start := time.Now()
-		err := h.liveOnce(ctx, domain, o, &refused)
+		// When the search opened: the time a run takes before it (a sync
+		// of the domain, which may fail after minutes) is not a healthy
+		// search's.
+		var opened time.Time
+		err := h.liveOnce(ctx, domain, o, &refused, &opened)
 		switch {
 		case ctx.Err() != nil:
 			return nil
@@ -103,7 +112,7 @@ func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
 				continue
 			}
 		}
-		if time.Since(start) > time.Minute {
+		if !opened.IsZero() && time.Since(opened) > liveHealthy {
 			backoff = liveBackoffMin
 		}
 		h.log.Warn("live search ended; reconnecting", "domain", domain, "err", err, "after", backoff)
@@ -118,8 +127,8 @@ func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
 
 // liveOnce runs one live search until it fails. refused is when the
 // directory last refused the kept cookie (a full run follows, unless it was
-// a moment ago).
-func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refused *time.Time) error {
+// a moment ago); opened is set when the search opens.
+func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refused, opened *time.Time) error {
 	r, err := h.resolve(ctx, domain)
 	if err != nil {
 		return err
@@ -145,6 +154,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 		return err
 	}
 	h.log.Info("live search open", "domain", d.Name)
+	*opened = time.Now()
 	if o.OnOpen != nil {
 		o.OnOpen(true)
 		defer o.OnOpen(false)
@@ -258,7 +268,7 @@ func (h *Host) liveState(ctx context.Context, r *resolved, p policy.Runtime) (*s
 			if st != nil && st.Key != key {
 				return nil, errors.New("the kept directory state is of other settings than the domain's, even after a sync")
 			}
-			return nil, errors.New("the directory gives no cookie (is content synchronization, OpenLDAP's syncprov, set up for this reader?)")
+			return nil, errors.New("the last sync kept no cookie: the directory gives none (is content synchronization, OpenLDAP's syncprov, set up for this reader?), or its read failed over from the server that gave it")
 		}
 		if _, err := h.Run(ctx, r.d.Name, RunOptions{Wait: time.Minute}); err != nil {
 			return nil, err

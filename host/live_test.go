@@ -5,9 +5,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"log/slog"
 	"os"
 	"path/filepath"
 	"slices"
+	"sync"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -18,6 +20,8 @@ import (
 	"github.com/dirsync/dirsync/host/internal/testpeer/slapd"
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/host/store/sqlite"
+	"github.com/dirsync/dirsync/plugins/standard"
+	"github.com/dirsync/dirsync/sdk"
 )
 
 // TestLiveRunsTakeNoScheduledTurn: a scheduled run skips its turn when
@@ -242,5 +246,111 @@ func TestLiveAfterAFullRunThatKeepsTheCookie(t *testing.T) {
 	g := e.mailboxes(t)["grace@example.com"]
 	if g.DisplayName != "Grace G." || !slices.Contains(g.Groups, "Marketing") {
 		t.Errorf("grace after the live batch: %q in %v, want Grace G. in Marketing", g.DisplayName, g.Groups)
+	}
+}
+
+// failingFullReads is the standard policy whose Map, once fail is set,
+// takes a while and fails for a batch of more than a few entries (a full
+// read's, not a live change's).
+type failingFullReads struct {
+	sdk.Policy
+	fail *atomic.Bool
+}
+
+func (p failingFullReads) Map(r sdk.MapRequest) (sdk.MapResponse, error) {
+	if p.fail.Load() && len(r.Entries) > 5 {
+		time.Sleep(300 * time.Millisecond)
+		return sdk.MapResponse{}, errors.New("a full read that fails")
+	}
+	return p.Policy.Map(r)
+}
+
+// backoffs records the backoffs the live search logs as it reconnects.
+type backoffs struct {
+	mu    sync.Mutex
+	after []time.Duration
+}
+
+func (b *backoffs) Enabled(context.Context, slog.Level) bool { return true }
+func (b *backoffs) Handle(_ context.Context, r slog.Record) error {
+	if r.Message == "live search ended; reconnecting" {
+		r.Attrs(func(a slog.Attr) bool {
+			if a.Key == "after" {
+				b.mu.Lock()
+				b.after = append(b.after, a.Value.Duration())
+				b.mu.Unlock()
+			}
+			return true
+		})
+	}
+	return nil
+}
+func (b *backoffs) WithAttrs([]slog.Attr) slog.Handler { return b }
+func (b *backoffs) WithGroup(string) slog.Handler      { return b }
+
+// TestLiveBackoffAfterFailedSyncs: a gateway group made while live makes
+// the live search sync the domain first; when that sync keeps failing
+// (here after 300 ms; in life a full read that fails after minutes), the
+// search backs off, doubling, as after any failure: the time a failing
+// sync took is not a search that stayed open (it reset the backoff, and
+// a failing full read ran again and again).
+func TestLiveBackoffAfterFailedSyncs(t *testing.T) {
+	defer host.SetLiveBackoff(100*time.Millisecond, 200*time.Millisecond)()
+	sample, _ := filepath.Abs(filepath.Join("..", "examples", "directory", "sample.ldif"))
+	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{sample}, LogLevel: "none"})
+	dir := t.TempDir()
+	pw := filepath.Join(dir, "admin.pw")
+	if err := os.WriteFile(pw, []byte(srv.AdminPassword), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	d := config.NewDomain("example.com")
+	d.Sync, d.Live, d.Policy = true, true, "standard"
+	d.LDAP.URLs, d.LDAP.BaseDN, d.LDAP.BindDN, d.LDAP.PasswordFile = []string{srv.URL}, srv.BaseDN, srv.AdminDN, pw
+	fail := &atomic.Bool{}
+	logged := &backoffs{}
+	st := openSQLite(t)
+	h, err := host.New(host.Options{Logger: slog.New(logged), Store: st,
+		Config: &config.Config{Path: filepath.Join(dir, "dirsync.toml"), Domains: []config.Domain{d},
+			Manifest: &config.Manifest{Policies: []config.Policy{{Name: "standard", Runtime: "builtin"}}}},
+		Builtins: map[string]func() sdk.Policy{"standard": func() sdk.Policy { return failingFullReads{standard.New(), fail} }}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { h.Close() })
+	ctx := context.Background()
+	if _, err := h.Run(ctx, "example.com", host.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	e := &liveEnv{srv: srv, h: h}
+	_, opened, stop := e.live(t, host.LiveOptions{})
+	defer stop()
+	waitFor(t, "live search opened", opened, 1)
+	time.Sleep(300 * time.Millisecond) // open longer than "healthy"
+	fail.Store(true)
+	if err := st.AddGroup(ctx, "example.com", "Sales"); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Replace("cn=Alice Anders,ou=People,dc=example,dc=com", "displayName", "Alice A."); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(10 * time.Second); ; time.Sleep(50 * time.Millisecond) {
+		logged.mu.Lock()
+		n := len(logged.after)
+		logged.mu.Unlock()
+		if n >= 4 {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatalf("%d reconnects logged in 10 s, want 4", n)
+		}
+	}
+	stop()
+	logged.mu.Lock()
+	defer logged.mu.Unlock()
+	for i := 1; i < 4; i++ {
+		if logged.after[i] != 2*logged.after[i-1] {
+			t.Errorf("backoffs %v: want each twice the one before", logged.after[:4])
+			break
+		}
 	}
 }
