@@ -160,7 +160,7 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 	}
 	hd, herr := dirstate.DecodeHead(st.Head)
 	if herr == nil && unchangedDelta(ch, hd, st.Generation) {
-		in.unchanged, in.cookie, in.fullAt = true, st.Cookie, st.FullAt
+		in.unchanged, in.cookie, in.fullAt, in.cookieNow = true, st.Cookie, st.FullAt, ch.cookie
 		rep.Read = store.ReadDelta
 		rep.Counts.Entries = hd.Count
 		return nil
@@ -323,9 +323,9 @@ func (h *Host) dirState(d *config.Domain, in *runInput) *store.DirState {
 }
 
 // unchanged finishes a run whose delta found nothing to do: a sync is
-// recorded as ok with what it read (the kept state stays as it is), a dry
-// run or preview just reports.
-func (h *Host) unchanged(ctx context.Context, run *store.Run, rep *Report, started time.Time, o RunOptions) (*Report, error) {
+// recorded as ok with what it read (the kept state stays as it is, its
+// cookie moved on to the delta's), a dry run or preview just reports.
+func (h *Host) unchanged(ctx context.Context, run *store.Run, rep *Report, started time.Time, o RunOptions, in *runInput) (*Report, error) {
 	rep.Unchanged = true
 	rep.Outcome = store.OutcomeOK
 	rep.Changes = []store.RunChange{}
@@ -338,6 +338,15 @@ func (h *Host) unchanged(ctx context.Context, run *store.Run, rep *Report, start
 		return h.fail(ctx, rep, run, "apply", err)
 	}
 	rep.RunID = run.ID
+	// The kept entries are the directory's at the delta's cookie too: the
+	// state moves on to it, or the next delta would read again what
+	// changed outside the domain's entries (store.CookieMover). Under the
+	// run's lease; a cookie that moved meanwhile is left alone.
+	if m, ok := h.store.(store.CookieMover); ok && len(in.cookieNow) > 0 && !bytes.Equal(in.cookieNow, in.cookie) {
+		if _, err := m.MoveCookie(ctx, run.Domain, in.cookie, in.cookieNow); err != nil {
+			h.log.Warn("the kept cookie was not moved on; the next delta reads from the older one", "domain", run.Domain, "err", err)
+		}
+	}
 	h.logDone(rep)
 	if h.applied != nil {
 		h.applied(rep)

@@ -304,7 +304,7 @@ func (h *Host) runResolved(ctx context.Context, r *resolved, mode string, o RunO
 	}
 	defer in.closePrewrite() // before the lease's release
 	if in.unchanged {
-		return h.unchanged(ctx, run, rep, started, o)
+		return h.unchanged(ctx, run, rep, started, o, in)
 	}
 	// The state to keep is encoded while the run decides (decide drops
 	// the run's references to the entries, and reads but never changes
@@ -377,8 +377,11 @@ type runInput struct {
 	fullAt   time.Time
 	// unchanged: a delta found nothing changed in the directory, and the
 	// store was not written since the kept state: the last run's decision
-	// stands, and the run has nothing to decide or apply.
+	// stands, and the run has nothing to decide or apply. cookieNow is
+	// then the directory's cookie after the delta, which the kept state
+	// moves on to (cookie stays the kept one).
 	unchanged bool
+	cookieNow []byte
 	// readSnapshot starts reading the store's snapshot of the domain
 	// beside the rest of the read, once the read knows it will decide
 	// (a full read, a delta with changes); snapshot waits for it (and

@@ -510,6 +510,20 @@ type Prewrite interface {
 	Close() error
 }
 
+// CookieMover is a Store that can move a kept state's cookie on without
+// rewriting the state. It is optional; the three stores that ship have it.
+type CookieMover interface {
+	// MoveCookie replaces the cookie of the domain's kept directory state
+	// by to, when it is still from, and leaves the rest of the state as it
+	// is; moved says whether it did. A delta that found nothing changed
+	// keeps its entries, but the directory's point moved on: a later
+	// delta from the older cookie would read again what changed outside
+	// the domain's entries since (an Active Directory DirSync reads the
+	// whole naming context's changes; a slapd whose session log no longer
+	// reaches that far lists every entry instead).
+	MoveCookie(ctx context.Context, domain string, from, to []byte) (moved bool, err error)
+}
+
 // PartReader is a Store that reads part of a domain's snapshot: what a run
 // that decides on a few directory entries needs (a delta run). It is
 // optional; a run on a Store without it reads the whole Snapshot. All

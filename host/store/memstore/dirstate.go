@@ -1,6 +1,7 @@
 package memstore
 
 import (
+	"bytes"
 	"context"
 	"slices"
 
@@ -62,4 +63,23 @@ func cloneBytes(b []byte) []byte {
 		return nil
 	}
 	return slices.Clone(b)
+}
+
+// MoveCookie replaces the kept state's cookie from by to
+// (store.CookieMover).
+func (s *Store) MoveCookie(ctx context.Context, domain string, from, to []byte) (bool, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return false, err
+	}
+	if err := s.lock(ctx); err != nil {
+		return false, err
+	}
+	defer s.mu.Unlock()
+	ds := s.dirStates[domain]
+	if ds == nil || !bytes.Equal(ds.Cookie, from) || len(from) == 0 {
+		return false, nil
+	}
+	ds.Cookie = cloneBytes(to)
+	return true, nil
 }

@@ -86,3 +86,17 @@ func byteaOrNull(b []byte) []byte {
 	}
 	return b
 }
+
+// MoveCookie replaces the kept state's cookie from by to
+// (store.CookieMover).
+func (s *Store) MoveCookie(ctx context.Context, domain string, from, to []byte) (bool, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return false, err
+	}
+	tag, err := s.pool.Exec(ctx, `UPDATE dir_state SET cookie = $1 WHERE domain = $2 AND cookie = $3`, to, domain, from)
+	if err != nil {
+		return false, fmt.Errorf("moving the cookie of %s: %w", domain, err)
+	}
+	return tag.RowsAffected() == 1, nil
+}

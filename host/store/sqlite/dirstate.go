@@ -99,3 +99,26 @@ func blobOrNull(b []byte) any {
 	}
 	return b
 }
+
+// MoveCookie replaces the kept state's cookie from by to
+// (store.CookieMover).
+func (s *Store) MoveCookie(ctx context.Context, domain string, from, to []byte) (bool, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return false, err
+	}
+	var moved bool
+	err = s.writeTx(ctx, func(tx *sql.Tx) error {
+		res, err := tx.ExecContext(ctx, `UPDATE dir_state SET cookie = ? WHERE domain = ? AND cookie = ?`, to, domain, from)
+		if err != nil {
+			return err
+		}
+		n, err := res.RowsAffected()
+		moved = n == 1
+		return err
+	})
+	if err != nil {
+		return false, fmt.Errorf("moving the cookie of %s: %w", domain, err)
+	}
+	return moved, nil
+}

@@ -466,3 +466,54 @@ func testDirStateGeneration(t *testing.T, s store.Store) {
 		t.Errorf("after a hand-made change: DirState.Generation = %d, Snapshot.Generation = %d (was %d)", got, want, before)
 	}
 }
+
+// testMoveCookie checks store.CookieMover: the cookie moves when it is
+// still the one named, and nothing else of the state does (entries, head,
+// key, full read's time, the domain's generation); a stale cookie, a
+// domain without state or another domain's state do not move.
+func testMoveCookie(t *testing.T, s store.Store) {
+	m, ok := s.(store.CookieMover)
+	if !ok {
+		t.Skip("the store is not a store.CookieMover (optional)")
+	}
+	ctx := t.Context()
+	move := func(domain string, from, to string) bool {
+		t.Helper()
+		moved, err := m.MoveCookie(ctx, domain, []byte(from), []byte(to))
+		if err != nil {
+			t.Fatal(err)
+		}
+		return moved
+	}
+	if err := s.EnsureDomain(ctx, domain); err != nil {
+		t.Fatal(err)
+	}
+	if move(domain, "c", "d") {
+		t.Error("moved the cookie of a domain without state")
+	}
+	given := dirState("k", 21, 5000)
+	applyState(t, s, domain, given, create("guid-a", "alice@example.com", nil))
+	other := dirState("k", 22, 100)
+	other.Cookie = given.Cookie
+	applyState(t, s, otherDomain, other)
+	before := getState(t, s, domain)
+	if move(domain, "not the cookie", "d") {
+		t.Error("moved a cookie that is not the kept one")
+	}
+	if !move("EXAMPLE.com", string(given.Cookie), "the next cookie") {
+		t.Fatal("did not move the kept cookie")
+	}
+	after := getState(t, s, domain)
+	want := cloneState(before)
+	want.Cookie = []byte("the next cookie")
+	wantState(t, "after MoveCookie", after, want)
+	if after != nil && before != nil && after.Generation != before.Generation {
+		t.Errorf("MoveCookie moved the generation: %d, was %d", after.Generation, before.Generation)
+	}
+	if got := getHead(t, s, otherDomain); got == nil || !bytes.Equal(got.Cookie, given.Cookie) {
+		t.Errorf("another domain's cookie moved: %+v", got)
+	}
+	if move(domain, string(given.Cookie), "again") {
+		t.Error("moved from the cookie it had before")
+	}
+}

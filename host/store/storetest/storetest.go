@@ -85,6 +85,7 @@ func Run(t *testing.T, open func(t *testing.T) store.Store) {
 		{"DirStateRecordRunStartRunIgnoreIt", testDirStateRunWritersIgnore},
 		{"DirStateGeneration", testDirStateGeneration},
 		{"DirStateHead", testDirStateHead},
+		{"MoveCookie", testMoveCookie},
 		{"PruneRunsKeepsRunningAndRecent", testPruneRuns},
 		{"SettingsVersionsNumberedPerDomain", testSettingsVersions},
 		{"PutSettingsStaleExpectConflicts", testSettingsConflict},
