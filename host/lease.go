@@ -103,19 +103,26 @@ func (h *Host) lease(ctx context.Context, run *store.Run, o RunOptions) (context
 				time.Since(last.Started).Round(time.Millisecond), last.Holder)
 		}
 	}
-	if o.live != nil {
+	if base := o.ifCookie; o.live != nil || base != nil {
 		// A live batch follows one kept state: when another run (another
 		// replica's live search, a scheduled run) moved it on, the batch
-		// is dropped unrecorded, like a turn another run took.
+		// is dropped unrecorded, like a turn another run took; so is a
+		// live search's full run after a refused cookie that another run
+		// replaced meanwhile.
+		if o.live != nil {
+			base = o.live.base
+		}
 		st, err := h.store.DirStateHead(ctx, run.Domain)
-		if err == nil && (st == nil || !bytes.Equal(st.Cookie, o.live.base)) {
+		if err == nil && (st == nil || !bytes.Equal(st.Cookie, base)) {
 			err = errLiveStale
 		}
 		if err != nil {
 			free()
 			return ctx, nil, err
 		}
-		o.live.state = st
+		if o.live != nil {
+			o.live.state = st
+		}
 	}
 	if err := h.store.StartRun(ctx, run); err != nil {
 		free()

@@ -24,8 +24,10 @@ type LiveOptions struct {
 	// MaxBatch applies the changes once this many have gathered (default
 	// 5000).
 	MaxBatch int
-	// OnRun, if set, is called after each run that applies a batch, with
-	// what Run would return.
+	// OnRun, if set, is called after each run that applies a batch, and
+	// each run Live starts itself (a sync when the kept state is missing
+	// or of other settings, a full run after a refused cookie), with what
+	// Run returned.
 	OnRun func(rep *Report, err error)
 	// OnOpen, if set, is called with true when the live search is open
 	// and with false when it ends.
@@ -108,7 +110,7 @@ func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
 			continue
 		case errors.Is(err, errLiveResync):
 			h.log.Info("live changes do not fit the kept state; syncing before the live search starts again", "domain", domain, "err", err)
-			if _, err = h.Run(ctx, domain, RunOptions{Wait: time.Minute}); err == nil {
+			if err = h.liveRun(ctx, domain, o, RunOptions{Wait: time.Minute}); err == nil {
 				continue
 			}
 		}
@@ -149,7 +151,7 @@ func (h *Host) liveOnce(ctx context.Context, domain string, o LiveOptions, refus
 	if err != nil {
 		return err
 	}
-	st, err := h.liveState(ctx, r, p)
+	st, err := h.liveState(ctx, r, p, o)
 	if err != nil {
 		return err
 	}
@@ -200,8 +202,11 @@ func (h *Host) liveEvents(ctx context.Context, domain string, b *liveBatch, even
 				}
 				*refused = time.Now()
 				h.log.Warn("the directory refused the live search's cookie; syncing in full", "domain", domain, "err", err)
-				_, err = h.Run(ctx, domain, RunOptions{Full: true, Wait: time.Minute})
-				if err == nil {
+				// Unless another run (another replica's) replaced the
+				// refused cookie meanwhile: then the search starts again
+				// from its state.
+				err = h.liveRun(ctx, domain, o, RunOptions{Full: true, Wait: time.Minute, ifCookie: b.base})
+				if err == nil || errors.Is(err, errLiveStale) {
 					return errLiveRestart
 				}
 			}
@@ -248,7 +253,7 @@ func (h *Host) liveEvents(ctx context.Context, domain string, b *liveBatch, even
 // liveState returns the domain's kept state for the live search to start
 // from, syncing the domain first when there is none usable (none, no
 // cookie, or kept under other settings, policy or gateway groups).
-func (h *Host) liveState(ctx context.Context, r *resolved, p policy.Runtime) (*store.DirState, error) {
+func (h *Host) liveState(ctx context.Context, r *resolved, p policy.Runtime, o LiveOptions) (*store.DirState, error) {
 	for attempt := 0; ; attempt++ {
 		st, err := h.store.DirStateHead(ctx, r.d.Name)
 		if err != nil {
@@ -270,10 +275,21 @@ func (h *Host) liveState(ctx context.Context, r *resolved, p policy.Runtime) (*s
 			}
 			return nil, errors.New("the last sync kept no cookie: the directory gives none (is content synchronization, OpenLDAP's syncprov, set up for this reader?), or its read failed over from the server that gave it")
 		}
-		if _, err := h.Run(ctx, r.d.Name, RunOptions{Wait: time.Minute}); err != nil {
+		if err := h.liveRun(ctx, r.d.Name, o, RunOptions{Wait: time.Minute}); err != nil {
 			return nil, err
 		}
 	}
+}
+
+// liveRun is a run Live starts itself (a sync when there is no usable
+// kept state, a full run after a refused cookie), reported to o.OnRun as a
+// batch's run is, unless it did not take place (errLiveStale).
+func (h *Host) liveRun(ctx context.Context, domain string, o LiveOptions, ro RunOptions) error {
+	rep, err := h.Run(ctx, domain, ro)
+	if o.OnRun != nil && !errors.Is(err, errLiveStale) {
+		o.OnRun(rep, err)
+	}
+	return err
 }
 
 // liveKey is the key a run of d would keep its state under now

@@ -354,3 +354,44 @@ func TestLiveBackoffAfterFailedSyncs(t *testing.T) {
 		}
 	}
 }
+
+// TestFullRunIfTheCookieIsStillTheRefusedOne: the full run a live search
+// makes after the directory refused its cookie takes place only while the
+// kept cookie is still that one (checked under the lease): another
+// replica's live search may have replaced it a moment before, and a
+// second full read would only load the directory.
+func TestFullRunIfTheCookieIsStillTheRefusedOne(t *testing.T) {
+	st := openSQLite(t)
+	h := unreachableHost(t, st)
+	ctx := context.Background()
+	snap, err := st.Snapshot(ctx, "example.com", nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	kept := &store.DirState{Key: "k", Cookie: []byte("scookie after the refused one"), FullAt: time.Now()}
+	if err := st.Apply(ctx, "example.com", nil, &store.Run{Domain: "example.com", Generation: snap.Generation, DirState: kept}); err != nil {
+		t.Fatal(err)
+	}
+	runs := func() int {
+		t.Helper()
+		rs, err := st.RunsPage(ctx, "example.com", 0, 0)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return len(rs)
+	}
+	before := runs()
+	if _, err := host.RunIfCookie(ctx, h, "example.com", []byte("sthe refused cookie")); !errors.Is(err, host.ErrLiveStale) {
+		t.Errorf("with the cookie replaced: %v, want the run not to take place", err)
+	}
+	if n := runs(); n != before {
+		t.Errorf("%d runs recorded, want %d: a run that did not take place is not one", n, before)
+	}
+	// Still the kept one: the run takes place (and fails at its read here).
+	if _, err := host.RunIfCookie(ctx, h, "example.com", kept.Cookie); err == nil || errors.Is(err, host.ErrLiveStale) {
+		t.Errorf("with the cookie kept: %v, want the run to take place and fail at its read", err)
+	}
+	if n := runs(); n != before+1 {
+		t.Errorf("%d runs recorded, want %d", n, before+1)
+	}
+}

@@ -43,6 +43,12 @@ type RunOptions struct {
 	// live, for a run of Host.Live, holds the changes a live search
 	// gathered: the run applies them instead of reading the directory.
 	live *liveBatch
+	// ifCookie, when set, makes the run take place only while the kept
+	// state's cookie is this one (checked under the lease; else
+	// errLiveStale, unrecorded): a live search's full run after the
+	// directory refused its cookie, which another replica may have
+	// replaced meanwhile.
+	ifCookie []byte
 	// OnStart, if set, is called with the run's id once the run holds its
 	// domain and its start is recorded (a sync only): a caller that starts
 	// runs in the background can answer with the id at once.
