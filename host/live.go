@@ -32,6 +32,13 @@ type LiveOptions struct {
 	// OnOpen, if set, is called with true when the live search is open
 	// and with false when it ends.
 	OnOpen func(open bool)
+	// Slot, if set, is called before each run Live starts itself (a sync
+	// when the kept state is missing or of other settings, a full run
+	// after a refused cookie: a full read, maybe), and the run waits for
+	// it; release is called when the run ends. dirsync serve counts them
+	// among its max_concurrent_runs. A batch's run does not wait: it
+	// applies a few changes within moments.
+	Slot func(ctx context.Context) (release func(), err error)
 }
 
 // Defaults of LiveOptions, and the reconnect backoff of Live.
@@ -285,6 +292,13 @@ func (h *Host) liveState(ctx context.Context, r *resolved, p policy.Runtime, o L
 // kept state, a full run after a refused cookie), reported to o.OnRun as a
 // batch's run is, unless it did not take place (errLiveStale).
 func (h *Host) liveRun(ctx context.Context, domain string, o LiveOptions, ro RunOptions) error {
+	if o.Slot != nil {
+		release, err := o.Slot(ctx)
+		if err != nil {
+			return err
+		}
+		defer release()
+	}
 	rep, err := h.Run(ctx, domain, ro)
 	if o.OnRun != nil && !errors.Is(err, errLiveStale) {
 		o.OnRun(rep, err)

@@ -171,7 +171,11 @@ func TestLiveRefreshIsOneBatch(t *testing.T) {
 func TestLiveAfterAGatewayGroupIsMade(t *testing.T) {
 	e := newLiveEnv(t)
 	ctx := context.Background()
-	_, opened, stop := e.live(t, host.LiveOptions{})
+	var slots, released atomic.Int64 // the sync is one of dirsync serve's runs at once
+	_, opened, stop := e.live(t, host.LiveOptions{Slot: func(context.Context) (func(), error) {
+		slots.Add(1)
+		return func() { released.Add(1) }, nil
+	}})
 	defer stop()
 	waitFor(t, "live search opened", opened, 1)
 	if err := e.st.AddGroup(ctx, "example.com", "Sales"); err != nil {
@@ -182,6 +186,9 @@ func TestLiveAfterAGatewayGroupIsMade(t *testing.T) {
 	}
 	waitFor(t, "live search opened again", opened, 2)
 	stop()
+	if slots.Load() != 1 || released.Load() != 1 {
+		t.Errorf("the sync took %d slots and gave back %d, want 1 and 1", slots.Load(), released.Load())
+	}
 	mb := e.mailboxes(t)
 	if got := mb["alice@example.com"].DisplayName; got != "Alice A." {
 		t.Errorf("alice's display name %q, want the change", got)

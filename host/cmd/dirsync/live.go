@@ -98,6 +98,7 @@ func (l *liveSearches) start(ctx context.Context, name string, version int64) {
 		err := ref.h.Live(lctx, name, host.LiveOptions{
 			OnRun:  func(rep *host.Report, err error) { l.s.metrics.Observe(name, rep, err) },
 			OnOpen: func(open bool) { l.s.metrics.Live(name, open) },
+			Slot:   l.s.sched.Slot,
 		})
 		switch {
 		case errors.Is(err, host.ErrNotLive):

@@ -443,6 +443,25 @@ func (s *Scheduler) logEnd(domain string, rep *host.Report, err error, took time
 	}
 }
 
+// Slot takes one of the MaxConcurrent run slots for a run the scheduler
+// does not start itself (the sync a live search makes before it opens or
+// when its kept state no longer fits), waiting as long as ctx allows:
+// such a run counts among the runs at once. release gives the slot back.
+func (s *Scheduler) Slot(ctx context.Context) (release func(), err error) {
+	select {
+	case s.sem <- struct{}{}:
+	case <-ctx.Done():
+		return nil, fmt.Errorf("waiting for a free run slot: %w", context.Cause(ctx))
+	}
+	return func() {
+		<-s.sem
+		select {
+		case s.wake <- struct{}{}:
+		default:
+		}
+	}, nil
+}
+
 // RunNow starts a run of domain (an operator's "sync now") under the same
 // limit as the scheduled runs: it waits for a free slot until ctx ends,
 // then returns the run's id as soon as the run has started, or its error

@@ -504,3 +504,33 @@ func TestShutdownCancels(t *testing.T) {
 		t.Errorf("%d runs started after shutdown", m-n)
 	}
 }
+
+// TestSlot: a run the scheduler does not start itself (a live search's own
+// sync) takes a slot like its runs: while it holds the only one, a run by
+// hand waits; once it gives it back, the run goes on.
+func TestSlot(t *testing.T) {
+	f := newFake(0)
+	src := &domains{}
+	s, stop := start(t, Options{Source: src.source, Runner: f.run, MaxConcurrent: 1})
+	defer stop()
+	ctx := context.Background()
+	release, err := s.Slot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	short, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	_, err = s.RunNow(short, "a.example", host.RunOptions{})
+	cancel()
+	if !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("RunNow while the slot is held = %v, want it to wait out its context", err)
+	}
+	short, cancel = context.WithTimeout(ctx, 100*time.Millisecond)
+	if _, err := s.Slot(short); !errors.Is(err, context.DeadlineExceeded) {
+		t.Errorf("a second Slot = %v, want it to wait out its context", err)
+	}
+	cancel()
+	release()
+	if _, err := s.RunNow(ctx, "a.example", host.RunOptions{}); err != nil {
+		t.Errorf("RunNow once the slot is back: %v", err)
+	}
+}
