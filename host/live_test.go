@@ -66,6 +66,19 @@ type liveEnv struct {
 
 func newLiveEnv(t *testing.T) *liveEnv {
 	t.Helper()
+	srv, dir, d := liveDomain(t)
+	h, st := standardHost(t, dir, d)
+	if _, err := h.Run(context.Background(), "example.com", host.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	return &liveEnv{srv: srv, st: st, h: h}
+}
+
+// liveDomain starts slapd with the sample directory and returns it, a
+// folder for the config, and the domain example.com reading it with
+// live = true and the standard policy.
+func liveDomain(t *testing.T) (*slapd.Server, string, config.Domain) {
+	t.Helper()
 	sample, _ := filepath.Abs(filepath.Join("..", "examples", "directory", "sample.ldif"))
 	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{sample}, LogLevel: "none"})
 	dir := t.TempDir()
@@ -76,11 +89,7 @@ func newLiveEnv(t *testing.T) *liveEnv {
 	d := config.NewDomain("example.com")
 	d.Sync, d.Live, d.Policy, d.AliasDomains = true, true, "standard", []string{"example.org"}
 	d.LDAP.URLs, d.LDAP.BaseDN, d.LDAP.BindDN, d.LDAP.PasswordFile = []string{srv.URL}, srv.BaseDN, srv.AdminDN, pw
-	h, st := standardHost(t, dir, d)
-	if _, err := h.Run(context.Background(), "example.com", host.RunOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	return &liveEnv{srv: srv, st: st, h: h}
+	return srv, dir, d
 }
 
 // mailboxes are the domain's mailboxes by primary address.
@@ -303,16 +312,7 @@ func (b *backoffs) WithGroup(string) slog.Handler      { return b }
 // a failing full read ran again and again).
 func TestLiveBackoffAfterFailedSyncs(t *testing.T) {
 	defer host.SetLiveBackoff(100*time.Millisecond, 200*time.Millisecond)()
-	sample, _ := filepath.Abs(filepath.Join("..", "examples", "directory", "sample.ldif"))
-	srv := peertest.Slapd(t, slapd.Options{LDIF: []string{sample}, LogLevel: "none"})
-	dir := t.TempDir()
-	pw := filepath.Join(dir, "admin.pw")
-	if err := os.WriteFile(pw, []byte(srv.AdminPassword), 0o600); err != nil {
-		t.Fatal(err)
-	}
-	d := config.NewDomain("example.com")
-	d.Sync, d.Live, d.Policy = true, true, "standard"
-	d.LDAP.URLs, d.LDAP.BaseDN, d.LDAP.BindDN, d.LDAP.PasswordFile = []string{srv.URL}, srv.BaseDN, srv.AdminDN, pw
+	srv, dir, d := liveDomain(t)
 	fail := &atomic.Bool{}
 	logged := &backoffs{}
 	st := openSQLite(t)
