@@ -30,6 +30,24 @@ func NormDomain(domain string) (string, error) {
 	return d, nil
 }
 
+// NormDomains returns domain and its alias domains normalized
+// (NormDomain), the domain first: the domains a Snapshot's owners lie in.
+func NormDomains(domain string, aliasDomains []string) ([]string, error) {
+	domain, err := NormDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	domains := []string{domain}
+	for _, d := range aliasDomains {
+		d, err := NormDomain(d)
+		if err != nil {
+			return nil, fmt.Errorf("alias domain: %w", err)
+		}
+		domains = append(domains, d)
+	}
+	return domains, nil
+}
+
 // NormAddress returns address in lower case and its domain part, or an
 // error if it is not local@domain.
 func NormAddress(address string) (addr, domain string, err error) {

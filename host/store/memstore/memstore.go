@@ -211,13 +211,13 @@ func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []stri
 	if err != nil {
 		return nil, err
 	}
-	covered := map[string]bool{domain: true}
-	for _, a := range aliasDomains {
-		a, err := store.NormDomain(a)
-		if err != nil {
-			return nil, fmt.Errorf("snapshot of %s: alias domain: %w", domain, err)
-		}
-		covered[a] = true
+	domains, err := store.NormDomains(domain, aliasDomains)
+	if err != nil {
+		return nil, fmt.Errorf("snapshot of %s: %w", domain, err)
+	}
+	covered := map[string]bool{}
+	for _, d := range domains {
+		covered[d] = true
 	}
 	if err := s.lock(ctx); err != nil {
 		return nil, err
@@ -252,13 +252,13 @@ func (s *Store) SnapshotPart(ctx context.Context, domain string, aliasDomains []
 	if err != nil {
 		return nil, 0, err
 	}
-	covered := map[string]bool{domain: true}
-	for _, a := range aliasDomains {
-		a, err := store.NormDomain(a)
-		if err != nil {
-			return nil, 0, fmt.Errorf("snapshot of %s: alias domain: %w", domain, err)
-		}
-		covered[a] = true
+	domains, err := store.NormDomains(domain, aliasDomains)
+	if err != nil {
+		return nil, 0, fmt.Errorf("snapshot of %s: %w", domain, err)
+	}
+	covered := map[string]bool{}
+	for _, d := range domains {
+		covered[d] = true
 	}
 	if err := s.lock(ctx); err != nil {
 		return nil, 0, err

@@ -17,7 +17,7 @@ import (
 // handful of bulk queries, and the domain's generation. An unknown domain has
 // an empty snapshot at generation 0.
 func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []string) (*store.Snapshot, error) {
-	domains, err := normDomains(domain, aliasDomains)
+	domains, err := store.NormDomains(domain, aliasDomains)
 	if err != nil {
 		return nil, err
 	}
@@ -66,7 +66,7 @@ func (s *Store) Snapshot(ctx context.Context, domain string, aliasDomains []stri
 // SnapshotPart is Snapshot restricted to the mailboxes of the directory
 // ids and the owners of the addresses given (store.PartReader).
 func (s *Store) SnapshotPart(ctx context.Context, domain string, aliasDomains []string, dirIDs, addresses []string) (*store.Snapshot, int, error) {
-	domains, err := normDomains(domain, aliasDomains)
+	domains, err := store.NormDomains(domain, aliasDomains)
 	if err != nil {
 		return nil, 0, err
 	}
@@ -208,24 +208,6 @@ func mailboxesByID(ctx context.Context, tx *sql.Tx, ids []int64) ([]domainMailbo
 		slices.Sort(ms[i].Groups)
 	}
 	return ms, nil
-}
-
-// normDomains returns a domain and its alias domains, normalized, the
-// domain first.
-func normDomains(domain string, aliasDomains []string) ([]string, error) {
-	domain, err := store.NormDomain(domain)
-	if err != nil {
-		return nil, err
-	}
-	domains := []string{domain}
-	for _, d := range aliasDomains {
-		d, err := store.NormDomain(d)
-		if err != nil {
-			return nil, fmt.Errorf("alias domain: %w", err)
-		}
-		domains = append(domains, d)
-	}
-	return domains, nil
 }
 
 // Mailboxes lists a domain's mailboxes sorted by primary address.
