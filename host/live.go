@@ -73,10 +73,6 @@ var errLiveStale = errors.New("the kept directory state moved on since the live 
 // changes, which would not fit again.
 var errLiveResync = errors.New("the live changes do not fit the kept directory state (the settings, policy or gateway groups changed, or the state is not the directory's); a run brings it up to date and the live search starts again from it")
 
-// errLiveRestart: a full run took the place of the live search's cookie;
-// the live search starts again from the state it kept.
-var errLiveRestart = errors.New("the live search starts again from a full run's state")
-
 // Live keeps a live search open on the domain's directory (OpenLDAP's
 // refreshAndPersist, RFC 4533) and applies each change within moments: the
 // changes of a burst are gathered (LiveOptions) and applied as one run,
@@ -112,7 +108,7 @@ func (h *Host) Live(ctx context.Context, domain string, o LiveOptions) error {
 			return nil
 		case errors.Is(err, ErrNotLive):
 			return err
-		case errors.Is(err, errLiveStale), errors.Is(err, errLiveRestart):
+		case errors.Is(err, errLiveStale):
 			h.log.Debug("live search restarts from the kept state", "domain", domain)
 			continue
 		case errors.Is(err, errLiveResync):
@@ -214,7 +210,7 @@ func (h *Host) liveEvents(ctx context.Context, domain string, b *liveBatch, even
 				// from its state.
 				err = h.liveRun(ctx, domain, o, RunOptions{Full: true, Wait: time.Minute, ifCookie: b.base})
 				if err == nil || errors.Is(err, errLiveStale) {
-					return errLiveRestart
+					return errLiveStale // the full run's state, or the other run's
 				}
 			}
 			return err
