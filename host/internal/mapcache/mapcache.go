@@ -267,11 +267,11 @@ func (c *Cache) Put(k Key, in *sdk.Intent) {
 	if c.err != nil {
 		return
 	}
-	if !c.save {
-		return
-	}
 	c.mu.Lock()
 	defer c.mu.Unlock()
+	if !c.save { // never, or no longer: Save sets it under the lock
+		return
+	}
 	b, err := abi.AppendIntent(c.buf[:0], in)
 	if err != nil {
 		return
