@@ -267,24 +267,56 @@ func TestDeltaFallsBackToFull(t *testing.T) {
 	}
 	e.write("dirsync.toml", string(base))
 
-	// A cookie the directory does not know: the run reads in full and
-	// keeps a good cookie again.
+	// A cookie the directory refuses (a syncrepl cookie, kind 's', of a
+	// state newer than slapd's): the run reads in full — because slapd
+	// refused it, as its debug log says — and keeps a good cookie again.
 	db, err := sql.Open("sqlite", filepath.Join(e.dir, "var", "dirsync.db"))
 	if err != nil {
 		t.Fatal(err)
 	}
 	defer db.Close()
-	if _, err := db.Exec(`UPDATE dir_state SET cookie = ?`, []byte("rid=000,csn=20991231000000.000000Z#000000#000#000000")); err != nil {
+	if _, err := db.Exec(`UPDATE dir_state SET cookie = ?`, []byte("srid=000,csn=20991231000000.000000Z#000000#000#000000")); err != nil {
 		t.Fatal(err)
 	}
 	before := e.state()
-	if got := e.syncRead(); got != "full" {
-		t.Errorf("sync with a refused cookie read %q", got)
+	t.Setenv("DIRSYNC_LOG", "debug")
+	code, out, errs := e.run("sync", "--domain", "example.com", "--json")
+	var rep deltaReport
+	if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Read != "full" {
+		t.Errorf("sync with a refused cookie: exit %d, read %q\n%s\n%s", code, rep.Read, out, errs)
 	}
+	if !strings.Contains(errs, "the server cannot sync from this cookie") {
+		t.Errorf("the full read after a refused cookie does not say slapd refused it:\n%s", errs)
+	}
+	t.Setenv("DIRSYNC_LOG", "")
 	if got := e.syncRead(); got != "delta" {
 		t.Errorf("sync after the refused cookie read %q", got)
 	}
 	want(t, "store after the refused cookie", e.state(), before)
+
+	// A lost state (its row gone: a restored store, say): the run reads in
+	// full, changes nothing, and the next one reads a delta again.
+	if _, err := db.Exec(`DELETE FROM dir_state`); err != nil {
+		t.Fatal(err)
+	}
+	if got := e.syncRead(); got != "full" {
+		t.Errorf("sync without a kept state read %q", got)
+	}
+	if got := e.syncRead(); got != "delta" {
+		t.Errorf("sync after the lost state read %q", got)
+	}
+	want(t, "store after the lost state", e.state(), before)
+
+	// The run records say how each run read.
+	var runs []struct {
+		Read string `json:"read"`
+	}
+	if err := json.Unmarshal([]byte(e.ok("runs", "--domain", "example.com", "--json")), &runs); err != nil {
+		t.Fatal(err)
+	}
+	if len(runs) < 2 || runs[0].Read != "delta" || runs[1].Read != "full" {
+		t.Errorf("runs --json, newest first, read %+v; want delta, then full", runs[:min(len(runs), 2)])
+	}
 }
 
 // TestServeLive runs `dirsync serve` with live = true against a real slapd
