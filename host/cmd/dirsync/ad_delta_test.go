@@ -2,10 +2,14 @@ package main
 
 import (
 	"context"
+	"database/sql"
+	"encoding/json"
 	"os"
+	"path/filepath"
 	"strings"
 	"testing"
 
+	"github.com/dirsync/dirsync/host/internal/ldapfetch"
 	"github.com/dirsync/dirsync/host/internal/testpeer/samba"
 )
 
@@ -104,5 +108,46 @@ func TestADDelta(t *testing.T) {
 	m := usn.mailboxes()
 	if len(m) != 2 || len(m["carol@example.com"].Groups) != 1 {
 		t.Errorf("mailboxes after the steps: %+v", m)
+	}
+
+	// A DirSync cookie the DC refuses, and a USN of another DC (a
+	// failover, or the DC's database restored): each run reads in full,
+	// says why, changes nothing, and the next one reads a delta again.
+	f := full.state()
+	for _, c := range []struct {
+		e      *env
+		cookie func([]byte) []byte
+		why    string
+	}{
+		{repl, func([]byte) []byte { return []byte("dnot a cookie the DC gave") }, "refused the DirSync cookie"},
+		{usn, func(b []byte) []byte {
+			var st ldapfetch.USNState
+			full.must(json.Unmarshal(b[1:], &st))
+			st.DSServiceName = strings.Replace(st.DSServiceName, "CN=NTDS Settings,", "CN=NTDS Settings,CN=OTHERDC,", 1)
+			nb, err := json.Marshal(st)
+			full.must(err)
+			return append([]byte{'u'}, nb...)
+		}, "another domain controller answers"},
+	} {
+		db, err := sql.Open("sqlite", filepath.Join(c.e.dir, "var", "dirsync.db"))
+		full.must(err)
+		var cookie []byte
+		full.must(db.QueryRow(`SELECT cookie FROM dir_state`).Scan(&cookie))
+		_, err = db.Exec(`UPDATE dir_state SET cookie = ?`, c.cookie(cookie))
+		full.must(err)
+		db.Close()
+		t.Setenv("DIRSYNC_LOG", "debug")
+		code, out, errs := c.e.run("sync", "--domain", "example.com", "--json")
+		t.Setenv("DIRSYNC_LOG", "")
+		var rep deltaReport
+		if code != 0 || json.Unmarshal([]byte(out), &rep) != nil || rep.Read != "full" || !strings.Contains(errs, c.why) {
+			t.Errorf("sync by %s with a cookie that does not fit: exit %d, read %q, want full, because %q\n%s\n%s", c.e.dir, code, rep.Read, c.why, out, errs)
+		}
+		if got := c.e.syncRead(); got != "delta" {
+			t.Errorf("sync by %s after that read %q", c.e.dir, got)
+		}
+		if d := c.e.state(); d != f {
+			t.Errorf("sync by %s: the stores differ after a full read from a refused cookie\nfull:  %s\ndelta: %s", c.e.dir, f, d)
+		}
 	}
 }
