@@ -24,7 +24,7 @@ import (
 )
 
 // flakyProxy forwards TCP connections to target while up; while down its
-// port refuses connections.
+// port refuses connections; cut closes those it forwards.
 type flakyProxy struct {
 	t      *testing.T
 	addr   string
@@ -32,6 +32,7 @@ type flakyProxy struct {
 	mu     sync.Mutex
 	ln     net.Listener
 	conns  int
+	open   map[net.Conn]bool
 	onConn func(n int) // called after accepting connection n (from 1)
 }
 
@@ -60,8 +61,17 @@ func (p *flakyProxy) serve(ln net.Listener) {
 			p.mu.Lock()
 			p.conns++
 			n, hook := p.conns, p.onConn
+			if p.open == nil {
+				p.open = map[net.Conn]bool{}
+			}
+			p.open[c] = true
 			p.mu.Unlock()
 			go func() {
+				defer func() {
+					p.mu.Lock()
+					delete(p.open, c)
+					p.mu.Unlock()
+				}()
 				u, err := net.Dial("tcp", p.target)
 				if err != nil {
 					c.Close()
@@ -84,6 +94,15 @@ func (p *flakyProxy) down() {
 	if p.ln != nil {
 		p.ln.Close()
 		p.ln = nil
+	}
+}
+
+// cut closes the connections it forwards, as a network that drops them.
+func (p *flakyProxy) cut() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for c := range p.open {
+		c.Close()
 	}
 }
 

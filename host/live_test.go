@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"testing"
@@ -400,5 +401,88 @@ func TestFullRunIfTheCookieIsStillTheRefusedOne(t *testing.T) {
 	}
 	if n := runs(); n != before+1 {
 		t.Errorf("%d runs recorded, want %d", n, before+1)
+	}
+}
+
+// TestLiveCatchesUpAfterItsConnectionIsCut: the network drops the live
+// search's connection and refuses new ones while the directory changes
+// (an add, a modify, a delete). Nothing is applied meanwhile; once the
+// server is reachable again the search reopens from its cookie, and its
+// refresh brings the three changes in one run, each applied once: a full
+// run afterwards finds nothing to change.
+func TestLiveCatchesUpAfterItsConnectionIsCut(t *testing.T) {
+	defer host.SetLiveBackoff(50*time.Millisecond, time.Minute)()
+	srv, dir, d := liveDomain(t)
+	p := newFlakyProxy(t, strings.TrimPrefix(srv.URL, "ldap://"))
+	d.LDAP.URLs = []string{"ldap://" + p.addr}
+	h, st := standardHost(t, dir, d)
+	e := &liveEnv{srv: srv, st: st, h: h}
+	ctx := context.Background()
+	if _, err := h.Run(ctx, "example.com", host.RunOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	applied, opened, stop := e.live(t, host.LiveOptions{})
+	defer stop()
+	waitFor(t, "live search opened", opened, 1)
+
+	p.down()
+	p.cut()
+	const people = "ou=People,dc=example,dc=com"
+	if err := srv.Add("cn=Judy Jones,"+people, map[string][]string{
+		"objectClass": {"top", "person", "organizationalPerson", "inetOrgPerson", "adUser"},
+		"cn":          {"Judy Jones"}, "sn": {"Jones"}, "sAMAccountType": {"805306368"},
+		"mail": {"judy@example.com"}, "proxyAddresses": {"SMTP:judy@example.com"},
+	}); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Replace("cn=Bob Brown,"+people, "displayName", "Bob B."); err != nil {
+		t.Fatal(err)
+	}
+	if err := srv.Delete("cn=Carol Clark," + people); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(500 * time.Millisecond) // reconnects refused meanwhile
+	if n := applied.Load(); n != 0 {
+		t.Fatalf("%d live runs while the directory was unreachable, want 0", n)
+	}
+	if _, ok := e.mailboxes(t)["judy@example.com"]; ok {
+		t.Fatal("judy's mailbox is there before the live search could read her entry: the case is not the one tested")
+	}
+	p.up()
+	waitFor(t, "live search opened again", opened, 2)
+	waitFor(t, "live runs", applied, 1)
+	time.Sleep(300 * time.Millisecond) // a second run, if the catch-up were applied twice
+	stop()
+
+	mb := e.mailboxes(t)
+	if _, ok := mb["judy@example.com"]; !ok {
+		t.Error("judy's mailbox is not there after the catch-up")
+	}
+	if _, ok := mb["carol@example.com"]; ok {
+		t.Error("carol's mailbox is still there after the catch-up")
+	}
+	if got := mb["bob@example.com"].DisplayName; got != "Bob B." {
+		t.Errorf("bob's display name %q, want the change", got)
+	}
+	runs, err := st.RunsPage(ctx, "example.com", 100, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var k store.Counts
+	for _, r := range runs[:len(runs)-1] { // newest first; the last is the first sync
+		if r.Outcome != store.OutcomeOK || r.Read != store.ReadDelta {
+			t.Errorf("run %d: %s, read %q (%s %s), want ok, delta", r.ID, r.Outcome, r.Read, r.Stage, r.Error)
+		}
+		k.Created, k.Updated, k.Deleted = k.Created+r.Counts.Created, k.Updated+r.Counts.Updated, k.Deleted+r.Counts.Deleted
+	}
+	if len(runs) != 2 || k.Created != 1 || k.Updated != 1 || k.Deleted != 1 {
+		t.Errorf("%d runs after the first sync created %d, updated %d, deleted %d; want one run: 1, 1, 1", len(runs)-1, k.Created, k.Updated, k.Deleted)
+	}
+	rep, err := h.Run(ctx, "example.com", host.RunOptions{Full: true})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if c := rep.Counts; c.Created+c.Updated+c.Deleted+c.MembersAdded+c.MembersRemoved != 0 {
+		t.Errorf("a full run after the catch-up changes %+v, want nothing", c)
 	}
 }
