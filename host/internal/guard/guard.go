@@ -169,8 +169,10 @@ func Decide(policy string, domain sdk.Domain, snap *store.Snapshot, proposed []s
 		c.groups[g.Name] = true
 	}
 
-	var final []sdk.Change
-	var from []int // the index in proposed of each change of final
+	// At most one change of final per proposed one: sized once, a first
+	// sync's 200,000 changes are not copied as the list grows.
+	final := make([]sdk.Change, 0, len(proposed))
+	from := make([]int, 0, len(proposed)) // the index in proposed of each change of final
 	var vetoed []Vetoed
 	for i, ch := range proposed {
 		d, ok := decided[i]

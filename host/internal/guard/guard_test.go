@@ -1,6 +1,7 @@
 package guard
 
 import (
+	"fmt"
 	"slices"
 	"strings"
 	"testing"
@@ -271,5 +272,24 @@ func TestEmptyReadNamesTheSearch(t *testing.T) {
 				t.Errorf("Active Directory hint present = %v, want %v:\n%s", got, tc.hasAD, tc.msg)
 			}
 		})
+	}
+}
+
+// BenchmarkDecide100k is the guard's check of a first sync's changes:
+// 100,000 creates, none asked about.
+func BenchmarkDecide100k(b *testing.B) {
+	dom := sdk.Domain{Name: "example.com", Groups: []string{"Sales"}}
+	snap := &store.Snapshot{Domain: "example.com", Groups: []store.Group{{Name: "Sales"}}}
+	var proposed []sdk.Change
+	for i := range 100_000 {
+		mb := &sdk.Mailbox{Primary: fmt.Sprintf("user%06d@example.com", i), Aliases: []string{fmt.Sprintf("u%06d@example.com", i)},
+			Kind: sdk.KindUser, Source: sdk.SourceLDAP, DirID: fmt.Sprint(i), Groups: []string{"Sales"}}
+		proposed = append(proposed, sdk.Change{Kind: sdk.ChangeCreate, After: mb})
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, _, err := Decide("standard", dom, snap, proposed, []int{}, sdk.ReconcileResponse{}); err != nil {
+			b.Fatal(err)
+		}
 	}
 }
