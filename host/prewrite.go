@@ -28,7 +28,8 @@ import (
 
 // prewriteMin is how many mailboxes a full read must be about to create
 // before the run opens the store's write transaction: a run that creates
-// a few does not hold the store's writer (SQLite has one) while it reads.
+// a few does not hold the store's writer (SQLite's one; PostgreSQL's lock on
+// the domain) while it reads.
 var prewriteMin = 2000
 
 // prewriter writes the mailboxes a full read is going to create while the

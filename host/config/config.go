@@ -47,9 +47,10 @@ type Store struct {
 	PasswordEnv  string `toml:"password_env"`
 	// WriteWhileReading (default true) lets a full read that is about to
 	// create many mailboxes (a first sync) write them while it reads, in
-	// its one transaction, where the store can (sqlite). That transaction
-	// holds SQLite's one writer from then on, so other writes to the
-	// store (other domains' runs, the API) wait for the read; false
+	// its one transaction, where the store can (store.Prewriter: sqlite,
+	// postgres). In SQLite that transaction holds the one writer from then
+	// on, so other writes to the store (other domains' runs, the API) wait
+	// for the read; in PostgreSQL other writes to the domain do. false
 	// writes every run after its read.
 	WriteWhileReading *bool `toml:"write_while_reading"`
 }

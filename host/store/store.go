@@ -478,8 +478,10 @@ type Store interface {
 // still reads the directory, in the one transaction (S3) that Apply then
 // finishes: a first sync's rows are written beside the read instead of
 // after it. It is optional; the host uses it for full reads when the
-// store has it, and Apply otherwise. The sqlite store has it; it holds the
-// store's one writer from Prewrite to Close, so other writes wait.
+// store has it, and Apply otherwise. Both stores that ship have it: the
+// sqlite store holds its one writer from Prewrite to Close, so other
+// writes wait; the postgres store locks the domain's row, so other writes
+// to the domain wait.
 type Prewriter interface {
 	// Prewrite opens the write transaction of a run of domain, after
 	// checking, as Apply does, that the domain's generation is still

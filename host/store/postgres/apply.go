@@ -57,43 +57,14 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 		return err
 	}
 
-	filled := false
-	if run.Changes == nil && len(changes) > 0 {
-		run.Changes = store.RunChanges(changes)
-		filled = true
-	}
-	// Encode the change list while the changes are written.
-	type encoded struct {
-		changes []encodedChange
-		err     error
-	}
-	enc := make(chan encoded, 1)
-	go func(rcs []store.RunChange) {
-		e, err := encodeChanges(rcs)
-		enc <- encoded{e, err}
-	}(run.Changes)
-
+	enc, filled := startRecord(run, changes)
 	r := *run
 	err = s.writeTx(ctx, func(tx pgx.Tx) error {
-		gen, err := bumpGeneration(ctx, tx, domain)
-		if err != nil {
+		if err := bumpFrom(ctx, tx, domain, run.Generation); err != nil {
 			return err
-		}
-		if gen != run.Generation {
-			return fmt.Errorf("%s is at generation %d, the run read generation %d: %w", domain, gen, run.Generation, store.ErrStoreChanged)
 		}
 		a := &applier{ctx: ctx, tx: tx, domain: domain, changes: changes}
-		if err := a.apply(); err != nil {
-			return err
-		}
-		e := <-enc
-		if e.err != nil {
-			return fmt.Errorf("encode run changes: %w", e.err)
-		}
-		if err := writeRun(ctx, tx, &r, e.changes); err != nil {
-			return err
-		}
-		return writeDirState(ctx, tx, domain, run.DirState)
+		return a.applyAndRecord(&r, enc)
 	})
 	if err != nil {
 		if filled {
@@ -105,13 +76,85 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 	return nil
 }
 
+// encoded is a run's change list encoded for run_changes, or the error of
+// encoding it.
+type encoded struct {
+	changes []encodedChange
+	err     error
+}
+
+// startRecord fills run.Changes from changes if it is nil (filled says so:
+// an Apply that fails empties it again) and starts encoding the list, so
+// that it is encoded while the changes are written.
+func startRecord(run *store.Run, changes []store.Change) (enc <-chan encoded, filled bool) {
+	if run.Changes == nil && len(changes) > 0 {
+		run.Changes = store.RunChanges(changes)
+		filled = true
+	}
+	ch := make(chan encoded, 1) // the goroutine never waits for a reader
+	go func(rcs []store.RunChange) {
+		e, err := encodeChanges(rcs)
+		ch <- encoded{e, err}
+	}(run.Changes)
+	return ch, filled
+}
+
+// bumpFrom bumps the domain's generation, which locks its row until the
+// transaction ends, and checks that it was want, the generation the run's
+// snapshot read.
+func bumpFrom(ctx context.Context, tx pgx.Tx, domain string, want int64) error {
+	gen, err := bumpGeneration(ctx, tx, domain)
+	if err != nil {
+		return err
+	}
+	return sameGeneration(domain, gen, want)
+}
+
+// sameGeneration is store.ErrStoreChanged if the domain's generation gen is
+// not want, the one the run read.
+func sameGeneration(domain string, gen, want int64) error {
+	if gen != want {
+		return fmt.Errorf("%s is at generation %d, the run read generation %d: %w", domain, gen, want, store.ErrStoreChanged)
+	}
+	return nil
+}
+
+// applyAndRecord makes a's changes, then records run with the encoded
+// change list and replaces the domain's directory state by run.DirState,
+// in a's transaction.
+func (a *applier) applyAndRecord(run *store.Run, enc <-chan encoded) error {
+	if err := a.apply(); err != nil {
+		return err
+	}
+	e := <-enc
+	if e.err != nil {
+		return fmt.Errorf("encode run changes: %w", e.err)
+	}
+	if err := writeRun(a.ctx, a.tx, run, e.changes); err != nil {
+		return err
+	}
+	return writeDirState(a.ctx, a.tx, a.domain, run.DirState)
+}
+
 // applier writes the changes of one Apply.
 type applier struct {
 	ctx     context.Context
 	tx      pgx.Tx
 	domain  string
 	changes []store.Change
-	groups  map[string]int64 // group name → id, in domain
+	groups  map[string]int64 // group name → id, in domain; apply reads them if nil
+
+	// Set for a prewrite (prewrite.go). kept maps the directory id of each
+	// create whose mailbox a prewrite wrote and this Apply keeps to the
+	// mailbox's id: of such a create only the memberships are written.
+	// spare are ids that a prewrite took from the sequence for mailboxes it
+	// undid, ascending: allocateIDs hands them out before taking more.
+	// bare is set for a prewrite's Create, whose caller rolls the whole
+	// prewrite back on an error: take writes without a savepoint of its
+	// own (see prewrite).
+	kept  map[string]int64
+	spare []int64
+	bare  bool
 
 	deletes, updates, creates, members []int // indexes into changes, by phase
 
@@ -133,7 +176,8 @@ type newAddress struct {
 
 // createPlan is what a create writes.
 type createPlan struct {
-	id     int64 // taken from the sequence by allocateIDs
+	id     int64 // taken from the sequence by allocateIDs, or kept
+	kept   bool  // a prewrite wrote the mailbox and its addresses
 	kind   string
 	set    []address
 	groups []int64 // ids, each once
@@ -162,9 +206,11 @@ func (a *applier) apply() error {
 			return fmt.Errorf("change %d: unknown kind %s", i, c.Kind)
 		}
 	}
-	var err error
-	if a.groups, err = groupIDs(a.ctx, a.tx, a.domain); err != nil {
-		return err
+	if a.groups == nil {
+		var err error
+		if a.groups, err = groupIDs(a.ctx, a.tx, a.domain); err != nil {
+			return err
+		}
 	}
 	if err := a.delete(); err != nil {
 		return err
@@ -285,9 +331,10 @@ func (a *applier) sendBatch(b *pgx.Batch, idx []int, read func(i int, br pgx.Bat
 }
 
 // take gives the updated mailboxes their new addresses and writes the
-// creates: their mailboxes, addresses and memberships. Everything that can
-// be checked without the database is checked first; then it all goes in
-// three COPYs, behind a savepoint.
+// creates: their mailboxes, addresses and memberships (only the
+// memberships of a kept create). Everything that can be checked without
+// the database is checked first, kept creates included; then it all goes
+// in three COPYs, behind a savepoint unless a.bare.
 func (a *applier) take() error {
 	n := len(a.updates)
 	for _, i := range a.creates {
@@ -302,13 +349,17 @@ func (a *applier) take() error {
 	a.newAddrs = make([]newAddress, 0, n)
 	a.plans = make([]createPlan, len(a.creates))
 	a.dirIDs = make(map[string]int, len(a.creates))
-	check := func(pos int, set []address, id int64) error {
+	// A kept create's addresses are in the store already, its own: they
+	// are checked against the others, not written.
+	check := func(pos int, set []address, id int64, write bool) error {
 		for k, ad := range set {
 			if j, dup := taken[ad.addr]; dup {
 				return a.takenInApply(ad.addr, j)
 			}
 			taken[ad.addr] = pos
-			a.newAddrs = append(a.newAddrs, newAddress{address: ad, pos: pos, primary: k == 0, id: id})
+			if write {
+				a.newAddrs = append(a.newAddrs, newAddress{address: ad, pos: pos, primary: k == 0, id: id})
+			}
 		}
 		return nil
 	}
@@ -319,9 +370,10 @@ func (a *applier) take() error {
 		var err error
 		if pos < len(a.updates) {
 			set, _ := addressSet(a.changes[i].After) // checked by update
-			err = check(pos, set, changeID(&a.changes[i]))
+			err = check(pos, set, changeID(&a.changes[i]), true)
 		} else if err = a.planCreate(pos); err == nil {
-			err = check(pos, a.plans[pos-len(a.updates)].set, 0)
+			p := &a.plans[pos-len(a.updates)]
+			err = check(pos, p.set, 0, !p.kept)
 		}
 		if err != nil {
 			planErr, refused = a.fail(i, err), pos
@@ -335,12 +387,15 @@ func (a *applier) take() error {
 		}
 		return planErr
 	}
-	if len(a.newAddrs) == 0 {
-		return nil
+	if len(a.newAddrs) == 0 && len(a.kept) == 0 {
+		return nil // nothing created, no address taken
 	}
 
 	if err := a.allocateIDs(); err != nil {
 		return err
+	}
+	if a.bare {
+		return a.copyAll()
 	}
 	if _, err := a.tx.Exec(a.ctx, `SAVEPOINT take`); err != nil {
 		return err
@@ -356,11 +411,19 @@ func (a *applier) take() error {
 	if _, rerr := a.tx.Exec(a.ctx, `ROLLBACK TO SAVEPOINT take`); rerr != nil {
 		return err
 	}
+	return a.copyError(err)
+}
+
+// copyError is the error of a COPY of take that hit an address or
+// directory id that is taken (err), once the transaction is rolled back to
+// before it: that of the change at fault as diagnose finds it.
+func (a *applier) copyError(err error) error {
 	if derr := a.diagnose(-1); derr != nil {
 		return derr
 	}
 	// Taken by a writer of another domain that the diagnosis no longer
-	// sees; name what PostgreSQL named.
+	// sees (or, in a prewrite, by a Create rolled back with this one);
+	// name what PostgreSQL named.
 	return fmt.Errorf("an address or directory id was taken meanwhile (%s): %w", constraintOf(err), store.ErrExists)
 }
 
@@ -393,6 +456,9 @@ func (a *applier) planCreate(pos int) error {
 		return fmt.Errorf("directory id %q is taken by %s, created in this run: %w", m.DirID, changeAddress(&a.changes[a.change(j)]), store.ErrExists)
 	}
 	a.dirIDs[m.DirID] = pos
+	if id, ok := a.kept[m.DirID]; ok {
+		p.id, p.kept = id, true
+	}
 	return nil
 }
 
@@ -420,10 +486,11 @@ func (a *applier) diagnose(exclude int) error {
 	}
 
 	// A create writes its mailbox, with the directory id, before its
-	// addresses: that fault comes first.
+	// addresses: that fault comes first. A kept create's directory id (as
+	// its addresses, not in newAddrs) is its own mailbox's.
 	var dirIDs []string
 	for id, pos := range a.dirIDs {
-		if pos != exclude {
+		if pos != exclude && !a.plans[pos-len(a.updates)].kept {
 			dirIDs = append(dirIDs, id)
 		}
 	}
@@ -461,25 +528,31 @@ func (a *applier) diagnose(exclude int) error {
 	return firstErr
 }
 
-// allocateIDs takes an id for every create from the mailboxes' sequence,
+// allocateIDs gives an id to every create that is not kept: the spare
+// ids first, in their order, then ids from the mailboxes' sequence, taken
 // in one query.
 func (a *applier) allocateIDs() error {
-	if len(a.creates) == 0 {
+	need := a.unkept()
+	if len(need) == 0 {
 		return nil
 	}
-	rows, err := a.tx.Query(a.ctx, `SELECT nextval('mailboxes_id_seq') FROM generate_series(1, $1::integer)`, len(a.creates))
-	if err != nil {
-		return err
+	ids := slices.Clone(a.spare[:min(len(need), len(a.spare))])
+	if more := len(need) - len(ids); more > 0 {
+		rows, err := a.tx.Query(a.ctx, `SELECT nextval('mailboxes_id_seq') FROM generate_series(1, $1::integer)`, more)
+		if err != nil {
+			return err
+		}
+		taken, err := pgx.CollectRows(rows, pgx.RowTo[int64])
+		if err != nil {
+			return err
+		}
+		if len(taken) != more {
+			return fmt.Errorf("took %d mailbox ids, want %d", len(taken), more)
+		}
+		ids = append(ids, taken...)
 	}
-	ids, err := pgx.CollectRows(rows, pgx.RowTo[int64])
-	if err != nil {
-		return err
-	}
-	if len(ids) != len(a.creates) {
-		return fmt.Errorf("took %d mailbox ids, want %d", len(ids), len(a.creates))
-	}
-	for k := range a.plans {
-		a.plans[k].id = ids[k]
+	for i, k := range need {
+		a.plans[k].id = ids[i]
 	}
 	for k := range a.newAddrs {
 		if na := &a.newAddrs[k]; na.id == 0 {
@@ -489,28 +562,42 @@ func (a *applier) allocateIDs() error {
 	return nil
 }
 
+// unkept returns the indexes into plans of the creates that are not kept:
+// those whose mailbox this Apply writes.
+func (a *applier) unkept() []int {
+	ks := make([]int, 0, len(a.plans))
+	for k := range a.plans {
+		if !a.plans[k].kept {
+			ks = append(ks, k)
+		}
+	}
+	return ks
+}
+
 // copyAll writes the new mailboxes, all new addresses and the new
-// mailboxes' memberships with COPY.
+// mailboxes' memberships (the kept ones' too) with COPY.
 func (a *applier) copyAll() error {
-	if n := len(a.creates); n > 0 {
+	if ks := a.unkept(); len(ks) > 0 {
 		_, err := a.tx.CopyFrom(a.ctx, pgx.Identifier{"mailboxes"},
 			[]string{"id", "domain", "primary_address", "kind", "display_name", "source", "dir_id", "dn"},
-			pgx.CopyFromSlice(n, func(k int) ([]any, error) {
-				m, p := a.changes[a.creates[k]].After, &a.plans[k]
+			pgx.CopyFromSlice(len(ks), func(i int) ([]any, error) {
+				m, p := a.changes[a.creates[ks[i]]].After, &a.plans[ks[i]]
 				return []any{p.id, a.domain, p.set[0].addr, p.kind, m.DisplayName, sdk.SourceLDAP, m.DirID, m.DN}, nil
 			}))
 		if err != nil {
 			return err
 		}
 	}
-	_, err := a.tx.CopyFrom(a.ctx, pgx.Identifier{"addresses"},
-		[]string{"address", "domain", "mailbox_id", "is_primary"},
-		pgx.CopyFromSlice(len(a.newAddrs), func(k int) ([]any, error) {
-			na := &a.newAddrs[k]
-			return []any{na.addr, na.domain, na.id, na.primary}, nil
-		}))
-	if err != nil {
-		return err
+	if len(a.newAddrs) > 0 {
+		_, err := a.tx.CopyFrom(a.ctx, pgx.Identifier{"addresses"},
+			[]string{"address", "domain", "mailbox_id", "is_primary"},
+			pgx.CopyFromSlice(len(a.newAddrs), func(k int) ([]any, error) {
+				na := &a.newAddrs[k]
+				return []any{na.addr, na.domain, na.id, na.primary}, nil
+			}))
+		if err != nil {
+			return err
+		}
 	}
 	type member struct{ mailbox, group int64 }
 	var ms []member
@@ -522,7 +609,7 @@ func (a *applier) copyAll() error {
 	if len(ms) == 0 {
 		return nil
 	}
-	_, err = a.tx.CopyFrom(a.ctx, pgx.Identifier{"memberships"},
+	_, err := a.tx.CopyFrom(a.ctx, pgx.Identifier{"memberships"},
 		[]string{"mailbox_id", "group_id", "source"},
 		pgx.CopyFromSlice(len(ms), func(k int) ([]any, error) {
 			return []any{ms[k].mailbox, ms[k].group, sdk.SourceLDAP}, nil

@@ -15,7 +15,9 @@
 // write to a domain's mailboxes, groups or memberships first bumps the
 // domain's generation (an UPDATE of its row), which both serializes the
 // writers of one domain and lets Apply refuse a run computed from a state
-// that has changed since; writers of other domains and readers go on.
+// that has changed since; writers of other domains and readers go on. A
+// run that writes while it reads (Prewrite) locks the row without the
+// bump, and bumps it in its Apply.
 // Leases are rows locked by the statement that takes them, and their times
 // come from the database's clock (now()), never from the process's:
 // replicas on several machines share that clock. Snapshots and run listings
