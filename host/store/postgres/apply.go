@@ -56,14 +56,19 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 	if err := runDomain(run, domain); err != nil {
 		return err
 	}
+	return s.apply(ctx, domain, changes, run, nil)
+}
 
+// apply is Apply of a checked domain and run; spare are ids the applier
+// hands out first (applier.spare).
+func (s *Store) apply(ctx context.Context, domain string, changes []store.Change, run *store.Run, spare []int64) error {
 	enc, filled := startRecord(run, changes)
 	r := *run
-	err = s.writeTx(ctx, func(tx pgx.Tx) error {
+	err := s.writeTx(ctx, func(tx pgx.Tx) error {
 		if err := bumpFrom(ctx, tx, domain, run.Generation); err != nil {
 			return err
 		}
-		a := &applier{ctx: ctx, tx: tx, domain: domain, changes: changes}
+		a := &applier{ctx: ctx, tx: tx, domain: domain, changes: changes, spare: spare}
 		return a.applyAndRecord(&r, enc)
 	})
 	if err != nil {

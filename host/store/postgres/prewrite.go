@@ -35,9 +35,13 @@ var _ store.Prewriter = (*Store)(nil)
 //     their addresses waits for the run (the unique index does), then
 //     fails with ErrExists, or goes on if the run rolled back.
 //   - one pooled connection, and an open transaction that keeps VACUUM
-//     from removing rows dead since it began. A server whose
-//     idle_in_transaction_session_timeout is shorter than the read's
-//     pauses ends it; the run then fails and writes nothing.
+//     from removing rows dead since it began. A connection that goes
+//     during the read (a server whose idle_in_transaction_session_timeout
+//     is shorter than the read's pauses, a restart) takes the transaction
+//     with it: Apply then writes as Store.Apply would, in a new one.
+//   - a writer of another domain that waits for one of the rows written
+//     (above) holds its own domain's row meanwhile: that domain's other
+//     writes wait too.
 //
 // The undo rolls back to a savepoint taken after the lock: one
 // subtransaction for the whole read. Create writes each batch without a
@@ -59,7 +63,7 @@ func (s *Store) Prewrite(ctx context.Context, domain string, generation int64) (
 	if err != nil {
 		return nil, err
 	}
-	p := &prewrite{domain: domain, generation: generation, written: map[string]writtenRow{}}
+	p := &prewrite{s: s, domain: domain, generation: generation, written: map[string]writtenRow{}}
 	if err := p.begin(ctx, s); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("prewrite to %s: %w", domain, ctxErr(ctx, err))
@@ -70,6 +74,7 @@ func (s *Store) Prewrite(ctx context.Context, domain string, generation int64) (
 // prewrite is an open write transaction of one run. It is not safe for
 // concurrent use: a run creates, then applies, then closes.
 type prewrite struct {
+	s          *Store
 	domain     string
 	generation int64 // checked at Prewrite, the row locked since
 	tx         pgx.Tx
@@ -194,16 +199,33 @@ func (p *prewrite) Apply(ctx context.Context, changes []store.Change, run *store
 		p.Close() // Apply ends the transaction, whatever it returns
 		return err
 	}
+	// The connection may have gone during the read (a server restart, a
+	// cut, its idle_in_transaction_session_timeout), and its transaction
+	// with it: nothing was written. The run then writes as Store.Apply
+	// would, in a transaction of its own; the generation it checks stands
+	// for the lock that went. (Should the connection go during the commit,
+	// after it took, that generation has moved: the new transaction writes
+	// nothing.)
+	fresh := func() error {
+		p.Close()
+		return p.s.apply(ctx, p.domain, changes, run, slices.Sorted(slices.Values(p.ids)))
+	}
+	if p.tx.Conn().IsClosed() {
+		return fresh()
+	}
 	enc, filled := startRecord(run, changes)
 	r := *run
 	err = p.finish(ctx, changes, &r, enc)
+	if err != nil && filled {
+		run.Changes = nil
+	}
+	if err != nil && p.tx.Conn().IsClosed() && ctx.Err() == nil {
+		return fresh()
+	}
 	if cerr := p.Close(); err == nil {
 		err = cerr
 	}
 	if err != nil {
-		if filled {
-			run.Changes = nil
-		}
 		return fmt.Errorf("apply to %s: %w", p.domain, ctxErr(ctx, err))
 	}
 	run.ID, run.ChangeCount = r.ID, len(run.Changes)

@@ -239,3 +239,49 @@ func BenchmarkFirstSync20k(b *testing.B) {
 		b.ReportMetric(float64(after.Milliseconds())/float64(b.N), "apply-ms/op")
 	})
 }
+
+// TestPrewriteConnectionLost: the prewrite's connection goes during the
+// read (the server ends it, or its idle_in_transaction_session_timeout
+// does), and its transaction with it. Nothing was committed, and Apply
+// writes as Store.Apply would, in a transaction of its own: the run's
+// 3,000 creates.
+func TestPrewriteConnectionLost(t *testing.T) {
+	for _, when := range []string{"between creates", "before apply", "idle timeout"} {
+		t.Run(when, func(t *testing.T) {
+			ctx := t.Context()
+			s := storeWithGroups(t)
+			changes := createChanges(3000)
+			p, run := openPrewrite(t, s)
+			pw := p.(*prewrite)
+			if err := p.Create(ctx, afters(changes[:1000])); err != nil {
+				t.Fatal(err)
+			}
+			if when == "idle timeout" {
+				if _, err := pw.tx.Exec(ctx, `SET idle_in_transaction_session_timeout = 300`); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(time.Second)
+			} else {
+				if _, err := s.pool.Exec(ctx, `SELECT pg_terminate_backend($1)`, pw.tx.Conn().PgConn().PID()); err != nil {
+					t.Fatal(err)
+				}
+				time.Sleep(100 * time.Millisecond)
+			}
+			if when != "before apply" {
+				if err := p.Create(ctx, afters(changes[1000:2000])); err == nil {
+					t.Fatal("a Create on a connection that went succeeded")
+				}
+			}
+			if err := p.Apply(ctx, changes, run); err != nil {
+				t.Fatalf("Apply after the connection went: %v", err)
+			}
+			ms, err := s.Mailboxes(ctx, "example.com")
+			if err != nil {
+				t.Fatal(err)
+			}
+			if len(ms) != 3000 {
+				t.Errorf("%d mailboxes, want the run's 3000", len(ms))
+			}
+		})
+	}
+}
