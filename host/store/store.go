@@ -235,8 +235,19 @@ type DirState struct {
 	// FullAt is when the last full read of the state started.
 	FullAt time.Time
 	// Entries is the host's encoding of the entries read: opaque to the
-	// store, and large (about 350 bytes an entry).
+	// store, and large (about 350 bytes an entry). A store that is a
+	// ChunkStore gets and gives Chunks instead (Entries nil).
 	Entries []byte
+	// Chunks are the entries in parts, for a ChunkStore: the state is
+	// the chunks in ascending Seq. In a Run.DirState given to Apply they
+	// replace every chunk the domain had, unless Patch is set.
+	Chunks []StateChunk
+	// Patch, in a Run.DirState given to Apply, keeps the domain's chunks
+	// and changes only those of Chunks: each replaces the chunk of its
+	// Seq (or is added), and one with an empty Data deletes it. Key,
+	// Cookie, FullAt and Head are replaced as always. A store that is not
+	// a ChunkStore never gets it.
+	Patch bool
 	// Head is a small part of the host's encoding (its summary of
 	// Entries), kept as given and readable without Entries
 	// (DirStateHead).
@@ -382,8 +393,8 @@ type Store interface {
 	// or Head may come back nil); nil (and no error) when there is none or
 	// the domain does not exist.
 	DirState(ctx context.Context, domain string) (*DirState, error)
-	// DirStateHead is DirState without its Entries (nil): the cheap read
-	// of a state that may be tens of megabytes.
+	// DirStateHead is DirState without its Entries and Chunks (nil): the
+	// cheap read of a state that may be tens of megabytes.
 	DirStateHead(ctx context.Context, domain string) (*DirState, error)
 	// PruneRuns deletes the finished runs of every domain that ended
 	// before before (a run recorded without an end time counts from its
@@ -510,6 +521,38 @@ type Prewrite interface {
 	// Close rolls back the transaction unless Apply ended it. It does
 	// nothing after Apply, or a second time.
 	Close() error
+}
+
+// StateChunk is a part of a kept directory state (DirState.Chunks): a run
+// of entries, and a summary that tells a delta, without Data, whether it
+// needs them. Both are the host's encoding, opaque to the store.
+type StateChunk struct {
+	Seq     int64
+	Summary []byte
+	Data    []byte
+}
+
+// ChunkStore is a Store that keeps a directory state in chunks, so that a
+// delta run reads the summaries, then only the chunks its changes reach,
+// and rewrites only those (DirState.Patch): its cost follows the changes,
+// not the domain's size. It is optional; the host gives a Store without it
+// the state as one Entries. The three stores that ship have it.
+//
+// Such a store's DirState returns a chunked state's Chunks (Seq, Summary,
+// Data, in ascending Seq) and Entries nil; a state written as Entries (by
+// an earlier version) comes back as it was written. A state written with
+// no chunk at all reads back with Chunks nil, as one not written in
+// chunks. A full write (Patch false) keeps a chunk with an empty Data as
+// it is; only a patch deletes with one.
+type ChunkStore interface {
+	// DirStateSummaries is DirStateHead with the Seq and Summary of every
+	// chunk (Data nil), in ascending Seq; Chunks is nil when the state was
+	// not written in chunks.
+	DirStateSummaries(ctx context.Context, domain string) (*DirState, error)
+	// DirStateChunks returns the chunks of the domain's state whose Seq is
+	// in seqs, with Summary and Data, in ascending Seq; a Seq it does not
+	// have is left out.
+	DirStateChunks(ctx context.Context, domain string, seqs []int64) ([]StateChunk, error)
 }
 
 // CookieMover is a Store that can move a kept state's cookie on without

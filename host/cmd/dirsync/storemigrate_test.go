@@ -241,7 +241,7 @@ func TestStoreMigrate(t *testing.T) {
 	if err := json.Unmarshal([]byte(out), &res); err != nil {
 		t.Fatalf("store migrate --json: %v\n%s", err, out)
 	}
-	if !res.Match || len(res.Counts) != 9 || res.From != "sqlite:"+dbPath || !strings.Contains(res.To, "xxxxx") {
+	if !res.Match || len(res.Counts) != 11 || res.From != "sqlite:"+dbPath || !strings.Contains(res.To, "xxxxx") {
 		t.Errorf("store migrate --json: %s", out)
 	}
 	for _, c := range res.Counts {

@@ -21,8 +21,8 @@
 // deleted row. (PostgreSQL never rolls a sequence back: a copy that fails
 // after moving them leaves them moved, which skips ids and reuses none.)
 //
-// The mapping, SQLite (schema version 5, host/store/sqlite) to PostgreSQL
-// (schema version 3, host/store/postgres/migrations):
+// The mapping, SQLite (schema version 6, host/store/sqlite) to PostgreSQL
+// (schema version 4, host/store/postgres/migrations):
 //
 //	domains      name, generation                → domains: the same
 //	mailboxes    id, domain, primary_address, kind, display_name, source, dir_id, dn
@@ -53,6 +53,10 @@
 //	dir_state    domain, key, cookie (bytes or NULL), head (bytes or NULL),
 //	             entries (bytes or NULL)         → dir_state: the same, byte for byte
 //	             full_at (text, UTC)             → full_at timestamptz
+//	dir_state_summaries  domain, seq, summary (bytes or NULL)
+//	                                             → dir_state_summaries: the same, byte for byte
+//	dir_state_chunks     domain, seq, data (bytes or NULL)
+//	                                             → dir_state_chunks: the same, byte for byte
 //	leases                                       → not copied
 //	sqlite_sequence (mailboxes, groups, runs)    → the id sequences of those tables
 //
@@ -142,8 +146,8 @@ func (e *MismatchError) Error() string {
 }
 
 // tables are the tables copied, in the order copied: domains first, which
-// groups, runs, settings and dir_state refer to by a foreign key (the bulk
-// tables have none). what names the rows in messages.
+// groups, runs, settings and the dir_state tables refer to by a foreign key
+// (the bulk tables have none). what names the rows in messages.
 var tables = []struct{ name, what string }{
 	{"domains", "domains"},
 	{"mailboxes", "mailboxes"},
@@ -154,11 +158,14 @@ var tables = []struct{ name, what string }{
 	{"run_changes", "run changes"},
 	{"settings", "settings versions"},
 	{"dir_state", "directory states"},
+	{"dir_state_summaries", "state summaries"},
+	{"dir_state_chunks", "state chunks"},
 }
 
 // lockedTables are the target's tables that Copy locks: those it writes
 // and leases, which refer to domains.
-const lockedTables = "domains, mailboxes, addresses, groups, memberships, leases, runs, run_changes, settings, dir_state"
+const lockedTables = "domains, mailboxes, addresses, groups, memberships, leases, runs, run_changes, settings, dir_state, " +
+	"dir_state_summaries, dir_state_chunks"
 
 // sequenced are the tables whose ids come from a sequence in the target and
 // an AUTOINCREMENT counter in the source.
@@ -402,6 +409,12 @@ func (c *copier) copyTable(table string) (int64, error) {
 		return c.copyRows(table, `SELECT domain, key, cookie, full_at, head, entries FROM dir_state ORDER BY domain`,
 			[]string{"domain", "key", "cookie", "full_at", "head", "entries"},
 			dirStateRow)
+	case "dir_state_summaries":
+		return c.copyRows(table, `SELECT domain, seq, summary FROM dir_state_summaries ORDER BY domain, seq`,
+			[]string{"domain", "seq", "summary"}, chunkRow)
+	case "dir_state_chunks":
+		return c.copyRows(table, `SELECT domain, seq, data FROM dir_state_chunks ORDER BY domain, seq`,
+			[]string{"domain", "seq", "data"}, chunkRow)
 	}
 	return 0, fmt.Errorf("no table %s", table)
 }
@@ -532,6 +545,22 @@ func dirStateRow(r *sql.Rows) ([]any, error) {
 		entries = nil
 	}
 	return []any{domain, key, cookie, t, head, entries}, nil
+}
+
+// chunkRow converts a row of the source's dir_state_summaries or
+// dir_state_chunks (domain, seq, bytes): the bytes as they are, an empty
+// value as NULL, as the PostgreSQL store writes it.
+func chunkRow(r *sql.Rows) ([]any, error) {
+	var domain string
+	var seq int64
+	var b []byte
+	if err := r.Scan(&domain, &seq, &b); err != nil {
+		return nil, err
+	}
+	if len(b) == 0 {
+		b = nil
+	}
+	return []any{domain, seq, b}, nil
 }
 
 // settingsRow converts a row of the source's settings.

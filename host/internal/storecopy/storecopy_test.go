@@ -43,29 +43,33 @@ func TestMain(m *testing.M) {
 func TestSchemasAreMapped(t *testing.T) {
 	ctx := t.Context()
 	sqliteCols := map[string]string{
-		"domains":         "name generation",
-		"mailboxes":       "id domain primary_address kind display_name source dir_id dn",
-		"addresses":       "address domain mailbox_id is_primary",
-		"groups":          "id domain name source",
-		"memberships":     "mailbox_id group_id source",
-		"runs":            "id domain started ended outcome error server counts changes stage holder settings intended refs settings_version change_count read",
-		"leases":          "domain holder run_id since expiry",
-		"settings":        "domain version settings secret author created removed",
-		"dir_state":       "domain key cookie full_at head entries",
-		"sqlite_sequence": "name seq",
+		"domains":             "name generation",
+		"mailboxes":           "id domain primary_address kind display_name source dir_id dn",
+		"addresses":           "address domain mailbox_id is_primary",
+		"groups":              "id domain name source",
+		"memberships":         "mailbox_id group_id source",
+		"runs":                "id domain started ended outcome error server counts changes stage holder settings intended refs settings_version change_count read",
+		"leases":              "domain holder run_id since expiry",
+		"settings":            "domain version settings secret author created removed",
+		"dir_state":           "domain key cookie full_at head entries",
+		"sqlite_sequence":     "name seq",
+		"dir_state_summaries": "domain seq summary",
+		"dir_state_chunks":    "domain seq data",
 	}
 	pgCols := map[string]string{
-		"domains":           "name generation",
-		"mailboxes":         "id domain primary_address kind display_name source dir_id dn",
-		"addresses":         "address domain mailbox_id is_primary",
-		"groups":            "id domain name source",
-		"memberships":       "mailbox_id group_id source",
-		"runs":              "id domain started ended outcome stage error server holder settings_version settings counts intended refs change_count read",
-		"run_changes":       "run_id seq kind address grp before after",
-		"leases":            "domain holder run_id since expiry",
-		"settings":          "domain version settings secret author created removed",
-		"dir_state":         "domain key cookie full_at head entries",
-		"schema_migrations": "version applied_at",
+		"domains":             "name generation",
+		"mailboxes":           "id domain primary_address kind display_name source dir_id dn",
+		"addresses":           "address domain mailbox_id is_primary",
+		"groups":              "id domain name source",
+		"memberships":         "mailbox_id group_id source",
+		"runs":                "id domain started ended outcome stage error server holder settings_version settings counts intended refs change_count read",
+		"run_changes":         "run_id seq kind address grp before after",
+		"leases":              "domain holder run_id since expiry",
+		"settings":            "domain version settings secret author created removed",
+		"dir_state":           "domain key cookie full_at head entries",
+		"schema_migrations":   "version applied_at",
+		"dir_state_summaries": "domain seq summary",
+		"dir_state_chunks":    "domain seq data",
 	}
 
 	src, err := sqlite.Open(filepath.Join(t.TempDir(), "dirsync.db"))
@@ -143,8 +147,8 @@ const (
 // intended counts, references and settings, a pruned run and a deleted
 // mailbox (ids of the AUTOINCREMENT counters beyond the rows), settings
 // versions with and without a sealed secret and a removal, directory
-// states (one with an empty cookie and no entries) and runs of both reads,
-// and a lease held now.
+// states (one with an empty cookie and no entries, in chunks, patched
+// since) and runs of both reads, and a lease held now.
 func newFixture(t *testing.T) fixture {
 	t.Helper()
 	ctx := t.Context()
@@ -198,8 +202,20 @@ func newFixture(t *testing.T) fixture {
 		create("guid-z", "zed@example.com", nil),
 		folder)
 	apply(other, &store.Run{Started: start.Add(time.Minute), Ended: start.Add(2 * time.Minute), Outcome: store.OutcomeOK,
-		Read: store.ReadFull, DirState: &store.DirState{Key: "other key", Cookie: []byte{}, Head: []byte{}, FullAt: start.Add(time.Minute)}},
+		Read: store.ReadFull, DirState: &store.DirState{Key: "other key", Cookie: []byte{}, Head: []byte{}, FullAt: start.Add(time.Minute),
+			Chunks: fixtureChunks(0, 200)}},
 		create("guid-o", "ops@other.test", []string{"ops@example.org"}, "Ops"))
+	// A patch: 0–9 replaced, 10–19 deleted, 1000–1004 added.
+	patch := append(fixtureChunks(0, 10), fixtureChunks(1000, 1005)...)
+	for i := range patch[:10] {
+		patch[i].Data = append(patch[i].Data, 'p')
+	}
+	for seq := int64(10); seq < 20; seq++ {
+		patch = append(patch, store.StateChunk{Seq: seq})
+	}
+	apply(other, &store.Run{Started: start.Add(150 * time.Second), Ended: start.Add(160 * time.Second), Outcome: store.OutcomeOK,
+		Read: store.ReadDelta, DirState: &store.DirState{Key: "other key", Cookie: []byte{}, Head: []byte{}, FullAt: start.Add(time.Minute),
+			Chunks: patch, Patch: true}})
 	_, err = s.AddMailbox(ctx, dom, store.Mailbox{Primary: "postmaster@example.com", Kind: sdk.KindUser,
 		Source: sdk.SourceManual, Groups: []string{"Sales"}})
 	must(err)
@@ -266,6 +282,31 @@ func newFixture(t *testing.T) fixture {
 	return fixture{path: path, maxMailbox: last, maxRun: running.ID}
 }
 
+// fixtureChunks are chunks of seqs from to to (not included) of every byte
+// value: chunk 3 has no summary, chunk 5 data of 20 KB, chunk 7 none.
+func fixtureChunks(from, to int64) []store.StateChunk {
+	var cs []store.StateChunk
+	for seq := from; seq < to; seq++ {
+		c := store.StateChunk{Seq: seq, Summary: make([]byte, 1300), Data: make([]byte, 3500)}
+		switch seq {
+		case 3:
+			c.Summary = nil
+		case 5:
+			c.Data = make([]byte, 20<<10)
+		case 7:
+			c.Data = nil
+		}
+		for i := range c.Summary {
+			c.Summary[i] = byte(int64(i) * (seq + 1))
+		}
+		for i := range c.Data {
+			c.Data[i] = byte(int64(i) * (seq + 3))
+		}
+		cs = append(cs, c)
+	}
+	return cs
+}
+
 // copyFixture copies the fixture's store into a new target and returns it
 // with the result.
 func copyFixture(t *testing.T, f fixture) (*postgres.Store, *Result) {
@@ -301,7 +342,7 @@ func TestCopy(t *testing.T) {
 
 	// example.org holds addresses but is no domain of the store.
 	want := map[string]int64{"domains": 3, "groups": 4, "mailboxes": 5, "addresses": 10, "memberships": 6,
-		"runs": 7, "run_changes": 10, "settings": 4, "dir_state": 2}
+		"runs": 8, "run_changes": 10, "settings": 4, "dir_state": 2, "dir_state_summaries": 195, "dir_state_chunks": 195}
 	for _, c := range res.Counts {
 		if c.Source != c.Target || c.Source != want[c.Table] {
 			t.Errorf("%s: source %d, target %d, want %d", c.Table, c.Source, c.Target, want[c.Table])
@@ -349,6 +390,45 @@ func TestCopy(t *testing.T) {
 			t.Fatal(err1, err2)
 		}
 		same("directory state head of "+d, utcState(sa), utcState(sb))
+		sa, err1 = src.DirStateSummaries(ctx, d)
+		sb, err2 = dst.DirStateSummaries(ctx, d)
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		same("directory state summaries of "+d, utcState(sa), utcState(sb))
+		var seqs []int64
+		if sb != nil {
+			for _, c := range sb.Chunks {
+				seqs = append(seqs, c.Seq)
+			}
+		}
+		ca, err1 := src.DirStateChunks(ctx, d, append(seqs, 15, 2000))
+		cb, err2 := dst.DirStateChunks(ctx, d, append(seqs, 15, 2000))
+		if err1 != nil || err2 != nil {
+			t.Fatal(err1, err2)
+		}
+		same("directory state chunks of "+d, ca, cb)
+		// The chunks the fixture left: 0–199 written, 0–9 replaced,
+		// 10–19 deleted, 1000–1004 added.
+		var wantChunks []store.StateChunk
+		if d == other {
+			wantChunks = append(fixtureChunks(0, 10), fixtureChunks(20, 200)...)
+			for i := range wantChunks[:10] {
+				wantChunks[i].Data = append(wantChunks[i].Data, 'p')
+			}
+			wantChunks = append(wantChunks, fixtureChunks(1000, 1005)...)
+		}
+		if db != nil && (len(db.Chunks) != len(wantChunks) || (d == other && db.Entries != nil)) {
+			t.Errorf("directory state of %s in the target: %d chunks, %d bytes of entries; want %d chunks", d, len(db.Chunks), len(db.Entries), len(wantChunks))
+		} else if db != nil {
+			for i, c := range db.Chunks {
+				w := wantChunks[i]
+				if c.Seq != w.Seq || !bytes.Equal(c.Summary, w.Summary) || !bytes.Equal(c.Data, w.Data) {
+					t.Errorf("directory state of %s in the target: chunk %d (seq %d) differs from the one written (seq %d)", d, i, c.Seq, w.Seq)
+					break
+				}
+			}
+		}
 		// The states the fixture left: the last of each domain applied.
 		var key string
 		var entries int

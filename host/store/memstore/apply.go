@@ -38,8 +38,8 @@ import (
 //     changes. Apply sets run.ID and run.ChangeCount, and run.Domain if
 //     empty.
 //   - The directory state: the domain's becomes a copy of run.DirState
-//     (none if nil), with the rest of the commit; a failed Apply keeps the
-//     old one.
+//     (none if nil), with the rest of the commit, its chunks patched into
+//     the old ones if run.DirState.Patch; a failed Apply keeps the old one.
 func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change, run *store.Run) error {
 	domain, err := store.NormDomain(domain)
 	if err != nil {
@@ -87,10 +87,10 @@ func (s *Store) Apply(ctx context.Context, domain string, changes []store.Change
 	// Every change succeeded: commit by swapping the copies in.
 	tx.d.generation++
 	s.domains[domain], s.owners, s.lastMailbox = tx.d, tx.owners, tx.lastID
-	if run.DirState == nil {
+	if next := nextDirState(s.dirStates[domain], run.DirState); next == nil {
 		delete(s.dirStates, domain)
 	} else {
-		s.dirStates[domain] = copyDirState(run.DirState)
+		s.dirStates[domain] = next
 	}
 	if run.Changes == nil && len(changes) > 0 {
 		run.Changes = store.RunChanges(changes)

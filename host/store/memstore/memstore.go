@@ -34,8 +34,8 @@
 //     reused: runs.go;
 //   - settings versions and store.ErrConflict on a stale expected version:
 //     settings.go;
-//   - the directory state of a domain, replaced in the Apply of a run and
-//     only there: Apply and dirstate.go;
+//   - the directory state of a domain, replaced (or its chunks patched) in
+//     the Apply of a run and only there: Apply and dirstate.go;
 //   - Resolve, from any address to its mailbox's primary address: here.
 package memstore
 
@@ -73,7 +73,9 @@ type Store struct {
 	leases   map[string]store.Lease             // by domain
 	settings map[string][]store.SettingsVersion // by domain; [i] is version i+1
 	// dirStates holds the directory state each domain's last applied run
-	// left (store.DirState), by domain: Apply replaces it, copied.
+	// left (store.DirState), by domain, its Chunks in ascending Seq: Apply
+	// replaces it, copied (nextDirState), and never changes one in place
+	// but for MoveCookie's cookie.
 	dirStates map[string]*store.DirState
 }
 

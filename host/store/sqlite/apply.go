@@ -112,7 +112,7 @@ func (a *applier) finish(changes []store.Change, run *store.Run, enc <-chan enco
 	if err != nil {
 		return 0, err
 	}
-	return id, writeDirState(a.ctx, a.tx, a.domain, run.DirState)
+	return id, writeDirState(a, run.DirState)
 }
 
 // applier writes the changes of one Apply with statements prepared once.

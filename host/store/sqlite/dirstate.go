@@ -2,33 +2,82 @@ package sqlite
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
+	"slices"
+	"strconv"
 
 	"github.com/dirsync/dirsync/host/store"
 )
 
+var _ store.ChunkStore = (*Store)(nil)
+
 // DirState returns the directory state that the domain's last applied run
 // left; nil (and no error) when there is none or the domain is unknown. An
-// empty cookie, entries or head reads back nil.
+// empty cookie, entries, head, summary or data reads back nil. A chunked
+// state comes back with its chunks, in ascending Seq, and Entries nil.
 func (s *Store) DirState(ctx context.Context, domain string) (*store.DirState, error) {
-	return s.dirState(ctx, domain, true)
+	return s.dirState(ctx, domain, readChunks)
 }
 
-// DirStateHead is DirState without the entries: it does not read the
-// entries column, whose overflow pages are most of the cost of DirState.
+// DirStateHead is DirState without the entries and chunks: it reads
+// neither the entries column, whose overflow pages are most of the cost of
+// DirState, nor the chunk tables.
 func (s *Store) DirStateHead(ctx context.Context, domain string) (*store.DirState, error) {
-	return s.dirState(ctx, domain, false)
+	return s.dirState(ctx, domain, readHead)
 }
 
-// dirState reads the directory state of domain, its entries only if
-// withEntries.
-func (s *Store) dirState(ctx context.Context, domain string, withEntries bool) (*store.DirState, error) {
+// DirStateSummaries is DirStateHead with the Seq and Summary of every chunk
+// (store.ChunkStore): one query of dir_state_summaries, which holds no
+// data.
+func (s *Store) DirStateSummaries(ctx context.Context, domain string) (*store.DirState, error) {
+	return s.dirState(ctx, domain, readSummaries)
+}
+
+// What dirState reads besides the head of a state.
+type stateRead int
+
+const (
+	readHead      stateRead = iota // the head only
+	readSummaries                  // the chunks' summaries
+	readChunks                     // the entries, or the chunks with their data
+)
+
+// dirState reads the directory state of domain, in one read transaction
+// so that its head and chunks are of one Apply.
+func (s *Store) dirState(ctx context.Context, domain string, what stateRead) (*store.DirState, error) {
 	domain, err := store.NormDomain(domain)
 	if err != nil {
 		return nil, err
 	}
+	var ds *store.DirState
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		if ds, err = readStateHead(ctx, tx, domain, what == readChunks); err != nil || ds == nil {
+			return err
+		}
+		switch {
+		case what == readSummaries:
+			ds.Chunks, err = readStateChunks(ctx, tx, `SELECT seq, summary, NULL FROM dir_state_summaries
+				WHERE domain = ? ORDER BY seq`, domain)
+		case what == readChunks && ds.Entries == nil:
+			ds.Chunks, err = readStateChunks(ctx, tx, `SELECT s.seq, s.summary, c.data
+				FROM dir_state_summaries s JOIN dir_state_chunks c ON c.domain = s.domain AND c.seq = s.seq
+				WHERE s.domain = ? ORDER BY s.seq`, domain)
+		}
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory state of %s: %w", domain, err)
+	}
+	return ds, nil
+}
+
+// readStateHead reads the row of domain's state, its entries only if
+// withEntries; nil if there is none.
+func readStateHead(ctx context.Context, tx *sql.Tx, domain string, withEntries bool) (*store.DirState, error) {
 	var ds store.DirState
 	var fullAt string
 	// The entries column is named only when they are read: SQLite reads a
@@ -39,25 +88,22 @@ func (s *Store) dirState(ctx context.Context, domain string, withEntries bool) (
 	}
 	// Rows and RawBytes, not QueryRow: database/sql would copy the blob
 	// (tens of megabytes) once more.
-	rows, err := s.db.QueryContext(ctx, `SELECT s.key, s.cookie, s.full_at, s.head, `+entriesCol+`, d.generation
+	rows, err := tx.QueryContext(ctx, `SELECT s.key, s.cookie, s.full_at, s.head, `+entriesCol+`, d.generation
 		FROM dir_state s JOIN domains d ON d.name = s.domain WHERE s.domain = ?`, domain)
 	if err != nil {
-		return nil, fmt.Errorf("directory state of %s: %w", domain, err)
+		return nil, err
 	}
 	defer rows.Close()
 	if !rows.Next() {
-		if err := rows.Err(); err != nil {
-			return nil, fmt.Errorf("directory state of %s: %w", domain, err)
-		}
-		return nil, nil
+		return nil, rows.Err()
 	}
 	var entries sql.RawBytes
 	if err := rows.Scan(&ds.Key, &ds.Cookie, &fullAt, &ds.Head, &entries, &ds.Generation); err != nil {
-		return nil, fmt.Errorf("directory state of %s: %w", domain, err)
+		return nil, err
 	}
 	ds.Entries = bytes.Clone(entries)
 	if ds.FullAt, err = parseTime(fullAt); err != nil {
-		return nil, fmt.Errorf("directory state of %s: full_at: %w", domain, err)
+		return nil, fmt.Errorf("full_at: %w", err)
 	}
 	if len(ds.Cookie) == 0 {
 		ds.Cookie = nil
@@ -68,28 +114,209 @@ func (s *Store) dirState(ctx context.Context, domain string, withEntries bool) (
 	if len(ds.Entries) == 0 {
 		ds.Entries = nil
 	}
-	return &ds, nil
+	return &ds, rows.Close()
 }
 
-// writeDirState replaces the directory state of domain with ds, or deletes
-// it if ds is nil. It runs in Apply's transaction.
-func writeDirState(ctx context.Context, tx *sql.Tx, domain string, ds *store.DirState) error {
+// readStateChunks reads the chunks of query (seq, summary, data), nil if
+// none. Their bytes are copied into blocks of a megabyte or more
+// (arena): 15,000 summaries are 20 slices for the garbage collector, not
+// 15,000.
+func readStateChunks(ctx context.Context, tx *sql.Tx, query string, args ...any) ([]store.StateChunk, error) {
+	rows, err := tx.QueryContext(ctx, query, args...)
+	if err != nil {
+		return nil, err
+	}
+	defer rows.Close()
+	var chunks []store.StateChunk
+	var a arena
+	for rows.Next() {
+		var seq int64
+		var summary, data sql.RawBytes
+		if err := rows.Scan(&seq, &summary, &data); err != nil {
+			return nil, err
+		}
+		chunks = append(chunks, store.StateChunk{Seq: seq, Summary: a.copy(summary), Data: a.copy(data)})
+	}
+	return chunks, rows.Err()
+}
+
+// arena copies byte slices into shared blocks.
+type arena struct{ block []byte }
+
+// copy returns a copy of b (nil if it is empty) in the current block, or
+// in a new one if it does not fit.
+func (a *arena) copy(b []byte) []byte {
+	if len(b) == 0 {
+		return nil
+	}
+	if cap(a.block)-len(a.block) < len(b) {
+		a.block = make([]byte, 0, max(1<<20, len(b)))
+	}
+	n := len(a.block)
+	a.block = append(a.block, b...)
+	return a.block[n:len(a.block):len(a.block)]
+}
+
+// DirStateChunks returns the chunks of the domain's state whose Seq is in
+// seqs, with their summaries and data, in ascending Seq
+// (store.ChunkStore): one query, the seqs passed as one JSON array.
+func (s *Store) DirStateChunks(ctx context.Context, domain string, seqs []int64) ([]store.StateChunk, error) {
+	domain, err := store.NormDomain(domain)
+	if err != nil {
+		return nil, err
+	}
+	if len(seqs) == 0 {
+		return nil, nil
+	}
+	var chunks []store.StateChunk
+	err = s.readTx(ctx, func(tx *sql.Tx) error {
+		var err error
+		chunks, err = readStateChunks(ctx, tx, `SELECT s.seq, s.summary, c.data
+			FROM dir_state_summaries s JOIN dir_state_chunks c ON c.domain = s.domain AND c.seq = s.seq
+			WHERE s.domain = ? AND s.seq IN (SELECT value FROM json_each(?)) ORDER BY s.seq`, domain, seqList(seqs))
+		return err
+	})
+	if err != nil {
+		return nil, fmt.Errorf("directory state chunks of %s: %w", domain, err)
+	}
+	return chunks, nil
+}
+
+// seqList is seqs as a JSON array, for json_each.
+func seqList(seqs []int64) string {
+	b := make([]byte, 0, 8*len(seqs)+2)
+	b = append(b, '[')
+	for i, seq := range seqs {
+		if i > 0 {
+			b = append(b, ',')
+		}
+		b = strconv.AppendInt(b, seq, 10)
+	}
+	return string(append(b, ']'))
+}
+
+// writeDirState replaces the directory state of a's domain with ds, or
+// deletes it, chunks and all, if ds is nil. It runs in Apply's
+// transaction.
+//
+// A state of chunks (ds.Chunks not nil) replaces every chunk the domain
+// had, and a patch (ds.Patch) the chunks it names, those with empty Data
+// deleted; either leaves the entries column NULL. A state of entries
+// deletes the domain's chunks. The chunks are written with multi-row
+// INSERTs (bulk.go), and the rows a patch deletes with one DELETE a table.
+func writeDirState(a *applier, ds *store.DirState) error {
+	ctx, tx, domain := a.ctx, a.tx, a.domain
 	if ds == nil {
-		if _, err := tx.ExecContext(ctx, `DELETE FROM dir_state WHERE domain = ?`, domain); err != nil {
-			return fmt.Errorf("delete the directory state: %w", err)
+		for _, q := range []string{
+			`DELETE FROM dir_state WHERE domain = ?`,
+			`DELETE FROM dir_state_summaries WHERE domain = ?`,
+			`DELETE FROM dir_state_chunks WHERE domain = ?`,
+		} {
+			if _, err := tx.ExecContext(ctx, q, domain); err != nil {
+				return fmt.Errorf("delete the directory state: %w", err)
+			}
 		}
 		return nil
+	}
+	entries := ds.Entries
+	if ds.Chunks != nil || ds.Patch {
+		entries = nil
+	}
+	if ds.Patch {
+		// Chunks without a state (its row deleted by hand) are no part of
+		// the one a patch makes.
+		for _, table := range []string{"dir_state_summaries", "dir_state_chunks"} {
+			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE domain = ?
+				AND NOT EXISTS (SELECT 1 FROM dir_state WHERE domain = ?)`, domain, domain); err != nil {
+				return fmt.Errorf("write the directory state: delete from %s: %w", table, err)
+			}
+		}
 	}
 	_, err := tx.ExecContext(ctx, `
 		INSERT INTO dir_state (domain, key, cookie, full_at, head, entries) VALUES (?, ?, ?, ?, ?, ?)
 		ON CONFLICT (domain) DO UPDATE SET
 			key = excluded.key, cookie = excluded.cookie, full_at = excluded.full_at,
 			head = excluded.head, entries = excluded.entries`,
-		domain, ds.Key, blobOrNull(ds.Cookie), formatTime(ds.FullAt), blobOrNull(ds.Head), blobOrNull(ds.Entries))
+		domain, ds.Key, blobOrNull(ds.Cookie), formatTime(ds.FullAt), blobOrNull(ds.Head), blobOrNull(entries))
 	if err != nil {
 		return fmt.Errorf("write the directory state: %w", err)
 	}
+	chunks := sortChunks(ds.Chunks)
+	var deleted []int64
+	if ds.Patch {
+		// Those with data are written below, over the old ones.
+		kept := chunks[:0:0]
+		for _, c := range chunks {
+			if len(c.Data) == 0 {
+				deleted = append(deleted, c.Seq)
+			} else {
+				kept = append(kept, c)
+			}
+		}
+		chunks = kept
+	}
+	for _, table := range []string{"dir_state_summaries", "dir_state_chunks"} {
+		q, args := `DELETE FROM `+table+` WHERE domain = ?`, []any{domain}
+		if ds.Patch {
+			if len(deleted) == 0 {
+				continue
+			}
+			q, args = q+` AND seq IN (SELECT value FROM json_each(?))`, append(args, seqList(deleted))
+		}
+		if _, err := tx.ExecContext(ctx, q, args...); err != nil {
+			return fmt.Errorf("write the directory state: delete from %s: %w", table, err)
+		}
+	}
+	if len(chunks) == 0 {
+		return nil
+	}
+	// A patch replaces chunks in place (their rowids stay, and with them
+	// the order the rows of a full write were laid out in).
+	var tail [2]string
+	if ds.Patch {
+		tail = [2]string{
+			" ON CONFLICT (domain, seq) DO UPDATE SET summary = excluded.summary",
+			" ON CONFLICT (domain, seq) DO UPDATE SET data = excluded.data",
+		}
+	}
+	summaries := multiInsert{table: "dir_state_summaries", cols: []string{"domain", "seq", "summary"}, tail: tail[0]}
+	defer summaries.close()
+	for _, c := range chunks {
+		if err := summaries.add(a, domain, c.Seq, blobOrNull(c.Summary)); err != nil {
+			return fmt.Errorf("write the directory state's summaries: %w", err)
+		}
+	}
+	if err := summaries.flush(a); err != nil {
+		return fmt.Errorf("write the directory state's summaries: %w", err)
+	}
+	data := multiInsert{table: "dir_state_chunks", cols: []string{"domain", "seq", "data"}, tail: tail[1]}
+	defer data.close()
+	for _, c := range chunks {
+		if err := data.add(a, domain, c.Seq, blobOrNull(c.Data)); err != nil {
+			return fmt.Errorf("write the directory state's chunks: %w", err)
+		}
+	}
+	if err := data.flush(a); err != nil {
+		return fmt.Errorf("write the directory state's chunks: %w", err)
+	}
 	return nil
+}
+
+// sortChunks returns the chunks of cs in ascending Seq, one a Seq: of
+// those given with one Seq, the last. It shares their bytes.
+func sortChunks(cs []store.StateChunk) []store.StateChunk {
+	out := slices.Clone(cs)
+	slices.SortStableFunc(out, func(a, b store.StateChunk) int { return cmp.Compare(a.Seq, b.Seq) })
+	n := 0
+	for i := range out {
+		if n > 0 && out[n-1].Seq == out[i].Seq {
+			out[n-1] = out[i]
+			continue
+		}
+		out[n] = out[i]
+		n++
+	}
+	return out[:n]
 }
 
 // blobOrNull is b as a BLOB parameter: NULL if it is empty.
@@ -101,7 +328,7 @@ func blobOrNull(b []byte) any {
 }
 
 // MoveCookie replaces the kept state's cookie from by to
-// (store.CookieMover).
+// (store.CookieMover); the entries and chunks stay as they are.
 func (s *Store) MoveCookie(ctx context.Context, domain string, from, to []byte) (bool, error) {
 	domain, err := store.NormDomain(domain)
 	if err != nil {

@@ -20,7 +20,10 @@
 // current settings, unless it marks the domain removed. Runs are deleted only
 // by PruneRuns; AUTOINCREMENT keeps their ids from being reused. The
 // directory state of a domain (store.DirState) is one row of dir_state,
-// replaced or deleted in the transaction of every Apply.
+// replaced or deleted in the transaction of every Apply; a state in chunks
+// (store.ChunkStore) has its chunks' summaries in dir_state_summaries and
+// their data in dir_state_chunks, a row of each per chunk, which the same
+// Apply replaces or patches.
 package sqlite
 
 import (
@@ -321,6 +324,36 @@ CREATE TABLE dir_state (
 
 -- store.ReadFull or store.ReadDelta; '' for a run that was only started.
 ALTER TABLE runs ADD COLUMN read TEXT NOT NULL DEFAULT '';
+`,
+	// 6: a directory state in chunks (store.ChunkStore).
+	`
+-- The chunks of a domain's chunked store.DirState, whose dir_state row
+-- then has entries NULL: a row of each table per chunk, written by Apply
+-- with the dir_state row (see writeDirState). The summaries are a table of
+-- their own, so that a delta reads all of them (about 15,000 of 1.3 KB at
+-- a million users) without a page of the data (3.5 KB a chunk).
+--
+-- Tables with rowids, not WITHOUT ROWID: a WITHOUT ROWID table is a
+-- B-tree of index pages, whose cells hold at most about 1,000 bytes of a
+-- row on a 4 KB page (a fourth of the page, less a header) before the rest
+-- goes to an overflow page; a 1.3 KB summary would take an overflow page
+-- of its own, and a summary read twice the pages. A rowid table's leaf
+-- cell holds up to the page less 35 bytes, so that a summary (three to a
+-- page) and a chunk's data (one to a page) are read from the table's own
+-- pages; the primary key's index is small rows of (domain, seq, rowid),
+-- and the rows of a full write, inserted in seq order, lie in that order.
+CREATE TABLE dir_state_summaries (
+	domain  TEXT NOT NULL REFERENCES domains(name),
+	seq     INTEGER NOT NULL,
+	summary BLOB, -- the host's, kept as given; NULL if empty
+	PRIMARY KEY (domain, seq)
+);
+CREATE TABLE dir_state_chunks (
+	domain TEXT NOT NULL REFERENCES domains(name),
+	seq    INTEGER NOT NULL,
+	data   BLOB, -- the host's, kept as given; NULL if empty
+	PRIMARY KEY (domain, seq)
+);
 `,
 }
 

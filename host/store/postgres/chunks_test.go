@@ -1,0 +1,42 @@
+package postgres
+
+import (
+	"testing"
+
+	"github.com/dirsync/dirsync/host/store"
+	"github.com/dirsync/dirsync/host/store/storetest"
+)
+
+// BenchmarkChunks is the SQLite store's BenchmarkChunks on PostgreSQL:
+//
+//	go test -run '^$' -bench Chunks ./host/store/postgres/
+func BenchmarkChunks(b *testing.B) {
+	storetest.BenchChunks(b, func(tb testing.TB) store.Store { return open(tb) })
+}
+
+// A patch of a domain whose dir_state row was deleted by hand makes a
+// state of its own chunks only: the chunks left without a state go.
+func TestChunksPatchAfterRowDeleted(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	write := func(ds *store.DirState) {
+		t.Helper()
+		run := newRun(t, s)
+		run.DirState = ds
+		if err := s.Apply(ctx, "example.com", nil, run); err != nil {
+			t.Fatal(err)
+		}
+	}
+	chunk := func(seq int64) store.StateChunk {
+		return store.StateChunk{Seq: seq, Summary: []byte{byte(seq)}, Data: []byte{byte(seq), 1}}
+	}
+	write(&store.DirState{Key: "k", Chunks: []store.StateChunk{chunk(1), chunk(2)}})
+	if _, err := s.pool.Exec(ctx, `DELETE FROM dir_state`); err != nil {
+		t.Fatal(err)
+	}
+	write(&store.DirState{Key: "k2", Patch: true, Chunks: []store.StateChunk{chunk(3)}})
+	ds, err := s.DirState(ctx, "example.com")
+	if err != nil || ds == nil || len(ds.Chunks) != 1 || ds.Chunks[0].Seq != 3 {
+		t.Fatalf("DirState = %+v, %v; want chunk 3 only", ds, err)
+	}
+}
