@@ -86,6 +86,10 @@ func NormDN(dn string) string {
 	return unsafe.String(unsafe.SliceData(b), len(b)) // b is this string's alone
 }
 
+// AppendNormDN appends NormDN(dn) to b, without allocating for an ASCII
+// DN.
+func AppendNormDN(b []byte, dn string) []byte { return appendNormDN(b, dn) }
+
 // appendNormDN appends NormDN(dn) to b: a caller that only looks a DN up
 // (m[string(appendNormDN(buf[:0], dn))]) normalizes it without allocating
 // (but for a DN with non-ASCII letters, lowered as Unicode first).

@@ -33,6 +33,14 @@ type Reach struct {
 	// and the owners of every address they claim or claimed. Sorted.
 	DirIDs    []string
 	Addresses []string
+	// What else the reach was looked up by, normalized: an entry whose DN
+	// is in DNs, that names one of GroupDNs in memberOf, or a group that
+	// names one of MemberDNs as a member, may be in the reach; any other
+	// is not (nor one whose id is not in DirIDs, or that claims no address
+	// of Addresses). A caller that gives Reaches only part of the entries
+	// (a state kept in chunks) gets the whole domain's reach once that
+	// part holds every entry these and DirIDs and Addresses name.
+	DNs, GroupDNs, MemberDNs []string
 }
 
 // Reaches finds the part of a domain that changes reach. oldRefs and
@@ -265,6 +273,16 @@ func Reaches(oldRefs []Ref, oldIntents []sdk.Intent, oldAt []int, refs []Ref, in
 	}
 	r.DirIDs = slices.Sorted(maps.Keys(ids))
 	r.Addresses = slices.Sorted(maps.Keys(addrs))
+	dns := map[string]bool{}
+	for _, set := range []map[string]bool{mailDNs, members, named, groupsIn} {
+		maps.Copy(dns, set)
+	}
+	for dn := range changedDNs {
+		dns[dn] = true
+	}
+	r.DNs = slices.Sorted(maps.Keys(dns))
+	r.GroupDNs = slices.Sorted(maps.Keys(groupDNs))
+	r.MemberDNs = slices.Sorted(maps.Keys(mailDNs))
 	return r, true
 }
 

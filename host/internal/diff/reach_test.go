@@ -341,7 +341,9 @@ func TestReachRefuses(t *testing.T) {
 	refs, intents := base()
 	intents[0].Mailbox = &sdk.MailboxIntent{Primary: "a@example.com", DisplayName: "A"}
 	r, ok := diff.Reaches(oldRefs, oldIntents, []int{0}, refs, intents, []int{0}, 4)
-	if want := (diff.Reach{Entries: []int{0}, DirIDs: []string{"a"}, Addresses: []string{"a@example.com"}}); !ok || !reflect.DeepEqual(r, want) {
+	want := diff.Reach{Entries: []int{0}, DirIDs: []string{"a"}, Addresses: []string{"a@example.com"},
+		DNs: []string{"cn=a,o=x"}, MemberDNs: []string{"cn=a,o=x"}}
+	if !ok || !reflect.DeepEqual(r, want) {
 		t.Errorf("Reaches = %+v, %v; want %+v", r, ok, want)
 	}
 }

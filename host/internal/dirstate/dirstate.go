@@ -29,6 +29,11 @@
 //	  keys       8 bytes, big-endian (Head.Keys)
 //
 // A state that does not decode is no state: the run reads in full.
+//
+// A store.ChunkStore keeps the entries in chunks instead, each with a
+// summary of what its entries are looked up by (chunks.go), so that a
+// delta reads and rewrites only the chunks its changes and their reach
+// need (PatchChunks, part.go).
 package dirstate
 
 import (
@@ -137,19 +142,20 @@ func SetSettled(head []byte, settled bool) {
 func KeysHash(keys []string) uint64 {
 	var sum uint64
 	for _, k := range keys {
-		h := uint64(14695981039346656037)
-		for i := 0; i < len(k); i++ {
-			h ^= uint64(k[i])
-			h *= 1099511628211
-		}
-		h ^= h >> 30
-		h *= 0xbf58476d1ce4e5b9
-		h ^= h >> 27
-		h *= 0x94d049bb133111eb
-		h ^= h >> 31
-		sum += h
+		sum += KeyHash(k)
 	}
 	return sum
+}
+
+// KeyHash is one key's part of KeysHash: a state that loses key k and gains
+// key n has the hash KeysHash - KeyHash(k) + KeyHash(n).
+func KeyHash(k string) uint64 {
+	h := uint64(14695981039346656037)
+	for i := 0; i < len(k); i++ {
+		h ^= uint64(k[i])
+		h *= 1099511628211
+	}
+	return mix(h)
 }
 
 // Len is the number of entries.
@@ -351,10 +357,17 @@ func Decode(b []byte) (*State, error) {
 	if d.err != nil {
 		return nil, fmt.Errorf("dirstate: %w", d.err)
 	}
-	// The intents, a range of entries a core.
+	if err := s.decodeIntents(); err != nil {
+		return nil, err
+	}
+	return s, nil
+}
+
+// decodeIntents decodes the intents of Encoded, a range of entries a core.
+func (s *State) decodeIntents() error {
 	s.Intents = make([]sdk.Intent, len(s.Keys))
 	const per = 4096
-	err := each((len(s.Keys)+per-1)/per, func(c int) error {
+	return each((len(s.Keys)+per-1)/per, func(c int) error {
 		for i := c * per; i < min((c+1)*per, len(s.Keys)); i++ {
 			// DecodeIntent only reads its bytes, and its strings alias
 			// them: they are data's, which nothing changes.
@@ -367,10 +380,6 @@ func Decode(b []byte) (*State, error) {
 		}
 		return nil
 	})
-	if err != nil {
-		return nil, err
-	}
-	return s, nil
 }
 
 // decoder reads uvarint-prefixed parts off s.
@@ -439,6 +448,10 @@ type Touched struct {
 	Old, New []int
 	// Gone counts the entries removed.
 	Gone int
+	// From holds, for each entry of the state after, the index of the
+	// entry of the state before it was (changed or not), or -1 for one
+	// that came.
+	From []int
 }
 
 // Patch returns the state with the delta applied: changed entries
@@ -538,6 +551,7 @@ func Patch(s *State, d *Delta) (*State, Touched, error) {
 		slices.Sort(t.Old)
 		slices.Sort(t.New)
 	}
+	t.From = from
 	return out, t, nil
 }
 

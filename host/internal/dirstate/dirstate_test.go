@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/dirsync/dirsync/host/internal/diff"
+	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -190,7 +191,7 @@ func TestPatchFixesReferences(t *testing.T) {
 	wantReencoded(t, prev, delta, got)
 	// a and g changed, c went, c2 came, b's memberOf and h's members
 	// followed (prev: a b c g h; got: a b g h c2).
-	if want := (Touched{Old: []int{0, 1, 2, 3, 4}, New: []int{0, 1, 2, 3, 4}, Gone: 1}); !reflect.DeepEqual(touched, want) {
+	if want := (Touched{Old: []int{0, 1, 2, 3, 4}, New: []int{0, 1, 2, 3, 4}, Gone: 1, From: []int{0, 1, 3, 4, -1}}); !reflect.DeepEqual(touched, want) {
 		t.Errorf("touched = %+v, want %+v", touched, want)
 	}
 	byKey := map[string]sdk.Intent{}
@@ -218,7 +219,7 @@ func TestPatchFixesReferences(t *testing.T) {
 	if !reflect.DeepEqual(got.Intents[1].Group.Members, []string{"cn=A2,ou=y,o=x"}) {
 		t.Errorf("g's members after the rename = %q", got.Intents[1].Group.Members)
 	}
-	if want := (Touched{Old: []int{0, 1}, New: []int{0, 1}}); !reflect.DeepEqual(touched, want) {
+	if want := (Touched{Old: []int{0, 1}, New: []int{0, 1}, From: []int{0, 1, 2}}); !reflect.DeepEqual(touched, want) {
 		t.Errorf("touched by the rename = %+v, want %+v (g followed a)", touched, want)
 	}
 }
@@ -326,4 +327,25 @@ func BenchmarkPatchPresent(b *testing.B) {
 			b.Fatal(err)
 		}
 	}
+}
+
+// BenchmarkEncodeChunks encodes the same state in chunks, with their
+// summaries, as a store.ChunkStore keeps it.
+func BenchmarkEncodeChunks(b *testing.B) {
+	s := benchState()
+	b.ReportAllocs()
+	var chunks []store.StateChunk
+	for b.Loop() {
+		var err error
+		if chunks, err = EncodeChunks(s, 0, s.Len(), 1, ChunkEntries, ChunkBytes); err != nil {
+			b.Fatal(err)
+		}
+	}
+	data, sums := 0, 0
+	for _, c := range chunks {
+		data, sums = data+len(c.Data), sums+len(c.Summary)
+	}
+	b.ReportMetric(float64(data), "data-bytes")
+	b.ReportMetric(float64(sums), "summary-bytes")
+	b.ReportMetric(float64(len(chunks)), "chunks")
 }
