@@ -165,6 +165,13 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 		rep.Counts.Entries = hd.Count
 		return nil
 	}
+	delta, err := h.mapDelta(ctx, d, rep, in, ch)
+	if err != nil {
+		return err
+	}
+	if ok, err := h.patchPart(ctx, d, rep, in, st, ch, delta); ok || err != nil {
+		return err
+	}
 	// The entries, which the run's lease keeps as they were a moment ago.
 	full, err := h.store.DirState(ctx, d.Name)
 	if err != nil {
@@ -173,7 +180,89 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 	if full == nil || !bytes.Equal(full.Cookie, st.Cookie) {
 		return fmt.Errorf("%w: the kept state changed while the delta was read", errFullRead)
 	}
-	return h.patch(ctx, d, rep, in, full, nil, ch)
+	return h.patch(ctx, d, rep, in, full, nil, ch, delta)
+}
+
+// decodeState decodes a kept state, written whole or in chunks.
+func decodeState(st *store.DirState) (*dirstate.State, error) {
+	if st.Chunks != nil {
+		s, _, err := dirstate.DecodeChunks(st.Chunks)
+		return s, err
+	}
+	return dirstate.Decode(st.Entries)
+}
+
+// mapDelta maps the changed entries of ch: the delta to patch into the
+// kept state.
+func (h *Host) mapDelta(ctx context.Context, d *config.Domain, rep *Report, in *runInput, ch *dirChanges) (*dirstate.Delta, error) {
+	delta := &dirstate.Delta{Deleted: ch.deleted, PresentPhase: ch.presentPhase, Present: ch.present}
+	for i := 0; i < len(ch.entries); i += batchSize {
+		b := ch.entries[i:min(i+batchSize, len(ch.entries))]
+		t := time.Now()
+		out, err := mapBatch(ctx, in.p, in.sd, b, nil)
+		rep.Timings.Policy += time.Since(t)
+		if err != nil {
+			return nil, &stageError{"policy", fmt.Errorf("policy %q: map: %w", d.Policy, err)}
+		}
+		for j := range b {
+			compact(&out[j])
+			key, ref := entryRef(&b[j])
+			delta.Changed.Append(key, ref, out[j])
+		}
+	}
+	return delta, nil
+}
+
+// patchPart is patch for a state kept in chunks (store.ChunkStore) when
+// the run may decide on what the changes reach (the state settled): it
+// reads every chunk's summary, then only the chunks
+// that the changes and what they reach need (dirstate.PatchChunks), and
+// the run writes back only those it changed (dirState). st is the kept
+// state's head. ok is false when the part will not do: the caller patches
+// the whole state.
+func (h *Host) patchPart(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, ch *dirChanges, delta *dirstate.Delta) (ok bool, err error) {
+	cs, chunked := h.store.(store.ChunkStore)
+	pr, parts := h.store.(store.PartReader)
+	hd, herr := dirstate.DecodeHead(st.Head)
+	if !chunked || !parts || herr != nil || !settledAt(hd, st.Generation) {
+		return false, nil
+	}
+	sums, err := cs.DirStateSummaries(ctx, d.Name)
+	if err != nil {
+		return false, &stageError{"store", err}
+	}
+	if sums == nil || sums.Chunks == nil {
+		return false, nil // kept whole (by an earlier version)
+	}
+	if sums.Key != st.Key || !bytes.Equal(sums.Cookie, st.Cookie) || !bytes.Equal(sums.Head, st.Head) {
+		return false, fmt.Errorf("%w: the kept state changed while the delta was read", errFullRead)
+	}
+	part, err := dirstate.PatchChunks(sums.Chunks, hd, delta, 1000, func(seqs []int64) ([]store.StateChunk, error) {
+		return cs.DirStateChunks(ctx, d.Name, seqs)
+	})
+	if errors.Is(err, dirstate.ErrWhole) {
+		return false, nil
+	}
+	if err != nil {
+		return false, fmt.Errorf("%w: %v", errFullRead, err)
+	}
+	h.log.Debug("deciding on what the changes reach", "domain", d.Name, "entries", len(part.Reach.Entries),
+		"directory_ids", len(part.Reach.DirIDs), "addresses", len(part.Reach.Addresses), "chunks_read", part.Chunks, "chunks", part.All)
+	in.part, in.partDelta, in.partHead = part, delta, hd
+	in.reach, in.reachGeneration = &part.Reach, st.Generation
+	in.partSnapshot = func() (*store.Snapshot, int, error) {
+		return pr.SnapshotPart(ctx, d.Name, d.AliasDomains, part.Reach.DirIDs, part.Reach.Addresses)
+	}
+	in.keys, in.refs, in.intents, in.encoded, in.fullAt = part.New.Keys, part.New.Refs, part.New.Intents, part.New.Encoded, st.FullAt
+	in.cookie = ch.cookie
+	if in.cookie == nil {
+		in.cookie = st.Cookie
+	}
+	rep.Read = store.ReadDelta
+	rep.Counts.Entries = part.Count
+	rep.Counts.Changed, rep.Counts.Gone = len(ch.entries), part.Touched.Gone
+	in.unchanged = len(ch.entries) == 0 && part.Touched.Gone == 0
+	return true, nil
 }
 
 // unchangedDelta reports whether a delta changes nothing that a run would
@@ -229,13 +318,13 @@ type dirChanges struct {
 	cookie       []byte // the cookie after the changes; nil: none given
 }
 
-// patch maps the changed entries and patches them into the kept state st,
-// which becomes in's entries. errFullRead (wrapped) when the changes do
-// not fit the state.
+// patch patches the changes (ch, delta: its entries mapped) into the kept
+// state st, which becomes in's entries. errFullRead (wrapped) when the
+// changes do not fit the state.
 //
 // prev, when not nil, is st's entries decoded already (a live search keeps
-// them from its last batch); else they are decoded from st.Entries.
-func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, prev *dirstate.State, ch *dirChanges) error {
+// them from its last batch); else they are decoded from st.
+func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *runInput, st *store.DirState, prev *dirstate.State, ch *dirChanges, delta *dirstate.Delta) error {
 	// The run decides on what the changes reach only when the store
 	// holds what the last decision left: else on the whole domain, whose
 	// snapshot is read beside the rest.
@@ -247,23 +336,8 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	}
 	if prev == nil {
 		var err error
-		if prev, err = dirstate.Decode(st.Entries); err != nil {
+		if prev, err = decodeState(st); err != nil {
 			return fmt.Errorf("%w: %v", errFullRead, err)
-		}
-	}
-	delta := &dirstate.Delta{Deleted: ch.deleted, PresentPhase: ch.presentPhase, Present: ch.present}
-	for i := 0; i < len(ch.entries); i += batchSize {
-		b := ch.entries[i:min(i+batchSize, len(ch.entries))]
-		t := time.Now()
-		out, err := mapBatch(ctx, in.p, in.sd, b, nil)
-		rep.Timings.Policy += time.Since(t)
-		if err != nil {
-			return &stageError{"policy", fmt.Errorf("policy %q: map: %w", d.Policy, err)}
-		}
-		for j := range b {
-			compact(&out[j])
-			key, ref := entryRef(&b[j])
-			delta.Changed.Append(key, ref, out[j])
 		}
 	}
 	patched, touched, err := dirstate.Patch(prev, delta)
@@ -302,24 +376,76 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 	return nil
 }
 
+// wholeState makes in's entries the whole kept state with the delta that
+// patchPart patched into part of it: for a run that, having read a part,
+// must decide on the whole domain after all (the store was written
+// meanwhile).
+func (h *Host) wholeState(ctx context.Context, d *config.Domain, in *runInput) error {
+	st, err := h.store.DirState(ctx, d.Name)
+	if err != nil {
+		return err
+	}
+	if st == nil {
+		return fmt.Errorf("the kept directory state is gone: %w", store.ErrStoreChanged)
+	}
+	s, err := decodeState(st)
+	if err != nil {
+		return err
+	}
+	patched, _, err := dirstate.Patch(s, in.partDelta)
+	if err != nil {
+		return err
+	}
+	if patched.Len() != in.part.Count {
+		return fmt.Errorf("the kept directory state changed while the run read it: %w", store.ErrStoreChanged)
+	}
+	in.keys, in.refs, in.intents, in.encoded = patched.Keys, patched.Refs, patched.Intents, patched.Encoded
+	in.part, in.partDelta = nil, nil
+	return nil
+}
+
 // errFullRead is a delta that cannot be read: the run reads in full.
 var errFullRead = errors.New("reading in full")
 
 // dirState is the directory state a sync leaves for the next run: nil when
 // the directory gave no cookie (no delta can follow).
+//
+// A store.ChunkStore keeps it in chunks: a run that patched part of them
+// (patchPart) writes back those it changed, any other all of them.
 func (h *Host) dirState(d *config.Domain, in *runInput) *store.DirState {
 	if len(in.cookie) == 0 {
 		return nil
 	}
-	b, err := dirstate.Encode(&dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents, Encoded: in.encoded})
+	// Apply bumps the generation it checks by one; Settled is known once
+	// the run decided (SetSettled).
+	hd := dirstate.Head{Generation: in.snap.Generation + 1}
+	ds := &store.DirState{Key: in.stateKey, Cookie: in.cookie, FullAt: in.fullAt}
+	s := &dirstate.State{Keys: in.keys, Refs: in.refs, Intents: in.intents, Encoded: in.encoded}
+	var err error
+	if _, chunked := h.store.(store.ChunkStore); chunked {
+		if in.part != nil {
+			ds.Chunks, err = in.part.Write(in.partHead)
+			hd.Count, hd.Keys, ds.Patch = in.part.Count, in.part.Keys, true
+			if ds.Chunks == nil {
+				ds.Chunks = []store.StateChunk{} // a patch that changes no chunk
+			}
+		} else {
+			ds.Chunks, err = dirstate.EncodeChunks(s, 0, s.Len(), 1, dirstate.ChunkEntries, dirstate.ChunkBytes)
+			hd.Count, hd.Keys = s.Len(), dirstate.KeysHash(s.Keys)
+			if ds.Chunks == nil {
+				ds.Chunks = []store.StateChunk{}
+			}
+		}
+	} else {
+		ds.Entries, err = dirstate.Encode(s)
+		hd.Count, hd.Keys = s.Len(), dirstate.KeysHash(s.Keys)
+	}
 	if err != nil {
 		h.log.Warn("the directory state cannot be kept; the next run reads in full", "domain", d.Name, "err", err)
 		return nil
 	}
-	// Apply bumps the generation it checks by one; Settled is known once
-	// the run decided (SetSettled).
-	head := dirstate.EncodeHead(dirstate.Head{Generation: in.snap.Generation + 1, Count: len(in.keys), Keys: dirstate.KeysHash(in.keys)})
-	return &store.DirState{Key: in.stateKey, Cookie: in.cookie, FullAt: in.fullAt, Entries: b, Head: head}
+	ds.Head = dirstate.EncodeHead(hd)
+	return ds
 }
 
 // unchanged finishes a run whose delta found nothing to do: a sync is

@@ -467,6 +467,25 @@ func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in 
 	if prev != nil && (b.prevKey != st.Key || !bytes.Equal(b.prevHead, st.Head)) {
 		prev = nil
 	}
+	ch := b.changes()
+	delta, err := h.mapDelta(ctx, d, rep, in, ch)
+	if err != nil {
+		return err
+	}
+	// A state kept in chunks: read and rewrite only the chunks the batch
+	// needs, rather than write back the whole of the entries kept.
+	part, err := h.patchPart(ctx, d, rep, in, st, ch, delta)
+	if err != nil {
+		if errors.Is(err, errFullRead) {
+			return &stageError{"fetch", fmt.Errorf("%w (%v)", errLiveResync, err)}
+		}
+		return err
+	}
+	if part {
+		b.nextKey, b.next = in.stateKey, nil
+		in.unchanged = false
+		return nil
+	}
 	if prev == nil {
 		var err error
 		if st, err = h.store.DirState(ctx, d.Name); err != nil {
@@ -476,7 +495,7 @@ func (h *Host) fetchLive(ctx context.Context, d *config.Domain, rep *Report, in 
 			return &stageError{"fetch", errLiveResync}
 		}
 	}
-	if err := h.patch(ctx, d, rep, in, st, prev, b.changes()); err != nil {
+	if err := h.patch(ctx, d, rep, in, st, prev, ch, delta); err != nil {
 		if errors.Is(err, errFullRead) {
 			return &stageError{"fetch", fmt.Errorf("%w (%v)", errLiveResync, err)}
 		}

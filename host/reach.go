@@ -8,6 +8,7 @@ import (
 
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/diff"
+	"github.com/dirsync/dirsync/host/internal/dirstate"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -25,7 +26,27 @@ func (h *Host) checkReach(ctx context.Context, d *config.Domain, in *runInput, p
 	if err != nil {
 		return err
 	}
-	whole := diff.Changes(in.sd, in.refs, in.intents, snap)
+	refs, intents := in.refs, in.intents
+	if in.part != nil {
+		// The state kept in chunks, whole, with the delta patched in.
+		st, err := h.store.DirState(ctx, d.Name)
+		if err != nil {
+			return err
+		}
+		s, err := decodeState(st)
+		if err != nil {
+			return err
+		}
+		patched, _, err := dirstate.Patch(s, in.partDelta)
+		if err != nil {
+			return err
+		}
+		if patched.Len() != in.part.Count {
+			return fmt.Errorf("DIRSYNC_CHECK_REACH: the part counts %d entries, the whole state %d", in.part.Count, patched.Len())
+		}
+		refs, intents = patched.Refs, patched.Intents
+	}
+	whole := diff.Changes(in.sd, refs, intents, snap)
 	switch {
 	case snap.Generation != in.snap.Generation:
 		return fmt.Errorf("DIRSYNC_CHECK_REACH: the domain was written while the run decided")

@@ -401,8 +401,15 @@ type runInput struct {
 	// the domain's generation when its kept state was found settled.
 	reach           *diff.Reach
 	reachGeneration int64
-	partSnapshot    func() (*store.Snapshot, int, error)
-	ldapTotal       int
+	// part, when not nil, is the part of a state kept in chunks that a
+	// delta read and patched (patchPart): in's entries are its New, the
+	// whole state's others are as they were. partDelta is the delta it
+	// patched in, partHead the kept state's head.
+	part         *dirstate.Part
+	partDelta    *dirstate.Delta
+	partHead     dirstate.Head
+	partSnapshot func() (*store.Snapshot, int, error)
+	ldapTotal    int
 	// prewriter writes, during a full read and while the run decides,
 	// the mailboxes the run will create (prewrite.go); its transaction is
 	// the one the run applies in.
@@ -497,7 +504,13 @@ func (h *Host) read(ctx context.Context, r *resolved, recorded bool, rep *Report
 			}
 		}
 	}
-	if in.reach == nil {
+	if in.reach == nil && in.part != nil && err == nil {
+		// Only part of the kept state was read, and the run now decides on
+		// the whole domain: the whole state, patched, or every entry
+		// outside the part would seem gone.
+		err = h.wholeState(ctx, d, in)
+	}
+	if in.reach == nil && err == nil {
 		in.snap, err = in.snapshot()
 	}
 	if err != nil {
@@ -667,6 +680,8 @@ func (h *Host) decide(ctx context.Context, d *config.Domain, in *runInput, rep *
 	refs, intents := in.refs, in.intents
 	if in.reach != nil {
 		refs, intents = pick(refs, in.reach.Entries), pick(intents, in.reach.Entries)
+	} else if in.part != nil {
+		return nil, errors.New("deciding on the whole domain with part of its entries") // wholeState prevents it
 	}
 	rep.Timings.Diff = timed(func() { dres = compute(in.sd, refs, intents, in.snap) })
 	if in.reach != nil {
