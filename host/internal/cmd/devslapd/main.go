@@ -51,6 +51,7 @@ func main() {
 	flag.IntVar(&opts.Port, "port", 0, "port of ldap://127.0.0.1 (0 = a free one)")
 	flag.BoolVar(&opts.TLS, "tls", false, "also serve StartTLS and ldaps:// with a fresh CA")
 	flag.IntVar(&opts.SizeLimit, "size-limit", 0, "size limit for everyone but the rootdn (0 = unlimited)")
+	flag.IntVar(&opts.SyncSessionLog, "sessionlog", 0, "syncprov session log size: the writes a delta from a recent cookie gets as deletes (0: a present phase instead)")
 	flag.StringVar(&opts.LogLevel, "log-level", "stats", "slapd debug level (-d), e.g. stats, none, any")
 	flag.StringVar(&bindDN, "bind-dn", "", "account to print as BIND_DN, e.g. cn=reader,dc=example,dc=com (default: the rootdn)")
 	flag.StringVar(&bindPassword, "bind-password", "", "password of -bind-dn")
