@@ -140,13 +140,17 @@ func PatchChunks(sums []store.StateChunk, head Head, d *Delta, least int, load f
 		if err != nil {
 			return nil, err
 		}
-		added := 0
+		// Those of Old that New does not hold are gone (deleted, or the
+		// second entry of a key held twice); those of New from none came.
+		kept, added := 0, 0
 		for _, f := range p.Touched.From {
 			if f < 0 {
 				added++
+			} else {
+				kept++
 			}
 		}
-		p.Count = head.Count - p.Touched.Gone + added
+		p.Count = head.Count - (p.Old.Len() - kept) + added
 		reach, ok := diff.Reaches(p.Old.Refs, p.Old.Intents, p.Touched.Old, p.New.Refs, p.New.Intents, p.Touched.New, max(p.Count/4, least))
 		if !ok {
 			return nil, ErrWhole
