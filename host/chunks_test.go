@@ -238,3 +238,34 @@ func TestPartThenWholeDomain(t *testing.T) {
 		t.Errorf("%d mailboxes, want the %d there were and the hand-made one", len(after), len(before))
 	}
 }
+
+// TestDeltaFromAnEmptyState: a domain whose base holds no entry yet keeps
+// a state of no chunk; the next change is still read as a delta (a state
+// of no chunk read back as none read in full every time).
+func TestDeltaFromAnEmptyState(t *testing.T) {
+	ctx := context.Background()
+	srv, dir, d := liveDomain(t)
+	d.Live = false
+	if err := srv.Add("ou=Empty,"+srv.BaseDN, map[string][]string{"objectClass": {"organizationalUnit"}, "ou": {"Empty"}}); err != nil {
+		t.Fatal(err)
+	}
+	d.LDAP.BaseDN = "ou=Empty," + srv.BaseDN
+	h, st := standardHost(t, dir, d)
+	if rep, err := h.Run(ctx, "example.com", host.RunOptions{}); err != nil || rep.Counts.Entries != 0 {
+		t.Fatalf("first sync: %v, %+v", err, rep)
+	}
+	if err := srv.Add("cn=zed,ou=Empty,"+srv.BaseDN, map[string][]string{"objectClass": {"top", "person", "organizationalPerson", "inetOrgPerson", "adUser"},
+		"cn": {"zed"}, "sn": {"U"}, "sAMAccountType": {"805306368"}, "proxyAddresses": {"SMTP:zed@example.com"}}); err != nil {
+		t.Fatal(err)
+	}
+	rep, err := h.Run(ctx, "example.com", host.RunOptions{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rep.Read != store.ReadDelta || rep.Counts.Created != 1 {
+		t.Errorf("the sync after the first entry came: read %q, created %d; want a delta that creates it", rep.Read, rep.Counts.Created)
+	}
+	if ms, _ := st.Mailboxes(ctx, "example.com"); len(ms) != 1 {
+		t.Errorf("%d mailboxes, want zed's", len(ms))
+	}
+}

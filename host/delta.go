@@ -185,6 +185,12 @@ func (h *Host) fetchDelta(ctx context.Context, d *config.Domain, creds bind, rep
 
 // decodeState decodes a kept state, written whole or in chunks.
 func decodeState(st *store.DirState) (*dirstate.State, error) {
+	if st.Chunks == nil && len(st.Entries) == 0 {
+		// A store.ChunkStore gives a state of no entries without chunks.
+		if hd, err := dirstate.DecodeHead(st.Head); err == nil && hd.Count == 0 {
+			return &dirstate.State{Encoded: []string{}}, nil
+		}
+	}
 	if st.Chunks != nil {
 		s, _, err := dirstate.DecodeChunks(st.Chunks)
 		return s, err
@@ -248,7 +254,7 @@ func (h *Host) patchPart(ctx context.Context, d *config.Domain, rep *Report, in 
 	}
 	h.log.Debug("deciding on what the changes reach", "domain", d.Name, "entries", len(part.Reach.Entries),
 		"directory_ids", len(part.Reach.DirIDs), "addresses", len(part.Reach.Addresses), "chunks_read", part.Chunks, "chunks", part.All)
-	in.part, in.partDelta, in.partHead = part, delta, hd
+	in.part, in.partDelta, in.partHead, in.partOf = part, delta, hd, st
 	in.reach, in.reachGeneration = &part.Reach, st.Generation
 	in.partSnapshot = func() (*store.Snapshot, int, error) {
 		return pr.SnapshotPart(ctx, d.Name, d.AliasDomains, part.Reach.DirIDs, part.Reach.Addresses)
@@ -385,8 +391,8 @@ func (h *Host) wholeState(ctx context.Context, d *config.Domain, in *runInput) e
 	if err != nil {
 		return err
 	}
-	if st == nil {
-		return fmt.Errorf("the kept directory state is gone: %w", store.ErrStoreChanged)
+	if st == nil || st.Key != in.partOf.Key || !bytes.Equal(st.Cookie, in.partOf.Cookie) || !bytes.Equal(st.Head, in.partOf.Head) {
+		return fmt.Errorf("the kept directory state changed while the run read it: %w", store.ErrStoreChanged)
 	}
 	s, err := decodeState(st)
 	if err != nil {

@@ -408,6 +408,7 @@ type runInput struct {
 	part         *dirstate.Part
 	partDelta    *dirstate.Delta
 	partHead     dirstate.Head
+	partOf       *store.DirState // the kept state (its head) the part was read from
 	partSnapshot func() (*store.Snapshot, int, error)
 	ldapTotal    int
 	// prewriter writes, during a full read and while the run decides,
