@@ -1,8 +1,11 @@
 package store
 
 import (
+	"crypto/sha256"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"strings"
 
 	"github.com/dirsync/dirsync/sdk"
@@ -139,4 +142,27 @@ func CheckSettingsVersion(v *SettingsVersion, expect int64) (string, error) {
 		return "", fmt.Errorf("save settings of %s: expected version %d is negative", domain, expect)
 	}
 	return domain, nil
+}
+
+// CreateKey stands for the rows a create of mailbox m writes (its groups
+// aside): a Prewriter keeps it for each mailbox written ahead, and keeps
+// the mailbox when Apply creates one of the same key. It is a hash of each
+// field with its length.
+func CreateKey(m *sdk.Mailbox) [16]byte {
+	h := sha256.New()
+	var n [8]byte
+	put := func(s string) {
+		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
+		h.Write(n[:])
+		io.WriteString(h, s)
+	}
+	for _, s := range []string{m.DirID, m.DN, m.Kind, m.Primary, m.DisplayName, m.Source} {
+		put(s)
+	}
+	for _, a := range m.Aliases {
+		put(a)
+	}
+	var r [16]byte
+	copy(r[:], h.Sum(nil))
+	return r
 }

@@ -2,11 +2,8 @@ package postgres
 
 import (
 	"context"
-	"crypto/sha256"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 	"slices"
 
 	"github.com/jackc/pgx/v5"
@@ -85,11 +82,11 @@ type prewrite struct {
 	closed     bool
 }
 
-// writtenRow stands for a mailbox Create wrote: the hash of its rows (a
+// writtenRow stands for a mailbox Create wrote: its store.CreateKey (a
 // prewrite keeps that, not the mailbox, for each of the 100,000 of a first
 // sync) and its id.
 type writtenRow struct {
-	hash rowsHash
+	hash [16]byte
 	id   int64
 }
 
@@ -152,7 +149,7 @@ func (p *prewrite) Create(ctx context.Context, mailboxes []*sdk.Mailbox) error {
 	}
 	for k, i := range a.creates {
 		m := changes[i].After
-		p.written[m.DirID] = writtenRow{hashRows(m), a.plans[k].id}
+		p.written[m.DirID] = writtenRow{store.CreateKey(m), a.plans[k].id}
 	}
 	return nil
 }
@@ -268,7 +265,7 @@ func (p *prewrite) keep(changes []store.Change) map[string]int64 {
 		if c.Kind != sdk.ChangeCreate || c.After == nil {
 			continue
 		}
-		if w, ok := p.written[c.After.DirID]; ok && w.hash == hashRows(c.After) {
+		if w, ok := p.written[c.After.DirID]; ok && w.hash == store.CreateKey(c.After) {
 			kept[c.After.DirID] = w.id
 		}
 	}
@@ -295,28 +292,4 @@ func (p *prewrite) Close() error {
 		err = nil // committed, or rolled back already
 	}
 	return err
-}
-
-// rowsHash stands for the rows a create writes.
-type rowsHash [16]byte
-
-// hashRows hashes the fields of m that a create writes (groups aside),
-// each with its length, as the SQLite store's prewrite does.
-func hashRows(m *sdk.Mailbox) rowsHash {
-	h := sha256.New()
-	var n [8]byte
-	put := func(s string) {
-		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		io.WriteString(h, s)
-	}
-	for _, s := range []string{m.DirID, m.DN, m.Kind, m.Primary, m.DisplayName, m.Source} {
-		put(s)
-	}
-	for _, a := range m.Aliases {
-		put(a)
-	}
-	var r rowsHash
-	copy(r[:], h.Sum(nil))
-	return r
 }

@@ -2,12 +2,9 @@ package sqlite
 
 import (
 	"context"
-	"crypto/sha256"
 	"database/sql"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"io"
 
 	"github.com/dirsync/dirsync/host/store"
 	"github.com/dirsync/dirsync/sdk"
@@ -34,7 +31,7 @@ func (s *Store) Prewrite(ctx context.Context, domain string, generation int64) (
 	if err := s.lockWriter(ctx); err != nil {
 		return nil, fmt.Errorf("prewrite to %s: %w", domain, err)
 	}
-	p := &prewrite{s: s, domain: domain, written: map[string]rowsHash{}}
+	p := &prewrite{s: s, domain: domain, written: map[string][16]byte{}}
 	if err := p.begin(ctx, generation); err != nil {
 		p.Close()
 		return nil, fmt.Errorf("prewrite to %s: %w", domain, err)
@@ -49,7 +46,7 @@ type prewrite struct {
 	domain  string
 	tx      *sql.Tx
 	a       *applier
-	written map[string]rowsHash // by directory id
+	written map[string][16]byte // by directory id
 	err     error               // the first Create that failed
 	closed  bool
 	// first is the id of the first mailbox written ahead (every mailbox
@@ -111,7 +108,7 @@ func (p *prewrite) Create(ctx context.Context, mailboxes []*sdk.Mailbox) error {
 		return p.err
 	}
 	for i := range changes {
-		p.written[changes[i].After.DirID] = hashRows(changes[i].After)
+		p.written[changes[i].After.DirID] = store.CreateKey(changes[i].After)
 	}
 	return nil
 }
@@ -201,7 +198,7 @@ func (p *prewrite) keep(changes []store.Change) map[string]bool {
 		if c.Kind != sdk.ChangeCreate || c.After == nil {
 			continue
 		}
-		if w, ok := p.written[c.After.DirID]; ok && w == hashRows(c.After) {
+		if w, ok := p.written[c.After.DirID]; ok && w == store.CreateKey(c.After) {
 			kept[c.After.DirID] = true
 		}
 	}
@@ -209,31 +206,6 @@ func (p *prewrite) keep(changes []store.Change) map[string]bool {
 		return nil
 	}
 	return kept
-}
-
-// rowsHash stands for the rows a create writes: a prewrite keeps it, not
-// the mailbox, for each of the (100,000, in a first sync) it wrote.
-type rowsHash [16]byte
-
-// hashRows hashes the fields of m that a create writes (groups aside),
-// each with its length.
-func hashRows(m *sdk.Mailbox) rowsHash {
-	h := sha256.New()
-	var n [8]byte
-	put := func(s string) {
-		binary.LittleEndian.PutUint64(n[:], uint64(len(s)))
-		h.Write(n[:])
-		io.WriteString(h, s)
-	}
-	for _, s := range []string{m.DirID, m.DN, m.Kind, m.Primary, m.DisplayName, m.Source} {
-		put(s)
-	}
-	for _, a := range m.Aliases {
-		put(a)
-	}
-	var r rowsHash
-	copy(r[:], h.Sum(nil))
-	return r
 }
 
 // keptGroups adds the memberships of a create whose mailbox a prewrite
