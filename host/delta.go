@@ -387,27 +387,38 @@ func (h *Host) patch(ctx context.Context, d *config.Domain, rep *Report, in *run
 // must decide on the whole domain after all (the store was written
 // meanwhile).
 func (h *Host) wholeState(ctx context.Context, d *config.Domain, in *runInput) error {
-	st, err := h.store.DirState(ctx, d.Name)
+	patched, err := h.wholePatched(ctx, d, in)
 	if err != nil {
 		return err
-	}
-	if st == nil || st.Key != in.partOf.Key || !bytes.Equal(st.Cookie, in.partOf.Cookie) || !bytes.Equal(st.Head, in.partOf.Head) {
-		return fmt.Errorf("the kept directory state changed while the run read it: %w", store.ErrStoreChanged)
-	}
-	s, err := decodeState(st)
-	if err != nil {
-		return err
-	}
-	patched, _, err := dirstate.Patch(s, in.partDelta)
-	if err != nil {
-		return err
-	}
-	if patched.Len() != in.part.Count {
-		return fmt.Errorf("the kept directory state changed while the run read it: %w", store.ErrStoreChanged)
 	}
 	in.keys, in.refs, in.intents, in.encoded = patched.Keys, patched.Refs, patched.Intents, patched.Encoded
 	in.part, in.partDelta = nil, nil
 	return nil
+}
+
+// wholePatched reads the whole kept state that in's part came from and
+// patches the part's delta into it.
+func (h *Host) wholePatched(ctx context.Context, d *config.Domain, in *runInput) (*dirstate.State, error) {
+	changed := fmt.Errorf("the kept directory state changed while the run read it: %w", store.ErrStoreChanged)
+	st, err := h.store.DirState(ctx, d.Name)
+	if err != nil {
+		return nil, err
+	}
+	if st == nil || st.Key != in.partOf.Key || !bytes.Equal(st.Cookie, in.partOf.Cookie) || !bytes.Equal(st.Head, in.partOf.Head) {
+		return nil, changed
+	}
+	s, err := decodeState(st)
+	if err != nil {
+		return nil, err
+	}
+	patched, _, err := dirstate.Patch(s, in.partDelta)
+	if err != nil {
+		return nil, err
+	}
+	if patched.Len() != in.part.Count {
+		return nil, fmt.Errorf("the part counts %d entries, the whole state %d: %w", in.part.Count, patched.Len(), changed)
+	}
+	return patched, nil
 }
 
 // errFullRead is a delta that cannot be read: the run reads in full.

@@ -8,7 +8,6 @@ import (
 
 	"github.com/dirsync/dirsync/host/config"
 	"github.com/dirsync/dirsync/host/internal/diff"
-	"github.com/dirsync/dirsync/host/internal/dirstate"
 	"github.com/dirsync/dirsync/sdk"
 )
 
@@ -29,20 +28,9 @@ func (h *Host) checkReach(ctx context.Context, d *config.Domain, in *runInput, p
 	refs, intents := in.refs, in.intents
 	if in.part != nil {
 		// The state kept in chunks, whole, with the delta patched in.
-		st, err := h.store.DirState(ctx, d.Name)
+		patched, err := h.wholePatched(ctx, d, in)
 		if err != nil {
-			return err
-		}
-		s, err := decodeState(st)
-		if err != nil {
-			return err
-		}
-		patched, _, err := dirstate.Patch(s, in.partDelta)
-		if err != nil {
-			return err
-		}
-		if patched.Len() != in.part.Count {
-			return fmt.Errorf("DIRSYNC_CHECK_REACH: the part counts %d entries, the whole state %d", in.part.Count, patched.Len())
+			return fmt.Errorf("DIRSYNC_CHECK_REACH: %w", err)
 		}
 		refs, intents = patched.Refs, patched.Intents
 	}
