@@ -56,14 +56,18 @@ func (s *Store) dirState(ctx context.Context, domain string, what stateRead) (*s
 	}
 	var ds *store.DirState
 	if what == readHead {
-		ds, err = readStateHead(ctx, s.pool, domain, false)
+		ds, _, err = readStateHead(ctx, s.pool, domain, false)
 	} else {
 		err = s.readTx(ctx, func(tx pgx.Tx) error {
 			var err error
-			if ds, err = readStateHead(ctx, tx, domain, what == readChunks); err != nil || ds == nil {
+			var whole bool
+			if ds, whole, err = readStateHead(ctx, tx, domain, what == readChunks); err != nil || ds == nil {
 				return err
 			}
-			if what == readChunks && ds.Entries != nil {
+			if whole {
+				// Written whole (by an earlier version, beside a newer one
+				// on the same database): any chunk rows are an older
+				// state's.
 				return nil
 			}
 			// No ORDER BY: the chunks are sorted here. A domain's rows may
@@ -105,22 +109,24 @@ func joinData(cs, data []store.StateChunk) error {
 	return nil
 }
 
-// readStateHead reads the row of domain's state, its entries only if
+// readStateHead reads the row of domain's state, and whether it was
+// written as entries (not in chunks); its entries only if
 // withEntries; nil if there is none.
-func readStateHead(ctx context.Context, q querier, domain string, withEntries bool) (*store.DirState, error) {
+func readStateHead(ctx context.Context, q querier, domain string, withEntries bool) (*store.DirState, bool, error) {
 	entriesCol := "NULL::bytea"
 	if withEntries {
 		entriesCol = "s.entries"
 	}
 	var ds store.DirState
-	err := q.QueryRow(ctx, `SELECT s.key, s.cookie, s.full_at, s.head, `+entriesCol+`, d.generation
+	var whole bool
+	err := q.QueryRow(ctx, `SELECT s.key, s.cookie, s.full_at, s.head, `+entriesCol+`, d.generation, s.entries IS NOT NULL
 		FROM dir_state s JOIN domains d ON d.name = s.domain WHERE s.domain = $1`, domain).
-		Scan(&ds.Key, &ds.Cookie, &ds.FullAt, &ds.Head, &ds.Entries, &ds.Generation)
+		Scan(&ds.Key, &ds.Cookie, &ds.FullAt, &ds.Head, &ds.Entries, &ds.Generation, &whole)
 	if errors.Is(err, pgx.ErrNoRows) {
-		return nil, nil
+		return nil, false, nil
 	}
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	if len(ds.Cookie) == 0 {
 		ds.Cookie = nil
@@ -131,7 +137,7 @@ func readStateHead(ctx context.Context, q querier, domain string, withEntries bo
 	if len(ds.Entries) == 0 {
 		ds.Entries = nil
 	}
-	return &ds, nil
+	return &ds, whole, nil
 }
 
 // readStateChunks reads the chunks of query (seq, summary, data), in

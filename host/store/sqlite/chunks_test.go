@@ -43,3 +43,28 @@ func TestChunksPatchAfterRowDeleted(t *testing.T) {
 		t.Fatalf("DirState = %+v, %v; want chunk 3 only", ds, err)
 	}
 }
+
+// TestChunksUnderAWholeState: an earlier version beside this one on the
+// same store writes a state whole (entries) and leaves the chunk rows of
+// an older state: they are not the state, and neither DirState nor
+// DirStateSummaries gives them.
+func TestChunksUnderAWholeState(t *testing.T) {
+	ctx := t.Context()
+	s := open(t)
+	run := newRun(t, s)
+	run.DirState = &store.DirState{Key: "k", Chunks: []store.StateChunk{{Seq: 1, Summary: []byte{1}, Data: []byte{1, 1}}}}
+	if err := s.Apply(ctx, "example.com", nil, run); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := s.db.ExecContext(ctx, `UPDATE dir_state SET entries = ?, key = 'old'`, []byte("whole")); err != nil {
+		t.Fatal(err)
+	}
+	sums, err := s.DirStateSummaries(ctx, "example.com")
+	if err != nil || sums == nil || sums.Chunks != nil {
+		t.Errorf("DirStateSummaries = %+v, %v; want the head and no chunks", sums, err)
+	}
+	ds, err := s.DirState(ctx, "example.com")
+	if err != nil || ds == nil || string(ds.Entries) != "whole" || ds.Chunks != nil {
+		t.Errorf("DirState = %+v, %v; want the entries written whole", ds, err)
+	}
+}

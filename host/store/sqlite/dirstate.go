@@ -55,10 +55,14 @@ func (s *Store) dirState(ctx context.Context, domain string, what stateRead) (*s
 	var ds *store.DirState
 	err = s.readTx(ctx, func(tx *sql.Tx) error {
 		var err error
-		if ds, err = readStateHead(ctx, tx, domain, what == readChunks); err != nil || ds == nil {
+		var whole bool
+		if ds, whole, err = readStateHead(ctx, tx, domain, what == readChunks); err != nil || ds == nil {
 			return err
 		}
 		switch {
+		case whole:
+			// Written whole (by an earlier version, beside a newer one
+			// on the same store): any chunk rows are an older state's.
 		case what == readSummaries:
 			ds.Chunks, err = readStateChunks(ctx, tx, `SELECT seq, summary, NULL FROM dir_state_summaries
 				WHERE domain = ? ORDER BY seq`, domain)
@@ -76,8 +80,9 @@ func (s *Store) dirState(ctx context.Context, domain string, what stateRead) (*s
 }
 
 // readStateHead reads the row of domain's state, its entries only if
-// withEntries; nil if there is none.
-func readStateHead(ctx context.Context, tx *sql.Tx, domain string, withEntries bool) (*store.DirState, error) {
+// withEntries; nil if there is none. whole says the state was written as
+// entries, not in chunks.
+func readStateHead(ctx context.Context, tx *sql.Tx, domain string, withEntries bool) (*store.DirState, bool, error) {
 	var ds store.DirState
 	var fullAt string
 	// The entries column is named only when they are read: SQLite reads a
@@ -88,22 +93,24 @@ func readStateHead(ctx context.Context, tx *sql.Tx, domain string, withEntries b
 	}
 	// Rows and RawBytes, not QueryRow: database/sql would copy the blob
 	// (tens of megabytes) once more.
-	rows, err := tx.QueryContext(ctx, `SELECT s.key, s.cookie, s.full_at, s.head, `+entriesCol+`, d.generation
+	// typeof reads the column's type from the row's header, not its pages.
+	rows, err := tx.QueryContext(ctx, `SELECT s.key, s.cookie, s.full_at, s.head, `+entriesCol+`, d.generation, typeof(s.entries) = 'blob'
 		FROM dir_state s JOIN domains d ON d.name = s.domain WHERE s.domain = ?`, domain)
 	if err != nil {
-		return nil, err
+		return nil, false, err
 	}
 	defer rows.Close()
 	if !rows.Next() {
-		return nil, rows.Err()
+		return nil, false, rows.Err()
 	}
 	var entries sql.RawBytes
-	if err := rows.Scan(&ds.Key, &ds.Cookie, &fullAt, &ds.Head, &entries, &ds.Generation); err != nil {
-		return nil, err
+	var whole bool
+	if err := rows.Scan(&ds.Key, &ds.Cookie, &fullAt, &ds.Head, &entries, &ds.Generation, &whole); err != nil {
+		return nil, false, err
 	}
 	ds.Entries = bytes.Clone(entries)
 	if ds.FullAt, err = parseTime(fullAt); err != nil {
-		return nil, fmt.Errorf("full_at: %w", err)
+		return nil, false, fmt.Errorf("full_at: %w", err)
 	}
 	if len(ds.Cookie) == 0 {
 		ds.Cookie = nil
@@ -114,7 +121,7 @@ func readStateHead(ctx context.Context, tx *sql.Tx, domain string, withEntries b
 	if len(ds.Entries) == 0 {
 		ds.Entries = nil
 	}
-	return &ds, rows.Close()
+	return &ds, whole, rows.Close()
 }
 
 // readStateChunks reads the chunks of query (seq, summary, data), nil if
