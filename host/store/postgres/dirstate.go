@@ -203,7 +203,8 @@ func (s *Store) DirStateChunks(ctx context.Context, domain string, seqs []int64)
 	chunks, err := readStateChunks(ctx, s.pool, `SELECT q.seq, s.summary, c.data
 		FROM unnest($2::bigint[]) AS q (seq)
 		CROSS JOIN LATERAL (SELECT summary FROM dir_state_summaries WHERE domain = $1 AND seq = q.seq LIMIT 1) AS s
-		CROSS JOIN LATERAL (SELECT data FROM dir_state_chunks WHERE domain = $1 AND seq = q.seq LIMIT 1) AS c`, domain, seqs)
+		CROSS JOIN LATERAL (SELECT data FROM dir_state_chunks WHERE domain = $1 AND seq = q.seq LIMIT 1) AS c
+		WHERE EXISTS (SELECT 1 FROM dir_state WHERE domain = $1 AND entries IS NULL)`, domain, seqs)
 	if err != nil {
 		return nil, fmt.Errorf("directory state chunks of %s: %w", domain, ctxErr(ctx, err))
 	}
@@ -236,11 +237,12 @@ func writeDirState(ctx context.Context, tx pgx.Tx, domain string, ds *store.DirS
 		entries = nil
 	}
 	if ds.Patch {
-		// Chunks without a state (its row deleted by hand) are no part of
-		// the one a patch makes.
+		// Chunks without a state (its row deleted by hand), or under one
+		// written whole (by an earlier version), are no part of the one a
+		// patch makes.
 		for _, table := range []string{"dir_state_summaries", "dir_state_chunks"} {
 			b.Queue(`DELETE FROM `+table+` WHERE domain = $1
-				AND NOT EXISTS (SELECT 1 FROM dir_state WHERE domain = $1)`, domain)
+				AND NOT EXISTS (SELECT 1 FROM dir_state WHERE domain = $1 AND entries IS NULL)`, domain)
 		}
 	}
 	b.Queue(`

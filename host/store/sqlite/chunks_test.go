@@ -67,4 +67,17 @@ func TestChunksUnderAWholeState(t *testing.T) {
 	if err != nil || ds == nil || string(ds.Entries) != "whole" || ds.Chunks != nil {
 		t.Errorf("DirState = %+v, %v; want the entries written whole", ds, err)
 	}
+	if cs, err := s.DirStateChunks(ctx, "example.com", []int64{1}); err != nil || len(cs) != 0 {
+		t.Errorf("DirStateChunks = %+v, %v; want none", cs, err)
+	}
+	// A patch over it makes a state of its own chunks only.
+	run = newRun(t, s)
+	run.DirState = &store.DirState{Key: "k2", Patch: true, Chunks: []store.StateChunk{{Seq: 9, Summary: []byte{9}, Data: []byte{9, 9}}}}
+	if err := s.Apply(ctx, "example.com", nil, run); err != nil {
+		t.Fatal(err)
+	}
+	ds, err = s.DirState(ctx, "example.com")
+	if err != nil || ds == nil || len(ds.Chunks) != 1 || ds.Chunks[0].Seq != 9 {
+		t.Errorf("DirState after a patch over a whole state = %+v, %v; want chunk 9 alone", ds, err)
+	}
 }

@@ -180,7 +180,8 @@ func (s *Store) DirStateChunks(ctx context.Context, domain string, seqs []int64)
 		var err error
 		chunks, err = readStateChunks(ctx, tx, `SELECT s.seq, s.summary, c.data
 			FROM dir_state_summaries s JOIN dir_state_chunks c ON c.domain = s.domain AND c.seq = s.seq
-			WHERE s.domain = ? AND s.seq IN (SELECT value FROM json_each(?)) ORDER BY s.seq`, domain, seqList(seqs))
+			WHERE s.domain = ? AND s.seq IN (SELECT value FROM json_each(?))
+			AND EXISTS (SELECT 1 FROM dir_state WHERE domain = s.domain AND typeof(entries) = 'null') ORDER BY s.seq`, domain, seqList(seqs))
 		return err
 	})
 	if err != nil {
@@ -230,11 +231,12 @@ func writeDirState(a *applier, ds *store.DirState) error {
 		entries = nil
 	}
 	if ds.Patch {
-		// Chunks without a state (its row deleted by hand) are no part of
-		// the one a patch makes.
+		// Chunks without a state (its row deleted by hand), or under one
+		// written whole (by an earlier version), are no part of the one a
+		// patch makes.
 		for _, table := range []string{"dir_state_summaries", "dir_state_chunks"} {
 			if _, err := tx.ExecContext(ctx, `DELETE FROM `+table+` WHERE domain = ?
-				AND NOT EXISTS (SELECT 1 FROM dir_state WHERE domain = ?)`, domain, domain); err != nil {
+				AND NOT EXISTS (SELECT 1 FROM dir_state WHERE domain = ? AND typeof(entries) = 'null')`, domain, domain); err != nil {
 				return fmt.Errorf("write the directory state: delete from %s: %w", table, err)
 			}
 		}
