@@ -443,15 +443,12 @@ func (h *Host) dirState(d *config.Domain, in *runInput) *store.DirState {
 		if in.part != nil {
 			ds.Chunks, err = in.part.Write(in.partHead)
 			hd.Count, hd.Keys, ds.Patch = in.part.Count, in.part.Keys, true
-			if ds.Chunks == nil {
-				ds.Chunks = []store.StateChunk{} // a patch that changes no chunk
-			}
 		} else {
 			ds.Chunks, err = dirstate.EncodeChunks(s, 0, s.Len(), 1, dirstate.ChunkEntries, dirstate.ChunkBytes)
 			hd.Count, hd.Keys = s.Len(), dirstate.KeysHash(s.Keys)
-			if ds.Chunks == nil {
-				ds.Chunks = []store.StateChunk{}
-			}
+		}
+		if ds.Chunks == nil {
+			ds.Chunks = []store.StateChunk{} // chunks, none (nil would be a state of Entries)
 		}
 	} else {
 		ds.Entries, err = dirstate.Encode(s)

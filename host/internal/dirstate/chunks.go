@@ -60,18 +60,27 @@ const (
 
 // Print is the fingerprint of value looked up as tag.
 func Print(tag byte, value string) uint32 {
-	h := uint64(14695981039346656037)
-	h ^= uint64(tag)
-	h *= 1099511628211
-	for i := 0; i < len(value); i++ {
-		h ^= uint64(value[i])
-		h *= 1099511628211
-	}
-	return uint32(mix(h) >> 32)
+	h := (fnvOffset ^ uint64(tag)) * fnvPrime
+	return uint32(mix(fnv(h, value)) >> 32)
 }
 
 func printBytes(tag byte, value []byte) uint32 {
 	return Print(tag, unsafe.String(unsafe.SliceData(value), len(value)))
+}
+
+// FNV-1a, 64 bits.
+const (
+	fnvOffset = 14695981039346656037
+	fnvPrime  = 1099511628211
+)
+
+// fnv continues FNV-1a hash h over s.
+func fnv(h uint64, s string) uint64 {
+	for i := 0; i < len(s); i++ {
+		h ^= uint64(s[i])
+		h *= fnvPrime
+	}
+	return h
 }
 
 // mix is SplitMix64's finalizer.
@@ -160,8 +169,8 @@ func (q *Prints) has(p uint32) bool {
 // past bytes of raw encoding (0: no limit); a state's are ChunkEntries and
 // ChunkBytes.
 func EncodeChunks(s *State, from, to int, seq int64, per, bytes int) ([]store.StateChunk, error) {
-	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) || s.Encoded != nil && len(s.Encoded) != len(s.Keys) {
-		return nil, errors.New("dirstate: keys, refs, intents and encodings differ in length")
+	if err := s.check(); err != nil {
+		return nil, err
 	}
 	var out []store.StateChunk
 	var c chunkEncoder

@@ -150,16 +150,19 @@ func KeysHash(keys []string) uint64 {
 // KeyHash is one key's part of KeysHash: a state that loses key k and gains
 // key n has the hash KeysHash - KeyHash(k) + KeyHash(n).
 func KeyHash(k string) uint64 {
-	h := uint64(14695981039346656037)
-	for i := 0; i < len(k); i++ {
-		h ^= uint64(k[i])
-		h *= 1099511628211
-	}
-	return mix(h)
+	return mix(fnv(fnvOffset, k))
 }
 
 // Len is the number of entries.
 func (s *State) Len() int { return len(s.Keys) }
+
+// check says whether s's parallel slices are of one length.
+func (s *State) check() error {
+	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) || s.Encoded != nil && len(s.Encoded) != len(s.Keys) {
+		return errors.New("dirstate: keys, refs, intents and encodings differ in length")
+	}
+	return nil
+}
 
 // Append adds an entry (to be encoded, when s has Encoded).
 func (s *State) Append(key string, ref diff.Ref, in sdk.Intent) {
@@ -182,8 +185,8 @@ const chunk = 1 << 20
 
 // Encode returns the stored form of s.
 func Encode(s *State) ([]byte, error) {
-	if len(s.Refs) != len(s.Keys) || len(s.Intents) != len(s.Keys) || s.Encoded != nil && len(s.Encoded) != len(s.Keys) {
-		return nil, errors.New("dirstate: keys, refs, intents and encodings differ in length")
+	if err := s.check(); err != nil {
+		return nil, err
 	}
 	// The compressed chunks are kept apart and joined once at the end:
 	// appended to one growing slice they were copied again and again as

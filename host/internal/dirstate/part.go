@@ -1,6 +1,7 @@
 package dirstate
 
 import (
+	"cmp"
 	"errors"
 	"fmt"
 	"slices"
@@ -106,7 +107,7 @@ func PatchChunks(sums []store.StateChunk, head Head, d *Delta, least int, load f
 			for i := range chunks {
 				c := &chunks[i]
 				// What was read must be what was summed up.
-				j, ok := slices.BinarySearchFunc(sums, c.Seq, func(s store.StateChunk, seq int64) int { return cmpInt(s.Seq, seq) })
+				j, ok := slices.BinarySearchFunc(sums, c.Seq, func(s store.StateChunk, seq int64) int { return cmp.Compare(s.Seq, seq) })
 				if !ok || string(sums[j].Summary) != string(c.Summary) {
 					return nil, fmt.Errorf("dirstate: chunk %d is not the one summed up: the state changed", c.Seq)
 				}
@@ -228,16 +229,6 @@ func presentIsTheRest(old *State, head Head, d *Delta) bool {
 		}
 	}
 	return count == head.Count && sum == head.Keys
-}
-
-func cmpInt(a, b int64) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }
 
 // join makes Old the entries of the chunks read, in order.
