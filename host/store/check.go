@@ -1,11 +1,13 @@
 package store
 
 import (
+	"cmp"
 	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
 	"io"
+	"slices"
 	"strings"
 
 	"github.com/dirsync/dirsync/sdk"
@@ -165,4 +167,22 @@ func CreateKey(m *sdk.Mailbox) [16]byte {
 	var r [16]byte
 	copy(r[:], h.Sum(nil))
 	return r
+}
+
+// SortChunks returns the chunks of a DirState.Chunks as a store keeps
+// them: in ascending Seq, one a Seq (of those given with one Seq, the
+// last). It shares their bytes.
+func SortChunks(cs []StateChunk) []StateChunk {
+	out := slices.Clone(cs)
+	slices.SortStableFunc(out, func(a, b StateChunk) int { return cmp.Compare(a.Seq, b.Seq) })
+	n := 0
+	for i := range out {
+		if n > 0 && out[n-1].Seq == out[i].Seq {
+			out[n-1] = out[i]
+			continue
+		}
+		out[n] = out[i]
+		n++
+	}
+	return out[:n]
 }

@@ -130,12 +130,10 @@ func nextDirState(old, ds *store.DirState) *store.DirState {
 		return next // a state of Entries
 	}
 	next.Entries = nil
-	given := make([]store.StateChunk, 0, len(ds.Chunks))
-	for _, ch := range ds.Chunks {
-		given = append(given, copyChunk(ch, true))
+	given := store.SortChunks(ds.Chunks)
+	for i := range given {
+		given[i] = copyChunk(given[i], true)
 	}
-	// Stable: of chunks with one Seq, the last given stays last.
-	slices.SortStableFunc(given, func(a, b store.StateChunk) int { return cmp.Compare(a.Seq, b.Seq) })
 	var kept []store.StateChunk
 	if ds.Patch && old != nil {
 		kept = old.Chunks
@@ -149,10 +147,6 @@ func nextDirState(old, ds *store.DirState) *store.DirState {
 			continue
 		}
 		g := given[j]
-		for j+1 < len(given) && given[j+1].Seq == g.Seq {
-			j++
-			g = given[j]
-		}
 		j++
 		if i < len(kept) && kept[i].Seq == g.Seq {
 			i++ // replaced or deleted

@@ -251,7 +251,7 @@ func writeDirState(ctx context.Context, tx pgx.Tx, domain string, ds *store.DirS
 			key = excluded.key, cookie = excluded.cookie, full_at = excluded.full_at,
 			head = excluded.head, entries = excluded.entries`,
 		domain, ds.Key, byteaOrNull(ds.Cookie), ds.FullAt, byteaOrNull(ds.Head), byteaOrNull(entries))
-	chunks := sortChunks(ds.Chunks)
+	chunks := store.SortChunks(ds.Chunks)
 	if !ds.Patch {
 		b.Queue(`DELETE FROM dir_state_summaries WHERE domain = $1`, domain)
 		b.Queue(`DELETE FROM dir_state_chunks WHERE domain = $1`, domain)
@@ -305,23 +305,6 @@ func writeDirState(ctx context.Context, tx pgx.Tx, domain string, ds *store.DirS
 		return fmt.Errorf("write the directory state: %w", err)
 	}
 	return nil
-}
-
-// sortChunks returns the chunks of cs in ascending Seq, one a Seq: of
-// those given with one Seq, the last. It shares their bytes.
-func sortChunks(cs []store.StateChunk) []store.StateChunk {
-	out := slices.Clone(cs)
-	slices.SortStableFunc(out, func(a, b store.StateChunk) int { return cmp.Compare(a.Seq, b.Seq) })
-	n := 0
-	for i := range out {
-		if n > 0 && out[n-1].Seq == out[i].Seq {
-			out[n-1] = out[i]
-			continue
-		}
-		out[n] = out[i]
-		n++
-	}
-	return out[:n]
 }
 
 // byteaOrNull is b as a bytea parameter: NULL if it is empty.

@@ -2,11 +2,9 @@ package sqlite
 
 import (
 	"bytes"
-	"cmp"
 	"context"
 	"database/sql"
 	"fmt"
-	"slices"
 	"strconv"
 
 	"github.com/dirsync/dirsync/host/store"
@@ -250,7 +248,7 @@ func writeDirState(a *applier, ds *store.DirState) error {
 	if err != nil {
 		return fmt.Errorf("write the directory state: %w", err)
 	}
-	chunks := sortChunks(ds.Chunks)
+	chunks := store.SortChunks(ds.Chunks)
 	var deleted []int64
 	if ds.Patch {
 		// Those with data are written below, over the old ones.
@@ -309,23 +307,6 @@ func writeDirState(a *applier, ds *store.DirState) error {
 		return fmt.Errorf("write the directory state's chunks: %w", err)
 	}
 	return nil
-}
-
-// sortChunks returns the chunks of cs in ascending Seq, one a Seq: of
-// those given with one Seq, the last. It shares their bytes.
-func sortChunks(cs []store.StateChunk) []store.StateChunk {
-	out := slices.Clone(cs)
-	slices.SortStableFunc(out, func(a, b store.StateChunk) int { return cmp.Compare(a.Seq, b.Seq) })
-	n := 0
-	for i := range out {
-		if n > 0 && out[n-1].Seq == out[i].Seq {
-			out[n-1] = out[i]
-			continue
-		}
-		out[n] = out[i]
-		n++
-	}
-	return out[:n]
 }
 
 // blobOrNull is b as a BLOB parameter: NULL if it is empty.
